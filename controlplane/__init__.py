@@ -1,0 +1,7 @@
+"""The runner control plane's project package: settings, URLs, Celery, cross-cutting code."""
+
+from __future__ import annotations
+
+from controlplane.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,124 @@
+"""Cross-cutting records: the audit log, GitHub API usage, background task status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+
+class AuditEvent(models.Model):
+    """One state-changing action: who did what to which object, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success"
+        FAILURE = "failure"
+        DENIED = "denied"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept apart from the FK so the row still says who it was after the user is deleted,
+    # and so system actors (beat, webhooks, a runner's token) have a name too.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=100, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=100, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    request_id = models.CharField(max_length=64, blank=True)
+    # Never a secret value: callers pass names, ids and reasons only.
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # The audit page filtered to one object's history.
+            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} {self.target_repr} ({self.outcome})"
+
+
+class GitHubUsageQuerySet(models.QuerySet["GitHubUsage"]):
+    def record(self, *, counter: str, headers: dict[str, Any] | None = None) -> None:
+        """Count one response and note the budget the response reported."""
+        updates: dict[str, Any] = {
+            counter: F(counter) + 1,
+            "observed_at": timezone.now(),
+        }
+        if headers:
+            for header, field in (
+                ("x-ratelimit-remaining", "rate_limit_remaining"),
+                ("x-ratelimit-limit", "rate_limit_limit"),
+                ("x-ratelimit-reset", "rate_limit_reset"),
+            ):
+                value = headers.get(header)
+                if value is not None and str(value).isdigit():
+                    updates[field] = int(value)
+        if not self.filter(pk=1).update(**updates):
+            # First use: create the row, then count (a racing creator is harmless).
+            self.get_or_create(pk=1)
+            self.filter(pk=1).update(**updates)
+
+
+class GitHubUsage(models.Model):
+    """Counters of GitHub API use by every process, and the last budget GitHub reported.
+
+    Kept in the database, not in process memory, so that /metrics served by any web
+    process reports what all workers did.
+    """
+
+    requests_total = models.BigIntegerField(default=0)
+    not_modified_total = models.BigIntegerField(default=0)
+    errors_total = models.BigIntegerField(default=0)
+    retries_total = models.BigIntegerField(default=0)
+    rate_limited_total = models.BigIntegerField(default=0)
+    rate_limit_remaining = models.IntegerField(null=True, blank=True)
+    rate_limit_limit = models.IntegerField(null=True, blank=True)
+    rate_limit_reset = models.BigIntegerField(null=True, blank=True)
+    observed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = GitHubUsageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name_plural = "GitHub usage"
+
+    def __str__(self) -> str:
+        return f"GitHub usage: {self.requests_total} requests"
+
+
+class TaskStatusQuerySet(models.QuerySet["TaskStatus"]):
+    def record(self, name: str, *, ok: bool, duration: float, error: str = "") -> None:
+        now = timezone.now()
+        values: dict[str, Any] = {"last_duration_seconds": duration}
+        if ok:
+            values["last_success_at"] = now
+        else:
+            values.update(last_failure_at=now, last_error=error[:500])
+        self.update_or_create(name=name, defaults=values)
+
+
+class TaskStatus(models.Model):
+    """When a periodic job (sync, sweep, probe, reconcile, audit, beat tick) last ran."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_duration_seconds = models.FloatField(default=0.0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    objects = TaskStatusQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "task statuses"
+
+    def __str__(self) -> str:
+        return self.name

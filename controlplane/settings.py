@@ -1,0 +1,405 @@
+"""Settings for the runner control plane, read from environment variables only.
+
+The defaults give the embedded setup: SQLite and a file-based Celery broker under
+``var/``, and the bundled GitHub simulator. Production sets ``DATABASE_URL``,
+``CELERY_BROKER_URL``, ``GITHUB_API_URL`` and credentials, ``SECRET_KEY`` and
+``DEBUG=0``. A bad or missing value stops start-up with ``ImproperlyConfigured``
+naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.getenv(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off")
+
+
+def envint(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.getenv(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.getenv(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [
+        item.strip() for item in os.getenv(name, default).split(",") if item.strip()
+    ]
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """Read NAME, or the contents of the file named by NAME_FILE (Docker secrets)."""
+    path = os.getenv(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"{name}_FILE points to {path!r}, which cannot be read: {exc.strerror}"
+            ) from None
+    return os.getenv(name, default)
+
+
+def envurl(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    value = os.getenv(name, default).strip()
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or (
+        parts.scheme.startswith("http") and not parts.netloc
+    ):
+        raise ImproperlyConfigured(
+            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            f", got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+DEBUG = envbool("DEBUG", True)
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "embedded-development-key-not-for-production"  # noqa: S105
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+SITE_URL = envurl("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "knox",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "controlplane",
+    "runners",
+    "deploys",
+]
+
+MIDDLEWARE = [
+    "controlplane.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "controlplane.middleware.SessionLimitsMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "controlplane.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# Database -------------------------------------------------------------------
+
+_DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"
+DATABASE_URL = os.getenv("DATABASE_URL", _DEFAULT_DATABASE_URL)
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=600)
+except Exception as exc:  # dj-database-url raises several types
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a usable database URL: {exc}"
+    ) from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: WAL lets readers run beside the writer,
+    # IMMEDIATE transactions take the write lock up front instead of failing with
+    # "database is locked" on upgrade, and busy_timeout waits for it.
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    _database["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Auth, sessions, security -----------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# A session lives at most 12 hours and ends after 30 idle minutes
+# (SessionLimitsMiddleware enforces both; the cookie age is the outer bound).
+SESSION_COOKIE_AGE = 12 * 60 * 60
+SESSION_IDLE_TIMEOUT = envint("SESSION_IDLE_TIMEOUT", 30 * 60, minimum=60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+    # Behind a TLS-terminating proxy, which sets X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # /healthz, /readyz and /metrics are scraped over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# Internationalisation and time ------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Static files -------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.getenv("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# REST API ---------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Default deny: every view names the role it needs; one that forgets gets admin-only.
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.permissions.IsAdmin"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=envint("API_TOKEN_TTL_DAYS", 90, minimum=1)),
+    "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Runner control plane API",
+    "DESCRIPTION": (
+        "Self-hosted GitHub Actions runners: fleet health, production deploys with "
+        "failover, and secrets rotation. Authenticate with `Authorization: Token <token>`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["controlplane.permissions.IsViewer"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Celery -------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = envurl(
+    "CELERY_BROKER_URL",
+    "filesystem://",
+    schemes=("filesystem", "redis", "rediss", "amqp", "amqps", "memory"),
+)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # A message not acknowledged within the visibility timeout is delivered again.
+    # It must exceed the longest task (hard limit below) plus the longest countdown
+    # we schedule, or a slow task would run twice; one hour leaves a wide margin
+    # while a lost message still comes back the same hour (the reconciler covers
+    # the gap anyway).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 180
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "health"
+CELERY_TASK_ROUTES = {"deploys.tasks.*": {"queue": "deploys"}}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# GitHub ---------------------------------------------------------------------------------
+
+GITHUB_SIMULATOR_URL = "http://127.0.0.1:9100"
+GITHUB_API_URL = envurl(
+    "GITHUB_API_URL", GITHUB_SIMULATOR_URL, schemes=("http", "https")
+)
+GITHUB_TOKEN = envsecret("GITHUB_TOKEN")
+GITHUB_APP_ID = os.getenv("GITHUB_APP_ID", "")
+GITHUB_APP_INSTALLATION_ID = os.getenv("GITHUB_APP_INSTALLATION_ID", "")
+GITHUB_APP_PRIVATE_KEY = envsecret("GITHUB_APP_PRIVATE_KEY")
+if GITHUB_APP_ID or GITHUB_APP_INSTALLATION_ID or GITHUB_APP_PRIVATE_KEY:
+    for _name, _value in (
+        ("GITHUB_APP_ID", GITHUB_APP_ID),
+        ("GITHUB_APP_INSTALLATION_ID", GITHUB_APP_INSTALLATION_ID),
+        ("GITHUB_APP_PRIVATE_KEY_FILE", GITHUB_APP_PRIVATE_KEY),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(f"{_name} must be set to use GitHub App auth")
+    for _name, _value in (
+        ("GITHUB_APP_ID", GITHUB_APP_ID),
+        ("GITHUB_APP_INSTALLATION_ID", GITHUB_APP_INSTALLATION_ID),
+    ):
+        if not _value.isdigit():
+            raise ImproperlyConfigured(f"{_name} must be a number, got {_value!r}")
+    if "PRIVATE KEY" not in GITHUB_APP_PRIVATE_KEY:
+        raise ImproperlyConfigured(
+            "GITHUB_APP_PRIVATE_KEY_FILE does not hold a PEM key"
+        )
+elif not GITHUB_TOKEN:
+    if GITHUB_API_URL != GITHUB_SIMULATOR_URL:
+        raise ImproperlyConfigured(
+            "GITHUB_TOKEN (or GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID and "
+            "GITHUB_APP_PRIVATE_KEY_FILE) must be set when GITHUB_API_URL is not the "
+            "bundled simulator"
+        )
+    GITHUB_TOKEN = "githubsim-token"  # noqa: S105 - the simulator accepts any token
+
+GITHUB_REPOSITORY = os.getenv("GITHUB_REPOSITORY", "acme/deploy")
+if GITHUB_REPOSITORY.count("/") != 1 or not all(GITHUB_REPOSITORY.split("/")):
+    raise ImproperlyConfigured(
+        f"GITHUB_REPOSITORY must look like owner/name, got {GITHUB_REPOSITORY!r}"
+    )
+# Set to list runners at organization scope instead of the repository's.
+GITHUB_ORGANIZATION = os.getenv("GITHUB_ORGANIZATION", "")
+GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")
+if not GITHUB_WEBHOOK_SECRET:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "GITHUB_WEBHOOK_SECRET must be set when DEBUG is off"
+        )
+    GITHUB_WEBHOOK_SECRET = "embedded-webhook-secret"  # noqa: S105
+GITHUB_TIMEOUT = envfloat("GITHUB_TIMEOUT", 10.0, minimum=0.1)
+GITHUB_MAX_RETRIES = envint("GITHUB_MAX_RETRIES", 4)
+# Longest a single call may sleep for a rate limit before giving up and failing.
+GITHUB_MAX_RATE_LIMIT_WAIT = envfloat("GITHUB_MAX_RATE_LIMIT_WAIT", 900.0)
+
+# Logging ---------------------------------------------------------------------------------
+
+LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}"
+    )
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "controlplane.middleware.RequestIdFilter"}},
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # PyGithub logs request headers (the token) at DEBUG.
+        "github": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
