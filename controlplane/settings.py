@@ -127,6 +127,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: request counts and latencies for /metrics cover every layer.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -138,6 +140,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -295,6 +298,9 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+    # kombu's filesystem transport does not create its folders; web, worker and
+    # beat all need them, whichever starts first.
+    (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
 else:
     # A message not acknowledged within the visibility timeout is delivered again.
     # It must exceed the longest task (hard limit below) plus the longest countdown
