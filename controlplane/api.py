@@ -1,13 +1,73 @@
-"""REST API pieces shared by every app: the error handler."""
+"""REST API pieces shared by every app (the error handler) and the project's own
+endpoints: the audit log and ``whoami``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema
+from knox.models import AuthToken
+from rest_framework import exceptions, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from controlplane.filters import AuditEventFilterSet
+from controlplane.models import AuditEvent
+from controlplane.permissions import IsViewer, lowest_sufficient_role, role_message
+from controlplane.roles import role_of
+from controlplane.serializers import AuditEventSerializer, WhoAmISerializer
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's error format; unexpected errors still reach Django's 500 handling."""
+    """DRF's error format; unexpected errors still reach Django's 500 handling.
+
+    A role denial whose permission gave no message of its own (composed
+    permissions lose theirs) names the lowest role that would have been allowed.
+    """
+    request = context.get("request")
+    view = context.get("view")
+    if (
+        isinstance(exc, exceptions.PermissionDenied)
+        and exc.detail == exceptions.PermissionDenied.default_detail
+        and isinstance(request, Request)
+        and isinstance(view, APIView)
+    ):
+        role = lowest_sufficient_role(request, view)
+        if role is not None:
+            exc = exceptions.PermissionDenied(role_message(role))
     return drf_exception_handler(exc, context)
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet[AuditEvent]):
+    """The audit log, newest first: who did what to which object, and how it ended."""
+
+    queryset = AuditEvent.objects.order_by("-created_at", "-pk")
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilterSet
+    permission_classes = [IsViewer]
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at", "-pk"]
+
+
+class WhoAmIView(APIView):
+    """The caller's username, role, and token expiry. Open to any signed-in user,
+    including one without a role, so a client can see why it is being refused."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=WhoAmISerializer)
+    def get(self, request: Request) -> Response:
+        user = request.user
+        assert isinstance(user, User)  # IsAuthenticated lets only real users in
+        token = request.auth if isinstance(request.auth, AuthToken) else None
+        data = {
+            "username": user.get_username(),
+            "role": role_of(user).label,
+            "auth": "token" if token is not None else "session",
+            "token_expiry": token.expiry if token is not None else None,
+        }
+        return Response(WhoAmISerializer(data).data)

@@ -1,8 +1,12 @@
+"""Template context every page gets: the navigation and the user's role."""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
 
 from controlplane.roles import role_of
 
@@ -15,5 +19,31 @@ NAVIGATION = [
 ]
 
 
+@dataclass(frozen=True)
+class NavEntry:
+    label: str
+    url: str
+    current: bool
+
+
+def navigation_entries(path: str) -> list[NavEntry]:
+    """The sections that exist, in order; a section whose URL name does not resolve
+    yet is left out, so the navigation grows as sections are added. The current
+    section is the one whose URL is the longest prefix of ``path``."""
+    resolved: list[tuple[str, str]] = []
+    for label, name in NAVIGATION:
+        try:
+            resolved.append((label, reverse(name)))
+        except NoReverseMatch:
+            continue
+    matches = [url for _, url in resolved if url != "/" and path.startswith(url)]
+    current = max(matches, key=len, default=None)
+    return [NavEntry(label, url, url == current) for label, url in resolved]
+
+
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    return {"navigation": NAVIGATION, "user_role": role_of(request.user).label}
+    user = getattr(request, "user", None)
+    return {
+        "navigation": navigation_entries(request.path),
+        "user_role": role_of(user).label if user is not None else "",
+    }

@@ -64,10 +64,16 @@ class SessionLimitsMiddleware:
             session = request.session
             started = session.setdefault("started_at", now)
             last_seen = session.get("last_seen", now)
-            if (
-                now - last_seen > settings.SESSION_IDLE_TIMEOUT
-                or now - started > settings.SESSION_COOKIE_AGE
-            ):
+            idle = now - last_seen > settings.SESSION_IDLE_TIMEOUT
+            if idle or now - started > settings.SESSION_COOKIE_AGE:
+                # Imported here: the audit module imports this one for request ids.
+                from controlplane import audit
+
+                audit.record(
+                    request.user,
+                    "session-expired",
+                    limit="idle" if idle else "absolute",
+                )
                 logout(request)
             elif now - last_seen >= self.TOUCH_EVERY or "last_seen" not in session:
                 session["last_seen"] = now

@@ -43,6 +43,37 @@ class IsAdmin(_HasRole):
     message = "This needs the admin role."
 
 
+def lowest_sufficient_role(request: Request, view: APIView) -> Role | None:
+    """The lowest role with which this request would have passed the view's
+    permissions, so a denial can name it. DRF's ``&``/``|`` composition drops the
+    operands' messages, so each role is tried in turn on the cached role of the
+    request's user (see ``role_of``); the other permissions (e.g. ``ReadOnly``) are
+    evaluated as they are."""
+    user = request.user
+    if not user.is_authenticated or not user.is_active:
+        return None
+    missing = object()
+    actual = getattr(user, "_controlplane_role", missing)
+    try:
+        for role in (Role.VIEWER, Role.SRE, Role.ADMIN):
+            setattr(user, "_controlplane_role", role)  # noqa: B010
+            if all(p.has_permission(request, view) for p in view.get_permissions()):
+                return role
+    finally:
+        if actual is missing:
+            delattr(user, "_controlplane_role")
+        else:
+            setattr(user, "_controlplane_role", actual)  # noqa: B010
+    return None
+
+
+def role_message(role: Role) -> str:
+    names = [r.label for r in Role if r >= role and r != Role.NONE]
+    if len(names) == 1:
+        return f"This needs the {names[0]} role."
+    return f"This needs the {', '.join(names[:-1])} or {names[-1]} role."
+
+
 class ReadOnly(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         return request.method in SAFE_METHODS

@@ -6,6 +6,8 @@ viewer can. Superusers count as admins.
 
 from __future__ import annotations
 
+from django.contrib.auth.backends import BaseBackend
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 
@@ -40,3 +42,19 @@ def role_of(user: User | AnonymousUser) -> Role:
 
 def has_role(user: User | AnonymousUser, needed: Role) -> bool:
     return role_of(user) >= needed
+
+
+class AdminRoleBackend(BaseBackend):
+    """Gives the admin role every model permission, so admins can use the Django
+    admin site without per-model permission rows (which would have to be granted
+    again for each new model). Authenticates nobody itself."""
+
+    def has_perm(
+        self, user_obj: AbstractBaseUser | AnonymousUser, perm: str, obj: object = None
+    ) -> bool:
+        return isinstance(user_obj, User) and has_role(user_obj, Role.ADMIN)
+
+    def has_module_perms(
+        self, user_obj: AbstractBaseUser | AnonymousUser, app_label: str
+    ) -> bool:
+        return isinstance(user_obj, User) and has_role(user_obj, Role.ADMIN)

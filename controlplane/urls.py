@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from controlplane import views
@@ -12,6 +13,25 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Login and logout are audited; no self-service password reset (accounts are
+    # made with manage.py createuser and there is no mail server to trust).
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password_change/",
+        views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("audit/", views.audit_list, name="audit-list"),
+    path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "controlplane.views.permission_denied"
+handler404 = "controlplane.views.page_not_found"
+handler500 = "controlplane.views.server_error"

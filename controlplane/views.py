@@ -1,19 +1,117 @@
-"""Project-wide pages: home, operations endpoints."""
+"""Project-wide pages: home, login/logout, the audit log, error pages, operations
+endpoints."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.paginator import Paginator
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseServerError,
+    JsonResponse,
+)
 from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.http import require_GET
 
+from controlplane import audit
+from controlplane.context_processors import navigation_entries
+from controlplane.filters import AuditEventFilterSet
+from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
 from controlplane.permissions import role_required
 from controlplane.roles import Role
+
+AUDIT_PAGE_SIZE = 50
 
 
 @role_required(Role.VIEWER)
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "controlplane/home.html", {})
+    """What exists so far: the sections, the GitHub API budget, background tasks."""
+    ctx = {
+        "sections": [e for e in navigation_entries(request.path) if e.url != "/"],
+        "usage": GitHubUsage.objects.filter(pk=1).first(),
+        "tasks": list(TaskStatus.objects.all()),
+    }
+    return render(request, "controlplane/home.html", ctx)
+
+
+@role_required(Role.VIEWER)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """The audit log, newest first, filtered by the same FilterSet as the API."""
+    filterset = AuditEventFilterSet(
+        request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-pk")
+    )
+    page = Paginator(filterset.qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    ctx = {"filter": filterset, "page_obj": page, "events": page.object_list}
+    return render(request, "controlplane/audit_list.html", ctx)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, with every attempt in the audit log. A failed attempt
+    records the username tried and the client address, never the password."""
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        response = super().form_valid(form)
+        audit.record(form.get_user(), "login", remote_addr=_client_addr(self.request))
+        return response
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        audit.record(
+            None,
+            "login",
+            outcome=AuditEvent.Outcome.FAILURE,
+            username=str(form.data.get("username", ""))[:150],
+            remote_addr=_client_addr(self.request),
+        )
+        return super().form_invalid(form)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Logs out (POST only, as in Django), audits it, and says so on the login page."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated:
+            audit.record(request.user, "logout")
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You have been logged out.")
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change page, audited."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        audit.record(self.request.user, "password-change")
+        return response
+
+
+def _client_addr(request: HttpRequest) -> str:
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client chose to send unless
+    # a trusted proxy rewrites it, and an audit trail must not be forgeable.
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 page naming the role the page needs, when the view said so."""
+    reason = str(exception) if exception.args else ""
+    return render(request, "403.html", {"reason": reason}, status=403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return render(request, "404.html", {}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 page rendered without the request context: it must work when the
+    database, the session or a context processor is what failed."""
+    return HttpResponseServerError(loader.get_template("500.html").render())
 
 
 @require_GET

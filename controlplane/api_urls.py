@@ -1,0 +1,73 @@
+"""The REST API under ``/api/v1/``, its OpenAPI schema and its docs page.
+
+Each app with an API defines ``router`` (a DRF ``DefaultRouter``-style router) in its
+``api.py``; ``APP_ROUTERS`` lists the apps whose routers are mounted here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from controlplane.api import AuditEventViewSet, WhoAmIView
+
+router = SimpleRouter(trailing_slash=True)
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+
+# Apps that mount their own router under /api/v1/ once their api.py defines one.
+APP_ROUTERS = ("runners", "deploys")
+
+
+def _app_router_urls() -> list[URLPattern | URLResolver]:
+    urls: list[URLPattern | URLResolver] = []
+    for app in APP_ROUTERS:
+        try:
+            module = importlib.import_module(f"{app}.api")
+        except ModuleNotFoundError as exc:
+            # Only a missing api.py is tolerated; an import error inside it is a bug
+            # and must surface.
+            if exc.name != f"{app}.api":
+                raise
+            continue
+        app_router = getattr(module, "router", None)
+        if app_router is not None:
+            urls.append(path("", include(app_router.urls)))
+    return urls
+
+
+def _without_login_redirect(
+    patterns: Sequence[URLPattern | URLResolver],
+) -> None:
+    """API clients get DRF's 401 (with ``WWW-Authenticate: Token``), not the HTML
+    login redirect of ``LoginRequiredMiddleware``: DRF authenticates these views
+    itself (token or session), after the middleware has run."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            _without_login_redirect(pattern.url_patterns)
+        else:
+            pattern.callback.login_required = False  # type: ignore[attr-defined]
+
+
+v1_patterns: list[URLPattern | URLResolver] = [
+    path("auth/whoami", WhoAmIView.as_view(), name="whoami"),
+    path("", include(router.urls)),
+    *_app_router_urls(),
+]
+
+schema_patterns: list[URLPattern | URLResolver] = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+]
+_without_login_redirect(v1_patterns)
+_without_login_redirect(schema_patterns)
+
+app_name = "api"
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v1/", include(v1_patterns)),
+    *schema_patterns,
+    # A page for people: LoginRequiredMiddleware sends anonymous visitors to log in.
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

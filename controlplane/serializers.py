@@ -1,0 +1,42 @@
+"""API representations of the project-wide records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from controlplane.models import AuditEvent
+
+
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor_name",
+            "action",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "outcome",
+            "request_id",
+            "detail",
+        ]
+        read_only_fields = fields
+
+
+class WhoAmISerializer(serializers.Serializer[dict[str, Any]]):
+    """Who the caller is, as the API sees them."""
+
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=["none", "viewer", "sre", "admin"])
+    auth = serializers.ChoiceField(
+        choices=["token", "session"], help_text="How this request authenticated."
+    )
+    token_expiry = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the token used expires; null for sessions and tokens "
+        "without expiry.",
+    )
