@@ -6,7 +6,18 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from controlplane.celery import app as celery_app
+
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_memory_broker() -> None:
+    """Messages enqueued by code under test stay in this process; tests call task
+    functions directly, and the few end-to-end tests start real workers with their
+    own broker."""
+    celery_app.conf.broker_url = "memory://"
+    celery_app.conf.broker_transport_options = {}
 
 
 def make_user(username: str, role: str | None) -> User:
