@@ -41,7 +41,7 @@ BrokerSetter = Callable[[str, dict[str, str]], None]
 @pytest.fixture
 def use_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokerSetter]:
     """Points the Celery app at another broker for one test."""
-    saved_options = dict(app.conf.broker_transport_options)
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
 
     def use(url: str, transport_options: dict[str, str]) -> None:
         # Celery reads CELERY_BROKER_URL from the environment before its settings.
@@ -49,8 +49,7 @@ def use_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokerSetter]:
         app.conf.update(broker_url=url, broker_transport_options=transport_options)
 
     yield use
-    app.conf.update(broker_url=settings.CELERY_BROKER_URL)
-    app.conf.update(broker_transport_options=saved_options)
+    app.conf.update(saved)
 
 
 def test_healthz_answers_without_touching_the_database(client: Client) -> None:
