@@ -1,0 +1,184 @@
+"""The control API under ``/_sim/``: inspect the simulator and inject faults.
+
+JSON in and out, no GitHub authentication, no rate-limit budget, no injected faults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from githubsim.errors import ApiError
+from githubsim.routing import Reply, Request, Router
+
+router = Router()
+
+
+def number(body: dict[str, Any], key: str, default: float | None = None) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(422, f"{key} must be a number")
+    return float(value)
+
+
+@router.add("GET", "/_sim/state")
+def state_summary(request: Request) -> Reply:
+    return Reply(body=request.sim.state.summary())
+
+
+@router.add("POST", "/_sim/reset")
+def reset(request: Request) -> Reply:
+    request.sim.reset()
+    return Reply(body=request.sim.state.summary())
+
+
+@router.add("GET", "/_sim/requests")
+def request_counts(request: Request) -> Reply:
+    return Reply(body=request.sim.state.request_counts())
+
+
+@router.add("GET", "/_sim/runners")
+def list_runners(request: Request) -> Reply:
+    """All runners (or one page of them: ``?page=&per_page=`` up to 1000)."""
+    state = request.sim.state
+    page = int(request.query.get("page", "1"))
+    per_page = min(1000, int(request.query.get("per_page", "1000")))
+    with state.lock:
+        runners = state.runners()
+        chunk = runners[(page - 1) * per_page : page * per_page]
+        return Reply(
+            body={
+                "total_count": len(runners),
+                "runners": [state.runner_view(r) for r in chunk],
+            }
+        )
+
+
+@router.add("POST", "/_sim/runners")
+def add_runners(request: Request) -> Reply:
+    """``{"name": "x", "labels": [...]}`` adds one; ``{"count": N, "prefix": "p"}`` many."""
+    body = request.json_object()
+    labels = body.get("labels") or []
+    if isinstance(labels, str):
+        labels = [label for label in labels.split(",") if label]
+    state = request.sim.state
+    with state.lock:
+        if "name" in body:
+            added = [state.add_runner(str(body["name"]), labels)]
+        else:
+            count = int(number(body, "count", 1))
+            added = state.add_runners(
+                count, str(body.get("prefix") or "runner"), labels
+            )
+        return Reply(
+            status=201,
+            body={"added": len(added), "names": [r.name for r in added[:1000]]},
+        )
+
+
+@router.add("GET", "/_sim/runners/{name}")
+def get_runner(request: Request) -> Reply:
+    state = request.sim.state
+    return Reply(body=state.runner_view(state.runner(request.params["name"])))
+
+
+@router.add("DELETE", "/_sim/runners/{name}")
+def remove_runner(request: Request) -> Reply:
+    request.sim.state.remove_runner(request.params["name"])
+    return Reply(status=204)
+
+
+@router.add("POST", "/_sim/runners/{name}/{action}")
+def runner_action(request: Request) -> Reply:
+    state = request.sim.state
+    name = request.params["name"]
+    body = request.json_object()
+    action = request.params["action"]
+    if action == "kill":
+        runner = state.kill(name)
+    elif action == "revive":
+        runner = state.revive(name)
+    elif action == "stop-heartbeats":
+        runner = state.set_heartbeats(name, False)
+    elif action == "start-heartbeats":
+        runner = state.set_heartbeats(name, True)
+    elif action == "fill-disk":
+        runner = state.fill_disk(name, number(body, "free_percent", 3.0))
+    elif action == "load":
+        runner = state.set_load(name, number(body, "load1"))
+    elif action == "token":
+        runner = state.set_heartbeat_token(name, str(body.get("token") or ""))
+    elif action == "remove":
+        state.remove_runner(name)
+        return Reply(status=204)
+    else:
+        raise ApiError(404, f"Unknown runner action {action!r}")
+    return Reply(body=state.runner_view(runner))
+
+
+@router.add("GET", "/_sim/jobs")
+def list_jobs(request: Request) -> Reply:
+    state = request.sim.state
+    status = request.query.get("status")
+    with state.lock:
+        jobs = [j for j in state.jobs() if status is None or j.status == status]
+        return Reply(body={"jobs": [state.job_view(j) for j in jobs[-500:]]})
+
+
+@router.add("GET", "/_sim/jobs/{job_id}")
+def get_job(request: Request) -> Reply:
+    state = request.sim.state
+    return Reply(body=state.job_view(state.get_job(None, request.int_param("job_id"))))
+
+
+@router.add("POST", "/_sim/jobs/{job_id}/lose")
+def lose_job(request: Request) -> Reply:
+    state = request.sim.state
+    return Reply(body=state.job_view(state.lose_job(request.int_param("job_id"))))
+
+
+@router.add("GET", "/_sim/faults")
+def get_faults(request: Request) -> Reply:
+    return Reply(body=request.sim.state.faults.as_dict())
+
+
+@router.add("POST", "/_sim/faults")
+def set_faults(request: Request) -> Reply:
+    """Set some faults; ``{"clear": true}`` first clears them all."""
+    body = dict(request.json_object())
+    state = request.sim.state
+    if body.pop("clear", False):
+        request.sim.clear_faults()
+    return Reply(body=state.set_faults(**body).as_dict())
+
+
+@router.add("GET", "/_sim/config")
+def get_config(request: Request) -> Reply:
+    state = request.sim.state
+    return Reply(body={**state.config.as_dict(), "time_scale": state.clock.time_scale})
+
+
+@router.add("POST", "/_sim/config")
+def set_config(request: Request) -> Reply:
+    body = dict(request.json_object())
+    sim = request.sim
+    if "webhook_url" in body or "webhook_secret" in body:
+        sim.set_webhook(
+            str(body.pop("webhook_url", sim.state.config.webhook_url)),
+            str(body.pop("webhook_secret", sim.state.config.webhook_secret)),
+        )
+    config = sim.state.set_config(**body)
+    return Reply(body={**config.as_dict(), "time_scale": sim.clock.time_scale})
+
+
+@router.add("GET", "/_sim/webhooks")
+def webhook_deliveries(request: Request) -> Reply:
+    return Reply(body={"deliveries": request.sim.webhooks.recent()})
+
+
+@router.add("GET", "/_sim/exporter/{name}/metrics")
+def exporter(request: Request) -> Reply:
+    text = request.sim.state.exporter_metrics(request.params["name"])
+    if text is None:
+        # A dead host: the server closes the connection without answering.
+        return Reply(status=0)
+    return Reply(body=text.encode(), content_type="text/plain; version=0.0.4")

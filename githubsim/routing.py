@@ -1,0 +1,126 @@
+"""Request and reply types and the route table shared by the GitHub and control APIs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from githubsim.errors import ApiError, invalid
+
+if TYPE_CHECKING:
+    from githubsim.simulator import Simulator
+
+
+@dataclass
+class Reply:
+    """What a handler answers: a status, a JSON-able body (or raw bytes) and headers."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    content_type: str = "application/json; charset=utf-8"
+
+
+@dataclass
+class Request:
+    """One parsed request as handlers see it."""
+
+    sim: Simulator
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    base: str
+    token: str = ""
+
+    def int_param(self, name: str) -> int:
+        try:
+            return int(self.params[name])
+        except ValueError:
+            raise ApiError(404, "Not Found") from None
+
+    def json_object(self) -> dict[str, Any]:
+        if self.body is None:
+            return {}
+        if not isinstance(self.body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        return self.body
+
+    def page(self, default_per_page: int = 30) -> tuple[int, int]:
+        """``page`` and ``per_page`` as GitHub reads them (per_page at most 100)."""
+        try:
+            page = int(self.query.get("page", "1"))
+            per_page = int(self.query.get("per_page", str(default_per_page)))
+        except ValueError:
+            raise invalid("Invalid page or per_page", "page") from None
+        return max(1, page), min(100, max(1, per_page))
+
+    def link_header(self, page: int, per_page: int, total: int) -> str | None:
+        """GitHub's ``Link`` header, built on the host the client used."""
+        last = max(1, -(-total // per_page))
+        links: list[str] = []
+
+        def url(number: int) -> str:
+            query = {**self.query, "per_page": str(per_page), "page": str(number)}
+            return f"<{self.base}{self.path}?{urlencode(query)}>"
+
+        if page > 1:
+            links.append(f'{url(page - 1)}; rel="prev"')
+        if page < last:
+            links.append(f'{url(page + 1)}; rel="next"')
+            links.append(f'{url(last)}; rel="last"')
+        if page > 1:
+            links.append(f'{url(1)}; rel="first"')
+        return ", ".join(links) or None
+
+
+Handler = Callable[[Request], Reply]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+class Router:
+    """Path templates in GitHub's ``{name}`` syntax mapped to handlers."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, method: str, template: str) -> Callable[[Handler], Handler]:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+        pattern = re.compile(f"^{regex}$")
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(method, template, pattern, handler))
+            return handler
+
+        return register
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route for a request; literal segments win over ``{name}`` ones."""
+        allowed = False
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed = True
+        if allowed:
+            raise ApiError(405, "Method Not Allowed")
+        return None

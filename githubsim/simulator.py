@@ -1,0 +1,238 @@
+"""The simulator as one object: state, HTTP server, scheduler and senders, started together.
+
+with Simulator(time_scale=60, runners=10) as sim:
+    gh = Github(base_url=sim.url, auth=Auth.Token("any"))
+    sim.kill("runner-3")
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from githubsim.clock import SimClock, isoformat
+from githubsim.heartbeats import HeartbeatSender
+from githubsim.models import Config, Faults, Job, Runner
+from githubsim.server import SimHTTPServer
+from githubsim.state import SimState
+from githubsim.webhooks import HOOK_ID, WebhookSender
+
+TICK = 0.05  # real seconds between scheduler passes
+
+
+class Simulator:
+    """A running GitHub simulator with a Python method for every control-API operation."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        time_scale: float = 1.0,
+        runners: int = 0,
+        demo: bool = False,
+        seed: int | None = None,
+        repository: str = "acme/deploy",
+        webhook_url: str = "",
+        webhook_secret: str = "",
+        heartbeat_url: str = "",
+        **config: Any,
+    ) -> None:
+        self.clock = SimClock(time_scale)
+        self.state = SimState(
+            self.clock, config=Config(**config), seed=seed, repository=repository
+        )
+        self.demo = demo
+        self.initial_runners = runners
+        self._host = host
+        self._port = port
+        self._server: SimHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.webhooks = WebhookSender(self.state)
+        self.state.webhook_sink = self.webhooks.enqueue
+        self.heartbeats = HeartbeatSender(self.state)
+        self._populate()
+        self.state.config.heartbeat_url = heartbeat_url
+        self._pending_webhook = (webhook_url, webhook_secret)
+
+    def _populate(self) -> None:
+        if self.demo:
+            self.state.load_demo()
+        if self.initial_runners:
+            self.state.add_runners(self.initial_runners)
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running")
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL for clients: ``Github(base_url=sim.url)``."""
+        return f"http://{self.address}"
+
+    def start(self) -> Simulator:
+        self._server = SimHTTPServer((self._host, self._port), self)
+        self.state.public_url = self.url
+        serve = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="githubsim-http",
+            daemon=True,
+        )
+        schedule = threading.Thread(
+            target=self._schedule, name="githubsim-scheduler", daemon=True
+        )
+        self._threads = [serve, schedule]
+        for thread in self._threads:
+            thread.start()
+        self.webhooks.start()
+        self.heartbeats.start()
+        url, secret = self._pending_webhook
+        if url:
+            self.set_webhook(url, secret)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.heartbeats.stop()
+        self.webhooks.stop()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _schedule(self) -> None:
+        while not self._stop.wait(TICK):
+            self.state.tick()
+
+    def wait_until(self, condition: Callable[[], object], timeout: float = 5.0) -> bool:
+        """Poll ``condition`` until it is true or ``timeout`` real seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return bool(condition())
+
+    # Control operations ------------------------------------------------------------------
+
+    def add_runner(self, name: str, labels: Iterable[str] = (), **kw: str) -> Runner:
+        return self.state.add_runner(name, labels, **kw)
+
+    def add_runners(
+        self, count: int, prefix: str = "runner", labels: Iterable[str] = ()
+    ) -> list[Runner]:
+        return self.state.add_runners(count, prefix, labels)
+
+    def remove_runner(self, name: str) -> None:
+        self.state.remove_runner(name)
+
+    def kill(self, name: str) -> Runner:
+        return self.state.kill(name)
+
+    def revive(self, name: str) -> Runner:
+        return self.state.revive(name)
+
+    def stop_heartbeats(self, name: str) -> Runner:
+        return self.state.set_heartbeats(name, False)
+
+    def start_heartbeats(self, name: str) -> Runner:
+        return self.state.set_heartbeats(name, True)
+
+    def set_heartbeat_token(self, name: str, token: str) -> Runner:
+        return self.state.set_heartbeat_token(name, token)
+
+    def fill_disk(self, name: str, free_percent: float = 3.0) -> Runner:
+        return self.state.fill_disk(name, free_percent)
+
+    def set_load(self, name: str, load1: float) -> Runner:
+        return self.state.set_load(name, load1)
+
+    def lose_job(self, job_id: int) -> Job:
+        return self.state.lose_job(job_id)
+
+    def set_faults(self, **faults: Any) -> Faults:
+        """e.g. ``error_rate=0.3, rate_limit_rate=0.1, latency_ms=200``."""
+        return self.state.set_faults(**faults)
+
+    def clear_faults(self) -> Faults:
+        with self.state.lock:
+            self.state.faults = Faults()
+            return self.state.faults
+
+    def set_outcome(self, outcome: str) -> None:
+        self.state.set_config(outcome=outcome)
+
+    def configure(self, **settings: Any) -> Config:
+        """Change timings (``pickup_delay``, ``job_duration``, ``time_scale``, ...)."""
+        return self.state.set_config(**settings)
+
+    def set_webhook(self, url: str, secret: str) -> None:
+        """Point webhooks somewhere; a new URL first receives a ``ping``."""
+        with self.state.lock:
+            changed = url != self.state.config.webhook_url
+            self.state.config.webhook_url = url
+            self.state.config.webhook_secret = secret
+            if url and changed:
+                self.webhooks.enqueue("ping", self._ping_payload(url))
+
+    def set_heartbeat_url(self, url: str, interval: float | None = None) -> None:
+        with self.state.lock:
+            self.state.config.heartbeat_url = url
+            if interval is not None:
+                self.state.config.heartbeat_interval = interval
+
+    def reset(self) -> None:
+        """Back to a fresh simulator (the demo fleet again if it started with one)."""
+        self.state.reset()
+        self._populate()
+
+    def status(self) -> dict[str, Any]:
+        return self.state.summary()
+
+    def _ping_payload(self, url: str) -> dict[str, Any]:
+        state = self.state
+        base = state.public_url
+        now = isoformat(self.clock.now())
+        repo = state.default_repository
+        return {
+            "zen": "Keep it logically awesome.",
+            "hook_id": HOOK_ID,
+            "hook": {
+                "type": "Repository",
+                "id": HOOK_ID,
+                "name": "web",
+                "active": True,
+                "events": ["workflow_job", "workflow_run"],
+                "config": {"content_type": "json", "insecure_ssl": "0", "url": url},
+                "created_at": now,
+                "updated_at": now,
+                "url": f"{base}/repos/{repo}/hooks/{HOOK_ID}",
+                "test_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/test",
+                "ping_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/pings",
+                "deliveries_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/deliveries",
+            },
+            "repository": state.repository_json(base, repo),
+            "sender": state.actor(base),
+        }
