@@ -190,7 +190,7 @@ def test_audit_page_filters_and_paginates_newest_first(viewer: User) -> None:
     client = logged_in(viewer)
 
     page1 = client.get("/audit/", {"action": "runner-sync"})
-    page2 = client.get("/audit/", {"action": "runner-sync", "page": 2})
+    page2 = client.get("/audit/", {"action": "runner-sync", "page": "2"})
 
     assert [e.pk for e in page1.context["events"]] == [e.pk for e in events[:50]]
     assert [e.pk for e in page2.context["events"]] == [e.pk for e in events[50:]]
