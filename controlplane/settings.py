@@ -384,6 +384,26 @@ GITHUB_MAX_RETRIES = envint("GITHUB_MAX_RETRIES", 4)
 # Longest a single call may sleep for a rate limit before giving up and failing.
 GITHUB_MAX_RATE_LIMIT_WAIT = envfloat("GITHUB_MAX_RATE_LIMIT_WAIT", 900.0)
 
+# Runner health ------------------------------------------------------------------------------
+
+# Runner hosts heartbeat every HEARTBEAT_INTERVAL seconds (the agent's timer). A
+# heartbeat older than HEARTBEAT_STALE_AFTER is stale; the sweep runs every
+# HEALTH_SWEEP_INTERVAL and needs HEALTH_FALL_AFTER bad observations in a row to mark a
+# runner down, so a dead host turns unhealthy at most
+# STALE_AFTER + FALL_AFTER x SWEEP_INTERVAL seconds (20 + 2 x 5 = 30) after its last
+# heartbeat. HEALTH_RISE_AFTER good observations in a row bring it back.
+HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 10, minimum=1)
+HEARTBEAT_STALE_AFTER = envint("HEARTBEAT_STALE_AFTER", 20, minimum=1)
+HEALTH_SWEEP_INTERVAL = envint("HEALTH_SWEEP_INTERVAL", 5, minimum=1)
+HEALTH_FALL_AFTER = envint("HEALTH_FALL_AFTER", 2, minimum=1)
+HEALTH_RISE_AFTER = envint("HEALTH_RISE_AFTER", 3, minimum=1)
+HEALTH_RETENTION_DAYS = envint("HEALTH_RETENTION_DAYS", 14, minimum=1)
+# A GitHub status or exporter reading older than this counts as no reading at all.
+GITHUB_STATUS_STALE_AFTER = envint("GITHUB_STATUS_STALE_AFTER", 900, minimum=1)
+EXPORTER_STALE_AFTER = envint("EXPORTER_STALE_AFTER", 180, minimum=1)
+DISK_FREE_MIN_PERCENT = envfloat("DISK_FREE_MIN_PERCENT", 10.0)
+LOAD_PER_CPU_MAX = envfloat("LOAD_PER_CPU_MAX", 2.0)
+
 # Logging ---------------------------------------------------------------------------------
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()
