@@ -295,6 +295,9 @@ CELERY_BROKER_URL = envurl(
     "filesystem://",
     schemes=("filesystem", "redis", "rediss", "amqp", "amqps", "memory"),
 )
+if CELERY_BROKER_URL in {"filesystem:", "memory:"}:
+    # envurl drops trailing slashes; kombu reads a bare "filesystem:" as an AMQP host.
+    CELERY_BROKER_URL += "//"
 if CELERY_BROKER_URL.startswith("filesystem"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
@@ -9,6 +17,7 @@ from django.test import Client
 from controlplane.celery import app as celery_app
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -66,3 +75,65 @@ def sre_client(sre: User) -> Client:
 @pytest.fixture
 def viewer_client(viewer: User) -> Client:
     return logged_in(viewer)
+
+
+@pytest.fixture(scope="module")
+def process_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for real processes a test starts (gunicorn, a Celery worker, beat).
+
+    They cannot see the test database (its rows live in an open transaction), so
+    they get a migrated database of their own: a SQLite file, or a new PostgreSQL
+    database (dropped afterwards) when DATABASE_URL names PostgreSQL. VAR_DIR is a
+    fresh folder, so the filesystem broker is private too; CELERY_BROKER_URL is
+    passed through (CI's second run uses Redis).
+    """
+    var_dir = tmp_path_factory.mktemp("var")
+    base_url = os.environ.get("DATABASE_URL", "")
+    scratch_name = ""
+    if base_url.startswith(("postgres://", "postgresql://")):
+        scratch_name = f"scratch_{secrets.token_hex(6)}"
+        database_url = urlunsplit(urlsplit(base_url)._replace(path=f"/{scratch_name}"))
+        _postgres_admin(base_url, f'CREATE DATABASE "{scratch_name}"')
+    else:
+        database_url = f"sqlite:///{var_dir / 'controlplane.sqlite3'}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(var_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        yield env
+    finally:
+        if scratch_name:
+            _postgres_admin(base_url, f'DROP DATABASE "{scratch_name}" WITH (FORCE)')
+
+
+def _postgres_admin(database_url: str, statement: str) -> None:
+    import psycopg
+
+    parts = urlsplit(database_url)
+    maintenance = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(statement.encode())
+
+
+def manage_shell(env: dict[str, str], code: str) -> str:
+    """Run ``code`` in ``manage.py shell`` against ``env``'s database; its stdout."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
