@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from controlplane import views
+from runners import heartbeat
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -30,6 +31,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),
+    path("heartbeat", heartbeat.receive, name="heartbeat"),
 ]
 
 handler403 = "controlplane.views.permission_denied"

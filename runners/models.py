@@ -80,16 +80,16 @@ STATE_RANK: dict[str, int] = {
 
 class Reason(models.TextChoices):
     NONE = "", "none"
-    HEARTBEAT_STALE = "heartbeat_stale"
-    GITHUB_OFFLINE = "github_offline"
-    SIGNALS_DISAGREE = "signals_disagree"
-    EXPORTER_UNREACHABLE = "exporter_unreachable"
-    DISK_LOW = "disk_low"
-    LOAD_HIGH = "load_high"
-    REMOVED_FROM_GITHUB = "removed_from_github"
+    HEARTBEAT_STALE = "heartbeat_stale", "heartbeat stale"
+    GITHUB_OFFLINE = "github_offline", "GitHub says offline"
+    SIGNALS_DISAGREE = "signals_disagree", "signals disagree"
+    EXPORTER_UNREACHABLE = "exporter_unreachable", "exporter unreachable"
+    DISK_LOW = "disk_low", "disk low"
+    LOAD_HIGH = "load_high", "load high"
+    REMOVED_FROM_GITHUB = "removed_from_github", "removed from GitHub"
     GITHUB_ONLY = "github_only", "only GitHub reports it"
     NO_SIGNAL = "no_signal", "no fresh signal"
-    NEVER_SEEN = "never_seen"
+    NEVER_SEEN = "never_seen", "never seen"
 
 
 class Rule:

@@ -1,0 +1,168 @@
+"""POST /heartbeat: token auth, fact validation, one indexed write."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from runners.models import Flag, Runner
+
+pytestmark = pytest.mark.django_db
+
+FACTS = {
+    "runner_version": "2.328.0",
+    "disk_free_bytes": 50 * 2**30,
+    "disk_total_bytes": 100 * 2**30,
+    "load1": 0.42,
+    "cpus": 4,
+    "uptime_seconds": 3600,
+}
+
+
+@pytest.fixture
+def client() -> Client:
+    # Real runner hosts never have a CSRF token; the endpoint must not need one.
+    return Client(enforce_csrf_checks=True)
+
+
+def make_runner(**kw: Any) -> tuple[Runner, str]:
+    kw.setdefault("name", "linux-prod-1")
+    runner = Runner.objects.create(**kw)
+    return runner, runner.issue_heartbeat_token("ada-admin")
+
+
+def beat(client: Client, token: str | None, body: Any = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = body if isinstance(body, str | bytes) else json.dumps(body or {})
+    return client.post(
+        "/heartbeat", data=data, content_type="application/json", headers=headers
+    )
+
+
+def test_heartbeat_records_time_deadline_and_facts_in_one_query(
+    client: Client, django_assert_num_queries: Any
+) -> None:
+    runner, token = make_runner()
+    before = timezone.now()
+    with django_assert_num_queries(1):
+        response = beat(client, token, FACTS)
+    assert response.status_code == 204
+    assert "Set-Cookie" not in response.headers
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is not None
+    assert runner.last_heartbeat_at >= before
+    assert runner.heartbeat_deadline == runner.last_heartbeat_at + timedelta(seconds=20)
+    assert runner.first_seen_at == runner.last_heartbeat_at
+    assert runner.facts == FACTS
+    assert runner.facts_problems == 0
+
+
+def test_first_seen_is_kept_on_later_heartbeats(client: Client) -> None:
+    first = timezone.now() - timedelta(days=3)
+    runner, token = make_runner(first_seen_at=first)
+    assert beat(client, token).status_code == 204
+    runner.refresh_from_db()
+    assert runner.first_seen_at == first
+    assert runner.facts == {}
+
+
+def test_low_disk_and_high_load_facts_are_flagged(client: Client) -> None:
+    runner, token = make_runner()
+    facts = {**FACTS, "disk_free_bytes": 5 * 2**30, "load1": 9.5}
+    assert beat(client, token, facts).status_code == 204
+    runner.refresh_from_db()
+    assert runner.facts_problems == Flag.DISK_LOW | Flag.LOAD_HIGH
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer rhb_wrong", "Token {token}", "Basic {token}"],
+)
+def test_missing_or_wrong_token_is_401_and_writes_nothing(
+    client: Client, authorization: str | None
+) -> None:
+    runner, token = make_runner()
+    headers = {}
+    if authorization is not None:
+        headers["Authorization"] = authorization.format(token=token)
+    response = client.post(
+        "/heartbeat", data="{}", content_type="application/json", headers=headers
+    )
+    assert response.status_code == 401
+    assert "error" in response.json()
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is None
+
+
+def test_revoked_and_rotated_tokens_stop_working(client: Client) -> None:
+    runner, old = make_runner()
+    new = runner.issue_heartbeat_token("ada-admin")
+    assert beat(client, old).status_code == 401
+    assert beat(client, new).status_code == 204
+    runner.revoke_heartbeat_token("ada-admin")
+    assert beat(client, new).status_code == 401
+
+
+def test_removed_runner_cannot_heartbeat(client: Client) -> None:
+    runner, token = make_runner(removed_at=timezone.now())
+    assert beat(client, token).status_code == 401
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "body is not valid JSON"),
+        ("[1, 2]", "body must be a JSON object"),
+        ({"disk_free": 1, "colour": "red"}, "unknown field(s): colour, disk_free"),
+        ({"runner_version": 2}, "runner_version must be a string"),
+        ({"runner_version": "x" * 65}, "runner_version must be a string"),
+        ({"disk_free_bytes": -1}, "disk_free_bytes must be a non-negative integer"),
+        ({"disk_total_bytes": 1.5}, "disk_total_bytes must be a non-negative integer"),
+        ({"load1": "high"}, "load1 must be a non-negative number"),
+        ({"load1": -0.1}, "load1 must be a non-negative number"),
+        ({"cpus": 0}, "cpus must be a positive integer"),
+        ({"cpus": True}, "cpus must be a positive integer"),
+        ({"uptime_seconds": None}, "uptime_seconds must be a non-negative integer"),
+    ],
+)
+def test_malformed_facts_are_400_naming_the_field(
+    client: Client, body: Any, message: str
+) -> None:
+    runner, token = make_runner()
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = beat(client, token, data)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is None
+
+
+def test_oversized_body_is_refused(client: Client) -> None:
+    runner, token = make_runner()
+    response = beat(client, token, json.dumps({"runner_version": "x" * 5000}))
+    assert response.status_code == 413
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is None
+
+
+def test_only_post_is_allowed(client: Client) -> None:
+    _, token = make_runner()
+    response = client.get("/heartbeat", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+
+
+def test_token_is_stored_only_as_a_digest() -> None:
+    runner, token = make_runner()
+    runner.refresh_from_db()
+    assert token.startswith("rhb_")
+    assert runner.heartbeat_token_digest is not None
+    assert token not in runner.heartbeat_token_digest
+    assert len(runner.heartbeat_token_digest) == 64

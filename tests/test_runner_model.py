@@ -1,0 +1,145 @@
+"""The Runner model: tokens, drain/undrain, eligibility, the rule table, runbooks."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from controlplane.models import AuditEvent
+from runners.models import (
+    RULES,
+    Flag,
+    Reason,
+    Runner,
+    RunnerEvent,
+    State,
+    evaluate_flags,
+    runbook_for,
+    token_digest,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def make_runner(**kw: object) -> Runner:
+    kw.setdefault("name", "linux-prod-1")
+    return Runner.objects.create(**kw)
+
+
+def test_new_runner_is_unknown_never_seen_and_not_eligible() -> None:
+    runner = make_runner()
+    assert (runner.state, runner.reason) == (State.UNKNOWN, Reason.NEVER_SEEN)
+    assert runner.reasons == [Reason.NEVER_SEEN]
+    assert runner.runbook_slug == "monitoring-gap"
+    assert runner.ineligibility_reasons() == ["unknown (never seen)"]
+
+
+def test_issuing_a_token_stores_its_digest_and_logs_without_the_token(
+    admin_user: User,
+) -> None:
+    runner = make_runner()
+    token = runner.issue_heartbeat_token(admin_user)
+    runner.refresh_from_db()
+    assert runner.heartbeat_token_digest == token_digest(token)
+    event = RunnerEvent.objects.get(runner=runner)
+    assert event.kind == RunnerEvent.Kind.TOKEN_ROTATED
+    assert event.actor == admin_user.username
+    audit = AuditEvent.objects.get(action="runner.token_rotated")
+    assert audit.actor == admin_user
+    assert token not in str(audit.detail) + event.message + audit.target_repr
+    assert runner.issue_heartbeat_token(admin_user) != token
+
+
+def test_drain_takes_a_healthy_runner_out_of_rotation(sre: User) -> None:
+    runner = make_runner(state=State.HEALTHY, reason="")
+    other = make_runner(name="linux-prod-2", state=State.HEALTHY, reason="")
+    assert set(Runner.objects.eligible_for_deploy()) == {runner, other}
+    runner.drain(sre, "  kernel upgrade  ")
+    runner.refresh_from_db()
+    assert runner.drained
+    assert runner.drained_reason == "kernel upgrade"
+    assert runner.drained_by == sre.username
+    assert runner.drained_at is not None
+    assert list(Runner.objects.eligible_for_deploy()) == [other]
+    assert runner.ineligibility_reasons() == [
+        f"drained by {sre.username}: kernel upgrade"
+    ]
+    event = RunnerEvent.objects.get(runner=runner, kind=RunnerEvent.Kind.DRAINED)
+    assert event.message == "kernel upgrade"
+    audit = AuditEvent.objects.get(action="runner.drain")
+    assert audit.detail == {"reason": "kernel upgrade"}
+    assert audit.target_id == str(runner.pk)
+
+
+def test_undrain_puts_it_back(sre: User) -> None:
+    runner = make_runner(state=State.HEALTHY, reason="")
+    runner.drain(sre, "maintenance")
+    runner.undrain(sre)
+    runner.refresh_from_db()
+    assert not runner.drained
+    assert runner.drained_reason == ""
+    assert runner.is_eligible_for_deploy()
+    assert list(Runner.objects.eligible_for_deploy()) == [runner]
+    kinds = list(RunnerEvent.objects.values_list("kind", flat=True))
+    assert sorted(kinds) == ["drained", "undrained"]
+    assert AuditEvent.objects.filter(action="runner.undrain").count() == 1
+
+
+def test_drain_needs_a_reason(sre: User) -> None:
+    runner = make_runner()
+    with pytest.raises(ValueError):
+        runner.drain(sre, "   ")
+    runner.refresh_from_db()
+    assert not runner.drained
+    assert not RunnerEvent.objects.exists()
+
+
+def test_active_excludes_removed_runners() -> None:
+    kept = make_runner()
+    make_runner(name="gone", removed_at=timezone.now(), state=State.HEALTHY)
+    assert list(Runner.objects.active()) == [kept]
+    assert not Runner.objects.eligible_for_deploy().exists()
+
+
+def test_every_reason_has_a_runbook_and_every_rule_a_known_state() -> None:
+    for reason in Reason:
+        if reason != Reason.NONE:
+            assert runbook_for(reason), reason
+    assert runbook_for("") == ""
+    assert runbook_for(Reason.SIGNALS_DISAGREE) == "github-offline-heartbeat-ok"
+    assert runbook_for(Reason.REMOVED_FROM_GITHUB) == "runner-removed"
+    assert runbook_for(Reason.DISK_LOW) == "runner-degraded"
+    assert {rule.state for rule in RULES} == set(State)
+
+
+@pytest.mark.parametrize(
+    ("flags", "state", "reasons"),
+    [
+        (Flag.HEARTBEAT_FRESH | Flag.GITHUB_ONLINE, State.HEALTHY, []),
+        (Flag.HEARTBEAT_STALE | Flag.GITHUB_OFFLINE, State.UNHEALTHY,
+         ["heartbeat_stale", "github_offline"]),
+        (Flag.HEARTBEAT_FRESH | Flag.DISK_LOW | Flag.LOAD_HIGH, State.DEGRADED,
+         ["disk_low", "load_high"]),
+        (Flag.REMOVED | Flag.HEARTBEAT_STALE, State.UNHEALTHY,
+         ["removed_from_github", "heartbeat_stale"]),
+        (Flag.GITHUB_ONLINE, State.UNKNOWN, ["github_only"]),
+        (Flag(0), State.UNKNOWN, ["no_signal"]),
+    ],
+)  # fmt: skip
+def test_rule_table(flags: Flag, state: State, reasons: list[str]) -> None:
+    assert evaluate_flags(flags) == (state, reasons)
+
+
+def test_event_runbook_follows_its_primary_reason() -> None:
+    runner = make_runner()
+    event = RunnerEvent.objects.create(
+        runner=runner,
+        kind=RunnerEvent.Kind.STATE_CHANGE,
+        from_state=State.HEALTHY,
+        to_state=State.UNHEALTHY,
+        reasons=["heartbeat_stale", "signals_disagree"],
+    )
+    assert event.reason == "heartbeat_stale"
+    assert event.runbook_slug == "runner-heartbeat-stale"
+    assert event.as_dict()["runbook"] == "runner-heartbeat-stale"
