@@ -410,6 +410,11 @@ class _InstallationAuth(Auth.Auth):
     def current_token(self) -> str | None:
         return self._token
 
+    def invalidate(self) -> None:
+        """Forget the token (GitHub refused it, e.g. revoked); the next call renews."""
+        with self._lock:
+            self._token = None
+
     @property
     def _masked_token(self) -> str:
         return "token (removed)"
@@ -616,6 +621,8 @@ class GitHubGateway:
                 continue
             if status >= 400:
                 self._count("errors_total")
+            if status == 401 and self._installation_auth is not None:
+                self._installation_auth.invalidate()
             if status >= 500:
                 if not idempotent:
                     raise GitHubAmbiguousWrite(
@@ -736,7 +743,8 @@ class GitHubGateway:
     ) -> RunnersPage:
         """One page (100 runners) of the runner list, conditional on ``etag``.
 
-        A 304 answer means the page is unchanged and costs no API budget.
+        A 304 answer means the page is unchanged and costs no API budget; it carries
+        no runners, no ``last_page`` and no total, so keep the previous page's.
         """
         headers = {"If-None-Match": etag} if etag else {}
         with self._call("list_runners_page"):

@@ -444,6 +444,7 @@ def test_dispatch_falls_back_when_run_details_are_rejected(
     assert gh.run_details_supported is False
     # One rejected attempt, then plain dispatches only: the gateway remembers.
     assert sim.state.request_count(DISPATCH) == 3
+    assert counts.counters["requests_total"] == 3  # nothing but the dispatches
     assert len(sim.state.runs(REPO)) == 2
     found = gh.find_run_by_token("deploy.yml", "tok-b", created_since)
     assert found is not None and "tok-b" in found.display_title
@@ -726,6 +727,9 @@ def test_refused_credentials_raise_auth_error_without_the_secret(
     text = "".join(traceback.format_exception(refused.value))
     assert installation_token not in text and "PRIVATE KEY" not in text
     assert refused.value.status == 401
+    # The refused token is dropped, so the next call works with a fresh one.
+    assert len(gh.list_runners_page(1).runners) == 0
+    assert gh.installation_token_refreshes == 2
 
 
 # Counters in the database and the factory -------------------------------------------------
