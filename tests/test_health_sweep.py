@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from controlplane.models import TaskStatus
 from runners import health
 from runners.models import (
     Flag,
@@ -20,6 +21,7 @@ from runners.models import (
     State,
     evaluate_flags,
 )
+from runners.tasks import sweep_health
 
 pytestmark = pytest.mark.django_db
 
@@ -330,3 +332,22 @@ def test_removed_runner_is_not_eligible_even_with_a_fresh_heartbeat() -> None:
     assert runner.state == State.UNHEALTHY
     assert runner not in Runner.objects.eligible_for_deploy()
     assert "removed from GitHub" in runner.ineligibility_reasons()
+
+
+def test_sweep_task_records_its_status_and_is_scheduled_on_the_health_queue() -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    runner = make_runner(state=State.HEALTHY, reason="")
+    sweep_health()
+    sweep_health()
+    runner.refresh_from_db()
+    assert runner.state == State.UNKNOWN
+    assert TaskStatus.objects.get(name="health_sweep").last_success_at
+    schedules = {
+        task.task: task
+        for task in PeriodicTask.objects.filter(task__startswith="runners.")
+    }
+    sweep = schedules["runners.tasks.sweep_health"]
+    assert sweep.queue == "health"
+    assert (sweep.interval.every, sweep.interval.period) == (5, "seconds")
+    assert schedules["runners.tasks.prune_health_history"].queue == "health"
