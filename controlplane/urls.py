@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from controlplane import views
+from deploys import webhooks
 from runners import heartbeat
 
 urlpatterns = [
@@ -31,6 +32,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),
+    path("github/webhook", webhooks.receive, name="github-webhook"),
     path("heartbeat", heartbeat.receive, name="heartbeat"),
 ]
 

@@ -44,12 +44,16 @@ def process_delivery(delivery_id: int) -> bool:
 def record_job(job: dict[str, Any]) -> WorkflowJob:
     """Upsert a workflow job from a webhook (or poll) and note its runner's busy state."""
     fields = WorkflowJob.fields_from_payload(job)
-    existing = WorkflowJob.objects.select_for_update().filter(github_id=job["id"]).first()
+    existing = (
+        WorkflowJob.objects.select_for_update().filter(github_id=job["id"]).first()
+    )
     if existing is None:
         record = WorkflowJob.objects.create(github_id=job["id"], **fields)
     else:
         record = existing
-        if _STATUS_RANK.get(fields["status"], 0) >= _STATUS_RANK.get(existing.status, 0):
+        if _STATUS_RANK.get(fields["status"], 0) >= _STATUS_RANK.get(
+            existing.status, 0
+        ):
             for name, value in fields.items():
                 # A later event can lack what an earlier one had (runner of a job
                 # that was cancelled while queued): keep what we know.

@@ -25,7 +25,9 @@ class WebhookDelivery(models.Model):
         ordering = ["-received_at", "-pk"]
         verbose_name_plural = "webhook deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["delivery_id"], name="webhook_delivery_id_uniq")
+            models.UniqueConstraint(
+                fields=["delivery_id"], name="webhook_delivery_id_uniq"
+            )
         ]
         indexes = [
             # The reconciler's "deliveries not processed yet" scan.
@@ -74,7 +76,9 @@ class WorkflowJob(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [
             # A runner's recent jobs on its detail page.
-            models.Index(fields=["runner_name", "-created_at"], name="job_runner_recent_idx")
+            models.Index(
+                fields=["runner_name", "-created_at"], name="job_runner_recent_idx"
+            )
         ]
 
     def __str__(self) -> str:

@@ -58,12 +58,12 @@ def post(
 ) -> Any:
     body = json.dumps(payload).encode()
     headers = {
-        "HTTP_X_GITHUB_EVENT": event,
-        "HTTP_X_GITHUB_DELIVERY": delivery or str(uuid.uuid4()),
-        "HTTP_X_HUB_SIGNATURE_256": sign(body) if signature is None else signature,
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body) if signature is None else signature,
     }
     return client.post(
-        "/github/webhook", body, content_type="application/json", **headers
+        "/github/webhook", body, content_type="application/json", headers=headers
     )
 
 

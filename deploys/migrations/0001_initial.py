@@ -5,53 +5,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('delivery_id', models.CharField(max_length=64)),
-                ('event', models.CharField(max_length=50)),
-                ('action', models.CharField(blank=True, max_length=50)),
-                ('payload', models.JSONField()),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("delivery_id", models.CharField(max_length=64)),
+                ("event", models.CharField(max_length=50)),
+                ("action", models.CharField(blank=True, max_length=50)),
+                ("payload", models.JSONField()),
+                (
+                    "received_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
             ],
             options={
-                'verbose_name_plural': 'webhook deliveries',
-                'ordering': ['-received_at', '-pk'],
-                'indexes': [models.Index(condition=models.Q(('processed_at__isnull', True)), fields=['received_at'], name='webhook_unprocessed_idx')],
-                'constraints': [models.UniqueConstraint(fields=('delivery_id',), name='webhook_delivery_id_uniq')],
+                "verbose_name_plural": "webhook deliveries",
+                "ordering": ["-received_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("processed_at__isnull", True)),
+                        fields=["received_at"],
+                        name="webhook_unprocessed_idx",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("delivery_id",), name="webhook_delivery_id_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WorkflowJob',
+            name="WorkflowJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('github_id', models.BigIntegerField(unique=True)),
-                ('run_id', models.BigIntegerField(db_index=True)),
-                ('name', models.CharField(max_length=200)),
-                ('workflow_name', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('waiting', 'Waiting'), ('in_progress', 'In Progress'), ('completed', 'Completed')], max_length=20)),
-                ('conclusion', models.CharField(blank=True, max_length=20)),
-                ('labels', models.JSONField(default=list)),
-                ('runner_name', models.CharField(blank=True, max_length=200)),
-                ('html_url', models.URLField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("github_id", models.BigIntegerField(unique=True)),
+                ("run_id", models.BigIntegerField(db_index=True)),
+                ("name", models.CharField(max_length=200)),
+                ("workflow_name", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("waiting", "Waiting"),
+                            ("in_progress", "In Progress"),
+                            ("completed", "Completed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("conclusion", models.CharField(blank=True, max_length=20)),
+                ("labels", models.JSONField(default=list)),
+                ("runner_name", models.CharField(blank=True, max_length=200)),
+                ("html_url", models.URLField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['runner_name', '-created_at'], name='job_runner_recent_idx')],
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["runner_name", "-created_at"],
+                        name="job_runner_recent_idx",
+                    )
+                ],
             },
         ),
     ]
