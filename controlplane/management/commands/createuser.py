@@ -33,11 +33,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Read the password from the first line of standard input.",
         )
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="Do nothing when the user exists already (for set-up scripts).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         username: str = options["username"]
         role: str = options["role"]
         if User.objects.filter(username=username).exists():
+            if options["if_missing"]:
+                self.stdout.write(f"User {username!r} exists already.")
+                return
             raise CommandError(f"User {username!r} already exists.")
         generated = not options["password_stdin"]
         if generated:
