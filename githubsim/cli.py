@@ -38,6 +38,7 @@ def serve(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url or "",
         webhook_secret=args.webhook_secret or default_webhook_secret(),
         heartbeat_url=args.heartbeat_url or "",
+        heartbeat_interval=args.heartbeat_interval,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -176,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
         help="default: $GITHUB_WEBHOOK_SECRET, else the control plane's embedded one",
     )
     s.add_argument("--heartbeat-url")
+    s.add_argument(
+        "--heartbeat-interval", type=float, default=10.0, help="simulated seconds"
+    )
     s.set_defaults(func=serve)
 
     c = commands.add_parser("ctl", help="drive a running simulator")

@@ -23,6 +23,11 @@ RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-res
 FREE_ROUTES = {"GET /rate_limit"}
 
 
+def etags(header: str) -> set[str]:
+    """The ETags an ``If-None-Match`` header lists, weak ones compared as strong."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
 class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -93,6 +98,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 # GitHub charges refused calls (404, 409, 422) like any other.
                 sim.state.spend(request.token)
                 reply.headers.update(self.rate_headers(request.token))
+        except Exception:  # a bug answers 500 in GitHub's shape, never a dropped socket
+            reply = Reply(status=500, body=shapes.error("Server Error", 500))
         if reply.status == 0:
             self.close_connection = True
             return
@@ -139,7 +146,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             payload = api.encode(reply.body)
             reply.body = payload
             reply.etag = reply.etag or f'"{hashlib.sha256(payload).hexdigest()[:40]}"'
-            if request.headers.get("if-none-match") == reply.etag:
+            if reply.etag in etags(request.headers.get("if-none-match", "")):
                 # Conditional hits are free on GitHub; clients rely on that for polling.
                 not_modified = Reply(status=304, etag=reply.etag)
                 not_modified.headers.update(self.rate_headers(request.token))
@@ -165,7 +172,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if fault == "error":
             status = 502 if state.random.random() < 0.5 else 503
             message = "Server Error" if status == 502 else "Service Unavailable"
-            return Reply(status=status, body=shapes.error(message, status))
+            headers = self.rate_headers(request.token)
+            return Reply(
+                status=status, body=shapes.error(message, status), headers=headers
+            )
         headers = self.rate_headers(request.token)
         if fault == "rate_limit":
             limit = config.rate_limit

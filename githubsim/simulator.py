@@ -81,7 +81,10 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._server = SimHTTPServer((self._host, self._port), self)
-        self.state.public_url = self.url
+        port = self._server.server_address[1]
+        # Webhook payloads carry URLs too; a wildcard address is no place to send clients.
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
+        self.state.public_url = f"http://{host}:{port}"
         serve = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},

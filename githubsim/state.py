@@ -728,20 +728,18 @@ class SimState:
             for key, value in changes.items():
                 if not hasattr(self.faults, key):
                     raise ApiError(422, f"Unknown fault {key!r}")
-                current = getattr(self.faults, key)
-                setattr(self.faults, key, type(current)(value))
+                setattr(self.faults, key, coerce(key, getattr(self.faults, key), value))
             return self.faults
 
     def set_config(self, **changes: Any) -> Config:
         with self.lock:
             for key, value in changes.items():
                 if key == "time_scale":
-                    self.clock.set_time_scale(float(value))
+                    self.clock.set_time_scale(coerce(key, 1.0, value))
                     continue
                 if not hasattr(self.config, key):
                     raise ApiError(422, f"Unknown setting {key!r}")
-                current = getattr(self.config, key)
-                setattr(self.config, key, type(current)(value))
+                setattr(self.config, key, coerce(key, getattr(self.config, key), value))
             if self.config.outcome not in ("success", "failure"):
                 self.config.outcome = "success"
                 raise ApiError(422, "outcome must be success or failure")
@@ -882,6 +880,21 @@ class SimState:
                 "faults": self.faults.as_dict(),
                 "config": self.config.as_dict(),
             }
+
+
+def coerce(key: str, current: Any, value: Any) -> Any:
+    """``value`` converted to the type of the setting it replaces, or a 422."""
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        converted = type(current)(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, f"{key} cannot be {value!r}") from None
+    if isinstance(converted, int | float) and converted < 0:
+        raise ApiError(422, f"{key} cannot be negative")
+    return converted
 
 
 def _iso_or_none(epoch: float | None) -> str | None:

@@ -73,6 +73,13 @@ def assert_rest_shape(method: str, path: str, response: requests.Response) -> An
     return body
 
 
+def assert_component_shape(name: str, body: Any) -> None:
+    """The body matches one of GitHub's schema components (e.g. ``basic-error``)."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": REST_COMPONENTS}
+    errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
 def assert_webhook_shape(name: str, payload: dict[str, Any]) -> None:
     ref = WEBHOOKS["webhooks"][name]["post"]["requestBody"]["content"][
         "application/json"
@@ -976,3 +983,72 @@ def test_control_api_config_and_reset(sim):
     assert reset["runs"] == 0
     assert reset["config"]["pickup_delay"] == 1.0
     assert requests.get(f"{sim.url}/_sim/runners/staging-1", timeout=5).json()["alive"]
+
+
+def test_remaining_endpoints_and_errors_match_githubs_schemas(sim):
+    sim.configure(pickup_delay=100_000)  # still queued when cancelled: cancels at once
+    response = post(
+        sim,
+        f"{REPO}/actions/workflows/deploy.yml/dispatches",
+        {"ref": "main", "inputs": {"runner": "staging-1"}, "return_run_details": True},
+    )
+    dispatch_path = "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
+    body = assert_rest_shape("POST", dispatch_path, response)
+    run_id = body["workflow_run_id"]
+    assert body["run_url"] == f"{sim.url}{REPO}/actions/runs/{run_id}"
+
+    org = get(sim, "/orgs/acme/actions/runners", params={"per_page": 5})
+    assert (
+        assert_rest_shape("GET", "/orgs/{org}/actions/runners", org)["total_count"] == 8
+    )
+    flow_runs = get(sim, f"{REPO}/actions/workflows/deploy.yml/runs")
+    listed = assert_rest_shape(
+        "GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs", flow_runs
+    )
+    assert [r["id"] for r in listed["workflow_runs"]] == [run_id]
+
+    cancel = post(sim, f"{REPO}/actions/runs/{run_id}/cancel")
+    assert_rest_shape(
+        "POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", cancel
+    )
+    conflict = post(sim, f"{REPO}/actions/runs/{run_id}/force-cancel")
+    assert_rest_shape(
+        "POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/force-cancel", conflict
+    )
+    assert conflict.status_code == 409
+
+    missing = get(sim, f"{REPO}/actions/runs/1")
+    assert missing.status_code == 404
+    assert_component_shape("basic-error", missing.json())
+    invalid = post(sim, f"{REPO}/actions/workflows/deploy.yml/dispatches", {})
+    assert invalid.status_code == 422
+    assert_rest_shape(
+        "POST", "/app/installations/{installation_id}/access_tokens", invalid
+    )
+
+
+def test_weak_and_listed_etags_are_honoured(sim):
+    first = get(sim, f"{REPO}/actions/runs")
+    tag = first.headers["ETag"]
+    again = get(sim, f"{REPO}/actions/runs", headers={"If-None-Match": f'"x", W/{tag}'})
+    assert again.status_code == 304
+    dispatch(sim, "staging-1")
+    assert (
+        get(sim, f"{REPO}/actions/runs", headers={"If-None-Match": tag}).status_code
+        == 200
+    )
+
+
+def test_settings_of_the_wrong_type_are_refused(sim):
+    bad = requests.post(
+        f"{sim.url}/_sim/faults", json={"error_rate": "lots"}, timeout=5
+    )
+    assert bad.status_code == 422
+    negative = requests.post(
+        f"{sim.url}/_sim/config", json={"job_duration": -1}, timeout=5
+    )
+    assert negative.status_code == 422
+    flag = requests.post(
+        f"{sim.url}/_sim/faults", json={"reject_return_run_details": "false"}, timeout=5
+    )
+    assert flag.json()["reject_return_run_details"] is False
