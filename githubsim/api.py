@@ -386,7 +386,7 @@ for prefix in (
 
 @router.add("GET", "/rate_limit")
 def rate_limit(request: Request) -> Reply:
-    limit, remaining, used, reset = request.sim.state.budget(request.token)
+    limit, remaining, used, reset = request.sim.state.limits.budget(request.token)
     core = {"limit": limit, "remaining": remaining, "reset": reset, "used": used}
     return Reply(
         body={
@@ -454,7 +454,7 @@ def get_installation(request: Request) -> Reply:
 def create_installation_token(request: Request) -> Reply:
     require_jwt(request)
     request.int_param("installation_id")
-    token, expires_at = request.sim.state.issue_installation_token()
+    token, expires_at = request.sim.state.limits.issue_installation_token()
     return Reply(
         status=201,
         body={

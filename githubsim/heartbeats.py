@@ -8,7 +8,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from githubsim.state import Heartbeat, SimState
+from githubsim.hosts import Heartbeat
+from githubsim.state import SimState
 
 TICK = 0.05  # real seconds between checks for due heartbeats
 TIMEOUT = 5.0

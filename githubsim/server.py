@@ -96,7 +96,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             reply = Reply(status=exc.status, body=body)
             if not control_api and request.token:
                 # GitHub charges refused calls (404, 409, 422) like any other.
-                sim.state.spend(request.token)
+                sim.state.limits.spend(request.token)
                 reply.headers.update(self.rate_headers(request.token))
         except Exception:  # a bug answers 500 in GitHub's shape, never a dropped socket
             reply = Reply(status=500, body=shapes.error("Server Error", 500))
@@ -119,18 +119,18 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         state = sim.state
         found = api.router.match(request.method, request.path)
         if found is None:
-            state.count_request(f"{request.method} (unknown)")
+            state.limits.count_request(f"{request.method} (unknown)")
             raise ApiError(404, "Not Found")
         route, request.params = found
-        state.count_request(route.name)
+        state.limits.count_request(route.name)
         if state.faults.latency_ms > 0:
             time.sleep(state.faults.latency_ms / 1000)
         request.token = self.authenticate(request)
-        fault = state.pick_fault()
+        fault = state.limits.pick_fault(state.faults)
         if fault is not None:
             return self.fault_reply(request, fault)
         free = route.name in FREE_ROUTES
-        limit, remaining, used, reset = state.budget(request.token)
+        limit, remaining, used, reset = state.limits.budget(request.token)
         if remaining <= 0 and not free:
             reply = Reply(
                 status=403,
@@ -152,7 +152,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 not_modified.headers.update(self.rate_headers(request.token))
                 return not_modified
         if not free:
-            state.spend(request.token)
+            state.limits.spend(request.token)
         reply.headers.update(self.rate_headers(request.token))
         return reply
 
@@ -162,7 +162,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         token = token.strip()
         if scheme.lower() not in ("token", "bearer") or not token:
             raise ApiError(401, "Requires authentication")
-        if request.sim.state.token_expired(token):
+        if request.sim.state.limits.token_expired(token):
             raise ApiError(401, "Bad credentials")
         return token
 
@@ -202,7 +202,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         return Reply(status=status, body=body, headers=headers)
 
     def rate_headers(self, token: str) -> dict[str, str]:
-        limit, remaining, used, reset = self.server.sim.state.budget(token)
+        limit, remaining, used, reset = self.server.sim.state.limits.budget(token)
         return {
             "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(remaining),

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets as random_tokens
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from random import Random
 from typing import Any
 
 from githubsim import shapes
 from githubsim.clock import SimClock, isoformat
 from githubsim.errors import ApiError, invalid, not_found
+from githubsim.hosts import Heartbeat, exporter_text, heartbeat_body
+from githubsim.limits import Limits
 from githubsim.models import (
     Config,
     Faults,
@@ -44,20 +44,6 @@ ACTOR_ID = 9_000_001
 MAX_INPUTS = 25
 
 
-@dataclass(frozen=True)
-class Heartbeat:
-    """One heartbeat a runner host is due to send."""
-
-    runner_name: str
-    token: str
-    body: dict[str, Any]
-
-
-def digest(token: str) -> str:
-    """Tokens are only ever kept as digests, even in the simulator."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class SimState:
     """The simulated GitHub: repositories, runners, runs, jobs, secrets and limits."""
 
@@ -74,6 +60,7 @@ class SimState:
         self.config = config or Config()
         self.faults = Faults()
         self.random = Random(seed)
+        self.limits = Limits(self.lock, clock, self.config, self.random)
         self.default_repository = repository
         # Base URL used in webhook payloads, where no request tells the host.
         self.public_url = "http://127.0.0.1"
@@ -103,9 +90,7 @@ class SimState:
         self.workflows: dict[int, Workflow] = {}
         self._secret_stores: dict[Scope, SecretStore] = {}
         self._page_cache: dict[tuple[int, int], tuple[int, bytes, str]] = {}
-        self._budgets: dict[str, list[float]] = {}
-        self._installation_tokens: dict[str, float] = {}
-        self._requests: Counter[str] = Counter()
+        self.limits.reset()
         self.webhooks_sent = 0
         self.webhooks_failed = 0
         self.heartbeats_sent = 0
@@ -690,39 +675,6 @@ class SimState:
 
     # Rate limits, faults, tokens and request counts -----------------------------------
 
-    def budget(self, token: str) -> tuple[int, int, int, int]:
-        """(limit, remaining, used, reset epoch) of a token's current hourly window."""
-        with self.lock:
-            now = self.clock.now()
-            window = self._budgets.get(digest(token))
-            if window is None or now >= window[0]:
-                window = [now + self.config.rate_limit_window, 0.0]
-                self._budgets[digest(token)] = window
-            limit = self.config.rate_limit
-            used = int(window[1])
-            return limit, max(0, limit - used), used, int(window[0])
-
-    def spend(self, token: str) -> None:
-        with self.lock:
-            self.budget(token)
-            self._budgets[digest(token)][1] += 1
-
-    def pick_fault(self) -> str | None:
-        """Which injected fault, if any, answers this request."""
-        with self.lock:
-            f = self.faults
-            roll = self.random.random()
-            for name, rate in (
-                ("error", f.error_rate),
-                ("rate_limit", f.rate_limit_rate),
-                ("secondary_rate_limit", f.secondary_rate_limit_rate),
-                ("too_many_requests", f.too_many_requests_rate),
-            ):
-                if roll < rate:
-                    return name
-                roll -= rate
-            return None
-
     def set_faults(self, **changes: Any) -> Faults:
         with self.lock:
             for key, value in changes.items():
@@ -745,41 +697,19 @@ class SimState:
                 raise ApiError(422, "outcome must be success or failure")
             return self.config
 
-    def issue_installation_token(self) -> tuple[str, str]:
-        with self.lock:
-            token = "ghs_" + random_tokens.token_urlsafe(27)
-            expires = self.clock.now() + self.config.installation_token_lifetime
-            self._installation_tokens[digest(token)] = expires
-            return token, isoformat(expires)
-
-    def token_expired(self, token: str) -> bool:
-        """Installation tokens expire; any other token is accepted."""
-        with self.lock:
-            expires = self._installation_tokens.get(digest(token))
-            return expires is not None and self.clock.now() >= expires
-
-    def count_request(self, route: str) -> None:
-        with self.lock:
-            self._requests[route] += 1
-
     def request_count(self, route: str | None = None) -> int:
         """Requests received for one route, or in total.
 
         Routes read like ``"GET /repos/{owner}/{repo}/actions/runners"``. Counts include
         answers that were faults, 304s and rate-limit refusals.
         """
-        with self.lock:
-            if route is None:
-                return sum(self._requests.values())
-            return self._requests[route]
+        return self.limits.request_count(route)
 
     def request_counts(self) -> dict[str, int]:
-        with self.lock:
-            return dict(self._requests)
+        return self.limits.request_counts()
 
     def reset_request_counts(self) -> None:
-        with self.lock:
-            self._requests.clear()
+        self.limits.reset_request_counts()
 
     # Heartbeats and exporters -----------------------------------------------------------
 
@@ -798,16 +728,7 @@ class SimState:
                     continue
                 due.append(
                     Heartbeat(
-                        runner.name,
-                        runner.heartbeat_token,
-                        {
-                            "runner_version": runner.version,
-                            "disk_free_bytes": runner.disk_free_bytes,
-                            "disk_total_bytes": runner.disk_total_bytes,
-                            "load1": runner.load1,
-                            "cpus": runner.cpus,
-                            "uptime_seconds": int(now - runner.booted_at),
-                        },
+                        runner.name, runner.heartbeat_token, heartbeat_body(runner, now)
                     )
                 )
             return due
@@ -818,34 +739,7 @@ class SimState:
             runner = self.runner(name)
             if not runner.alive:
                 return None
-            now = self.clock.now()
-            uptime = max(0.0, now - runner.booted_at)
-            idle_share = max(0.0, 1.0 - runner.load1 / runner.cpus)
-            lines = [
-                "# HELP node_filesystem_avail_bytes Filesystem space available.",
-                "# TYPE node_filesystem_avail_bytes gauge",
-                f'node_filesystem_avail_bytes{{device="/dev/sda1",fstype="ext4",'
-                f'mountpoint="/"}} {runner.disk_free_bytes}',
-                "# HELP node_filesystem_size_bytes Filesystem size in bytes.",
-                "# TYPE node_filesystem_size_bytes gauge",
-                f'node_filesystem_size_bytes{{device="/dev/sda1",fstype="ext4",'
-                f'mountpoint="/"}} {runner.disk_total_bytes}',
-                "# HELP node_load1 1m load average.",
-                "# TYPE node_load1 gauge",
-                f"node_load1 {runner.load1}",
-                "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.",
-                "# TYPE node_cpu_seconds_total counter",
-            ]
-            lines += [
-                f'node_cpu_seconds_total{{cpu="{cpu}",mode="idle"}} {uptime * idle_share:.2f}'
-                for cpu in range(runner.cpus)
-            ]
-            lines += [
-                "# HELP node_time_seconds System time in seconds since epoch (1970).",
-                "# TYPE node_time_seconds gauge",
-                f"node_time_seconds {now:.3f}",
-            ]
-            return "\n".join(lines) + "\n"
+            return exporter_text(runner, self.clock.now())
 
     # Summary ------------------------------------------------------------------------------
 
@@ -876,7 +770,7 @@ class SimState:
                     "sent": self.heartbeats_sent,
                     "failed": self.heartbeats_failed,
                 },
-                "requests": sum(self._requests.values()),
+                "requests": self.limits.request_count(),
                 "faults": self.faults.as_dict(),
                 "config": self.config.as_dict(),
             }
