@@ -311,10 +311,11 @@ def test_pygithub_follows_every_page(sim):
 
 
 def test_offline_lag_and_revive(sim):
-    sim.configure(offline_lag=1200)  # two real seconds
+    sim.configure(offline_lag=100_000)
     sim.kill("staging-1")
     runner = get(sim, f"{REPO}/actions/runners", params={"name": "staging-1"})
     assert runner.json()["runners"][0]["status"] == "online"  # GitHub has not noticed
+    sim.clock.advance(100_000)
     assert sim.wait_until(lambda: sim.state.runner("staging-1").status == "offline")
     sim.revive("staging-1")
     runner = get(sim, f"{REPO}/actions/runners", params={"name": "staging-1"})
@@ -1052,3 +1053,31 @@ def test_settings_of_the_wrong_type_are_refused(sim):
         f"{sim.url}/_sim/faults", json={"reject_return_run_details": "false"}, timeout=5
     )
     assert flag.json()["reject_return_run_details"] is False
+
+
+def test_pygithub_reads_runs_and_jobs_and_cancels(sim):
+    repo = github(sim).get_repo("acme/deploy")
+    workflow = repo.get_workflow("deploy.yml")
+    started = workflow.create_dispatch(
+        "main",
+        {"runner": "staging-1", "token": "t1"},
+        throw=True,
+        return_run_details=True,
+    )
+    assert sim.wait_until(
+        lambda: repo.get_workflow_run(started.id).status == "completed"
+    )
+    run = repo.get_workflow_run(started.id)
+    assert (run.display_title, run.conclusion) == ("Deploy main [t1]", "success")
+    assert [job.runner_name for job in run.jobs()] == ["staging-1"]
+    assert run.update() is False  # unchanged: a free 304
+
+    waiting = workflow.create_dispatch(
+        "main", {"runner": "nobody"}, throw=True, return_run_details=True
+    )
+    assert repo.get_workflow_run(waiting.id).cancel() is True
+    assert repo.get_workflow_run(waiting.id).conclusion == "cancelled"
+    titles = [
+        r.display_title for r in repo.get_workflow_runs(event="workflow_dispatch")
+    ]
+    assert titles == ["Deploy main []", "Deploy main [t1]"]
