@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -137,3 +138,14 @@ def manage_shell(env: dict[str, str], code: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def require_tool(name: str) -> str:
+    """The path of a system tool a test drives (promtool, amtool): a skip when it is
+    missing, a failure when REQUIRE_TOOLS is set (CI installs them)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("REQUIRE_TOOLS"):
+            pytest.fail(f"{name} is required (REQUIRE_TOOLS is set) but not installed")
+        pytest.skip(f"{name} is not installed")
+    return path

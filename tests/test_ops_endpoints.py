@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane import metrics
 from controlplane.celery import app
 from controlplane.models import GitHubUsage, TaskStatus
+from tests.conftest import require_tool
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 
@@ -227,14 +227,14 @@ def test_metrics_never_show_secrets(client: Client) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed")
 def test_metrics_pass_promtool(client: Client) -> None:
+    promtool = require_tool("promtool")
     GitHubUsage.objects.record(
         counter="requests_total", headers={"x-ratelimit-remaining": "10"}
     )
     TaskStatus.objects.record("beat", ok=True, duration=0.01)
     result = subprocess.run(
-        ["promtool", "check", "metrics"],
+        [promtool, "check", "metrics"],
         input=client.get("/metrics").content,
         capture_output=True,
         check=False,
