@@ -8,6 +8,7 @@ nothing per request beyond the page being answered.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import threading
 from collections import Counter
@@ -78,7 +79,10 @@ class SimState:
         self._custom_label_ids: dict[str, int] = {}
         self._next_runner_id = 1
         self._offline_pending: dict[int, float] = {}
+        # When each host with a token sends next; the heap finds the due ones without
+        # scanning the fleet (entries that no longer match the dict are stale).
         self._heartbeat_due: dict[int, float] = {}
+        self._heartbeat_heap: list[tuple[float, int]] = []
         self._runs: dict[int, Run] = {}
         self._jobs: dict[int, Job] = {}
         self._active_jobs: dict[int, Job] = {}
@@ -286,7 +290,9 @@ class SimState:
                 phase = (
                     (runner.id * 7919 % 1000) / 1000 * self.config.heartbeat_interval
                 )
-                self._heartbeat_due[runner.id] = self.clock.now() + phase
+                due = self.clock.now() + phase
+                self._heartbeat_due[runner.id] = due
+                heapq.heappush(self._heartbeat_heap, (due, runner.id))
             else:
                 self._heartbeat_due.pop(runner.id, None)
             return runner
@@ -719,10 +725,14 @@ class SimState:
             now = self.clock.now()
             interval = self.config.heartbeat_interval
             due: list[Heartbeat] = []
-            for runner_id, at in self._heartbeat_due.items():
-                if at > now:
+            heap = self._heartbeat_heap
+            while heap and heap[0][0] <= now:
+                at, runner_id = heapq.heappop(heap)
+                if self._heartbeat_due.get(runner_id) != at:
                     continue
-                self._heartbeat_due[runner_id] = max(at + interval, now)
+                following = max(at + interval, now)
+                self._heartbeat_due[runner_id] = following
+                heapq.heappush(heap, (following, runner_id))
                 runner = self._runners[runner_id]
                 if not (runner.alive and runner.heartbeats and runner.heartbeat_token):
                     continue
