@@ -301,17 +301,15 @@ class _ExchangeMixin:
         return RequestsResponse(gateway._exchange(verb, path, send))
 
 
+# The gateway builds its clients with retry=0, so urllib3 never retries behind its back.
 class _HTTPConnection(_ExchangeMixin, HTTPRequestsConnectionClass):
     def __init__(self, host: str, port: int | None = None, **kwargs: Any) -> None:
-        # Retries are the gateway's job: urllib3 must not retry on its own.
-        kwargs["retry"] = 0
         super().__init__(host, port, **kwargs)
         self._pending = threading.local()
 
 
 class _HTTPSConnection(_ExchangeMixin, HTTPSRequestsConnectionClass):
     def __init__(self, host: str, port: int | None = None, **kwargs: Any) -> None:
-        kwargs["retry"] = 0
         super().__init__(host, port, **kwargs)
         self._pending = threading.local()
 
