@@ -109,7 +109,7 @@ def make_gateway(
 
 
 def remaining(sim: Simulator, token: str = TOKEN) -> int:
-    return sim.state.budget(token)[1]
+    return sim.state.limits.budget(token)[1]
 
 
 def free_port() -> int:
@@ -713,13 +713,21 @@ def test_expired_installation_token_is_never_used(sim: Simulator) -> None:
 def test_refused_credentials_raise_auth_error_without_the_secret(
     sim: Simulator,
 ) -> None:
-    pem = private_key_pem()
-    gh = make_gateway(sim, token="", app_id=1, installation_id=1, private_key=pem)
+    # A host whose clock lags GitHub's believes an expired token is still good.
+    lag = [0.0]
+    gh = make_gateway(
+        sim,
+        token="",
+        app_id=1,
+        installation_id=1,
+        private_key=private_key_pem(),
+        clock=lambda: sim.clock.now() - lag[0],
+    )
     gh.list_runners_page(1)
     installation_token = gh._installation_auth.current_token  # type: ignore[union-attr]
     assert installation_token
-    # Pretend the token was revoked: the simulator expires it, the gateway does not know.
-    sim.state._installation_tokens = {k: 0.0 for k in sim.state._installation_tokens}
+    lag[0] = 2 * 3600
+    sim.clock.advance(3600)
 
     with pytest.raises(GitHubAuthError) as refused:
         gh.list_runners_page(1)
@@ -752,7 +760,7 @@ def test_counters_and_budget_are_recorded_in_github_usage(
     usage = GitHubUsage.objects.get()
     assert (usage.requests_total, usage.not_modified_total) == (2, 1)
     assert usage.errors_total == usage.retries_total == 0
-    limit, left, _, reset = sim.state.budget(TOKEN)
+    limit, left, _, reset = sim.state.limits.budget(TOKEN)
     assert (usage.rate_limit_remaining, usage.rate_limit_limit) == (left, limit)
     assert usage.rate_limit_reset == reset
 
