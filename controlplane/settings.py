@@ -408,6 +408,34 @@ EXPORTER_STALE_AFTER = envint("EXPORTER_STALE_AFTER", 180, minimum=1)
 DISK_FREE_MIN_PERCENT = envfloat("DISK_FREE_MIN_PERCENT", 10.0)
 LOAD_PER_CPU_MAX = envfloat("LOAD_PER_CPU_MAX", 2.0)
 
+# Runner registry sync and exporter probe ---------------------------------------------
+
+# Share of the token's hourly GitHub budget the runner sync may spend in steady state
+# (its interval grows with the number of pages); never more often than the floor.
+GITHUB_BUDGET_SHARE = envfloat("GITHUB_BUDGET_SHARE", 0.2, minimum=0.001)
+if GITHUB_BUDGET_SHARE > 1:
+    raise ImproperlyConfigured(
+        f"GITHUB_BUDGET_SHARE must be at most 1, got {GITHUB_BUDGET_SHARE}"
+    )
+RUNNER_SYNC_MIN_INTERVAL = envint("RUNNER_SYNC_MIN_INTERVAL", 15, minimum=1)
+# Where each runner's Prometheus exporter answers, "{name}" standing for the runner's
+# name (e.g. http://{name}:9100/metrics); set at sync time for runners with no URL
+# of their own (an admin can set one per runner). Empty: no exporter probing.
+RUNNER_EXPORTER_URL_TEMPLATE = os.getenv(
+    "RUNNER_EXPORTER_URL_TEMPLATE",
+    f"{GITHUB_SIMULATOR_URL}/_sim/exporter/{{name}}/metrics"
+    if GITHUB_API_URL == GITHUB_SIMULATOR_URL
+    else "",
+)
+if RUNNER_EXPORTER_URL_TEMPLATE and "{name}" not in RUNNER_EXPORTER_URL_TEMPLATE:
+    raise ImproperlyConfigured(
+        "RUNNER_EXPORTER_URL_TEMPLATE must contain {name}, got "
+        f"{RUNNER_EXPORTER_URL_TEMPLATE!r}"
+    )
+EXPORTER_PROBE_INTERVAL = envint("EXPORTER_PROBE_INTERVAL", 60, minimum=5)
+EXPORTER_PROBE_TIMEOUT = envfloat("EXPORTER_PROBE_TIMEOUT", 2.0, minimum=0.1)
+EXPORTER_PROBE_CONCURRENCY = envint("EXPORTER_PROBE_CONCURRENCY", 32, minimum=1)
+
 # Logging ---------------------------------------------------------------------------------
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()

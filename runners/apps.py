@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class RunnersConfig(AppConfig):
     name = "runners"
     verbose_name = "Runner fleet"
+
+    def ready(self) -> None:
+        # Registers the fleet collector with /metrics.
+        from runners import metrics  # noqa: F401

@@ -507,3 +507,29 @@ class RunnerEvent(models.Model):
             "actor": self.actor,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class RunnerSync(models.Model):
+    """What the GitHub runner-list sync remembers for one scope: page ETags, schedule."""
+
+    # The runner list's API path (repository or organization), so switching scope
+    # starts from a clean slate instead of trusting another list's ETags.
+    scope = models.CharField(max_length=300, unique=True)
+    # One entry per page of the last complete sweep, in page order:
+    # {"etag": "...", "ids": [github ids listed on that page]}. A 304 answer for a
+    # page means exactly these runners are still listed there.
+    pages = models.JSONField(default=list, blank=True)
+    total_count = models.IntegerField(null=True, blank=True)
+    # The sync task runs every few seconds and does nothing until this passes; a
+    # running sweep pushes it ahead (a lease) so two workers never sweep together.
+    next_sync_at = models.DateTimeField(default=timezone.now)
+    interval_seconds = models.FloatField(default=0.0)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_requests = models.PositiveIntegerField(default=0)
+    last_not_modified = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["scope", "pk"]
+
+    def __str__(self) -> str:
+        return f"runner sync of {self.scope}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from runners import health
+from runners import health, probe, sync
 
 
 @shared_task(ignore_result=True)
@@ -20,3 +20,19 @@ def prune_health_history() -> None:
     """Delete health samples and events past HEALTH_RETENTION_DAYS (hourly)."""
     with tracked("health_retention"):
         health.prune_history()
+
+
+@shared_task(ignore_result=True)
+def sync_runners() -> None:
+    """Sync the runner registry from GitHub when the adaptive interval has passed
+    (beat sends this every RUNNER_SYNC_MIN_INTERVAL seconds; most runs skip)."""
+    if sync.is_due():
+        with tracked("runner_sync"):
+            sync.sync_if_due()
+
+
+@shared_task(ignore_result=True)
+def probe_exporters() -> None:
+    """Read every active runner's exporter (every EXPORTER_PROBE_INTERVAL seconds)."""
+    with tracked("exporter_probe"):
+        probe.probe_fleet()

@@ -1,0 +1,142 @@
+"""Fleet metrics for /metrics, computed from the database at scrape time.
+
+Registered from ``RunnersConfig.ready()``. Per-runner families cover active runners
+only (a removed runner's series end); the sync and sweep durations and last
+successes come from ``TaskStatus`` (``controlplane_task_*{task="runner_sync"}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from controlplane import metrics
+from runners.models import Runner, State
+from runners.sync import sync_budget
+
+SIGNALS = ("github", "heartbeat", "exporter")
+
+
+class FleetCollector:
+    """Runner health per runner and for the fleet, signal coverage, sync budget."""
+
+    name = "runners"
+
+    def collect(self) -> Iterable[Metric]:
+        now = timezone.now()
+        yield from self._per_runner(now)
+        yield from self._fleet(now)
+        yield from self._budget()
+
+    def _per_runner(self, now: datetime) -> Iterable[Metric]:
+        state = GaugeMetricFamily(
+            "controlplane_runner_state",
+            "1 for the runner's current health state, 0 for the others.",
+            labels=["runner", "state"],
+        )
+        drained = GaugeMetricFamily(
+            "controlplane_runner_drained",
+            "1 if an SRE took the runner out of deploy rotation.",
+            labels=["runner"],
+        )
+        age = GaugeMetricFamily(
+            "controlplane_runner_heartbeat_age_seconds",
+            "Seconds since the runner's last heartbeat (absent: never heartbeated).",
+            labels=["runner"],
+        )
+        rows = (
+            Runner.objects.active()
+            .order_by("name")
+            .values_list("name", "state", "drained", "last_heartbeat_at")
+        )
+        for name, current, is_drained, last_heartbeat in rows.iterator(2000):
+            for value in State.values:
+                state.add_metric([name, value], 1 if value == current else 0)
+            drained.add_metric([name], 1 if is_drained else 0)
+            if last_heartbeat is not None:
+                age.add_metric([name], max(0.0, (now - last_heartbeat).total_seconds()))
+        return [state, drained, age]
+
+    def _fleet(self, now: datetime) -> Iterable[Metric]:
+        github_fresh = now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
+        exporter_fresh = now - timedelta(seconds=settings.EXPORTER_STALE_AFTER)
+        counts = Runner.objects.active().aggregate(
+            **{
+                f"state_{value}": Count("pk", filter=Q(state=value))
+                for value in State.values
+            },
+            drained=Count("pk", filter=Q(drained=True)),
+            github=Count("pk", filter=Q(github_seen_at__gt=github_fresh)),
+            heartbeat=Count("pk", filter=Q(heartbeat_deadline__gt=now)),
+            exporter=Count(
+                "pk", filter=Q(exporter_checked_at__gt=exporter_fresh, exporter_ok=True)
+            ),
+            exporter_configured=Count("pk", filter=~Q(exporter_url="")),
+        )
+        removed = Runner.objects.filter(removed_at__isnull=False).count()
+        by_state = GaugeMetricFamily(
+            "controlplane_runners",
+            "Active runners (listed by GitHub or registered) by health state.",
+            labels=["state"],
+        )
+        for value in State.values:
+            by_state.add_metric([value], counts[f"state_{value}"])
+        coverage = GaugeMetricFamily(
+            "controlplane_runner_signal_coverage",
+            "Active runners with a fresh reading of the signal.",
+            labels=["signal"],
+        )
+        for signal in SIGNALS:
+            coverage.add_metric([signal], counts[signal])
+        return [
+            by_state,
+            GaugeMetricFamily(
+                "controlplane_runners_drained",
+                "Active runners taken out of deploy rotation.",
+                value=counts["drained"],
+            ),
+            GaugeMetricFamily(
+                "controlplane_runners_removed",
+                "Runners GitHub no longer lists, kept with their history.",
+                value=removed,
+            ),
+            coverage,
+            GaugeMetricFamily(
+                "controlplane_runners_exporter_configured",
+                "Active runners with an exporter URL to probe.",
+                value=counts["exporter_configured"],
+            ),
+        ]
+
+    def _budget(self) -> Iterable[Metric]:
+        budget = sync_budget()
+        return [
+            GaugeMetricFamily(
+                "controlplane_runner_sync_budget_share",
+                "Share of the GitHub hourly limit the runner sync may use.",
+                value=budget.share,
+            ),
+            GaugeMetricFamily(
+                "controlplane_runner_sync_interval_seconds",
+                "Seconds between runner sync sweeps, adapted to the fleet size.",
+                value=budget.interval_seconds,
+            ),
+            GaugeMetricFamily(
+                "controlplane_runner_sync_pages",
+                "Pages of 100 runners one sync sweep reads.",
+                value=budget.pages_per_sweep,
+            ),
+            GaugeMetricFamily(
+                "controlplane_runner_sync_requests_per_hour",
+                "GitHub requests per hour the runner sync spends at most.",
+                value=budget.requests_per_hour,
+            ),
+        ]
+
+
+metrics.register(FleetCollector())
