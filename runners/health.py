@@ -13,16 +13,30 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
 from operator import add
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    DateTimeField,
+    F,
+    Field,
+    JSONField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.expressions import Combinable
+from django.db.models.functions import Concat
 from django.db.models.lookups import Exact, GreaterThan, LessThan
 from django.utils import timezone
 
@@ -84,8 +98,8 @@ def _bit(condition: Q, flag: Flag) -> Case:
     return Case(When(condition, then=Value(int(flag))), default=Value(0))
 
 
-def observed_flags_expression(now: datetime) -> Combinable:
-    """The SQL expression computing a runner's ``Flag`` bits from its signals at
+def _flag_conditions(now: datetime) -> list[tuple[Flag, Q]]:
+    """Each ``Flag`` bit with the condition on a runner's signals that sets it at
     ``now``. Stale GitHub and exporter readings set no bit at all."""
     github_fresh = Q(
         github_seen_at__gt=now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
@@ -95,49 +109,63 @@ def observed_flags_expression(now: datetime) -> Combinable:
     )
     heartbeat_fresh = Q(heartbeat_deadline__gt=now)
     exporter_read = exporter_fresh & Q(exporter_ok=True)
-    bits = [
-        _bit(heartbeat_fresh, Flag.HEARTBEAT_FRESH),
-        _bit(Q(heartbeat_deadline__lte=now), Flag.HEARTBEAT_STALE),
-        _bit(github_fresh & Q(github_status="online"), Flag.GITHUB_ONLINE),
-        _bit(github_fresh & Q(github_status="offline"), Flag.GITHUB_OFFLINE),
-        _bit(exporter_read, Flag.EXPORTER_OK),
-        _bit(exporter_fresh & Q(exporter_ok=False), Flag.EXPORTER_UNREACHABLE),
-        _bit(
+    return [
+        (Flag.HEARTBEAT_FRESH, heartbeat_fresh),
+        (Flag.HEARTBEAT_STALE, Q(heartbeat_deadline__lte=now)),
+        (Flag.GITHUB_ONLINE, github_fresh & Q(github_status="online")),
+        (Flag.GITHUB_OFFLINE, github_fresh & Q(github_status="offline")),
+        (Flag.EXPORTER_OK, exporter_read),
+        (Flag.EXPORTER_UNREACHABLE, exporter_fresh & Q(exporter_ok=False)),
+        (
+            Flag.DISK_LOW,
             (heartbeat_fresh & ~_lacks("facts_problems", Flag.DISK_LOW))
             | (exporter_read & ~_lacks("exporter_problems", Flag.DISK_LOW)),
-            Flag.DISK_LOW,
         ),
-        _bit(
+        (
+            Flag.LOAD_HIGH,
             (heartbeat_fresh & ~_lacks("facts_problems", Flag.LOAD_HIGH))
             | (exporter_read & ~_lacks("exporter_problems", Flag.LOAD_HIGH)),
-            Flag.LOAD_HIGH,
         ),
-        _bit(Q(removed_at__isnull=False), Flag.REMOVED),
-        _bit(
+        (Flag.REMOVED, Q(removed_at__isnull=False)),
+        (
+            Flag.NEVER_SEEN,
             Q(
                 last_heartbeat_at__isnull=True,
                 github_seen_at__isnull=True,
                 exporter_checked_at__isnull=True,
             ),
-            Flag.NEVER_SEEN,
         ),
     ]
+
+
+def observed_flags_expression(now: datetime, mask: int = ~0) -> Combinable:
+    """The SQL expression computing a runner's ``Flag`` bits (those in ``mask``)
+    from its signals at ``now``."""
+    bits = [_bit(q, flag) for flag, q in _flag_conditions(now) if flag & mask]
     expression: Combinable = reduce(add, bits)
     return expression
 
 
 def _from_rules(value: dict[str, Any] | None = None, *, attr: str) -> Case:
-    """A CASE over the stored ``observed_flags`` giving each rule's ``attr`` (its
-    state or reason), or ``value[attr]`` mapped when given (the state's rank)."""
-    whens = []
+    """A CASE over the stored ``observed_flags`` giving the first matching rule's
+    ``attr`` (its state or reason), mapped through ``value`` when given (the state's
+    rank). Consecutive rules with the same result share one WHEN."""
+    groups: list[tuple[Any, Q]] = []
     for rule in RULES[:-1]:
         condition = _has("observed_flags", rule.required)
         if rule.forbidden:
             condition &= _lacks("observed_flags", rule.forbidden)
         result = getattr(rule, attr)
-        whens.append(When(condition, then=Value(value[result] if value else result)))
+        result = value[result] if value else result
+        if groups and groups[-1][0] == result:
+            groups[-1] = (result, groups[-1][1] | condition)
+        else:
+            groups.append((result, condition))
     last = getattr(RULES[-1], attr)
-    return Case(*whens, default=Value(value[last] if value else last))
+    return Case(
+        *(When(condition, then=Value(result)) for result, condition in groups),
+        default=Value(value[last] if value else last),
+    )
 
 
 def _observed_state() -> Case:
@@ -203,76 +231,126 @@ def sweep(now: datetime | None = None) -> SweepResult:
     return SweepResult(observed_changes=changes, transitions=transitions)
 
 
-# Which flags each sampled signal consists of.
-_SAMPLED: tuple[tuple[HealthSample.Source, Flag, Flag], ...] = (
+# The sampled signals: source, the flags that make up its reading, the good one, and
+# what each reading is called on the timeline.
+_SAMPLED: tuple[tuple[HealthSample.Source, Flag, Flag, dict[int, str]], ...] = (
     (
         HealthSample.Source.HEARTBEAT,
         Flag.HEARTBEAT_FRESH | Flag.HEARTBEAT_STALE,
         Flag.HEARTBEAT_FRESH,
+        {Flag.HEARTBEAT_FRESH: "fresh", Flag.HEARTBEAT_STALE: "stale", 0: "none"},
     ),
     (
         HealthSample.Source.GITHUB,
         Flag.GITHUB_ONLINE | Flag.GITHUB_OFFLINE,
         Flag.GITHUB_ONLINE,
+        {Flag.GITHUB_ONLINE: "online", Flag.GITHUB_OFFLINE: "offline", 0: "stale"},
     ),
 )
 
 
-def _signal_word(source: HealthSample.Source, flags: int) -> str:
-    if source == HealthSample.Source.HEARTBEAT:
-        if flags & Flag.HEARTBEAT_FRESH:
-            return "fresh"
-        return "stale" if flags & Flag.HEARTBEAT_STALE else "none"
-    if flags & Flag.GITHUB_ONLINE:
-        return "online"
-    return "offline" if flags & Flag.GITHUB_OFFLINE else "stale"
+def _insert_from_select(
+    model: type[HealthSample] | type[RunnerEvent], rows: QuerySet[Runner, Any]
+) -> int:
+    """``INSERT INTO model (...) SELECT ...``: the rows are computed by the database
+    from ``rows``, a ``values_list`` of annotations each named ``new_<field>`` after a
+    field of ``model``, so 10,000 rows cost one statement and no Python objects."""
+    names = list(rows.query.values_select) + list(rows.query.annotation_select)
+    quote = connection.ops.quote_name
+    fields = [
+        cast("Field[Any, Any]", model._meta.get_field(name.removeprefix("new_")))
+        for name in names
+    ]
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    select, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select}", params
+        )
+        return int(cursor.rowcount)
+
+
+def bulk_insert(objs: Sequence[HealthSample] | Sequence[RunnerEvent]) -> None:
+    """Insert ``objs`` (samples or events) in as few multi-row INSERTs as the
+    database allows: one on PostgreSQL; on SQLite one per
+    ``SQLITE_LIMIT_VARIABLE_NUMBER`` parameters.
+
+    Django assumes SQLite's historic limit of 999 parameters (a statement per ~120
+    rows); Python's SQLite reports the real limit (32,766 or more since 3.32), which
+    Django 6 reads the same way."""
+    if not objs:
+        return
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        connection.features.max_query_params = max(999, limit)
+    type(objs[0]).objects.bulk_create(objs)  # type: ignore[arg-type]
+
+
+# The name the registry sync imports.
+_insert = bulk_insert
 
 
 def _observe(now: datetime) -> int:
-    flags = observed_flags_expression(now)
-    changed = list(
-        Runner.objects.annotate(new_flags=flags)
-        .exclude(observed_flags=F("new_flags"))
-        .values_list("pk", "observed_flags", "new_flags")
+    # 1. A sample for each runner whose heartbeat or GitHub reading changed, computed
+    #    from the old and new flags before the new ones are stored.
+    for source, mask, good, words in _SAMPLED:
+        new = F("signal")
+        rows = (
+            Runner.objects.alias(signal=observed_flags_expression(now, mask))
+            .filter(~Q(Exact(F("observed_flags").bitand(int(mask)), new)))
+            .order_by()
+            .annotate(
+                new_runner=F("pk"),
+                new_source=Value(str(source)),
+                new_ok=Case(
+                    When(Exact(new, int(good)), then=Value(True)),
+                    default=Value(False),
+                    output_field=BooleanField(),
+                ),
+                new_observed_at=Value(now, output_field=DateTimeField()),
+                new_detail=Case(
+                    *(
+                        When(
+                            Exact(new, int(bits)),
+                            then=Value({"signal": word}, output_field=JSONField()),
+                        )
+                        for bits, word in words.items()
+                    ),
+                    output_field=JSONField(),
+                ),
+            )
+            .values_list(
+                "new_runner", "new_source", "new_ok", "new_observed_at", "new_detail"
+            )
+        )
+        _insert_from_select(HealthSample, rows)
+    # 2. Store the new flags where they changed.
+    return (
+        Runner.objects.alias(flags=observed_flags_expression(now))
+        .exclude(observed_flags=F("flags"))
+        .update(observed_flags=F("flags"))
     )
-    if not changed:
-        return 0
-    Runner.objects.exclude(observed_flags=flags).update(observed_flags=flags)
-    samples = []
-    for pk, old, new in changed:
-        for source, mask, good in _SAMPLED:
-            if old & mask != new & mask and (new & mask or old & mask):
-                samples.append(
-                    HealthSample(
-                        runner_id=pk,
-                        source=source,
-                        ok=bool(new & good),
-                        observed_at=now,
-                        detail={"signal": _signal_word(source, new)},
-                    )
-                )
-    if samples:
-        _insert(samples)
-    return len(changed)
 
 
 def _count_streaks() -> None:
-    observed_rank = _observed_rank()
-    current_rank = _current_rank()
-    observed_reason = _observed_reason()
-    worse = GreaterThan(observed_rank, current_rank)
-    better = LessThan(observed_rank, current_rank)
-    same = Exact(observed_rank, current_rank)
-    Runner.objects.filter(
+    worse = GreaterThan(F("observed_rank"), F("current_rank"))
+    better = LessThan(F("observed_rank"), F("current_rank"))
+    same = Exact(F("observed_rank"), F("current_rank"))
+    Runner.objects.alias(
+        observed_rank=_observed_rank(),
+        current_rank=_current_rank(),
+        observed_reason=_observed_reason(),
+    ).filter(
         Q(bad_streak__gt=0)
         | Q(good_streak__gt=0)
         | ~Q(same)
-        | ~Q(reason=observed_reason)
+        | ~Q(reason=F("observed_reason"))
     ).update(
         bad_streak=Case(When(worse, then=F("bad_streak") + 1), default=Value(0)),
         good_streak=Case(When(better, then=F("good_streak") + 1), default=Value(0)),
         # Same state, different reason (disk low → load high): follow it in place.
-        reason=Case(When(same, then=observed_reason), default=F("reason")),
+        reason=Case(When(same, then=F("observed_reason")), default=F("reason")),
     )
 
 
@@ -280,55 +358,67 @@ def _transition(now: datetime) -> int:
     due = Runner.objects.filter(
         Q(bad_streak__gte=settings.HEALTH_FALL_AFTER)
         | Q(good_streak__gte=settings.HEALTH_RISE_AFTER)
-    )
-    rows = list(due.values_list("pk", "state", "observed_flags"))
-    if not rows:
+    ).order_by()
+    # The few distinct observations among the runners due: each one's reason list and
+    # message is worked out here from the rule table, then the events of all runners
+    # are written by one INSERT ... SELECT before their state changes.
+    distinct = sorted(set(due.values_list("observed_flags", flat=True).distinct()))
+    if not distinct:
         return 0
-    due.update(
+    reasons: dict[int, list[str]] = {}
+    for flags in distinct:
+        reasons[flags] = [str(reason) for reason in evaluate_flags(flags)[1]]
+
+    def by_flags(values: dict[int, Any], field: Field[Any, Any]) -> Case:
+        return Case(
+            *(
+                When(observed_flags=flags, then=Value(value, output_field=field))
+                for flags, value in values.items()
+            ),
+            output_field=field,
+        )
+
+    events = due.annotate(
+        new_runner=F("pk"),
+        new_kind=Value(str(RunnerEvent.Kind.STATE_CHANGE)),
+        new_from_state=F("state"),
+        new_to_state=_observed_state(),
+        new_reasons=by_flags(reasons, JSONField()),
+        new_message=Concat(
+            F("state"),
+            Value(" → "),
+            _observed_state(),
+            by_flags(
+                {
+                    flags: ": " + ", ".join(Reason(r).label for r in codes)
+                    if codes
+                    else ""
+                    for flags, codes in reasons.items()
+                },
+                CharField(),
+            ),
+            output_field=CharField(),
+        ),
+        new_actor=Value("health-sweep"),
+        new_created_at=Value(now, output_field=DateTimeField()),
+    ).values_list(
+        "new_runner",
+        "new_kind",
+        "new_from_state",
+        "new_to_state",
+        "new_reasons",
+        "new_message",
+        "new_actor",
+        "new_created_at",
+    )
+    _insert_from_select(RunnerEvent, events)
+    return due.update(
         state=_observed_state(),
         reason=_observed_reason(),
         state_since=now,
         bad_streak=0,
         good_streak=0,
     )
-    events = []
-    for pk, old_state, flags in rows:
-        new_state, reasons = evaluate_flags(flags)
-        events.append(
-            RunnerEvent(
-                runner_id=pk,
-                kind=RunnerEvent.Kind.STATE_CHANGE,
-                from_state=old_state,
-                to_state=new_state,
-                reasons=[str(reason) for reason in reasons],
-                message=_describe(old_state, new_state, reasons),
-                actor="health-sweep",
-                created_at=now,
-            )
-        )
-    _insert(events)
-    return len(events)
-
-
-def _describe(old_state: str, new_state: str, reasons: list[Reason]) -> str:
-    text = f"{old_state} → {new_state}"
-    if reasons:
-        text += ": " + ", ".join(Reason(reason).label for reason in reasons)
-    return text
-
-
-def _insert(objs: list[HealthSample] | list[RunnerEvent]) -> None:
-    """Insert ``objs`` in as few multi-row INSERTs as the database allows: one on
-    PostgreSQL; on SQLite, one per ``SQLITE_LIMIT_VARIABLE_NUMBER`` parameters.
-
-    Django assumes SQLite's historic limit of 999 parameters (a statement per ~120
-    rows); Python's SQLite reports the real limit (32,766 or more since 3.32), which
-    Django 6 reads the same way."""
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        connection.features.max_query_params = max(999, limit)
-    type(objs[0]).objects.bulk_create(objs)  # type: ignore[arg-type]
 
 
 # Retention --------------------------------------------------------------------------------
