@@ -19,15 +19,19 @@ from controlplane.celery import app as celery_app
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
 ROOT = Path(__file__).resolve().parent.parent
+# The broker the suite was started with (CI's second run: Redis), for the real worker
+# processes some tests start; code under test in this process gets an in-memory one.
+SUITE_BROKER_URL = os.environ.get("CELERY_BROKER_URL")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _in_memory_broker() -> None:
     """Messages enqueued by code under test stay in this process; tests call task
-    functions directly, and the few end-to-end tests start real workers with their
-    own broker."""
-    celery_app.conf.broker_url = "memory://"
-    celery_app.conf.broker_transport_options = {}
+    functions directly, and the few end-to-end tests start real workers with the
+    suite's broker (``process_env``)."""
+    # Celery reads CELERY_BROKER_URL from the environment before its own settings.
+    os.environ["CELERY_BROKER_URL"] = "memory://"
+    celery_app.conf.update(broker_url="memory://", broker_transport_options={})
 
 
 def make_user(username: str, role: str | None) -> User:
@@ -104,6 +108,9 @@ def process_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("CELERY_BROKER_URL", None)
+    if SUITE_BROKER_URL:
+        env["CELERY_BROKER_URL"] = SUITE_BROKER_URL
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
