@@ -30,6 +30,7 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("audit/", views.audit_list, name="audit-list"),
+    path("fleet/", include("runners.urls")),
     path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),
     path("github/webhook", webhooks.receive, name="github-webhook"),

@@ -1,0 +1,177 @@
+"""API representations of runners, their health samples and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from runners.models import HealthSample, Reason, Runner, RunnerEvent, State, runbook_for
+
+
+def runbook_path(reason: str) -> str | None:
+    slug = runbook_for(reason)
+    return f"/runbooks/{slug}/" if slug else None
+
+
+class RunnerSerializer(serializers.ModelSerializer[Runner]):
+    """A runner with its signals, health, drain flag and deploy eligibility.
+
+    Read-only: the sync, the heartbeat and the sweep write these fields; people
+    change a runner through the drain, undrain and rotate-token actions."""
+
+    reasons = serializers.SerializerMethodField(
+        help_text="Every reason code the latest observation found, primary first."
+    )
+    runbook = serializers.SerializerMethodField(
+        help_text="Path of the runbook for the current reason, null when none."
+    )
+    eligible = serializers.SerializerMethodField(
+        help_text="Whether a deploy may be sent to this runner now."
+    )
+    ineligibility_reasons = serializers.SerializerMethodField(
+        help_text="Why a deploy may not go to this runner now, in words."
+    )
+    heartbeat_fresh = serializers.SerializerMethodField(
+        help_text="The last heartbeat is within HEARTBEAT_STALE_AFTER."
+    )
+    github_fresh = serializers.SerializerMethodField(
+        help_text="GitHub's status was read within GITHUB_STATUS_STALE_AFTER."
+    )
+    removed = serializers.SerializerMethodField(
+        help_text="GitHub no longer lists this runner (it is kept with its history)."
+    )
+    reason = serializers.ChoiceField(
+        choices=Reason.choices, read_only=True, help_text="Primary reason code."
+    )
+
+    class Meta:
+        model = Runner
+        fields = [
+            "id",
+            "name",
+            "github_id",
+            "labels",
+            "os",
+            "host",
+            "github_status",
+            "github_busy",
+            "github_seen_at",
+            "github_fresh",
+            "removed",
+            "removed_at",
+            "last_heartbeat_at",
+            "heartbeat_fresh",
+            "facts",
+            "exporter_url",
+            "exporter_ok",
+            "exporter_checked_at",
+            "exporter_detail",
+            "state",
+            "reason",
+            "reasons",
+            "runbook",
+            "state_since",
+            "drained",
+            "drained_reason",
+            "drained_by",
+            "drained_at",
+            "eligible",
+            "ineligibility_reasons",
+            "first_seen_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.ListField(child=serializers.ChoiceField(choices=Reason.choices))
+    )
+    def get_reasons(self, runner: Runner) -> list[str]:
+        return [str(reason) for reason in runner.reasons]
+
+    def get_runbook(self, runner: Runner) -> str | None:
+        return runbook_path(runner.reason)
+
+    def get_eligible(self, runner: Runner) -> bool:
+        return runner.is_eligible_for_deploy()
+
+    def get_ineligibility_reasons(self, runner: Runner) -> list[str]:
+        return runner.ineligibility_reasons()
+
+    def get_heartbeat_fresh(self, runner: Runner) -> bool:
+        deadline = runner.heartbeat_deadline
+        return bool(deadline and deadline > self._now())
+
+    def get_github_fresh(self, runner: Runner) -> bool:
+        seen = runner.github_seen_at
+        limit = settings.GITHUB_STATUS_STALE_AFTER
+        return bool(seen and (self._now() - seen).total_seconds() < limit)
+
+    def get_removed(self, runner: Runner) -> bool:
+        return runner.removed_at is not None
+
+    def _now(self) -> datetime:
+        # One "now" per serializer (a list shares its child), so every runner on a
+        # page is judged at the same instant.
+        if self._now_cache is None:
+            self._now_cache = timezone.now()
+        return self._now_cache
+
+    _now_cache: datetime | None = None
+
+
+class DrainSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(
+        max_length=500,
+        help_text="Why the runner leaves deploy rotation (kept in the audit log).",
+    )
+
+
+class TokenSerializer(serializers.Serializer[dict[str, Any]]):
+    """A new heartbeat token: shown this once, stored only as a digest."""
+
+    name = serializers.CharField(help_text="The runner's name.")
+    token = serializers.CharField(
+        help_text="Send as `Authorization: Bearer <token>` to /heartbeat. The "
+        "previous token stopped working."
+    )
+
+
+class HealthSampleSerializer(serializers.ModelSerializer[HealthSample]):
+    class Meta:
+        model = HealthSample
+        fields = ["id", "source", "ok", "observed_at", "latency_ms", "detail"]
+        read_only_fields = fields
+
+
+class RunnerEventSerializer(serializers.ModelSerializer[RunnerEvent]):
+    from_state = serializers.ChoiceField(
+        choices=[("", "none"), *State.choices], read_only=True
+    )
+    to_state = serializers.ChoiceField(
+        choices=[("", "none"), *State.choices], read_only=True
+    )
+    runbook = serializers.SerializerMethodField(
+        help_text="Path of the runbook for the event's primary reason, null when none."
+    )
+
+    class Meta:
+        model = RunnerEvent
+        fields = [
+            "id",
+            "kind",
+            "from_state",
+            "to_state",
+            "reasons",
+            "runbook",
+            "message",
+            "actor",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_runbook(self, event: RunnerEvent) -> str | None:
+        return runbook_path(event.reason)

@@ -1,0 +1,334 @@
+"""The fleet pages: the overview with live counts and the runner table, one runner's
+detail page, and the drain/undrain forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.permissions import role_required
+from controlplane.roles import Role, has_role
+from deploys.models import WorkflowJob
+from runners.filters import RunnerFilterSet
+from runners.models import Reason, Runner, RunnerEvent, State, runbook_for
+
+PAGE_SIZE = 50
+TIMELINE_WINDOW = timedelta(hours=24)
+# A runner flapping every sweep for a day would have thousands of transitions; the bar
+# only needs enough of them to be drawn, and the page must stay bounded.
+TIMELINE_MAX_EVENTS = 2_000
+RECENT_EVENTS = 50
+RECENT_JOBS = 20
+
+
+# Fleet summary ----------------------------------------------------------------------
+
+
+def fleet_counts(now: datetime) -> dict[str, int]:
+    """Runners per health state, drained and removed, and how many have a fresh
+    reading of each signal, in one aggregate query.
+
+    Health states, drained and coverage count active runners only (removed ones are
+    history). Freshness uses the same limits as the health sweep, so "fresh" here
+    means what the sweep would trust."""
+    active = Q(removed_at__isnull=True)
+    github_fresh = Q(
+        github_seen_at__gt=now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
+    )
+    exporter_fresh = Q(
+        exporter_checked_at__gt=now - timedelta(seconds=settings.EXPORTER_STALE_AFTER)
+    )
+    aggregates: dict[str, Any] = {
+        "active": Count("pk", filter=active),
+        "removed": Count("pk", filter=Q(removed_at__isnull=False)),
+        "drained": Count("pk", filter=active & Q(drained=True)),
+        "github_fresh": Count("pk", filter=active & github_fresh),
+        "heartbeat_fresh": Count("pk", filter=active & Q(heartbeat_deadline__gt=now)),
+        "exporter_fresh": Count("pk", filter=active & exporter_fresh),
+    }
+    for state in State:
+        aggregates[str(state)] = Count("pk", filter=active & Q(state=state))
+    counts: dict[str, int] = Runner.objects.aggregate(**aggregates)
+    return counts
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many active runners one signal currently reports for."""
+
+    signal: str
+    fresh: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.fresh / self.total) if self.total else 0
+
+
+def format_age(age: timedelta | None) -> str:
+    """A short human age: "12 s", "4 min", "3 h", "2 d" ("never" for None)."""
+    if age is None:
+        return "never"
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One runner in the fleet table, with the figures computed for display."""
+
+    runner: Runner
+    heartbeat_age: str
+    heartbeat_fresh: bool
+    github_fresh: bool
+
+    @classmethod
+    def of(cls, runner: Runner, now: datetime) -> FleetRow:
+        seen = runner.github_seen_at
+        github_limit = timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
+        return cls(
+            runner=runner,
+            heartbeat_age=format_age(
+                now - runner.last_heartbeat_at if runner.last_heartbeat_at else None
+            ),
+            heartbeat_fresh=bool(
+                runner.heartbeat_deadline and runner.heartbeat_deadline > now
+            ),
+            github_fresh=bool(seen and seen > now - github_limit),
+        )
+
+
+# Only the columns the table shows: the facts and exporter JSON can be large and are
+# for the detail page.
+TABLE_COLUMNS = (
+    "pk",
+    "name",
+    "labels",
+    "github_status",
+    "github_busy",
+    "github_seen_at",
+    "removed_at",
+    "last_heartbeat_at",
+    "heartbeat_deadline",
+    "state",
+    "reason",
+    "state_since",
+    "drained",
+    "drained_reason",
+)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def fleet(request: HttpRequest) -> HttpResponse:
+    """The fleet: counts by state, signal coverage and the filtered runner table.
+
+    htmx polls this URL with the page's own query string every 5 s; for those
+    requests (``HX-Request``) only the live partial is rendered."""
+    now = timezone.now()
+    filterset = RunnerFilterSet(
+        request.GET, queryset=Runner.objects.only(*TABLE_COLUMNS).order_by("name", "pk")
+    )
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = fleet_counts(now)
+    ctx = {
+        "filter": filterset,
+        "page_obj": page,
+        "rows": [FleetRow.of(runner, now) for runner in page.object_list],
+        "counts": counts,
+        "states": [(str(state), counts[str(state)]) for state in State],
+        "coverage": [
+            Coverage("GitHub status", counts["github_fresh"], counts["active"]),
+            Coverage("Heartbeat", counts["heartbeat_fresh"], counts["active"]),
+            Coverage("Exporter", counts["exporter_fresh"], counts["active"]),
+        ],
+        "now": now,
+    }
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = "runners/_table.html" if is_htmx else "runners/fleet.html"
+    response = render(request, template, ctx)
+    # The same URL answers with a page or a fragment: caches must tell them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# Runner detail ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the health timeline spent in one state (``none``: the runner
+    was not registered yet)."""
+
+    state: str
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    @property
+    def weight(self) -> int:
+        """Its width in the bar, relative to the others (whole seconds)."""
+        return max(1, round(self.seconds))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: datetime
+    end: datetime
+    segments: list[Segment]
+
+    @property
+    def healthy_percent(self) -> float | None:
+        """Share of the time the runner existed that it was healthy."""
+        known = sum(s.seconds for s in self.segments if s.state != "none")
+        if not known:
+            return None
+        healthy = sum(s.seconds for s in self.segments if s.state == State.HEALTHY)
+        return round(100 * healthy / known, 1)
+
+
+def health_timeline(
+    runner: Runner, now: datetime, window: timedelta = TIMELINE_WINDOW
+) -> Timeline:
+    """The runner's states over the ``window`` before ``now``, from its state-change
+    events in the window and the last one before it (two queries).
+
+    1. The state at the window's start is the target of the last transition before
+       it; failing that, the source of the first transition inside it; failing that
+       (no transitions at all), the current state.
+    2. Each transition in the window ends one segment and starts the next.
+    3. Time before the runner was registered is a ``none`` segment.
+    """
+    start = now - window
+    changes = runner.events.filter(kind=RunnerEvent.Kind.STATE_CHANGE)
+    inside = list(
+        changes.filter(created_at__gt=start, created_at__lte=now)
+        .order_by("created_at", "pk")
+        .values_list("created_at", "from_state", "to_state")[:TIMELINE_MAX_EVENTS]
+    )
+    before = (
+        changes.filter(created_at__lte=start)
+        .order_by("-created_at", "-pk")
+        .values_list("to_state", flat=True)
+        .first()
+    )
+    if before:
+        state = before
+    elif inside:
+        state = inside[0][1] or runner.state
+    else:
+        state = runner.state
+    segments: list[Segment] = []
+    cursor = start
+    if before is None and runner.created > start:
+        cursor = min(runner.created, now)
+        segments.append(Segment("none", start, cursor))
+    for at, _, to_state in inside:
+        if at > cursor:
+            segments.append(Segment(state, cursor, at))
+            cursor = at
+        state = to_state
+    if now > cursor:
+        segments.append(Segment(state, cursor, now))
+    return Timeline(start=start, end=now, segments=_merge(segments))
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    merged: list[Segment] = []
+    for segment in segments:
+        if merged and merged[-1].state == segment.state:
+            merged[-1] = Segment(segment.state, merged[-1].start, segment.end)
+        else:
+            merged.append(segment)
+    return merged
+
+
+class DrainForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        strip=True,
+        help_text="Why it leaves deploy rotation (shown to everyone, kept in the audit log).",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. kernel upgrade, INC-1234"}),
+    )
+
+
+def _detail_context(
+    request: HttpRequest, runner: Runner, form: DrainForm | None = None
+) -> dict[str, Any]:
+    now = timezone.now()
+    row = FleetRow.of(runner, now)
+    slug = runbook_for(runner.reason)
+    return {
+        "runner": runner,
+        "row": row,
+        "reasons": [Reason(reason) for reason in runner.reasons],
+        "reason_label": Reason(runner.reason).label if runner.reason else "",
+        "runbook_url": f"/runbooks/{slug}/" if slug else "",
+        "ineligible": runner.ineligibility_reasons(),
+        "timeline": health_timeline(runner, now),
+        "events": list(runner.events.all()[:RECENT_EVENTS]),
+        "jobs": list(WorkflowJob.objects.for_runner(runner.name)[:RECENT_JOBS]),
+        "form": form or DrainForm(),
+        "can_drain": has_role(request.user, Role.SRE),
+        "exporter_age": format_age(
+            now - runner.exporter_checked_at if runner.exporter_checked_at else None
+        ),
+        "github_age": format_age(
+            now - runner.github_seen_at if runner.github_seen_at else None
+        ),
+        "now": now,
+    }
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def detail(request: HttpRequest, name: str) -> HttpResponse:
+    """One runner: eligibility, 24 h health bar, facts, events, jobs, drain form."""
+    runner = get_object_or_404(Runner, name=name)
+    return render(request, "runners/detail.html", _detail_context(request, runner))
+
+
+@require_POST
+@role_required(Role.SRE)
+def drain(request: HttpRequest, name: str) -> HttpResponse:
+    """Take the runner out of deploy rotation, with a reason (audited)."""
+    runner = get_object_or_404(Runner, name=name)
+    form = DrainForm(request.POST)
+    if not form.is_valid():
+        ctx = _detail_context(request, runner, form)
+        return render(request, "runners/detail.html", ctx, status=400)
+    runner.drain(request.user, form.cleaned_data["reason"])
+    messages.success(request, f"{runner.name} is drained: deploys will not use it.")
+    return redirect("runners:detail", name=runner.name)
+
+
+@require_POST
+@role_required(Role.SRE)
+def undrain(request: HttpRequest, name: str) -> HttpResponse:
+    """Put the runner back into deploy rotation (audited)."""
+    runner = get_object_or_404(Runner, name=name)
+    if runner.drained:
+        runner.undrain(request.user)
+        messages.success(request, f"{runner.name} is back in deploy rotation.")
+    return redirect("runners:detail", name=runner.name)
