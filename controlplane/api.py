@@ -71,3 +71,50 @@ class WhoAmIView(APIView):
             "token_expiry": token.expiry if token is not None else None,
         }
         return Response(WhoAmISerializer(data).data)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "DRF's error format: `detail` for most errors, field names mapped "
+    "to messages for validation errors.",
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": True,
+}
+
+
+def add_error_responses(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: document the errors every endpoint can
+    give (401 without credentials, 403 without the role, 404 for an unknown object,
+    400 for bad parameters or bodies) so clients, and the schema tests, can rely on
+    them. Responses an endpoint documents itself are left alone."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Error", ERROR_SCHEMA)
+    ref = {"$ref": "#/components/schemas/Error"}
+    descriptions = {
+        "400": "Invalid parameters or body.",
+        "401": "No valid credentials (`Authorization: Token <token>`).",
+        "403": "The caller's role is not enough; the message names the role needed.",
+        "404": "No such object.",
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            params = operation.get("parameters", [])
+            codes = ["401", "403"]
+            if any(p.get("in") == "path" for p in params):
+                codes.append("404")
+            if "requestBody" in operation or any(
+                p.get("in") == "query" for p in params
+            ):
+                codes.append("400")
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(
+                    code,
+                    {
+                        "description": descriptions[code],
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+    return result

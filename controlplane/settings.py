@@ -286,6 +286,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # Documents the 400/401/403/404 every endpoint can answer.
+        "controlplane.api.add_error_responses",
+    ],
 }
 
 # Celery -------------------------------------------------------------------------------

@@ -105,13 +105,22 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        # A URL no API route matches still answers in DRF's error format.
+        return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", {}, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """500 page rendered without the request context: it must work when the
     database, the session or a context processor is what failed."""
+    if _is_api(request):
+        return JsonResponse({"detail": "A server error occurred."}, status=500)
     return HttpResponseServerError(loader.get_template("500.html").render())
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
 
 
 @require_GET
