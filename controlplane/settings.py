@@ -291,6 +291,12 @@ SPECTACULAR_SETTINGS = {
         # Documents the 400/401/403/404 every endpoint can answer.
         "controlplane.api.add_error_responses",
     ],
+    # Enums used by several fields get one component each (named after the model's
+    # choices, not after whichever field spectacular meets first).
+    "ENUM_NAME_OVERRIDES": {
+        "RunnerStateEnum": "runners.models.State",
+        "RunnerReasonEnum": "runners.models.Reason",
+    },
 }
 
 # Celery -------------------------------------------------------------------------------
@@ -392,6 +398,19 @@ GITHUB_TIMEOUT = envfloat("GITHUB_TIMEOUT", 10.0, minimum=0.1)
 GITHUB_MAX_RETRIES = envint("GITHUB_MAX_RETRIES", 4)
 # Longest a single call may sleep for a rate limit before giving up and failing.
 GITHUB_MAX_RATE_LIMIT_WAIT = envfloat("GITHUB_MAX_RATE_LIMIT_WAIT", 900.0)
+
+# Deploys ---------------------------------------------------------------------------------
+
+# Seconds between looks at a deploy in flight (GitHub polled as the fallback for
+# missing webhooks; the reconciler beat runs every 2 s to honour it).
+DEPLOY_POLL_INTERVAL = envfloat("DEPLOY_POLL_INTERVAL", 2.0, minimum=0.1)
+# Seconds a cancelled run may ignore the cancel before it is force-cancelled.
+DEPLOY_FORCE_CANCEL_AFTER = envfloat("DEPLOY_FORCE_CANCEL_AFTER", 5.0)
+# Seconds to keep looking for a dispatched run by its correlation token before the
+# dispatch counts as never received (then a new attempt is made).
+DEPLOY_DISPATCH_LOOKUP_GRACE = envfloat("DEPLOY_DISPATCH_LOOKUP_GRACE", 60.0)
+# Seconds the reconciler leaves a run to the worker it enqueued before trying again.
+DEPLOY_RECONCILE_LEASE = envfloat("DEPLOY_RECONCILE_LEASE", 30.0, minimum=1.0)
 
 # Runner health ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from deploys import engine
 from deploys.models import WebhookDelivery, WorkflowJob
 from runners.models import Runner
 
@@ -35,7 +36,11 @@ def process_delivery(delivery_id: int) -> bool:
         if delivery is None:
             return False
         if delivery.event == "workflow_job":
-            record_job(delivery.payload["workflow_job"])
+            record = record_job(delivery.payload["workflow_job"])
+            # The deploy watching this run looks at once instead of at its next poll.
+            engine.wake_for_github_run(record.run_id)
+        elif delivery.event == "workflow_run":
+            engine.wake_for_github_run(int(delivery.payload["workflow_run"]["id"]))
         delivery.processed_at = timezone.now()
         delivery.save(update_fields=["processed_at"])
     return True

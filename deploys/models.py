@@ -1,11 +1,19 @@
-"""Deploys app: GitHub webhook deliveries and the workflow jobs they report."""
+"""Deploys app: GitHub webhook deliveries and the workflow jobs they report;
+environments, their runner pools and the deploy runs sent to them."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
-from django.db import models
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
+
+from controlplane import audit
 
 
 class WebhookDelivery(models.Model):
@@ -100,3 +108,439 @@ class WorkflowJob(models.Model):
             "started_at": job.get("started_at"),
             "completed_at": job.get("completed_at"),
         }
+
+
+# Environments and their runner pools ------------------------------------------------
+
+
+def validate_pattern(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"not a regular expression: {exc}") from None
+
+
+def validate_repository(value: str) -> None:
+    if value.count("/") != 1 or not all(value.split("/")):
+        raise ValidationError("must look like owner/name")
+
+
+class Environment(models.Model):
+    """A deploy target (production, staging…): repository, workflow and runner pool."""
+
+    class Policy(models.TextChoices):
+        QUEUE = "queue", "queue behind the running deploy"
+        REJECT = "reject", "refuse while one is queued or running"
+
+    name = models.SlugField(max_length=100, unique=True)
+    repository = models.CharField(max_length=200, validators=[validate_repository])
+    workflow_file = models.CharField(max_length=200, default="deploy.yml")
+    default_ref = models.CharField(max_length=255, default="main")
+    # Seconds a dispatched job may wait for its runner before the next one is tried.
+    pickup_timeout = models.PositiveIntegerField(default=120)
+    # Seconds a deploy may wait for a healthy runner (or its secrets) before failing.
+    gate_timeout = models.PositiveIntegerField(default=300)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    # Names of secrets the workflow needs, looked up in the repository and in the
+    # GitHub environment of the same name before every dispatch.
+    required_secrets = models.JSONField(default=list, blank=True)
+    policy = models.CharField(
+        max_length=10, choices=Policy.choices, default=Policy.QUEUE
+    )
+    change_ticket_pattern = models.CharField(
+        max_length=200, blank=True, validators=[validate_pattern]
+    )
+    paused = models.BooleanField(default=False)
+    paused_reason = models.CharField(max_length=500, blank=True)
+    runners = models.ManyToManyField(
+        "runners.Runner",
+        through="EnvironmentRunner",
+        related_name="environments",
+        blank=True,
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="environment_attempts_min"
+            ),
+            models.CheckConstraint(
+                condition=Q(policy__in=["queue", "reject"]),
+                name="environment_policy_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def pool(self) -> list[EnvironmentRunner]:
+        """The runner pool in order: the primary first, then the secondaries."""
+        return list(self.pool_entries.select_related("runner").order_by("position"))
+
+    def set_pool(self, runners: list[Any]) -> None:
+        """Replace the pool with ``runners`` in this order (position 0 = primary)."""
+        self.pool_entries.all().delete()
+        EnvironmentRunner.objects.bulk_create(
+            EnvironmentRunner(environment=self, runner=runner, position=position)
+            for position, runner in enumerate(runners)
+        )
+
+    def ticket_matches(self, ticket: str) -> bool:
+        if not self.change_ticket_pattern:
+            return True
+        return re.fullmatch(self.change_ticket_pattern, ticket) is not None
+
+
+class EnvironmentRunner(models.Model):
+    """One place in an environment's runner pool (position 0 is the primary)."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="pool_entries"
+    )
+    # PROTECT: a runner in a pool is removed from the pool first, deliberately.
+    runner = models.ForeignKey(
+        "runners.Runner", on_delete=models.PROTECT, related_name="pool_entries"
+    )
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["environment", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "position"], name="pool_position_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["environment", "runner"], name="pool_runner_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id}#{self.position}: {self.runner_id}"
+
+
+# Deploy runs, attempts and their timeline ---------------------------------------------
+
+
+class DeployRunQuerySet(models.QuerySet["DeployRun"]):
+    def active(self) -> DeployRunQuerySet:
+        return self.filter(state__in=DeployRun.ACTIVE_STATES)
+
+    def queued(self) -> DeployRunQuerySet:
+        return self.filter(state=DeployRun.State.QUEUED)
+
+    def unfinished(self) -> DeployRunQuerySet:
+        return self.exclude(state__in=DeployRun.FINAL_STATES)
+
+    def due(self, now: Any) -> DeployRunQuerySet:
+        """Runs whose deadline for another look has passed (the reconciler's scan)."""
+        return self.filter(next_check_at__lte=now)
+
+
+class DeployRun(models.Model):
+    """One requested deploy of a ref to an environment, through its attempts."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        GATING = "gating"
+        DISPATCHING = "dispatching"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Reason(models.TextChoices):
+        NONE = "", "none"
+        DEPLOY_FAILED = "deploy_failed", "a deploy step failed"
+        NO_HEALTHY_RUNNER = "no_healthy_runner", "no healthy runner"
+        MISSING_SECRETS = "missing_secrets", "required secrets missing"
+        MAX_ATTEMPTS = "max_attempts", "every attempt failed over"
+        DISPATCH_REJECTED = "dispatch_rejected", "GitHub refused the dispatch"
+        WRONG_RUNNER = "wrong_runner", "the job ran on another runner"
+        CANCELLED = "cancelled", "cancelled by a person"
+
+    ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="deploys"
+    )
+    ref = models.CharField(max_length=255)
+    sha = models.CharField(max_length=40, blank=True)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requester_name = models.CharField(max_length=150, blank=True)
+    # The Idempotency-Key header, scoped to the caller (a key means nothing across
+    # callers), and a digest of the request body it was first used with.
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    caller = models.CharField(max_length=150, blank=True)
+    change_ticket = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    reason = models.CharField(
+        max_length=30, choices=Reason.choices, blank=True, default=Reason.NONE
+    )
+    message = models.CharField(max_length=500, blank=True)
+    # When the engine next has to look at this run (pickup timeout, poll, gate
+    # retry); None when nothing is pending. The reconciler scans it.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    gate_started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DeployRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # At most one active deploy per environment: the database decides, so
+            # two workers promoting queued runs at once cannot both win.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(state__in=["gating", "dispatching", "running"]),
+                name="deploy_one_active_per_env",
+            ),
+            models.UniqueConstraint(
+                fields=["caller", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="deploy_idempotency_key_uniq",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=[
+                        "queued",
+                        "gating",
+                        "dispatching",
+                        "running",
+                        "succeeded",
+                        "failed",
+                        "cancelled",
+                    ]
+                ),
+                name="deploy_state_valid",
+            ),
+        ]
+        indexes = [
+            # The reconciler: DeployRun.objects.due(now), runs with a deadline.
+            models.Index(
+                fields=["next_check_at"],
+                name="deploy_next_check_idx",
+                condition=Q(next_check_at__isnull=False),
+            ),
+            # The next queued run of an environment, oldest first.
+            models.Index(
+                fields=["environment", "created_at"],
+                name="deploy_queued_idx",
+                condition=Q(state="queued"),
+            ),
+            # The deploys list filtered by environment, newest first.
+            models.Index(
+                fields=["environment", "-created_at"], name="deploy_env_recent_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"deploy #{self.pk} of {self.ref} to {self.environment_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+    @property
+    def runbook_slug(self) -> str:
+        return DEPLOY_RUNBOOKS.get(self.reason, "")
+
+    def current_attempt(self) -> DeployAttempt | None:
+        return self.attempts.select_related("runner").order_by("-number").first()
+
+    def cancel(self, actor: audit.Actor, note: str = "") -> bool:
+        """Cancel the deploy (and, through the engine, its GitHub run); False when
+        it had already finished."""
+        from deploys import engine
+        from deploys.tasks import advance_run
+
+        now = timezone.now()
+        with transaction.atomic():
+            moved = (
+                DeployRun.objects.filter(pk=self.pk)
+                .exclude(state__in=self.FINAL_STATES)
+                .update(
+                    state=self.State.CANCELLED,
+                    reason=self.Reason.CANCELLED,
+                    message=(note or "cancelled")[:500],
+                    finished_at=now,
+                    # The engine comes back at once to cancel the GitHub run.
+                    next_check_at=now,
+                )
+            )
+            if not moved:
+                return False
+            self.attempts.exclude(state__in=DeployAttempt.FINAL_STATES).filter(
+                cancel_requested_at__isnull=True
+            ).update(cancel_requested_at=now)
+            name = _actor_name(actor)
+            DeployEvent.objects.create(
+                run=self,
+                kind=DeployEvent.Kind.CANCELLED,
+                message=f"cancelled by {name}" + (f": {note}" if note else ""),
+                detail={"by": name},
+                created_at=now,
+            )
+            audit.record(actor, "deploy.cancel", self, note=note)
+            engine.wake_next_queued(self.environment_id)
+            transaction.on_commit(lambda: advance_run.delay(self.pk))
+        self.refresh_from_db()
+        return True
+
+
+def _actor_name(actor: audit.Actor) -> str:
+    if isinstance(actor, str):
+        return actor
+    if actor is not None and actor.is_authenticated:
+        return str(actor.get_username())
+    return "anonymous"
+
+
+DEPLOY_RUNBOOKS: dict[str, str] = {
+    DeployRun.Reason.NO_HEALTHY_RUNNER: "deploy-no-healthy-runner",
+    DeployRun.Reason.MISSING_SECRETS: "deploy-missing-secrets",
+    DeployRun.Reason.MAX_ATTEMPTS: "deploy-max-attempts",
+    DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
+    DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
+    DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+}
+
+
+def new_correlation_token() -> str:
+    # Short enough for a run-name, random enough never to match another run.
+    return "dpl-" + secrets.token_hex(12)
+
+
+class DeployAttempt(models.Model):
+    """One dispatch of a deploy run onto one runner."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # created, not dispatched yet
+        DISPATCHED = "dispatched"  # GitHub accepted it; waiting for a runner
+        RUNNING = "running"  # the job is in progress on a runner
+        CANCELLING = "cancelling"  # failing over: the old run is being cancelled
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class FailoverReason(models.TextChoices):
+        NONE = "", "none"
+        PICKUP_TIMEOUT = "pickup_timeout", "not picked up in time"
+        RUNNER_UNHEALTHY = "runner_unhealthy", "the runner turned unhealthy"
+        INFRASTRUCTURE = "infrastructure_failure", "runner lost or job cancelled"
+        DISPATCH_LOST = "dispatch_lost", "the dispatch left no run on GitHub"
+
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    run = models.ForeignKey(
+        DeployRun, on_delete=models.CASCADE, related_name="attempts"
+    )
+    number = models.PositiveSmallIntegerField()
+    runner = models.ForeignKey(
+        "runners.Runner", on_delete=models.PROTECT, related_name="deploy_attempts"
+    )
+    # The workflow's run-name carries it, so a run can be found after a crash.
+    token = models.CharField(max_length=64, unique=True, default=new_correlation_token)
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.PENDING
+    )
+    github_run_id = models.BigIntegerField(null=True, blank=True)
+    html_url = models.URLField(max_length=500, blank=True)
+    # The runner GitHub reports the job on (it must be the intended one).
+    job_runner_name = models.CharField(max_length=200, blank=True)
+    conclusion = models.CharField(max_length=20, blank=True)
+    failover_reason = models.CharField(
+        max_length=30, choices=FailoverReason.choices, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set by the one worker allowed to send this attempt's dispatch.
+    dispatch_claimed_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    picked_up_at = models.DateTimeField(null=True, blank=True)
+    # Cancelling the GitHub run: decided, cancel sent, force-cancel sent.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_sent_at = models.DateTimeField(null=True, blank=True)
+    force_cancelled_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "number"], name="attempt_number_uniq"
+            ),
+        ]
+        indexes = [
+            # Webhooks find the attempt of a workflow run by its GitHub run id.
+            models.Index(
+                fields=["github_run_id"],
+                name="attempt_github_run_idx",
+                condition=Q(github_run_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of run {self.run_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+
+class DeployEvent(models.Model):
+    """One entry of a deploy's timeline (also its audit trail)."""
+
+    class Kind(models.TextChoices):
+        REQUESTED = "requested"
+        GATING = "gating"
+        GATE_WAITING = "gate_waiting"
+        GATE_PASSED = "gate_passed"
+        DISPATCHED = "dispatched"
+        DISPATCH_RECOVERED = "dispatch_recovered"
+        DISPATCH_RETRY = "dispatch_retry"
+        PICKED_UP = "picked_up"
+        FAILOVER = "failover"
+        CANCEL_SENT = "cancel_sent"
+        FORCE_CANCEL_SENT = "force_cancel_sent"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="events")
+    attempt = models.ForeignKey(
+        DeployAttempt,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.CharField(max_length=500, blank=True)
+    # Structured facts: the gate's runners considered and why each was passed over,
+    # GitHub run ids, conclusions. Never a secret.
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # A run's timeline in order.
+            models.Index(fields=["run", "created_at"], name="deploy_event_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.kind}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from deploys import jobs
+from deploys import engine, jobs
 
 
 @shared_task
@@ -16,3 +16,15 @@ def process_webhook(delivery_id: int) -> None:
 def process_pending_webhooks() -> None:
     """Beat: process deliveries whose message was lost (broker restart, killed worker)."""
     jobs.process_pending()
+
+
+@shared_task
+def advance_run(run_id: int) -> None:
+    """Take every step a deploy run can take now (safe to run twice)."""
+    engine.advance(run_id)
+
+
+@shared_task
+def reconcile_deploys() -> None:
+    """Beat, every 2 s: enqueue an advance for each deploy whose deadline passed."""
+    engine.reconcile()
