@@ -193,7 +193,8 @@ def run() -> None:
 
 def test(args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
-    command = [str(BIN / "pytest"), *args]
+    # One pytest worker per core; pass -n 0 to run in one process.
+    command = [str(BIN / "pytest"), "-n", "auto", *args]
     return subprocess.run(command, cwd=ROOT).returncode
 
 
