@@ -24,6 +24,7 @@ from runners.serializers import (
     RunnerSerializer,
     TokenSerializer,
 )
+from runners.views import with_pools
 
 _M = TypeVar("_M", bound=Model)
 _Row = TypeVar("_Row")
@@ -39,7 +40,7 @@ class RunnerViewSet(viewsets.ReadOnlyModelViewSet[Runner]):
     """Self-hosted runners by name: health state and reasons, signals, drain flag and
     deploy eligibility. Removed runners are hidden unless ``removed`` asks for them."""
 
-    queryset = Runner.objects.order_by("name", "pk")
+    queryset = with_pools(Runner.objects.order_by("name", "pk"))
     serializer_class = RunnerSerializer
     filterset_class = RunnerFilterSet
     permission_classes = [IsViewer]

@@ -27,7 +27,8 @@ def label_lookup(label: str) -> Q:
 
 
 class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
-    """Narrow the fleet by state, reason, label, drain flag, removal and a search.
+    """Narrow the fleet by state, reason, label, environment, drain flag, removal and a
+    search.
 
     Removed runners are kept with their history but hidden unless ``removed`` asks
     for them (``true``: only those, ``any``: everything)."""
@@ -47,6 +48,10 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     label = django_filters.CharFilter(
         method="filter_label", help_text="Runners carrying this label."
     )
+    environment = django_filters.CharFilter(
+        field_name="pool_entries__environment__name",
+        help_text="Runners in this deploy environment's pool (its name).",
+    )
     drained = django_filters.BooleanFilter(
         widget=forms.Select(
             choices=[("", "Any"), ("true", "Drained"), ("false", "In rotation")]
@@ -62,7 +67,7 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
 
     class Meta:
         model = Runner
-        fields = ["q", "state", "reason", "label", "drained", "removed"]
+        fields = ["q", "state", "reason", "label", "environment", "drained", "removed"]
 
     def search(
         self, queryset: QuerySet[Runner], name: str, value: str

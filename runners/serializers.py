@@ -18,6 +18,15 @@ def runbook_path(reason: str) -> str | None:
     return f"/runbooks/{slug}/" if slug else None
 
 
+class PoolPlaceSerializer(serializers.Serializer[Any]):
+    """The runner's place in one environment's deploy pool."""
+
+    environment = serializers.CharField(source="environment.name")
+    position = serializers.IntegerField(
+        help_text="0: the primary; 1 and up: pre-approved secondaries, in order."
+    )
+
+
 class RunnerSerializer(serializers.ModelSerializer[Runner]):
     """A runner with its signals, health, drain flag and deploy eligibility.
 
@@ -48,6 +57,12 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
     reason = serializers.ChoiceField(
         choices=Reason.choices, read_only=True, help_text="Primary reason code."
     )
+    environments = PoolPlaceSerializer(
+        source="pool_entries",
+        many=True,
+        read_only=True,
+        help_text="The deploy environments whose runner pool holds this runner.",
+    )
 
     class Meta:
         model = Runner
@@ -76,6 +91,7 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
             "reasons",
             "runbook",
             "state_since",
+            "environments",
             "drained",
             "drained_reason",
             "drained_by",

@@ -11,7 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from deploys.models import WorkflowJob
+from deploys.models import EnvironmentRunner, WorkflowJob
 from runners.filters import RunnerFilterSet
 from runners.models import Reason, Runner, RunnerEvent, State, runbook_for
 
@@ -136,6 +136,15 @@ TABLE_COLUMNS = (
 )
 
 
+def with_pools(queryset: QuerySet[Runner]) -> QuerySet[Runner]:
+    """``queryset`` with each runner's places in environment pools loaded in one
+    more query (whatever the page size), ordered by environment name."""
+    entries = EnvironmentRunner.objects.select_related("environment").order_by(
+        "environment__name", "pk"
+    )
+    return queryset.prefetch_related(Prefetch("pool_entries", queryset=entries))
+
+
 @require_GET
 @role_required(Role.VIEWER)
 def fleet(request: HttpRequest) -> HttpResponse:
@@ -144,9 +153,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
     htmx polls this URL with the page's own query string every 5 s; for those
     requests (``HX-Request``) only the live partial is rendered."""
     now = timezone.now()
-    filterset = RunnerFilterSet(
-        request.GET, queryset=Runner.objects.only(*TABLE_COLUMNS).order_by("name", "pk")
-    )
+    runners = Runner.objects.only(*TABLE_COLUMNS).order_by("name", "pk")
+    filterset = RunnerFilterSet(request.GET, queryset=with_pools(runners))
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = fleet_counts(now)
     ctx = {
@@ -305,7 +313,7 @@ def _detail_context(
 @role_required(Role.VIEWER)
 def detail(request: HttpRequest, name: str) -> HttpResponse:
     """One runner: eligibility, 24 h health bar, facts, events, jobs, drain form."""
-    runner = get_object_or_404(Runner, name=name)
+    runner = get_object_or_404(with_pools(Runner.objects.all()), name=name)
     return render(request, "runners/detail.html", _detail_context(request, runner))
 
 
@@ -313,7 +321,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(Role.SRE)
 def drain(request: HttpRequest, name: str) -> HttpResponse:
     """Take the runner out of deploy rotation, with a reason (audited)."""
-    runner = get_object_or_404(Runner, name=name)
+    runner = get_object_or_404(with_pools(Runner.objects.all()), name=name)
     form = DrainForm(request.POST)
     if not form.is_valid():
         ctx = _detail_context(request, runner, form)

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
-from deploys.models import WorkflowJob
+from deploys.models import Environment, WorkflowJob
 from runners.models import Reason, Runner, RunnerEvent, State
 from runners.views import format_age, health_timeline
 from tests.conftest import logged_in
@@ -140,6 +140,25 @@ def test_fleet_table_filters(
     assert row_names(response.content.decode()) == expected
 
 
+def test_fleet_table_shows_pool_places_and_filters_by_environment(
+    viewer_client: Client,
+) -> None:
+    primary = make_runner(name="prod-1")
+    secondary = make_runner(name="prod-2")
+    make_runner(name="stray")
+    Environment.objects.create(name="production", repository="acme/app").set_pool(
+        [primary, secondary]
+    )
+
+    everyone = viewer_client.get(URL).content.decode()
+    production = viewer_client.get(URL, {"environment": "production"}).content.decode()
+
+    assert row_names(production) == ["prod-1", "prod-2"]
+    assert row_names(everyone) == ["prod-1", "prod-2", "stray"]
+    assert re.search(r'production</a> <span class="muted">primary<', everyone)
+    assert re.search(r'production</a> <span class="muted">secondary #1<', everyone)
+
+
 def test_fleet_table_pages_by_50_in_name_order(viewer_client: Client) -> None:
     make_fleet(60)
 
@@ -188,8 +207,9 @@ def test_fleet_page_query_count_does_not_grow_with_the_fleet(
     Runner.objects.all().delete()
     make_fleet(300)
 
-    # session, user, role groups, the counts aggregate, the page count, the page.
-    with django_assert_num_queries(6):
+    # session, user, role groups, the counts aggregate, the page count, the page,
+    # the page's pool places.
+    with django_assert_num_queries(7):
         large = fleet_queries(client, **params)
 
     assert len(small) == len(large)
@@ -350,8 +370,9 @@ def test_detail_query_count_does_not_grow_with_history(
         )
 
     viewer_client.get("/")  # the session's first request saves it
-    # session, user, role groups, runner, 2 timeline queries, events, jobs.
-    with django_assert_num_queries(8):
+    # session, user, role groups, runner, its pools, 2 timeline queries, events,
+    # jobs.
+    with django_assert_num_queries(9):
         response = viewer_client.get("/fleet/busy/")
 
     assert response.status_code == 200

@@ -13,6 +13,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from controlplane.models import AuditEvent
+from deploys.models import Environment
 from runners.models import HealthSample, Reason, Runner, RunnerEvent, State
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,7 @@ RUNNER_FIELDS = {
     "reasons",
     "runbook",
     "state_since",
+    "environments",
     "drained",
     "drained_reason",
     "drained_by",
@@ -162,10 +164,28 @@ def test_list_query_count_does_not_grow_with_the_fleet(
         Runner.objects.bulk_create(
             Runner(name=f"bulk-{i:04d}", labels=["linux"]) for i in range(size)
         )
-        # knox's token lookups (2), role groups, the count, the page.
-        with django_assert_num_queries(5):
+        # knox's token lookups (2), role groups, the count, the page, its pools.
+        with django_assert_num_queries(6):
             response = client.get(URL, {"label": "linux"})
         assert response.json()["count"] == size
+
+
+def test_runners_show_and_filter_by_their_environment_pools(viewer: User) -> None:
+    primary = make_runner(name="prod-1")
+    secondary = make_runner(name="prod-2")
+    make_runner(name="stray")
+    production = Environment.objects.create(name="production", repository="acme/app")
+    staging = Environment.objects.create(name="staging", repository="acme/app")
+    production.set_pool([primary, secondary])
+    staging.set_pool([secondary])
+
+    body = token_client(viewer).get(URL, {"environment": "production"}).json()
+
+    assert names(body) == ["prod-1", "prod-2"]
+    assert body["results"][1]["environments"] == [
+        {"environment": "production", "position": 1},
+        {"environment": "staging", "position": 0},
+    ]
 
 
 # Drain and undrain ----------------------------------------------------------------------
@@ -331,10 +351,10 @@ def test_every_runner_endpoint_is_in_the_openapi_schema(viewer: User) -> None:
     schema = token_client(viewer).get("/api/schema/", {"format": "json"}).json()
 
     paths = schema["paths"]
-    assert set(
-        paths["/api/v1/runners/"]["get"]["parameters"][i]["name"] for i in range(9)
-    ) == {
+    params = {p["name"] for p in paths["/api/v1/runners/"]["get"]["parameters"]}
+    assert params == {
         "drained",
+        "environment",
         "label",
         "limit",
         "offset",
