@@ -127,6 +127,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers runner heartbeats (the hottest path) before any other middleware runs.
+    "runners.heartbeat.HeartbeatMiddleware",
     # First and last: request counts and latencies for /metrics cover every layer.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "controlplane.middleware.RequestIdMiddleware",

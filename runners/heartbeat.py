@@ -3,7 +3,8 @@
 The hottest path in the system (10,000 runners every 10 s is 1,000 requests a second),
 so it does the least that is correct: hash the bearer token, validate the small JSON
 body, and run one UPDATE found by the token digest's unique index. No read, no
-session, no CSRF token, no user, no serializer. Answers:
+session, no CSRF token, no user, no serializer, and no per-request compilation of
+the statement (see ``record_heartbeat``). Answers:
 
 - 204: recorded;
 - 400 ``{"error": ...}``: the body is not a JSON object of known facts (names them);
@@ -13,15 +14,17 @@ session, no CSRF token, no user, no serializer. Answers:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import F
-from django.db.models.functions import Coalesce
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Field
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -91,6 +94,74 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+@functools.cache
+def _update_sql(vendor: str) -> str:
+    """The heartbeat UPDATE, written once per database vendor from the model's names.
+
+    The ORM's ``filter(...).update(...)`` builds and compiles the same statement on
+    every call, which measured as more than half of the endpoint's CPU time."""
+    meta = Runner._meta
+    quote = connection.ops.quote_name
+
+    def col(name: str) -> str:
+        return quote(str(cast("Field[Any, Any]", meta.get_field(name)).column))
+
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {col('last_heartbeat_at')} = %s, "
+        f"{col('heartbeat_deadline')} = %s, "
+        f"{col('first_seen_at')} = COALESCE({col('first_seen_at')}, %s), "
+        f"{col('facts')} = %s, {col('facts_problems')} = %s "
+        f"WHERE {col('heartbeat_token_digest')} = %s AND {col('removed_at')} IS NULL"
+    )
+
+
+def record_heartbeat(
+    digest: str, now: datetime, facts: dict[str, Any], problems: int
+) -> int:
+    """Record a heartbeat of the active runner whose token has ``digest``: one
+    UPDATE through the digest's unique index, no read first. Returns the rows
+    changed: 0 for an unknown or revoked token or a removed runner.
+
+    Same effect as ``Runner.objects.filter(heartbeat_token_digest=digest,
+    removed_at__isnull=True).update(...)``, at a fraction of the CPU cost.
+    """
+    ops = connection.ops
+    when = ops.adapt_datetimefield_value(now)
+    deadline = ops.adapt_datetimefield_value(
+        now + timedelta(seconds=settings.HEARTBEAT_STALE_AFTER)
+    )
+    params = [
+        when,
+        deadline,
+        when,
+        Runner._meta.get_field("facts").get_db_prep_save(facts, connection),
+        problems,
+        digest,
+    ]
+    # With CONN_HEALTH_CHECKS Django pings the database before the first query of
+    # each request: a second round trip per heartbeat. Skip the ping and retry once
+    # on a fresh connection if the kept one turns out to be dead instead.
+    optimistic = (
+        getattr(connection, "health_check_enabled", False)
+        and not getattr(connection, "health_check_done", True)
+        and connection.connection is not None
+    )
+    if optimistic:
+        setattr(connection, "health_check_done", True)  # noqa: B010 - not in stubs
+    sql = _update_sql(connection.vendor)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+    except (OperationalError, InterfaceError):
+        if not optimistic:
+            raise
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+
 @csrf_exempt
 @login_not_required
 def receive(request: HttpRequest) -> HttpResponse:
@@ -114,24 +185,31 @@ def receive(request: HttpRequest) -> HttpResponse:
     except BadFacts as exc:
         return _error(400, str(exc))
     now = timezone.now()
-    # One UPDATE through the digest's unique index: a wrong or revoked token and a
-    # removed runner all match no row, so nothing is written.
-    updated = Runner.objects.filter(
-        heartbeat_token_digest=token_digest(token), removed_at__isnull=True
-    ).update(
-        last_heartbeat_at=now,
-        heartbeat_deadline=now + timedelta(seconds=settings.HEARTBEAT_STALE_AFTER),
-        first_seen_at=Coalesce(F("first_seen_at"), now),
-        facts=facts,
-        facts_problems=int(
-            assess_host(
-                disk_free_bytes=facts.get("disk_free_bytes"),
-                disk_total_bytes=facts.get("disk_total_bytes"),
-                load1=facts.get("load1"),
-                cpus=facts.get("cpus"),
-            )
-        ),
+    problems = assess_host(
+        disk_free_bytes=facts.get("disk_free_bytes"),
+        disk_total_bytes=facts.get("disk_total_bytes"),
+        load1=facts.get("load1"),
+        cpus=facts.get("cpus"),
     )
+    updated = record_heartbeat(token_digest(token), now, facts, int(problems))
     if not updated:
         return _error(401, "unknown or revoked runner token")
     return HttpResponse(status=204)
+
+
+class HeartbeatMiddleware:
+    """Serves ``/heartbeat`` ahead of every other middleware.
+
+    None of them has work to do for a runner's heartbeat (no session, user, CSRF
+    token, messages, security headers or page metrics), and together they cost more
+    CPU than the endpoint itself: listed first in ``MIDDLEWARE``, this answers
+    heartbeats directly and passes everything else on unchanged.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/heartbeat":
+            return receive(request)
+        return self.get_response(request)

@@ -166,3 +166,32 @@ def test_token_is_stored_only_as_a_digest() -> None:
     assert runner.heartbeat_token_digest is not None
     assert token not in runner.heartbeat_token_digest
     assert len(runner.heartbeat_token_digest) == 64
+
+
+def test_heartbeat_is_answered_before_the_other_middleware(client: Client) -> None:
+    runner, token = make_runner()
+    response = beat(client, token, FACTS)
+    assert response.status_code == 204
+    # Headers every other response gets from the security and request-id layers.
+    assert "X-Frame-Options" not in response.headers
+    assert "X-Request-ID" not in response.headers
+    other = client.get("/healthz")
+    assert "X-Frame-Options" in other.headers
+
+
+def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
+    client: Client, transactional_db: None
+) -> None:
+    from django.db import connection
+
+    runner, token = make_runner()
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite connections do not die")
+    # Kill the kept connection behind Django's back, as a database restart would.
+    raw = connection.connection
+    assert raw is not None
+    raw.close()
+    setattr(connection, "health_check_done", False)  # noqa: B010 - a new request
+    assert beat(client, token).status_code == 204
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is not None
