@@ -72,6 +72,12 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/runners/<name>/rotate-token/": Expect(401, 403, 403, 403, 405),
     "api/v1/runners/<name>/samples/": Expect(401, 403, 404, 404, 404),
     "api/v1/runners/<name>/events/": Expect(401, 403, 404, 404, 404),
+    # Deploys (deploys/api.py)
+    "api/v1/environments/": Expect(401, 403, 403, 200, 200),
+    "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),
+    "api/v1/deploys/": API_VIEWER,
+    "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
+    "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     # Django admin: the admin role only
     "admin/": Expect(302, 302, 302, 302, 200),
     "admin/*": Expect(302, 302, 302, 302, ANY),

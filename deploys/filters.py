@@ -1,0 +1,42 @@
+"""The one FilterSet for deploy runs, shared by the deploys page and the API."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+
+from deploys.models import DeployRun
+
+
+class DeployRunFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """Narrow deploys by environment, state, requester, ref and time range."""
+
+    environment = django_filters.CharFilter(
+        field_name="environment__name", lookup_expr="exact"
+    )
+    state = django_filters.MultipleChoiceFilter(choices=DeployRun.State.choices)
+    requester = django_filters.CharFilter(
+        field_name="requester_name", lookup_expr="exact"
+    )
+    ref = django_filters.CharFilter(lookup_expr="exact")
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    class Meta:
+        model = DeployRun
+        fields = [
+            "environment",
+            "state",
+            "requester",
+            "ref",
+            "created_after",
+            "created_before",
+        ]

@@ -1,0 +1,244 @@
+"""API representations of environments, deploy runs, their attempts and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from controlplane.github import SECRET_NAME_RE
+from deploys.models import (
+    DeployAttempt,
+    DeployEvent,
+    DeployRun,
+    Environment,
+)
+from runners.models import Runner
+
+
+def runbook_path(slug: str) -> str | None:
+    return f"/runbooks/{slug}/" if slug else None
+
+
+class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
+    """One place in the pool with the runner's health right now."""
+
+    position = serializers.IntegerField()
+    runner = serializers.CharField()
+    state = serializers.CharField()
+    eligible = serializers.BooleanField()
+    ineligibility_reasons = serializers.ListField(child=serializers.CharField())
+
+
+class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
+    """A deploy target. ``pool`` lists runner names in order: the primary first."""
+
+    pool = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        max_length=20,
+        help_text="Runner names in pool order; the first is the primary.",
+    )
+    pool_status = serializers.SerializerMethodField(
+        help_text="Each pool runner with its deploy eligibility now."
+    )
+    required_secrets = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        max_length=50,
+        required=False,
+        help_text="Secret names the workflow needs (repository or environment).",
+    )
+
+    class Meta:
+        model = Environment
+        fields = [
+            "name",
+            "repository",
+            "workflow_file",
+            "default_ref",
+            "pool",
+            "pool_status",
+            "pickup_timeout",
+            "gate_timeout",
+            "max_attempts",
+            "required_secrets",
+            "policy",
+            "change_ticket_pattern",
+            "paused",
+            "paused_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        extra_kwargs = {
+            "pickup_timeout": {"min_value": 1, "max_value": 86400},
+            "gate_timeout": {"min_value": 0, "max_value": 86400},
+            "max_attempts": {"min_value": 1, "max_value": 10},
+        }
+
+    def to_representation(self, instance: Environment) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["pool"] = [entry.runner.name for entry in instance.pool()]
+        return data
+
+    @extend_schema_field(PoolRunnerSerializer(many=True))
+    def get_pool_status(self, env: Environment) -> list[dict[str, Any]]:
+        rows = []
+        for entry in env.pool():
+            why = entry.runner.ineligibility_reasons()
+            rows.append(
+                {
+                    "position": entry.position,
+                    "runner": entry.runner.name,
+                    "state": entry.runner.state,
+                    "eligible": not why,
+                    "ineligibility_reasons": why,
+                }
+            )
+        return rows
+
+    def validate_pool(self, names: list[str]) -> list[Runner]:
+        if len(set(names)) != len(names):
+            raise serializers.ValidationError("a runner may appear only once")
+        found = {r.name: r for r in Runner.objects.filter(name__in=names)}
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise serializers.ValidationError(f"unknown runners: {', '.join(unknown)}")
+        return [found[name] for name in names]
+
+    def validate_required_secrets(self, names: list[str]) -> list[str]:
+        bad = [name for name in names if not SECRET_NAME_RE.match(name)]
+        if bad:
+            raise serializers.ValidationError(
+                f"not GitHub secret names: {', '.join(bad)}"
+            )
+        return names
+
+    def create(self, validated_data: dict[str, Any]) -> Environment:
+        pool = validated_data.pop("pool")
+        with transaction.atomic():
+            env = super().create(validated_data)
+            env.set_pool(pool)
+        return env
+
+    def update(
+        self, instance: Environment, validated_data: dict[str, Any]
+    ) -> Environment:
+        pool = validated_data.pop("pool", None)
+        with transaction.atomic():
+            env = super().update(instance, validated_data)
+            if pool is not None:
+                env.set_pool(pool)
+        return env
+
+
+class DeployRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """What to deploy where. Send an ``Idempotency-Key`` header to retry safely."""
+
+    environment = serializers.CharField(max_length=100)
+    ref = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="Branch, tag or commit; the environment's default ref if empty.",
+    )
+    change_ticket = serializers.CharField(
+        max_length=100, required=False, allow_blank=True
+    )
+
+
+class CancelSerializer(serializers.Serializer[dict[str, Any]]):
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):
+    runner = serializers.CharField(source="runner.name", read_only=True)
+
+    class Meta:
+        model = DeployAttempt
+        fields = [
+            "number",
+            "runner",
+            "state",
+            "token",
+            "github_run_id",
+            "html_url",
+            "job_runner_name",
+            "conclusion",
+            "failover_reason",
+            "created_at",
+            "dispatched_at",
+            "picked_up_at",
+            "cancel_requested_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class DeployEventSerializer(serializers.ModelSerializer[DeployEvent]):
+    attempt = serializers.IntegerField(
+        source="attempt.number", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = DeployEvent
+        fields = ["kind", "attempt", "message", "detail", "created_at"]
+        read_only_fields = fields
+
+
+class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
+    """A deploy run; its attempts and timeline are on the detail route."""
+
+    environment = serializers.CharField(source="environment.name", read_only=True)
+    runbook = serializers.SerializerMethodField(
+        help_text="Path of the runbook for the failure reason, null when none."
+    )
+    attempt_count = serializers.IntegerField(read_only=True, default=0)
+    runner = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The runner of the latest attempt.",
+    )
+
+    class Meta:
+        model = DeployRun
+        fields = [
+            "id",
+            "environment",
+            "ref",
+            "sha",
+            "state",
+            "reason",
+            "message",
+            "runbook",
+            "requester_name",
+            "change_ticket",
+            "attempt_count",
+            "runner",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_runbook(self, run: DeployRun) -> str | None:
+        return runbook_path(run.runbook_slug)
+
+
+class DeployRunDetailSerializer(DeployRunSerializer):
+    attempts = DeployAttemptSerializer(many=True, read_only=True)
+    events = DeployEventSerializer(many=True, read_only=True)
+
+    class Meta(DeployRunSerializer.Meta):
+        fields = [*DeployRunSerializer.Meta.fields, "attempts", "events"]
+        read_only_fields = fields
+
+
+class DeployErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """A refused deploy request: what, why (``code``) and which field."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    field = serializers.CharField(allow_blank=True)

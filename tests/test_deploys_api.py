@@ -1,0 +1,396 @@
+"""``/api/v1/environments/`` and ``/api/v1/deploys/``: roles, the idempotency
+contract, validation naming the field, safeguards, cancel and query counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from controlplane.models import AuditEvent
+from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.triggers import (
+    DeployRefused,
+    DeployRequestError,
+    IdempotencyMismatch,
+    request_deploy,
+)
+from runners.models import Runner, State
+from tests.conftest import logged_in
+
+pytestmark = pytest.mark.django_db
+
+DEPLOYS = "/api/v1/deploys/"
+ENVIRONMENTS = "/api/v1/environments/"
+
+
+def make_env(name: str = "production", **kw: Any) -> Environment:
+    runners = [
+        Runner.objects.create(name=f"{name}-primary", state=State.HEALTHY, reason=""),
+        Runner.objects.create(name=f"{name}-secondary", state=State.HEALTHY, reason=""),
+    ]
+    env = Environment.objects.create(name=name, repository="acme/deploy", **kw)
+    env.set_pool(runners)
+    return env
+
+
+def post_deploy(client: Client, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post(DEPLOYS, body, content_type="application/json", headers=headers)
+
+
+# Requesting ---------------------------------------------------------------------------
+
+
+def test_sre_requests_a_deploy_and_gets_202_with_the_queued_run(sre: User) -> None:
+    make_env()
+
+    response = post_deploy(
+        logged_in(sre), {"environment": "production", "ref": "v1.2.3"}, key="abc"
+    )
+
+    assert response.status_code == 202
+    data = response.json()
+    run = DeployRun.objects.get()
+    assert data["id"] == run.pk
+    assert data["state"] == "queued"
+    assert data["ref"] == "v1.2.3"
+    assert data["requester_name"] == "sam-sre"
+    assert [e["kind"] for e in data["events"]] == ["requested"]
+    assert data["attempts"] == []
+    assert "Idempotent-Replayed" not in response
+    assert AuditEvent.objects.filter(action="deploy.request").count() == 1
+
+
+def test_same_key_and_body_replays_the_same_run(sre: User) -> None:
+    make_env()
+    client = logged_in(sre)
+    body = {"environment": "production", "ref": "main", "change_ticket": "INFRA-1"}
+
+    first = post_deploy(client, body, key="retry-me")
+    second = post_deploy(client, body, key="retry-me")
+
+    assert second.status_code == 202
+    assert second.json()["id"] == first.json()["id"]
+    assert second["Idempotent-Replayed"] == "true"
+    assert DeployRun.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_422(sre: User) -> None:
+    make_env()
+    client = logged_in(sre)
+    post_deploy(client, {"environment": "production", "ref": "main"}, key="k")
+
+    response = post_deploy(client, {"environment": "production", "ref": "v2"}, key="k")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert response.json()["field"] == "idempotency_key"
+    assert DeployRun.objects.count() == 1
+
+
+def test_keys_are_scoped_to_the_caller(sre: User, admin_user: User) -> None:
+    make_env()
+    body = {"environment": "production", "ref": "main"}
+
+    mine = post_deploy(logged_in(sre), body, key="shared")
+    theirs = post_deploy(logged_in(admin_user), body, key="shared")
+
+    assert theirs.status_code == 202
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert "Idempotent-Replayed" not in theirs
+
+
+def test_default_ref_is_part_of_the_fingerprint(sre: User) -> None:
+    env = make_env(default_ref="main")
+
+    first = request_deploy(sre, env, "", idempotency_key="k")
+    again = request_deploy(sre, env, "main", idempotency_key="k")
+
+    assert again.run.pk == first.run.pk
+    assert (first.created, again.created) == (True, False)
+    with pytest.raises(IdempotencyMismatch):
+        request_deploy(sre, env, "develop", idempotency_key="k")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"environment": "nowhere"}, "environment"),
+        ({"environment": "production", "ref": "../etc"}, "ref"),
+        ({"environment": "production", "ref": "-rf"}, "ref"),
+        ({"ref": "main"}, "environment"),
+        ({"environment": "production", "change_ticket": "x" * 101}, "change_ticket"),
+    ],
+)
+def test_validation_errors_name_the_field(
+    sre: User, body: dict[str, Any], field: str
+) -> None:
+    make_env()
+
+    response = post_deploy(logged_in(sre), body)
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+    assert DeployRun.objects.count() == 0
+
+
+def test_bad_idempotency_key_is_named(sre: User) -> None:
+    make_env()
+
+    response = post_deploy(logged_in(sre), {"environment": "production"}, key="a b")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["idempotency_key"]
+
+
+def test_change_ticket_must_match_the_environment_pattern(sre: User) -> None:
+    make_env(change_ticket_pattern=r"INFRA-\d+")
+    client = logged_in(sre)
+
+    refused = post_deploy(client, {"environment": "production", "change_ticket": "x"})
+    accepted = post_deploy(
+        client, {"environment": "production", "change_ticket": "INFRA-42"}
+    )
+
+    assert refused.status_code == 400
+    assert "INFRA-" in refused.json()["change_ticket"][0]
+    assert accepted.status_code == 202
+
+
+def test_paused_environment_refuses_deploys(sre: User) -> None:
+    make_env(paused=True, paused_reason="incident 77")
+
+    response = post_deploy(logged_in(sre), {"environment": "production"})
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "refused"
+    assert "incident 77" in response.json()["detail"]
+
+
+def test_reject_policy_refuses_while_one_is_unfinished(sre: User) -> None:
+    env = make_env(policy=Environment.Policy.REJECT)
+    request_deploy(sre, env, "main")
+
+    with pytest.raises(DeployRefused) as refused:
+        request_deploy(sre, env, "v2")
+
+    assert refused.value.field == "environment"
+    assert DeployRun.objects.count() == 1
+
+
+def test_queue_policy_queues_behind_the_running_one(sre: User) -> None:
+    env = make_env()
+    request_deploy(sre, env, "main")
+
+    second = request_deploy(sre, env, "v2")
+
+    assert second.run.state == DeployRun.State.QUEUED
+    assert DeployRun.objects.count() == 2
+
+
+def test_unknown_environment_is_a_field_error() -> None:
+    with pytest.raises(DeployRequestError) as error:
+        request_deploy(User(), "nowhere")
+    assert error.value.field == "environment"
+
+
+@pytest.mark.parametrize("persona", ["viewer", "outsider"])
+def test_only_sres_request_deploys(
+    persona: str, request: pytest.FixtureRequest
+) -> None:
+    make_env()
+    user: User = request.getfixturevalue(persona)
+
+    response = post_deploy(logged_in(user), {"environment": "production"})
+
+    assert response.status_code == 403
+    assert DeployRun.objects.count() == 0
+
+
+# Reading ----------------------------------------------------------------------------------
+
+
+def test_list_filters_by_environment_and_state(sre: User, viewer: User) -> None:
+    prod = make_env("production")
+    staging = make_env("staging")
+    done = request_deploy(sre, prod, "v1").run
+    DeployRun.objects.filter(pk=done.pk).update(state=DeployRun.State.SUCCEEDED)
+    request_deploy(sre, prod, "v2")
+    request_deploy(sre, staging, "v3")
+    client = logged_in(viewer)
+
+    by_env = client.get(DEPLOYS, {"environment": "production"}).json()
+    by_state = client.get(DEPLOYS, {"state": "succeeded"}).json()
+
+    assert [r["ref"] for r in by_env["results"]] == ["v2", "v1"]
+    assert [r["ref"] for r in by_state["results"]] == ["v1"]
+
+
+@pytest.mark.parametrize("count", [2, 12])
+def test_list_query_count_does_not_grow_with_runs(
+    sre: User, viewer: User, count: int, django_assert_num_queries: Any
+) -> None:
+    env = make_env()
+    runner = Runner.objects.get(name="production-primary")
+    for n in range(count):
+        run = request_deploy(sre, env, f"v{n}").run
+        DeployAttempt.objects.create(run=run, number=1, runner=runner)
+    client = logged_in(viewer)
+    client.get(DEPLOYS)  # warm the session and role caches
+
+    # session, user, groups (role), count, page.
+    with django_assert_num_queries(5):
+        response = client.get(DEPLOYS)
+
+    assert response.status_code == 200
+    assert response.json()["count"] == count
+    assert {r["runner"] for r in response.json()["results"]} == {"production-primary"}
+    assert {r["attempt_count"] for r in response.json()["results"]} == {1}
+
+
+def test_detail_has_attempts_and_events(sre: User, viewer: User) -> None:
+    env = make_env()
+    run = request_deploy(sre, env, "main").run
+    runner = Runner.objects.get(name="production-secondary")
+    DeployAttempt.objects.create(
+        run=run, number=1, runner=runner, failover_reason="pickup_timeout"
+    )
+
+    data = logged_in(viewer).get(f"{DEPLOYS}{run.pk}/").json()
+
+    assert data["attempts"][0]["runner"] == "production-secondary"
+    assert data["attempts"][0]["failover_reason"] == "pickup_timeout"
+    assert data["events"][0]["kind"] == "requested"
+    assert data["runner"] == "production-secondary"
+
+
+# Cancel -------------------------------------------------------------------------------
+
+
+def test_sre_cancels_a_queued_deploy(sre: User) -> None:
+    env = make_env()
+    run = request_deploy(sre, env, "main").run
+    client = logged_in(sre)
+
+    response = client.post(
+        f"{DEPLOYS}{run.pk}/cancel/",
+        {"note": "wrong ref"},
+        content_type="application/json",
+    )
+    again = client.post(f"{DEPLOYS}{run.pk}/cancel/")
+
+    assert response.status_code == 202
+    assert response.json()["state"] == "cancelled"
+    assert response.json()["events"][-1]["message"] == "cancelled by sam-sre: wrong ref"
+    assert again.status_code == 202
+    assert AuditEvent.objects.filter(action="deploy.cancel").count() == 1
+
+
+def test_cancel_of_a_finished_deploy_is_409(sre: User) -> None:
+    env = make_env()
+    run = request_deploy(sre, env, "main").run
+    DeployRun.objects.filter(pk=run.pk).update(state=DeployRun.State.SUCCEEDED)
+
+    response = logged_in(sre).post(f"{DEPLOYS}{run.pk}/cancel/")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "finished"
+
+
+def test_viewer_cannot_cancel(sre: User, viewer: User) -> None:
+    run = request_deploy(sre, make_env(), "main").run
+
+    response = logged_in(viewer).post(f"{DEPLOYS}{run.pk}/cancel/")
+
+    assert response.status_code == 403
+    run.refresh_from_db()
+    assert run.state == DeployRun.State.QUEUED
+
+
+# Environments -------------------------------------------------------------------------------
+
+
+def test_admin_creates_an_environment_with_an_ordered_pool(admin_user: User) -> None:
+    for name in ("a", "b", "c"):
+        Runner.objects.create(name=name)
+
+    response = logged_in(admin_user).post(
+        ENVIRONMENTS,
+        {
+            "name": "production",
+            "repository": "acme/deploy",
+            "pool": ["c", "a"],
+            "required_secrets": ["DEPLOY_KEY"],
+            "change_ticket_pattern": r"^INFRA-\d+$",
+        },
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.json()
+    env = Environment.objects.get(name="production")
+    assert [e.runner.name for e in env.pool()] == ["c", "a"]
+    assert response.json()["pool"] == ["c", "a"]
+    assert response.json()["pickup_timeout"] == 120
+    assert response.json()["max_attempts"] == 3
+    assert AuditEvent.objects.filter(action="environment.create").count() == 1
+
+
+def test_pool_order_changes_with_patch(admin_user: User) -> None:
+    make_env()
+
+    response = logged_in(admin_user).patch(
+        f"{ENVIRONMENTS}production/",
+        {"pool": ["production-secondary", "production-primary"]},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    assert [s["runner"] for s in response.json()["pool_status"]] == [
+        "production-secondary",
+        "production-primary",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"pool": ["ghost"]}, "pool"),
+        ({"pool": ["production-primary", "production-primary"]}, "pool"),
+        ({"repository": "no-slash"}, "repository"),
+        ({"change_ticket_pattern": "("}, "change_ticket_pattern"),
+        ({"required_secrets": ["not a name"]}, "required_secrets"),
+        ({"max_attempts": 0}, "max_attempts"),
+    ],
+)
+def test_environment_validation_names_the_field(
+    admin_user: User, body: dict[str, Any], field: str
+) -> None:
+    make_env()
+
+    response = logged_in(admin_user).patch(
+        f"{ENVIRONMENTS}production/", body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_sre_reads_environments_with_pool_health_but_cannot_write(sre: User) -> None:
+    make_env()
+    Runner.objects.filter(name="production-primary").update(
+        state=State.UNHEALTHY, reason="heartbeat_stale"
+    )
+    client = logged_in(sre)
+
+    data = client.get(f"{ENVIRONMENTS}production/").json()
+    write = client.patch(
+        f"{ENVIRONMENTS}production/", {"paused": True}, content_type="application/json"
+    )
+
+    primary = data["pool_status"][0]
+    assert primary["eligible"] is False
+    assert primary["ineligibility_reasons"] == ["unhealthy (heartbeat stale)"]
+    assert write.status_code == 403
