@@ -3,6 +3,7 @@ endpoints."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib import messages
@@ -58,6 +59,11 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_valid(form)
+        # The session's 12-hour limit counts from this login, not from a session
+        # the browser may have carried from an earlier one.
+        self.request.session["started_at"] = self.request.session["last_seen"] = (
+            time.time()
+        )
         audit.record(form.get_user(), "login", remote_addr=_client_addr(self.request))
         return response
 

@@ -175,6 +175,38 @@ def test_logout_is_a_post_that_is_audited_and_ends_the_session(viewer: User) -> 
     assert client.get("/")["Location"].startswith("/accounts/login/")
 
 
+def test_password_change_is_audited_without_the_passwords(viewer: User) -> None:
+    new_password = "a-brand-new-passphrase-42"  # noqa: S105
+    response = logged_in(viewer).post(
+        "/accounts/password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": new_password,
+            "new_password2": new_password,
+        },
+    )
+
+    assert response.status_code == 302
+    assert authenticate(username=viewer.username, password=new_password) == viewer
+    event = AuditEvent.objects.get(action="password-change")
+    assert event.actor == viewer
+    assert new_password not in str(event.detail) and PASSWORD not in str(event.detail)
+
+
+def test_login_starts_the_12_hour_clock_afresh(viewer: User) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        client = logged_in(viewer)
+        assert client.get("/").status_code == 200
+        clock.shift(timedelta(hours=11, minutes=50))
+        client.post(
+            "/accounts/login/", {"username": viewer.username, "password": PASSWORD}
+        )
+        clock.shift(timedelta(minutes=20))
+        response = client.get("/")
+
+    assert response.status_code == 200
+
+
 def test_anonymous_pages_redirect_to_login_with_next() -> None:
     response = Client().get("/audit/?action=login")
 

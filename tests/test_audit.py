@@ -11,9 +11,15 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from knox.models import AuthToken
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
 
 from controlplane import audit
 from controlplane.models import AuditEvent
+from controlplane.permissions import IsSRE, IsViewer, ReadOnly
+from controlplane.roles import role_of
 from tests.conftest import logged_in
 
 pytestmark = pytest.mark.django_db
@@ -242,3 +248,42 @@ def test_admin_login_sends_anonymous_people_to_the_audited_login() -> None:
 
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/admin/"
+
+
+class _ComposedPermissionView(APIView):
+    permission_classes = [IsViewer & ReadOnly | IsSRE]
+
+    def get(self, request: Request) -> Response:
+        return Response({})
+
+    def post(self, request: Request) -> Response:
+        return Response({})
+
+
+@pytest.mark.parametrize(
+    ("persona", "method", "status", "detail"),
+    [
+        ("viewer", "get", 200, None),
+        ("viewer", "post", 403, "This needs the sre or admin role."),
+        ("outsider", "get", 403, "This needs the viewer, sre or admin role."),
+        ("sre", "post", 200, None),
+    ],
+)
+def test_composed_permission_denial_names_the_lowest_role_that_would_pass(
+    persona: str,
+    method: str,
+    status: int,
+    detail: str | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    user = request.getfixturevalue(persona)
+    api_request = getattr(APIRequestFactory(), method)("/x")
+    force_authenticate(api_request, user=user)
+
+    response = _ComposedPermissionView.as_view()(api_request)
+
+    assert response.status_code == status
+    if detail is not None:
+        assert response.data == {"detail": detail}
+    # The role tried during the check does not stick to the user.
+    assert role_of(user).label == ("none" if persona == "outsider" else persona)
