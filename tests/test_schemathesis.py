@@ -30,7 +30,7 @@ from githubsim import Simulator
 
 # Enough to reach every branch of the filters and serializers, small enough that the
 # whole schema runs in seconds.
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 
 
 @pytest.fixture
