@@ -4,6 +4,7 @@ detail page, and the drain/undrain forms."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
@@ -96,16 +98,22 @@ class FleetRow:
     """One runner in the fleet table, with the figures computed for display."""
 
     runner: Runner
+    url: str
+    state_age: str
     heartbeat_age: str
     heartbeat_fresh: bool
     github_fresh: bool
 
     @classmethod
-    def of(cls, runner: Runner, now: datetime) -> FleetRow:
+    def of(cls, runner: Runner, now: datetime, prefix: str = "/fleet/") -> FleetRow:
         seen = runner.github_seen_at
         github_limit = timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
         return cls(
             runner=runner,
+            # Built here rather than with {% url %} per row: reversing costs more
+            # than the rest of a row's rendering.
+            url=f"{prefix}{quote(runner.name, safe='')}/",
+            state_age=format_age(now - runner.state_since),
             heartbeat_age=format_age(
                 now - runner.last_heartbeat_at if runner.last_heartbeat_at else None
             ),
@@ -157,10 +165,11 @@ def fleet(request: HttpRequest) -> HttpResponse:
     filterset = RunnerFilterSet(request.GET, queryset=with_pools(runners))
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = fleet_counts(now)
+    prefix = reverse("runners:fleet")
     ctx = {
         "filter": filterset,
         "page_obj": page,
-        "rows": [FleetRow.of(runner, now) for runner in page.object_list],
+        "rows": [FleetRow.of(runner, now, prefix) for runner in page.object_list],
         "counts": counts,
         "states": [(str(state), counts[str(state)]) for state in State],
         "coverage": [
@@ -285,7 +294,7 @@ def _detail_context(
     request: HttpRequest, runner: Runner, form: DrainForm | None = None
 ) -> dict[str, Any]:
     now = timezone.now()
-    row = FleetRow.of(runner, now)
+    row = FleetRow.of(runner, now, reverse("runners:fleet"))
     slug = runbook_for(runner.reason)
     return {
         "runner": runner,
