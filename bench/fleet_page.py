@@ -129,9 +129,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
     setup_django(database_url())
-    from django.db import connection
-
     from django.conf import settings
+    from django.db import connection
 
     # Time what a production server runs: no per-query debug logging, and none of
     # the test environment's template instrumentation (setup_test_environment); the

@@ -4,9 +4,9 @@ detail page, and the drain/undrain forms."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from django import forms
 from django.conf import settings
