@@ -594,10 +594,12 @@ def _mark_running(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
 
 def _running(run: DeployRun, now: datetime) -> bool:
     attempt = run.current_attempt()
-    if attempt is None or attempt.github_run_id is None:
+    if attempt is None:
         return False
     if attempt.state == Attempt.CANCELLING:
         return _continue_failover(run, attempt, now)
+    if attempt.github_run_id is None:
+        return _recover_dispatch(run, attempt, now)
     runner = Runner.objects.get(pk=attempt.runner_id)
     try:
         jobs = gateway_for(run.environment.repository).list_run_jobs(

@@ -285,6 +285,26 @@ def test_job_lost_by_its_runner_fails_over_as_an_infrastructure_failure(
     assert sim.state.request_count(CANCEL) == 0
 
 
+def test_job_on_another_runner_is_cancelled_and_the_deploy_fails(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    # A runner that also carries the primary's label takes the job first.
+    sim.add_runner("imposter", [PRIMARY])
+    sim.configure(job_duration=3600)
+    env = make_env(sim)
+    run = request_deploy(sre, env).run
+
+    run = drive(run, lambda r: r.is_final and r.next_check_at is None, clock)
+
+    assert run.state == DeployRun.State.FAILED
+    assert run.reason == DeployRun.Reason.WRONG_RUNNER
+    assert "ran on imposter, not on prod-primary-1" in run.message
+    [attempt] = attempts(run)
+    assert attempt.job_runner_name == "imposter"
+    assert attempt.state == DeployAttempt.State.CANCELLED
+    assert sim.state.request_count(CANCEL) == 1
+
+
 def test_genuine_failure_fails_fast_without_failover(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
