@@ -298,6 +298,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunnerStateEnum": "runners.models.State",
         "RunnerReasonEnum": "runners.models.Reason",
+        "DeployRunStateEnum": "deploys.models.DeployRun.State",
+        "DeployRunReasonEnum": "deploys.models.DeployRun.Reason",
+        "DeployAttemptStateEnum": "deploys.models.DeployAttempt.State",
     },
 }
 
