@@ -58,7 +58,13 @@ def page() -> Iterator[Any]:
         )
         try:
             context = browser.new_context()
-            yield context.new_page()
+            page: Any = context.new_page()
+            # Everything a page loads is recorded so tests can show the UI works
+            # offline (nothing from a CDN).
+            requested: list[str] = []
+            page.requested = requested
+            page.on("request", lambda r: requested.append(r.url))
+            yield page
         finally:
             browser.close()
 
@@ -87,6 +93,9 @@ def test_sre_logs_in_sees_the_navigation_and_logs_out(
     assert background == "rgb(29, 35, 48)"
     assert page.evaluate("typeof htmx") == "object"
 
+    assert any(url.endswith("/static/vendor/htmx.min.js") for url in page.requested)
+    assert all(url.startswith(live_server.url) for url in page.requested)
+
     page.click("text=Log out")
 
     page.wait_for_url(f"{live_server.url}/accounts/login/")
@@ -108,3 +117,19 @@ def test_wrong_password_shows_an_error_and_is_audited(
 
     assert "did not match" in page.locator(".messages").inner_text()
     assert AuditEvent.objects.get(action="login").outcome == "failure"
+
+
+def test_api_docs_render_offline_for_a_viewer(
+    live_server: Any, viewer: User, page: Any
+) -> None:
+    page.goto(f"{live_server.url}/accounts/login/?next=/api/docs/")
+    page.fill("input[name=username]", viewer.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+    page.wait_for_url(f"{live_server.url}/api/docs/")
+    # Swagger UI draws the operations from /api/schema/ with its vendored scripts.
+    page.wait_for_selector("text=/api/v1/audit-events/")
+    assert "Runner control plane API" in page.locator(".swagger-ui").inner_text()
+    assert any("/static/drf_spectacular_sidecar/" in url for url in page.requested)
+    assert all(url.startswith(live_server.url) for url in page.requested)
