@@ -18,6 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.models import AuthToken
 
+from controlplane import context_processors
+from controlplane.context_processors import navigation_entries
 from controlplane.models import AuditEvent
 from controlplane.roles import Role, role_of
 from controlplane.views import server_error
@@ -264,6 +266,23 @@ def test_navigation_shows_existing_sections_and_marks_the_current_one(
     assert '<span class="role" title="Your role">viewer</span>' in html
     # The logout control is a form (POST), not a link.
     assert '<form method="post" action="/accounts/logout/">' in html
+
+
+def test_navigation_skips_sections_that_do_not_exist_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        context_processors,
+        "NAVIGATION",
+        [("Nowhere", "nowhere:index"), ("Home", "home"), ("Audit", "audit-list")],
+    )
+
+    entries = navigation_entries("/audit/")
+
+    assert [(e.label, e.url, e.current) for e in entries] == [
+        ("Home", "/", False),
+        ("Audit", "/audit/", True),
+    ]
 
 
 def test_home_shows_budget_and_task_status(viewer: User) -> None:
