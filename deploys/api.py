@@ -146,6 +146,7 @@ class DeployRunViewSet(
                 body.validated_data.get("ref", ""),
                 body.validated_data.get("change_ticket", ""),
                 request.headers.get("Idempotency-Key", ""),
+                body.validated_data.get("break_glass_reason", ""),
             )
         except DeployRequestError as exc:
             return _refusal(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -188,6 +189,10 @@ class Environment(models.Model):
             for position, runner in enumerate(runners)
         )
 
+    def freeze_at(self, now: datetime) -> FreezeWindow | None:
+        """The freeze window in force at ``now``, if any."""
+        return next((w for w in self.freeze_windows.all() if w.covers(now)), None)
+
     def ticket_matches(self, ticket: str) -> bool:
         if not self.change_ticket_pattern:
             return True
@@ -219,6 +224,70 @@ class EnvironmentRunner(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment_id}#{self.position}: {self.runner_id}"
+
+
+class FreezeWindow(models.Model):
+    """A period when deploys to an environment are refused unless an admin breaks
+    glass: one-off (``starts_at``..``ends_at``) or weekly (UTC ``weekday`` and
+    ``start_time`` for ``duration_minutes``, which may run past midnight)."""
+
+    class Kind(models.TextChoices):
+        ONE_OFF = "one_off", "one-off"
+        WEEKLY = "weekly", "every week"
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="freeze_windows"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reason = models.CharField(max_length=200)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    # Monday is 0, as datetime.weekday() counts.
+    weekday = models.PositiveSmallIntegerField(null=True, blank=True)
+    start_time = models.TimeField(null=True, blank=True)
+    duration_minutes = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["environment", "kind", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        kind="one_off",
+                        starts_at__isnull=False,
+                        ends_at__gt=models.F("starts_at"),
+                    )
+                    | Q(
+                        kind="weekly",
+                        weekday__lte=6,
+                        start_time__isnull=False,
+                        duration_minutes__gte=1,
+                        duration_minutes__lte=7 * 24 * 60,
+                    )
+                ),
+                name="freeze_window_shape",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id} frozen: {self.reason}"
+
+    def covers(self, now: datetime) -> bool:
+        """Whether deploys are frozen at ``now``."""
+        if self.kind == self.Kind.ONE_OFF:
+            assert self.starts_at is not None and self.ends_at is not None
+            return self.starts_at <= now < self.ends_at
+        assert self.weekday is not None and self.start_time is not None
+        now = now.astimezone(UTC)
+        # The window's most recent start on or before now, then whether we are
+        # still inside it (a window may cross midnight or the week's end).
+        days_back = (now.weekday() - self.weekday) % 7
+        start = datetime.combine(
+            (now - timedelta(days=days_back)).date(), self.start_time, tzinfo=UTC
+        )
+        if start > now:
+            start -= timedelta(days=7)
+        return now < start + timedelta(minutes=self.duration_minutes or 0)
 
 
 # Deploy runs, attempts and their timeline ---------------------------------------------
@@ -506,6 +575,7 @@ class DeployEvent(models.Model):
 
     class Kind(models.TextChoices):
         REQUESTED = "requested"
+        BREAK_GLASS = "break_glass"
         GATING = "gating"
         GATE_WAITING = "gate_waiting"
         GATE_PASSED = "gate_passed"

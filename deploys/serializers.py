@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -14,6 +15,7 @@ from deploys.models import (
     DeployEvent,
     DeployRun,
     Environment,
+    FreezeWindow,
 )
 from runners.models import Runner
 
@@ -32,6 +34,22 @@ class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
     ineligibility_reasons = serializers.ListField(child=serializers.CharField())
 
 
+class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
+    class Meta:
+        model = FreezeWindow
+        fields = [
+            "id",
+            "kind",
+            "reason",
+            "starts_at",
+            "ends_at",
+            "weekday",
+            "start_time",
+            "duration_minutes",
+        ]
+        read_only_fields = fields
+
+
 class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
     """A deploy target. ``pool`` lists runner names in order: the primary first."""
 
@@ -42,6 +60,14 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
     )
     pool_status = serializers.SerializerMethodField(
         help_text="Each pool runner with its deploy eligibility now."
+    )
+    freeze_windows = FreezeWindowSerializer(
+        many=True,
+        read_only=True,
+        help_text="Freeze windows (edited in the admin site).",
+    )
+    frozen = serializers.SerializerMethodField(
+        help_text="Reason of the freeze window in force now; null when none."
     )
     required_secrets = serializers.ListField(
         child=serializers.CharField(max_length=100),
@@ -67,6 +93,8 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "change_ticket_pattern",
             "paused",
             "paused_reason",
+            "freeze_windows",
+            "frozen",
             "created_at",
             "updated_at",
         ]
@@ -81,6 +109,10 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         data = super().to_representation(instance)
         data["pool"] = [entry.runner.name for entry in instance.pool()]
         return data
+
+    def get_frozen(self, env: Environment) -> str | None:
+        window = env.freeze_at(timezone.now())
+        return window.reason if window else None
 
     @extend_schema_field(PoolRunnerSerializer(many=True))
     def get_pool_status(self, env: Environment) -> list[dict[str, Any]]:
@@ -145,6 +177,13 @@ class DeployRequestSerializer(serializers.Serializer[dict[str, Any]]):
     )
     change_ticket = serializers.CharField(
         max_length=100, required=False, allow_blank=True
+    )
+    break_glass_reason = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        help_text="Admins only: deploy during a freeze window, for this reason "
+        "(audited).",
     )
 
 

@@ -22,7 +22,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane import audit
-from deploys.models import DeployEvent, DeployRun, Environment
+from controlplane.roles import Role, has_role
+from deploys.models import DeployEvent, DeployRun, Environment, FreezeWindow
 
 # Branch, tag or commit names as git allows them, minus the exotic corners.
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,255}(?<![./])$")
@@ -51,6 +52,11 @@ class IdempotencyMismatch(DeployRequestError):
 class IdempotencyInProgress(DeployRequestError):
     status = 409
     code = "idempotency_key_in_progress"
+
+
+class BreakGlassForbidden(DeployRequestError):
+    status = 403
+    code = "break_glass_forbidden"
 
 
 class DeployRefused(DeployRequestError):
@@ -85,12 +91,14 @@ def request_deploy(
     ref: str = "",
     change_ticket: str = "",
     idempotency_key: str = "",
+    break_glass_reason: str = "",
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
     1. Validate the fields, naming the field in errors.
     2. Replay or refuse a known idempotency key.
-    3. Apply the environment's safeguards: paused, change-ticket pattern, policy.
+    3. Apply the environment's safeguards: paused, freeze windows (an admin may
+       break glass with a reason, audited), change-ticket pattern, policy.
     4. Create the run and its first event, audit it, enqueue it after commit.
     """
     env = _environment(environment)
@@ -121,6 +129,7 @@ def request_deploy(
             + (f": {env.paused_reason}" if env.paused_reason else ""),
             field="environment",
         )
+    break_glass = _check_freeze(user, env, break_glass_reason.strip())
     if not env.ticket_matches(change_ticket):
         raise DeployRequestError(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
@@ -139,6 +148,22 @@ def request_deploy(
             run = _create(
                 user, env, ref, change_ticket, idempotency_key, caller, digest
             )
+            if break_glass is not None:
+                reason = break_glass_reason.strip()
+                DeployEvent.objects.create(
+                    run=run,
+                    kind=DeployEvent.Kind.BREAK_GLASS,
+                    message=f"freeze broken by {run.requester_name}: {reason}",
+                    detail={"freeze": break_glass.reason, "window": break_glass.pk},
+                    created_at=run.created_at,
+                )
+                audit.record(
+                    user,
+                    "deploy.break_glass",
+                    run,
+                    freeze=break_glass.reason,
+                    reason=reason,
+                )
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -150,6 +175,26 @@ def request_deploy(
             field="idempotency_key",
         ) from None
     return DeployRequest(run, True)
+
+
+def _check_freeze(
+    user: User | AnonymousUser, env: Environment, break_glass_reason: str
+) -> FreezeWindow | None:
+    """The freeze window being broken (None when there is none), or a refusal."""
+    window = env.freeze_at(timezone.now())
+    if window is None:
+        return None
+    if not break_glass_reason:
+        raise DeployRefused(
+            f"{env.name} is frozen ({window.reason}); an admin may break glass "
+            "with a reason",
+            field="environment",
+        )
+    if not has_role(user, Role.ADMIN):
+        raise BreakGlassForbidden(
+            "only admins may deploy during a freeze", field="break_glass_reason"
+        )
+    return window
 
 
 def _environment(environment: Environment | str) -> Environment:

@@ -3,14 +3,18 @@ contract, validation naming the field, safeguards, cancel and query counts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import IntegrityError
 from django.test import Client
+from django.utils import timezone
 
 from controlplane.models import AuditEvent
-from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.models import DeployAttempt, DeployRun, Environment, FreezeWindow
 from deploys.triggers import (
     DeployRefused,
     DeployRequestError,
@@ -394,3 +398,123 @@ def test_sre_reads_environments_with_pool_health_but_cannot_write(sre: User) -> 
     assert primary["eligible"] is False
     assert primary["ineligibility_reasons"] == ["unhealthy (heartbeat stale)"]
     assert write.status_code == 403
+
+
+# Freeze windows and break glass -------------------------------------------------------
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("moment", "frozen"),
+    [
+        (utc(2026, 11, 27, 21, 59), False),  # Friday, just before
+        (utc(2026, 11, 27, 22, 0), True),  # Friday 22:00, the start
+        (utc(2026, 11, 28, 12, 0), True),  # Saturday
+        (utc(2026, 11, 30, 5, 59), True),  # Monday, across the week's end
+        (utc(2026, 11, 30, 6, 0), False),  # Monday 06:00, the end
+        (utc(2026, 12, 2, 23, 0), False),  # Wednesday
+    ],
+)
+def test_weekly_window_covers_its_span_across_midnight_and_week_end(
+    moment: datetime, frozen: bool
+) -> None:
+    env = make_env()
+    # Friday 22:00 UTC for 56 hours: until Monday 06:00.
+    window = FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.WEEKLY,
+        reason="weekend",
+        weekday=4,
+        start_time=dt_time(22, 0),
+        duration_minutes=56 * 60,
+    )
+
+    assert window.covers(moment) is frozen
+
+
+def test_one_off_window_covers_its_interval() -> None:
+    env = make_env()
+    window = FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.ONE_OFF,
+        reason="Black Friday",
+        starts_at=utc(2026, 11, 27),
+        ends_at=utc(2026, 11, 28),
+    )
+
+    assert window.covers(utc(2026, 11, 27, 12))
+    assert not window.covers(utc(2026, 11, 28))
+    assert not window.covers(utc(2026, 11, 26, 23, 59))
+
+
+def test_a_window_must_have_its_shape() -> None:
+    env = make_env()
+    with pytest.raises(IntegrityError):
+        FreezeWindow.objects.create(
+            environment=env, kind=FreezeWindow.Kind.WEEKLY, reason="no times"
+        )
+
+
+def freeze_now(env: Environment) -> FreezeWindow:
+    now = timezone.now()
+    return FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.ONE_OFF,
+        reason="incident review",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+    )
+
+
+def test_freeze_refuses_deploys_and_says_an_admin_may_break_glass(sre: User) -> None:
+    freeze_now(make_env())
+
+    response = post_deploy(logged_in(sre), {"environment": "production"})
+
+    assert response.status_code == 409
+    assert "incident review" in response.json()["detail"]
+    assert "break glass" in response.json()["detail"]
+    assert DeployRun.objects.count() == 0
+
+
+def test_only_admins_break_glass(sre: User) -> None:
+    freeze_now(make_env())
+
+    response = post_deploy(
+        logged_in(sre),
+        {"environment": "production", "break_glass_reason": "hotfix"},
+    )
+
+    assert response.status_code == 403
+    assert response.json()["field"] == "break_glass_reason"
+    assert DeployRun.objects.count() == 0
+
+
+def test_admin_breaks_glass_with_a_reason_audited_and_on_the_timeline(
+    admin_user: User,
+) -> None:
+    freeze_now(make_env())
+
+    response = post_deploy(
+        logged_in(admin_user),
+        {"environment": "production", "break_glass_reason": "CVE hotfix"},
+    )
+
+    assert response.status_code == 202
+    events = response.json()["events"]
+    assert [e["kind"] for e in events] == ["requested", "break_glass"]
+    assert events[1]["message"] == "freeze broken by ada-admin: CVE hotfix"
+    audit = AuditEvent.objects.get(action="deploy.break_glass")
+    assert audit.detail == {"freeze": "incident review", "reason": "CVE hotfix"}
+
+
+def test_environment_shows_the_freeze_in_force(sre: User) -> None:
+    freeze_now(make_env())
+
+    data = logged_in(sre).get(f"{ENVIRONMENTS}production/").json()
+
+    assert data["frozen"] == "incident review"
+    assert [w["kind"] for w in data["freeze_windows"]] == ["one_off"]

@@ -1,0 +1,86 @@
+"""Admin pages for environments (pool, freeze windows) and deploy runs (read-only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from deploys.models import (
+    DeployAttempt,
+    DeployEvent,
+    DeployRun,
+    Environment,
+    EnvironmentRunner,
+    FreezeWindow,
+)
+
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Any]
+    _Inline = admin.TabularInline[Any, Any]
+else:  # generic only in django-stubs
+    _ModelAdmin = admin.ModelAdmin
+    _Inline = admin.TabularInline
+
+
+class PoolInline(_Inline):
+    model = EnvironmentRunner
+    extra = 1
+    ordering = ["position"]
+
+
+class FreezeWindowInline(_Inline):
+    model = FreezeWindow
+    extra = 0
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(_ModelAdmin):
+    list_display = ["name", "repository", "workflow_file", "policy", "paused"]
+    search_fields = ["name", "repository"]
+    inlines = [PoolInline, FreezeWindowInline]
+
+
+class AttemptInline(_Inline):
+    model = DeployAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = [f.name for f in DeployAttempt._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class EventInline(_Inline):
+    model = DeployEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "message", "detail"]
+    readonly_fields = ["created_at", "kind", "message", "detail"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(DeployRun)
+class DeployRunAdmin(_ModelAdmin):
+    """Deploys are read here; they change only through the engine and the API."""
+
+    list_display = ["pk", "environment", "ref", "state", "reason", "created_at"]
+    list_filter = ["state", "environment"]
+    search_fields = ["ref", "requester_name", "change_ticket"]
+    inlines = [AttemptInline, EventInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: DeployRun | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: DeployRun | None = None
+    ) -> bool:
+        return False
