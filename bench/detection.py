@@ -67,6 +67,120 @@ def wait_until(condition: Any, seconds: float, what: str) -> None:
     raise SystemExit(f"bench.detection: gave up waiting for {what}")
 
 
+class Stack:
+    """The simulator, gunicorn, a Celery worker and beat, as separate processes on
+    the database and VAR_DIR that ``env`` names, wired by ``manage.py demo``."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        sim_port, web_port = free_port(), free_port()
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
+        self.web_url = f"http://127.0.0.1:{web_port}"
+        self.env = {
+            **env,
+            "GITHUB_API_URL": self.sim_url,
+            "GITHUB_TOKEN": "bench-detection-token",
+            "RUNNER_EXPORTER_URL_TEMPLATE": (
+                f"{self.sim_url}/_sim/exporter/{{name}}/metrics"
+            ),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.log_path = log_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands = {
+            "simulator": [
+                sys.executable,
+                "-m",
+                "githubsim",
+                "serve",
+                "--port",
+                str(sim_port),
+                "--demo",
+                "--heartbeat-url",
+                f"{self.web_url}/heartbeat",
+            ],
+            "web": [
+                str(BIN / "gunicorn"),
+                "controlplane.wsgi",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+            ],
+            "worker": [
+                str(BIN / "celery"),
+                "-A",
+                "controlplane",
+                "worker",
+                "-Q",
+                "deploys,health",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+            ],
+            "beat": [
+                str(BIN / "celery"),
+                "-A",
+                "controlplane",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--pidfile",
+                "",
+                "--schedule",
+                str(log_path.parent / "beat-schedule"),
+            ],
+        }
+
+    def __enter__(self) -> Stack:
+        self._log = self.log_path.open("wb")
+        try:
+            for name, command in self.commands.items():
+                self.procs[name] = subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                )
+            if not wait_for(f"{self.sim_url}/_sim/state", 30):
+                raise RuntimeError("the simulator did not start")
+            if not wait_for(f"{self.web_url}/healthz", 60):
+                raise RuntimeError("gunicorn did not start")
+            subprocess.run(
+                [sys.executable, "manage.py", "demo", "--simulator", self.sim_url],
+                cwd=ROOT,
+                env=self.env,
+                check=True,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def kill_host(self, name: str) -> None:
+        post(f"{self.sim_url}/_sim/runners/{name}/kill")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -77,108 +191,20 @@ def main() -> None:
         "DATABASE_URL", f"sqlite:///{var_dir / 'controlplane.sqlite3'}"
     )
     ensure_database(database_url)
-    sim_port, web_port = free_port(), free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    web_url = f"http://127.0.0.1:{web_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "VAR_DIR": str(var_dir),
-        "GITHUB_API_URL": sim_url,
-        "GITHUB_TOKEN": "bench-detection-token",
-        "RUNNER_EXPORTER_URL_TEMPLATE": f"{sim_url}/_sim/exporter/{{name}}/metrics",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    python = sys.executable
+    env = {**os.environ, "DATABASE_URL": database_url, "VAR_DIR": str(var_dir)}
     subprocess.run(
-        [python, "manage.py", "migrate", "--noinput", "-v0"],
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,
         env=env,
         check=True,
     )
-    commands = {
-        "simulator": [
-            python,
-            "-m",
-            "githubsim",
-            "serve",
-            "--port",
-            str(sim_port),
-            "--demo",
-            "--heartbeat-url",
-            f"{web_url}/heartbeat",
-        ],
-        "web": [
-            str(BIN / "gunicorn"),
-            "controlplane.wsgi",
-            "--bind",
-            f"127.0.0.1:{web_port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-        ],
-        "worker": [
-            str(BIN / "celery"),
-            "-A",
-            "controlplane",
-            "worker",
-            "-Q",
-            "deploys,health",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-        ],
-        "beat": [
-            str(BIN / "celery"),
-            "-A",
-            "controlplane",
-            "beat",
-            "--loglevel",
-            "WARNING",
-            "--pidfile",
-            "",
-            "--schedule",
-            str(var_dir / "beat-schedule"),
-        ],
-    }
-    log = (var_dir / "processes.log").open("wb")
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, command in commands.items():
-            procs[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        if not wait_for(f"{sim_url}/_sim/state", 30):
-            raise SystemExit("bench.detection: the simulator did not start")
-        if not wait_for(f"{web_url}/healthz", 60):
-            raise SystemExit("bench.detection: gunicorn did not start")
-        subprocess.run(
-            [python, "manage.py", "demo", "--simulator", sim_url],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        result = measure(database_url, sim_url, args.timeout)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+    with Stack(env, var_dir / "processes.log") as stack:
+        result = measure(database_url, stack, args.timeout)
     print(f"process logs: {var_dir / 'processes.log'}", flush=True)
     emit(result)
 
 
-def measure(database_url: str, sim_url: str, timeout: float) -> dict[str, Any]:
+def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     import django
@@ -197,7 +223,7 @@ def measure(database_url: str, sim_url: str, timeout: float) -> dict[str, Any]:
     wait_until(healthy, timeout, "the demo runners to turn healthy")
     killed_at = time.time()
     for name in VICTIMS:
-        post(f"{sim_url}/_sim/runners/{name}/kill")
+        stack.kill_host(name)
 
     def detected() -> bool:
         close_old_connections()
