@@ -3,6 +3,7 @@ detail page, and the drain/undrain forms."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,15 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from deploys.models import EnvironmentRunner, WorkflowJob
 from runners.filters import RunnerFilterSet
-from runners.models import Reason, Runner, RunnerEvent, State, runbook_for
+from runners.models import (
+    Reason,
+    Runner,
+    RunnerEvent,
+    RunnerSync,
+    State,
+    runbook_for,
+)
+from runners.sync import sync_budget
 
 PAGE_SIZE = 50
 TIMELINE_WINDOW = timedelta(hours=24)
@@ -180,6 +189,17 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "now": now,
     }
     is_htmx = request.headers.get("HX-Request") == "true"
+    if not is_htmx:
+        # The sync's GitHub budget changes slowly: shown on load, not on every poll.
+        # Pages are estimated from the fleet size (100 runners a page) rather than
+        # read from the sync's stored page list, which is large.
+        pages = max(1, math.ceil((counts["active"] + counts["removed"]) / 100))
+        ctx["budget"] = sync_budget(pages)
+        ctx["last_sync"] = (
+            RunnerSync.objects.order_by("-last_sync_at")
+            .only("last_sync_at", "last_requests", "last_not_modified")
+            .first()
+        )
     template = "runners/_table.html" if is_htmx else "runners/fleet.html"
     response = render(request, template, ctx)
     # The same URL answers with a page or a fragment: caches must tell them apart.

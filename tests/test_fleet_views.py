@@ -196,26 +196,52 @@ def fleet_queries(client: Client, **params: str) -> list[str]:
     return [q["sql"] for q in queries.captured_queries]
 
 
-@pytest.mark.parametrize("params", [{}, {"state": "healthy", "label": "linux"}])
+@pytest.mark.parametrize(
+    ("params", "htmx", "expected"),
+    [
+        # session, user, role groups, the counts aggregate, the page count, the
+        # page, the page's pool places; the full page adds the GitHub usage (for the
+        # sync budget) and the last sync.
+        ({}, False, 9),
+        ({"state": "healthy", "label": "linux"}, False, 9),
+        ({"state": "healthy", "label": "linux"}, True, 7),
+    ],
+)
 def test_fleet_page_query_count_does_not_grow_with_the_fleet(
-    viewer: User, params: dict[str, str], django_assert_num_queries: Any
+    viewer: User,
+    params: dict[str, str],
+    htmx: bool,
+    expected: int,
+    django_assert_num_queries: Any,
 ) -> None:
     client = logged_in(viewer)
     client.get("/")  # the session's first request saves it; later ones do not
+    if htmx:
+        client.defaults["HTTP_HX_REQUEST"] = "true"
     make_fleet(10)
     small = fleet_queries(client, **params)
     Runner.objects.all().delete()
     make_fleet(300)
 
-    # session, user, role groups, the counts aggregate, the page count, the page,
-    # the page's pool places.
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(expected):
         large = fleet_queries(client, **params)
 
     assert len(small) == len(large)
     aggregates = [sql for sql in large if "COUNT" in sql and "runners_runner" in sql]
     # One aggregate for every count and coverage figure, one for the paginator.
     assert len(aggregates) == 2
+
+
+def test_fleet_page_shows_the_sync_budget(viewer_client: Client) -> None:
+    make_fleet(250)
+
+    response = viewer_client.get(URL)
+
+    budget = response.context["budget"]
+    assert budget.pages_per_sweep == 3
+    html = response.content.decode()
+    assert 'id="sync-budget"' in html
+    assert f"{budget.rate_limit} requests/hour" in html
 
 
 def test_fleet_page_needs_a_role(outsider: User) -> None:
