@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -195,3 +197,70 @@ def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
     assert beat(client, token).status_code == 204
     runner.refresh_from_db()
     assert runner.last_heartbeat_at is not None
+
+
+def call_wsgi(
+    path: str, method: str = "POST", token: str | None = None, body: bytes = b""
+) -> tuple[str, dict[str, str], bytes]:
+    """Call the production WSGI application (what gunicorn serves) directly."""
+    from controlplane.wsgi import application
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+    }
+    if token:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer.update(status=status, headers=dict(headers))
+
+    chunks = application(environ, start_response)
+    content = b"".join(chunks)
+    getattr(chunks, "close", lambda: None)()
+    return answer["status"], answer["headers"], content
+
+
+def test_wsgi_front_door_records_heartbeats_and_refuses_bad_ones(
+    transactional_db: None,
+) -> None:
+    runner, token = make_runner()
+    status, headers, content = call_wsgi(
+        "/heartbeat", token=token, body=json.dumps(FACTS).encode()
+    )
+    assert (status, content) == ("204 No Content", b"")
+    runner.refresh_from_db()
+    assert runner.facts == FACTS
+    beaten = runner.last_heartbeat_at
+
+    status, headers, content = call_wsgi("/heartbeat", token="rhb_nope")
+    assert status == "401 Unauthorized"
+    assert json.loads(content) == {"error": "unknown or revoked runner token"}
+    status, _, content = call_wsgi("/heartbeat", token=token, body=b'{"cpus": -1}')
+    assert status == "400 Bad Request"
+    assert json.loads(content)["error"] == "cpus must be a positive integer"
+    status, headers, _ = call_wsgi("/heartbeat", method="GET", token=token)
+    assert (status, headers["Allow"]) == ("405 Method Not Allowed", "POST")
+    status, _, _ = call_wsgi("/heartbeat", token=token, body=b"x" * 5000)
+    assert status == "413 Content Too Large"
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at == beaten
+
+
+def test_wsgi_front_door_passes_other_requests_to_django(
+    transactional_db: None,
+) -> None:
+    status, headers, content = call_wsgi("/healthz", method="GET")
+    assert status.startswith("200")
+    assert json.loads(content) == {"status": "ok"}
+    assert "X-Request-ID" in headers
