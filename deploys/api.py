@@ -24,8 +24,9 @@ from deploys.serializers import (
     DeployRunDetailSerializer,
     DeployRunSerializer,
     EnvironmentSerializer,
+    RedeploySerializer,
 )
-from deploys.triggers import DeployRequestError, request_deploy
+from deploys.triggers import DeployRequestError, redeploy_last_good, request_deploy
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -113,7 +114,7 @@ class DeployRunViewSet(
         return queryset
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[DeployRun]]:
-        if self.action in ("retrieve", "create", "cancel"):
+        if self.action in ("retrieve", "create", "cancel", "redeploy_last_good"):
             return DeployRunDetailSerializer
         return DeployRunSerializer
 
@@ -145,6 +146,46 @@ class DeployRunViewSet(
                 body.validated_data["environment"],
                 body.validated_data.get("ref", ""),
                 body.validated_data.get("change_ticket", ""),
+                request.headers.get("Idempotency-Key", ""),
+                body.validated_data.get("break_glass_reason", ""),
+            )
+        except DeployRequestError as exc:
+            return _refusal(exc)
+        response = self._detail(result.run.pk)
+        if not result.created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        request=RedeploySerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: DeployRunDetailSerializer,
+            409: OpenApiResponse(
+                DeployErrorSerializer,
+                description="Refused by the environment's safeguards.",
+            ),
+            422: OpenApiResponse(
+                DeployErrorSerializer,
+                description="The Idempotency-Key was used with another body.",
+            ),
+        },
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="redeploy-last-good",
+        permission_classes=[IsSRE],
+    )
+    def redeploy_last_good(self, request: Request) -> Response:
+        """Deploy the environment's last succeeded ref again, through the same gates
+        (202)."""
+        body = RedeploySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            result = redeploy_last_good(
+                request.user,
+                body.validated_data["environment"],
                 request.headers.get("Idempotency-Key", ""),
                 body.validated_data.get("break_glass_reason", ""),
             )

@@ -187,6 +187,15 @@ class DeployRequestSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
+class RedeploySerializer(serializers.Serializer[dict[str, Any]]):
+    """Which environment's last succeeded deploy to repeat."""
+
+    environment = serializers.CharField(max_length=100)
+    break_glass_reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True
+    )
+
+
 class CancelSerializer(serializers.Serializer[dict[str, Any]]):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
 

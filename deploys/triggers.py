@@ -177,6 +177,34 @@ def request_deploy(
     return DeployRequest(run, True)
 
 
+def redeploy_last_good(
+    user: User | AnonymousUser,
+    environment: Environment | str,
+    idempotency_key: str = "",
+    break_glass_reason: str = "",
+) -> DeployRequest:
+    """Request a new deploy of the environment's last succeeded ref, through the
+    same gates as any other request."""
+    env = _environment(environment)
+    last = (
+        DeployRun.objects.filter(environment=env, state=DeployRun.State.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if last is None:
+        raise DeployRequestError(
+            f"{env.name} has no succeeded deploy to repeat", field="environment"
+        )
+    return request_deploy(
+        user,
+        env,
+        last.sha or last.ref,
+        last.change_ticket,
+        idempotency_key,
+        break_glass_reason,
+    )
+
+
 def _check_freeze(
     user: User | AnonymousUser, env: Environment, break_glass_reason: str
 ) -> FreezeWindow | None:

@@ -314,6 +314,42 @@ def test_viewer_cannot_cancel(sre: User, viewer: User) -> None:
     assert run.state == DeployRun.State.QUEUED
 
 
+def test_redeploy_last_good_repeats_the_last_succeeded_ref(sre: User) -> None:
+    env = make_env()
+    good = request_deploy(sre, env, "v1", "INFRA-1").run
+    bad = request_deploy(sre, env, "v2").run
+    DeployRun.objects.filter(pk=good.pk).update(
+        state=DeployRun.State.SUCCEEDED, finished_at=timezone.now()
+    )
+    DeployRun.objects.filter(pk=bad.pk).update(
+        state=DeployRun.State.FAILED, finished_at=timezone.now()
+    )
+
+    response = logged_in(sre).post(
+        f"{DEPLOYS}redeploy-last-good/",
+        {"environment": "production"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 202
+    assert response.json()["ref"] == "v1"
+    assert response.json()["change_ticket"] == "INFRA-1"
+    assert response.json()["state"] == "queued"
+
+
+def test_redeploy_without_a_good_deploy_names_the_environment(sre: User) -> None:
+    make_env()
+
+    response = logged_in(sre).post(
+        f"{DEPLOYS}redeploy-last-good/",
+        {"environment": "production"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["environment"]
+
+
 # Environments -------------------------------------------------------------------------------
 
 

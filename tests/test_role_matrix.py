@@ -78,6 +78,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/": API_VIEWER,
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
     # Django admin: the admin role only
     "admin/": Expect(302, 302, 302, 302, 200),
     "admin/*": Expect(302, 302, 302, 302, ANY),
