@@ -41,15 +41,17 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
             attrs={"type": "search", "placeholder": "name or label"}
         ),
     )
-    state = django_filters.ChoiceFilter(choices=State.choices)
+    state = django_filters.ChoiceFilter(choices=State.choices, empty_label="Any")
     reason = django_filters.ChoiceFilter(
-        choices=[(value, label) for value, label in Reason.choices if value]
+        choices=[(value, label) for value, label in Reason.choices if value],
+        empty_label="Any",
     )
     label = django_filters.CharFilter(
-        method="filter_label", help_text="Runners carrying this label."
+        method="filter_label", label="Label", help_text="Runners carrying this label."
     )
     environment = django_filters.CharFilter(
         field_name="pool_entries__environment__name",
+        label="Environment",
         help_text="Runners in this deploy environment's pool (its name).",
     )
     drained = django_filters.BooleanFilter(
@@ -60,6 +62,7 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     )
     removed = django_filters.ChoiceFilter(
         method="filter_removed",
+        label="Removed",
         choices=REMOVED_CHOICES,
         empty_label="Active",
         help_text="false (default): runners GitHub lists; true: removed ones; any: both.",
