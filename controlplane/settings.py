@@ -423,10 +423,12 @@ DEPLOY_RECONCILE_LEASE = envfloat("DEPLOY_RECONCILE_LEASE", 30.0, minimum=1.0)
 # heartbeat older than HEARTBEAT_STALE_AFTER is stale; the sweep runs every
 # HEALTH_SWEEP_INTERVAL and needs HEALTH_FALL_AFTER bad observations in a row to mark a
 # runner down, so a dead host turns unhealthy at most
-# STALE_AFTER + FALL_AFTER x SWEEP_INTERVAL seconds (20 + 2 x 5 = 30) after its last
-# heartbeat. HEALTH_RISE_AFTER good observations in a row bring it back.
+# STALE_AFTER + FALL_AFTER x SWEEP_INTERVAL seconds (18 + 2 x 5 = 28, leaving 2 s for
+# beat and worker delays under the 30 s promise) after its last heartbeat. One missed
+# heartbeat is stale for 2 s only, which no two sweeps both see, so it never counts.
+# HEALTH_RISE_AFTER good observations in a row bring a runner back.
 HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 10, minimum=1)
-HEARTBEAT_STALE_AFTER = envint("HEARTBEAT_STALE_AFTER", 20, minimum=1)
+HEARTBEAT_STALE_AFTER = envint("HEARTBEAT_STALE_AFTER", 18, minimum=1)
 HEALTH_SWEEP_INTERVAL = envint("HEALTH_SWEEP_INTERVAL", 5, minimum=1)
 HEALTH_FALL_AFTER = envint("HEALTH_FALL_AFTER", 2, minimum=1)
 HEALTH_RISE_AFTER = envint("HEALTH_RISE_AFTER", 3, minimum=1)

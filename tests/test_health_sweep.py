@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -36,7 +37,7 @@ def make_runner(**kw: Any) -> Runner:
 def heartbeat_at(when: datetime) -> dict[str, Any]:
     return {
         "last_heartbeat_at": when,
-        "heartbeat_deadline": when + timedelta(seconds=20),
+        "heartbeat_deadline": when + timedelta(seconds=settings.HEARTBEAT_STALE_AFTER),
     }
 
 
@@ -64,7 +65,7 @@ def test_dead_host_turns_unhealthy_within_30_seconds_of_last_heartbeat() -> None
     assert unhealthy_at is not None
     assert unhealthy_at - last <= timedelta(seconds=30)
     # One missed sweep's worth of staleness is not enough on its own.
-    assert unhealthy_at - last > timedelta(seconds=20)
+    assert unhealthy_at - last > timedelta(seconds=settings.HEARTBEAT_STALE_AFTER)
     assert runner.reason == Reason.HEARTBEAT_STALE
     event = RunnerEvent.objects.get(runner=runner)
     assert (event.from_state, event.to_state) == (State.HEALTHY, State.UNHEALTHY)
@@ -100,7 +101,7 @@ def test_flapping_heartbeat_does_not_flap_the_state() -> None:
         # Fresh on even sweeps, stale on odd ones.
         deadline = at + STEP if i % 2 == 0 else at - STEP
         Runner.objects.filter(pk=runner.pk).update(
-            last_heartbeat_at=deadline - timedelta(seconds=20),
+            last_heartbeat_at=deadline - timedelta(seconds=18),
             heartbeat_deadline=deadline,
         )
         health.sweep(at)
@@ -351,3 +352,20 @@ def test_sweep_task_records_its_status_and_is_scheduled_on_the_health_queue() ->
     assert sweep.queue == "health"
     assert (sweep.interval.every, sweep.interval.period) == (5, "seconds")
     assert schedules["runners.tasks.prune_health_history"].queue == "health"
+
+
+@pytest.mark.parametrize("phase", [0.0, 1.5, 3.0, 4.5])
+def test_one_missed_heartbeat_never_takes_a_runner_down(phase: float) -> None:
+    start = timezone.now()
+    runner = make_runner(state=State.HEALTHY, reason="", **heartbeat_at(start))
+    # Heartbeats every 10 s, except the one at +10 s, which is lost.
+    beats = [start + timedelta(seconds=s) for s in (20, 30, 40)]
+    for i in range(1, 10):
+        at = start + timedelta(seconds=phase + 5 * i)
+        arrived = [b for b in beats if b <= at]
+        if arrived:
+            Runner.objects.filter(pk=runner.pk).update(**heartbeat_at(arrived[-1]))
+        health.sweep(at)
+    runner.refresh_from_db()
+    assert runner.state == State.HEALTHY
+    assert not RunnerEvent.objects.exists()

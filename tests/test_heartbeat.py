@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -58,7 +59,9 @@ def test_heartbeat_records_time_deadline_and_facts_in_one_query(
     runner.refresh_from_db()
     assert runner.last_heartbeat_at is not None
     assert runner.last_heartbeat_at >= before
-    assert runner.heartbeat_deadline == runner.last_heartbeat_at + timedelta(seconds=20)
+    assert runner.heartbeat_deadline == runner.last_heartbeat_at + timedelta(
+        seconds=settings.HEARTBEAT_STALE_AFTER
+    )
     assert runner.first_seen_at == runner.last_heartbeat_at
     assert runner.facts == FACTS
     assert runner.facts_problems == 0
