@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import connections
 
 from deploys import engine
 from deploys.models import DeployRun, Environment
@@ -24,17 +25,18 @@ from runners.models import Runner, State
 
 THREADS = 50
 
-# serialized_rollback: the flush after each test would drop the role groups.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
-
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs PostgreSQL (set DATABASE_URL): SQLite runs one writer at a time, "
-            "so concurrent promotions cannot race there"
-        )
+pytestmark = [
+    # Decided at collection, before any database set-up for these tests.
+    pytest.mark.skipif(
+        not POSTGRES,
+        reason="needs PostgreSQL (set DATABASE_URL): SQLite runs one writer at a "
+        "time, so concurrent promotions cannot race there",
+    ),
+    # serialized_rollback: the flush after each test would drop the role groups.
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 @pytest.fixture
