@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import Model, URLField
 from django.http import HttpRequest
 
 from runners.models import HealthSample, Runner, RunnerEvent
@@ -41,6 +41,7 @@ class RunnerAdmin(_ModelAdmin):
     ]
     list_filter = ["state", "reason", "drained", "github_status"]
     search_fields = ["name", "host"]
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}
     readonly_fields = [
         "github_id",
         "github_status",
