@@ -10,12 +10,6 @@ with nothing changed (every page answers 304: no budget spent), then once more
 after 1 % of the hosts died (GitHub shows them offline: only their pages change).
 ``github_requests`` counts the first sweep's requests, ``github_requests_unchanged``
 the budget the unchanged sweep spent.
-
-The simulator's HTTP server writes headers and body in two packets; with Nagle's
-algorithm on and the client's delayed ACK, every answer with a body then stalls
-about 40 ms (4.8 of 100 pages' 4.9 s). GitHub's servers send with TCP_NODELAY, so
-the benchmark turns Nagle off for the simulator it starts (``--keep-nagle`` keeps
-the simulator as shipped, to see the difference).
 """
 
 from __future__ import annotations
@@ -75,18 +69,12 @@ def measure(label: str, sweep: Any, sim: Any) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runners", type=int, default=10_000)
-    parser.add_argument("--keep-nagle", action="store_true")
     args = parser.parse_args()
     setup_django(database_url())
     from django.conf import settings
 
     # As in production: DEBUG keeps a formatted copy of every statement.
     settings.DEBUG = False
-    if not args.keep_nagle:
-        from githubsim.server import SimRequestHandler
-
-        SimRequestHandler.disable_nagle_algorithm = True
-
     from django.db import connection
 
     from controlplane.github import gateway_from_settings
@@ -141,7 +129,6 @@ def main() -> None:
             "changed_budget_spent": changed["budget_spent"],
             "changed_db_queries": changed["db_queries"],
             "sync_interval_seconds": round(budget.interval_seconds, 1),
-            "simulator_nagle": args.keep_nagle,
         }
     )
 

@@ -40,6 +40,10 @@ class SimHTTPServer(ThreadingHTTPServer):
 
 class SimRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle's algorithm and the client's
+    # delayed ACK every answer with a body would stall ~40 ms. GitHub sends with
+    # TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "githubsim"
     server: SimHTTPServer
 
