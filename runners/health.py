@@ -3,10 +3,16 @@
 The sweep turns each runner's signals into an observation, then applies hysteresis:
 ``HEALTH_FALL_AFTER`` consecutive observations worse than the runner's state move it
 down, ``HEALTH_RISE_AFTER`` consecutive better ones move it up, anything else resets
-the count, so a flapping signal never flaps the state. It costs the same handful of
-statements at 100 runners and at 10,000 (plus one INSERT each for samples and events
-when there are any); all the per-runner logic runs inside the database as CASE
-expressions generated from ``runners.models.RULES``.
+the count, so a flapping signal never flaps the state. It costs the same five
+statements at 100 runners and at 10,000 (two more when some runners transition):
+every per-runner step runs inside the database, as CASE expressions generated from
+``runners.models.RULES``, and samples and events are written by INSERT ... SELECT, so
+no runner row ever travels to Python.
+
+A runner's signals (heartbeat, GitHub status, exporter) become ``Flag`` bits in
+``observed_flags``; the first matching rule of ``RULES`` gives the state and the
+primary reason. Stale GitHub or exporter readings set no bit, so they can never make
+a runner healthy; a runner with no fresh signal is ``unknown``.
 """
 
 from __future__ import annotations
@@ -217,9 +223,10 @@ def sweep(now: datetime | None = None) -> SweepResult:
     2. Count: bump ``bad_streak`` / ``good_streak`` of runners whose observation
        differs from their state, reset them where it agrees again.
     3. Transition the runners whose streak reached ``HEALTH_FALL_AFTER`` /
-       ``HEALTH_RISE_AFTER``, with one ``RunnerEvent`` each (one bulk INSERT).
+       ``HEALTH_RISE_AFTER``, with a ``RunnerEvent`` each carrying the reason codes.
 
-    Safe to run twice: a concurrent second sweep on PostgreSQL skips.
+    All in one transaction. A second sweep started while one runs skips on
+    PostgreSQL (advisory lock) and waits on SQLite (IMMEDIATE transactions).
     """
     now = now or timezone.now()
     with transaction.atomic():
