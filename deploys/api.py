@@ -17,6 +17,7 @@ from controlplane import audit
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.filters import DeployRunFilterSet
 from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.secrets_api import SecretScheduleViewSet
 from deploys.serializers import (
     CancelSerializer,
     DeployErrorSerializer,
@@ -236,3 +237,4 @@ class DeployRunViewSet(
 router = SimpleRouter(trailing_slash=True)
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("deploys", DeployRunViewSet, basename="deploy")
+router.register("secret-schedules", SecretScheduleViewSet, basename="secret-schedule")

@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class DeploysConfig(AppConfig):
     name = "deploys"
     verbose_name = "Deploys and secrets"
+
+    def ready(self) -> None:
+        # Registers the secret rotation collector with /metrics.
+        from deploys import secrets_metrics  # noqa: F401

@@ -46,6 +46,8 @@ from deploys.models import (
     DeployRun,
     Environment,
 )
+from deploys.secrets import overdue_for as overdue_secrets
+from deploys.secrets import required_names as required_secret_names
 from runners.models import Runner, State
 
 log = logging.getLogger(__name__)
@@ -342,9 +344,11 @@ def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, An
 
 
 def _missing_secrets(env: Environment) -> list[str] | None:
-    """Required secrets GitHub does not have (repository or the environment of the
-    same name); None when GitHub could not be asked."""
-    wanted = [str(name) for name in env.required_secrets or ()]
+    """Required secrets GitHub does not have (repository, the environment of the
+    same name, or the organization); None when GitHub could not be asked.
+
+    Required: the environment's own list and every rotation schedule naming it."""
+    wanted = required_secret_names(env)
     if not wanted:
         return []
     gw = gateway_for(env.repository)
@@ -356,6 +360,8 @@ def _missing_secrets(env: Environment) -> list[str] | None:
             }
         except GitHubNotFound:
             pass  # no GitHub environment of that name: repository secrets only
+        if gw.organization and any(n not in present for n in wanted):
+            present |= {s.name.upper() for s in gw.list_secrets("organization")}
     except GitHubError as exc:
         log.warning("secret check for %s failed: %s", env.name, exc)
         return None
@@ -381,6 +387,23 @@ def _gating(run: DeployRun, now: datetime) -> bool:
         return False
     if missing is None:  # GitHub did not answer: try again shortly
         _recheck(run, now + _poll())
+        return False
+    overdue = overdue_secrets(env, now) if env.block_on_overdue_secrets else []
+    if overdue:
+        if expired:
+            return _finish(
+                run,
+                Run.FAILED,
+                DeployRun.Reason.MISSING_SECRETS,
+                "required secrets overdue for rotation: " + ", ".join(overdue),
+                now,
+            )
+        _gate_wait(
+            run,
+            now,
+            {"overdue_secrets": overdue},
+            "waiting for overdue secrets to be rotated",
+        )
         return False
     runner, considered = considered_runners(run)
     if runner is None:

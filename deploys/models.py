@@ -153,6 +153,9 @@ class Environment(models.Model):
     )
     paused = models.BooleanField(default=False)
     paused_reason = models.CharField(max_length=500, blank=True)
+    # Hold deploys while a secret this environment requires is overdue for rotation
+    # (missing required secrets always hold them).
+    block_on_overdue_secrets = models.BooleanField(default=False)
     runners = models.ManyToManyField(
         "runners.Runner",
         through="EnvironmentRunner",
@@ -614,3 +617,11 @@ class DeployEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}: {self.kind}"
+
+
+# Secret rotation schedules live in their own module; imported here so they belong to
+# this app's models.
+from deploys.secret_models import SecretRotation as SecretRotation  # noqa: E402
+from deploys.secret_models import (  # noqa: E402
+    SecretRotationSchedule as SecretRotationSchedule,
+)

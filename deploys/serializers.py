@@ -89,6 +89,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "gate_timeout",
             "max_attempts",
             "required_secrets",
+            "block_on_overdue_secrets",
             "policy",
             "change_ticket_pattern",
             "paused",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from deploys import engine, jobs
+from controlplane.tasks import tracked
+from deploys import engine, jobs, secrets
 
 
 @shared_task
@@ -28,3 +29,10 @@ def advance_run(run_id: int) -> None:
 def reconcile_deploys() -> None:
     """Beat, every 2 s: enqueue an advance for each deploy whose deadline passed."""
     engine.reconcile()
+
+
+@shared_task
+def audit_secrets() -> None:
+    """Beat, daily: check every secret rotation schedule against GitHub."""
+    with tracked("secrets_audit"):
+        secrets.audit_schedules()

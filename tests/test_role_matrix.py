@@ -79,6 +79,14 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
+    # Secret rotation (deploys/secrets_api.py, deploys/secrets_views.py)
+    "api/v1/secret-schedules/": API_VIEWER,
+    "api/v1/secret-schedules/<pk>/": Expect(401, 403, 404, 404, 404),
+    "api/v1/secret-schedules/<pk>/rotate/": Expect(401, 403, 403, 403, 405),
+    "api/v1/secret-schedules/<pk>/rotations/": Expect(401, 403, 404, 404, 404),
+    "api/v1/secret-schedules/audit/": Expect(401, 403, 403, 405, 405),
+    "api/v1/secret-schedules/import-proposals/": Expect(401, 403, 403, 403, 200),
+    "api/v1/secret-schedules/import/": Expect(401, 403, 403, 403, 405),
     # Django admin: the admin role only
     "admin/": Expect(302, 302, 302, 302, 200),
     "admin/*": Expect(302, 302, 302, 302, ANY),
