@@ -1,0 +1,259 @@
+"""Failover end to end: how fast a deploy reaches a working runner when the primary fails.
+
+    python -m bench.failover
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_failover \\
+        python -m bench.failover
+
+Starts the simulator (real time, webhooks to the control plane), gunicorn, a Celery
+worker and beat at default settings (see :mod:`bench._processes`), with three
+environments of two runners each, so the scenarios never share a runner. Deploys
+are requested through ``POST /api/v1/deploys/``; every moment is observed from the
+outside, in the simulator (which runner holds which job, polled every 50 ms).
+
+1. ``dispatch_seconds``: the primary host is dead and already unhealthy when the
+   deploy is requested; from the request to the dispatch on the secondary.
+2. ``failover_seconds``: the primary host dies in the middle of the deploy job;
+   from the death to the secondary picking the job up.
+3. ``pickup_timeout_failover_seconds``: the primary is healthy and heartbeats, but
+   GitHub never hands it the job (it is busy with a long job started outside the
+   control plane); from the request to the secondary picking the job up, with the
+   environment's pickup timeout at its default.
+
+Each scenario also reports the deploy's timeline (seconds from its start to each
+event), which shows where the time goes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from bench import emit
+from bench._processes import Stack, call, prepare, setup_django, wait_until
+
+SCENARIOS = ("dead", "midjob", "pickup")
+# A deploy job runs five minutes: long enough to die in the middle of it.
+JOB_SECONDS = 300
+# How long the primary works on the job before its host dies.
+MID_JOB_SECONDS = 5.0
+POLL = 0.05
+REPOSITORY = "acme/deploy"
+
+
+def primary(scenario: str) -> str:
+    return f"fo-{scenario}-primary"
+
+
+def secondary(scenario: str) -> str:
+    return f"fo-{scenario}-secondary"
+
+
+def add_runners(stack: Stack) -> None:
+    for scenario in SCENARIOS:
+        for name in (primary(scenario), secondary(scenario)):
+            stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
+    stack.sim("POST", "/_sim/config", {"job_duration": JOB_SECONDS})
+
+
+class Bench:
+    """The stack plus an SRE's API token and the environments, set up in the DB."""
+
+    def __init__(self, stack: Stack) -> None:
+        from django.contrib.auth.models import Group, User
+        from knox.models import AuthToken
+
+        from deploys.models import Environment
+        from runners.models import Runner
+
+        self.stack = stack
+        user = User.objects.create(username="bench-sre")
+        user.groups.add(Group.objects.get(name="sre"))
+        self.token = AuthToken.objects.create(user)[1]
+        for scenario in SCENARIOS:
+            env = Environment.objects.create(
+                name=f"failover-{scenario}",
+                repository=REPOSITORY,
+                workflow_file="deploy.yml",
+                required_secrets=["DEPLOY_KEY"],
+            )
+            env.set_pool(
+                [
+                    Runner.objects.get(name=primary(scenario)),
+                    Runner.objects.get(name=secondary(scenario)),
+                ]
+            )
+
+    def request(self, scenario: str) -> tuple[int, float]:
+        """Request a deploy through the API; its id and when the request was sent."""
+        sent = time.time()
+        answer = call(
+            f"{self.stack.web_url}/api/v1/deploys/",
+            "POST",
+            {"environment": f"failover-{scenario}", "ref": "main"},
+            {
+                "Authorization": f"Token {self.token}",
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+        )
+        return int(answer["id"]), sent
+
+    def job_on(self, runner: str, statuses: tuple[str, ...]) -> dict[str, Any] | None:
+        """The simulator's job aimed at ``runner`` in one of ``statuses``, if any."""
+        for job in self.stack.sim("GET", "/_sim/jobs")["jobs"]:
+            if runner in job["labels"] and job["status"] in statuses:
+                return dict(job)
+        return None
+
+    def seen(self, runner: str, statuses: tuple[str, ...], timeout: float) -> float:
+        """When the simulator first shows a job for ``runner`` in ``statuses``."""
+        wait_until(
+            lambda: self.job_on(runner, statuses),
+            timeout,
+            f"a job {'/'.join(statuses)} on {runner}",
+            step=POLL,
+        )
+        return time.time()
+
+    def runner_state(self, name: str) -> str:
+        from django.db import close_old_connections
+
+        from runners.models import Runner
+
+        close_old_connections()
+        return str(Runner.objects.get(name=name).state)
+
+    def timeline(self, run_id: int, origin: float) -> list[str]:
+        """The deploy's events as "+seconds kind (message)" from ``origin``."""
+        from django.db import close_old_connections
+
+        from deploys.models import DeployEvent
+
+        close_old_connections()
+        events = DeployEvent.objects.filter(run_id=run_id).order_by("created_at", "pk")
+        return [
+            f"+{e.created_at.timestamp() - origin:.2f} {e.kind}: {e.message}"
+            for e in events
+        ]
+
+    def unhealthy_at(self, name: str) -> datetime | None:
+        from runners.models import Runner, RunnerEvent, State
+
+        event = (
+            RunnerEvent.objects.filter(
+                runner=Runner.objects.get(name=name),
+                kind=RunnerEvent.Kind.STATE_CHANGE,
+                to_state=State.UNHEALTHY,
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        return event.created_at if event else None
+
+
+def dead_primary(bench: Bench, timeout: float) -> dict[str, Any]:
+    """The primary host is dead and known unhealthy before the request."""
+    bench.stack.kill_host(primary("dead"))
+    wait_until(
+        lambda: bench.runner_state(primary("dead")) == "unhealthy",
+        timeout,
+        "the dead primary to turn unhealthy",
+    )
+    run_id, sent = bench.request("dead")
+    dispatched = bench.seen(secondary("dead"), ("queued", "in_progress"), timeout)
+    return {
+        "seconds": round(dispatched - sent, 3),
+        "timeline": bench.timeline(run_id, sent),
+    }
+
+
+def primary_dies_mid_job(bench: Bench, timeout: float) -> dict[str, Any]:
+    """The primary picks the job up, then its host dies."""
+    run_id, sent = bench.request("midjob")
+    bench.seen(primary("midjob"), ("in_progress",), timeout)
+    time.sleep(MID_JOB_SECONDS)
+    killed = time.time()
+    bench.stack.kill_host(primary("midjob"))
+    picked_up = bench.seen(secondary("midjob"), ("in_progress",), timeout)
+    unhealthy = bench.unhealthy_at(primary("midjob"))
+    return {
+        "seconds": round(picked_up - killed, 3),
+        "primary_unhealthy_after": (
+            round(unhealthy.timestamp() - killed, 3) if unhealthy else None
+        ),
+        "timeline": bench.timeline(run_id, killed),
+    }
+
+
+def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
+    """The primary is healthy but busy with a long job GitHub gave it earlier (a
+    run started by hand), so GitHub keeps the deploy job queued."""
+    call(
+        f"{bench.stack.sim_url}/repos/{REPOSITORY}/actions/workflows/deploy.yml/"
+        "dispatches",
+        "POST",
+        {"ref": "main", "inputs": {"runner": primary("pickup"), "token": "by-hand"}},
+        {"Authorization": "token bench-token"},
+    )
+    bench.seen(primary("pickup"), ("in_progress",), timeout)
+    run_id, sent = bench.request("pickup")
+    picked_up = bench.seen(secondary("pickup"), ("in_progress",), timeout)
+    return {
+        "seconds": round(picked_up - sent, 3),
+        "primary_state": bench.runner_state(primary("pickup")),
+        "timeline": bench.timeline(run_id, sent),
+    }
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+
+    var_dir, database_url, env = prepare("failover")
+    with Stack(
+        env, var_dir / "processes.log", webhooks=True, before_demo=add_runners
+    ) as stack:
+        setup_django(database_url)
+        result = measure(stack, args.timeout)
+        result["database"] = database_url.split(":", 1)[0]
+    print(f"process logs: {var_dir / 'processes.log'}", flush=True)
+    emit(result)
+
+
+def measure(stack: Stack, timeout: float) -> dict[str, Any]:
+    bench = Bench(stack)
+    runners = [name(s) for s in SCENARIOS for name in (primary, secondary)]
+    wait_until(
+        lambda: all(bench.runner_state(name) == "healthy" for name in runners),
+        timeout,
+        "the bench runners to turn healthy",
+    )
+    from deploys.models import Environment
+
+    pickup_timeout = Environment.objects.get(name="failover-pickup").pickup_timeout
+    results = {}
+    for scenario, run in (
+        ("dead", dead_primary),
+        ("midjob", primary_dies_mid_job),
+        ("pickup", primary_never_picks_up),
+    ):
+        results[scenario] = run(bench, timeout)
+        print(f"{scenario}: {results[scenario]['seconds']} s", flush=True)
+        for line in results[scenario]["timeline"]:
+            print(f"    {line}", flush=True)
+    return {
+        "dispatch_seconds": results["dead"]["seconds"],
+        "failover_seconds": results["midjob"]["seconds"],
+        "pickup_timeout_failover_seconds": results["pickup"]["seconds"],
+        "pickup_timeout": pickup_timeout,
+        "primary_unhealthy_after_death": results["midjob"]["primary_unhealthy_after"],
+        "targets": {"dispatch_seconds": 2.0, "failover_seconds": 45.0},
+    }
+
+
+if __name__ == "__main__":
+    main()
