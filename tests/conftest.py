@@ -34,6 +34,31 @@ def _in_memory_broker() -> None:
     celery_app.conf.update(broker_url="memory://", broker_transport_options={})
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse transactional tests without serialized rollback.
+
+    A transactional test empties every table when it ends, and Django then recreates
+    only content types and permissions, not the role groups migrations made; a later
+    serialized-rollback test then collides with those recreated rows. Each such test
+    restoring the migrated data itself keeps every order of tests working.
+    """
+    offenders = []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "transactional_db" not in names and "live_server" not in names:
+            marker = item.get_closest_marker("django_db")
+            if marker is None or not marker.kwargs.get("transaction"):
+                continue
+        marker = item.get_closest_marker("django_db")
+        if marker is None or not marker.kwargs.get("serialized_rollback"):
+            offenders.append(item.nodeid)
+    if offenders:
+        raise pytest.UsageError(
+            "mark transactional tests with @pytest.mark.django_db(transaction=True, "
+            "serialized_rollback=True): " + ", ".join(offenders)
+        )
+
+
 def make_user(username: str, role: str | None) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD)
     if role:

@@ -50,8 +50,9 @@ def make_runner_with_token(tmp_path: Path) -> tuple[Runner, Path]:
     return runner, token_file
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_agent_sends_a_heartbeat_with_host_facts(
-    live_server: Any, transactional_db: None, tmp_path: Path, runner_dir: Path
+    live_server: Any, tmp_path: Path, runner_dir: Path
 ) -> None:
     runner, token_file = make_runner_with_token(tmp_path)
     result = run_agent(
@@ -76,8 +77,9 @@ def test_agent_sends_a_heartbeat_with_host_facts(
     assert facts["uptime_seconds"] > 0
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_agent_reads_the_systemd_credential_and_fails_on_a_revoked_token(
-    live_server: Any, transactional_db: None, tmp_path: Path
+    live_server: Any, tmp_path: Path
 ) -> None:
     runner, token_file = make_runner_with_token(tmp_path)
     credentials = tmp_path / "credentials"

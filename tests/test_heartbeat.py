@@ -184,8 +184,9 @@ def test_heartbeat_is_answered_before_the_other_middleware(client: Client) -> No
     assert "X-Frame-Options" in other.headers
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
-    client: Client, transactional_db: None
+    client: Client,
 ) -> None:
     from django.db import connection
 
@@ -234,9 +235,8 @@ def call_wsgi(
     return answer["status"], answer["headers"], content
 
 
-def test_wsgi_front_door_records_heartbeats_and_refuses_bad_ones(
-    transactional_db: None,
-) -> None:
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_wsgi_front_door_records_heartbeats_and_refuses_bad_ones() -> None:
     runner, token = make_runner()
     status, headers, content = call_wsgi(
         "/heartbeat", token=token, body=json.dumps(FACTS).encode()
@@ -260,9 +260,8 @@ def test_wsgi_front_door_records_heartbeats_and_refuses_bad_ones(
     assert runner.last_heartbeat_at == beaten
 
 
-def test_wsgi_front_door_passes_other_requests_to_django(
-    transactional_db: None,
-) -> None:
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_wsgi_front_door_passes_other_requests_to_django() -> None:
     status, headers, content = call_wsgi("/healthz", method="GET")
     assert status.startswith("200")
     assert json.loads(content) == {"status": "ok"}
