@@ -122,3 +122,93 @@ class TaskStatus(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Notification outbox ------------------------------------------------------------------
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def due(self, now: Any) -> NotificationQuerySet:
+        """Pending notifications whose next delivery attempt may start now."""
+        return self.filter(state=Notification.State.PENDING, next_attempt_at__lte=now)
+
+
+class Notification(models.Model):
+    """One message to one configured target (webhook), sent from this outbox."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    class Severity(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    FINAL_STATES = (State.SENT, State.FAILED)
+
+    kind = models.CharField(max_length=50)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    subject = models.CharField(max_length=200)
+    message = models.CharField(max_length=2000, blank=True)
+    # Absolute URL of the page (deploy, runner, runbook) an SRE opens first.
+    link = models.URLField(max_length=500, blank=True)
+    runbook = models.URLField(max_length=500, blank=True)
+    # Names, ids, states and reasons only: never a secret value.
+    fields = models.JSONField(default=dict, blank=True)
+    # What the notification is about ("deploy-failed:42"): with ``target`` it makes
+    # creating the same notification twice (a rescan, a retried task) a no-op.
+    dedupe_key = models.CharField(max_length=200)
+    # "json:<digest>" or "slack:<digest>": the target's URL carries credentials (a
+    # Slack hook's path is its token), so only a digest of it is stored.
+    target = models.CharField(max_length=80)
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When a deliverer may next try; a claim pushes it one lease ahead, so a
+    # deliverer killed mid-send leaves the row to be retried, never lost.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedupe_key", "target"], name="notification_dedupe_uniq"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["pending", "sent", "failed"]),
+                name="notification_state_valid",
+            ),
+        ]
+        indexes = [
+            # The deliverer's scan: Notification.objects.due(now).
+            models.Index(
+                fields=["next_attempt_at"],
+                name="notification_due_idx",
+                condition=models.Q(state="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.target} ({self.state})"
+
+
+class NotificationCursor(models.Model):
+    """How far the outbox scanner has read one event table (a high-water mark)."""
+
+    source = models.CharField(max_length=50, primary_key=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["source"]
+
+    def __str__(self) -> str:
+        return f"{self.source} read up to #{self.last_id}"

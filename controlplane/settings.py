@@ -467,6 +467,34 @@ EXPORTER_PROBE_INTERVAL = envint("EXPORTER_PROBE_INTERVAL", 60, minimum=5)
 EXPORTER_PROBE_TIMEOUT = envfloat("EXPORTER_PROBE_TIMEOUT", 2.0, minimum=0.1)
 EXPORTER_PROBE_CONCURRENCY = envint("EXPORTER_PROBE_CONCURRENCY", 32, minimum=1)
 
+# Notifications ---------------------------------------------------------------------------
+# Comma-separated webhook URLs: generic JSON receivers and Slack-compatible incoming
+# webhooks. They carry credentials (a Slack hook's path is its token), so they are
+# read like secrets (NAME or NAME_FILE) and never stored or logged.
+
+
+def _notify_urls(name: str) -> list[str]:
+    urls = [u.strip() for u in envsecret(name).split(",") if u.strip()]
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ImproperlyConfigured(
+                f"{name} must hold http:// or https:// URLs separated by commas"
+            )
+    return urls
+
+
+NOTIFY_WEBHOOK_URLS = _notify_urls("NOTIFY_WEBHOOK_URLS")
+NOTIFY_SLACK_WEBHOOK_URLS = _notify_urls("NOTIFY_SLACK_WEBHOOK_URLS")
+NOTIFY_TIMEOUT = envfloat("NOTIFY_TIMEOUT", 5.0, minimum=0.1)
+NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+# Delay before the second attempt; each further one waits twice as long (capped).
+NOTIFY_RETRY_BASE = envfloat("NOTIFY_RETRY_BASE", 10.0, minimum=0.0)
+NOTIFY_RETRY_MAX = envfloat("NOTIFY_RETRY_MAX", 3600.0, minimum=1.0)
+# Events younger than this are left for the next scan, so a transaction that
+# committed out of id order is never skipped by the high-water mark.
+NOTIFY_SCAN_GRACE = envfloat("NOTIFY_SCAN_GRACE", 10.0, minimum=0.0)
+
 # Logging ---------------------------------------------------------------------------------
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()

@@ -84,3 +84,13 @@ def check_broker(*, timeout: int = 2) -> None:
         connection.ensure_connection(
             max_retries=1, interval_start=0, interval_step=0, timeout=timeout
         )
+
+
+@shared_task(ignore_result=True)
+def deliver_notifications() -> None:
+    """Beat sends this every 5 s: new deploy and runner events become notifications,
+    and due notifications are sent to the configured webhooks."""
+    from controlplane import notifications
+
+    with tracked("notifications"):
+        notifications.process()
