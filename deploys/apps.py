@@ -8,5 +8,8 @@ class DeploysConfig(AppConfig):
     verbose_name = "Deploys and secrets"
 
     def ready(self) -> None:
+        # Registers the deploy and notification collectors with /metrics.
+        import deploys.metrics  # noqa: F401
+
         # Registers the secret rotation collector with /metrics.
         from deploys import secrets_metrics  # noqa: F401
