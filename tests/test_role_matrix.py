@@ -87,6 +87,11 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/secret-schedules/audit/": Expect(401, 403, 403, 405, 405),
     "api/v1/secret-schedules/import-proposals/": Expect(401, 403, 403, 403, 200),
     "api/v1/secret-schedules/import/": Expect(401, 403, 403, 403, 405),
+    "secrets/": HTML_VIEWER,
+    "secrets/audit/": Expect(302, 405, 405, 405, 405),
+    "secrets/import/": Expect(302, 403, 403, 403, 200),
+    "secrets/<int:pk>/": Expect(302, 403, 404, 404, 404),
+    "secrets/<int:pk>/rotate/": Expect(302, 405, 405, 405, 405),
     # Django admin: the admin role only
     "admin/": Expect(302, 302, 302, 302, 200),
     "admin/*": Expect(302, 302, 302, 302, ANY),
