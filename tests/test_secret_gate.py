@@ -1,0 +1,144 @@
+"""The deploy gate and rotation schedules: a deploy waits while a secret a schedule
+says the environment requires is missing in GitHub, and, where the environment
+asks for it, while one is overdue; the gate event names the secret."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from controlplane.github import reset_gateway
+from deploys import engine, secrets
+from deploys.models import DeployRun, Environment, SecretRotationSchedule
+from deploys.triggers import request_deploy
+from githubsim import Simulator, repository_scope
+from runners.models import Runner, State
+
+REPO = "acme/deploy"
+DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sim(settings: Any) -> Iterator[Simulator]:
+    with Simulator(time_scale=600, seed=3, pickup_delay=5, job_duration=20) as s:
+        settings.GITHUB_API_URL = s.url
+        settings.GITHUB_TOKEN = "ghp_secret_gate_test"  # noqa: S105
+        settings.GITHUB_REPOSITORY = REPO
+        settings.GITHUB_APP_ID = ""
+        settings.GITHUB_MAX_RETRIES = 0
+        reset_gateway()
+        engine.reset_gateways()
+        yield s
+    reset_gateway()
+    engine.reset_gateways()
+
+
+def make_env(sim: Simulator, **kw: Any) -> Environment:
+    sim.add_runner("prod-primary-1", ["production"])
+    runner = Runner.objects.create(name="prod-primary-1", state=State.HEALTHY)
+    env = Environment.objects.create(
+        name="production", repository=REPO, gate_timeout=60, **kw
+    )
+    env.set_pool([runner])
+    return env
+
+
+def require(env: Environment, name: str, days_ago: float) -> SecretRotationSchedule:
+    now = timezone.now()
+    schedule = SecretRotationSchedule(
+        name=name,
+        last_rotated_at=now - timedelta(days=days_ago),
+        last_checked_at=now,
+        present=True,
+    )
+    schedule.save()
+    schedule.required_by.add(env)
+    return schedule
+
+
+def gate(run: DeployRun, seconds: float = 0) -> DeployRun:
+    engine.advance(run.pk, now=timezone.now() + timedelta(seconds=seconds))
+    run.refresh_from_db()
+    return run
+
+
+def test_missing_scheduled_secret_holds_the_deploy_and_is_named(
+    sim: Simulator, sre: User
+) -> None:
+    env = make_env(sim)
+    require(env, "DEPLOY_KEY", days_ago=1)
+
+    run = gate(request_deploy(sre, env).run)
+
+    assert run.state == DeployRun.State.GATING
+    waiting = run.events.get(kind="gate_waiting")
+    assert waiting.detail == {"missing_secrets": ["DEPLOY_KEY"]}
+    assert sim.state.request_count(DISPATCH) == 0
+
+    sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "present-now")
+    run = gate(run, 5)
+    assert run.state in (DeployRun.State.DISPATCHING, DeployRun.State.RUNNING)
+
+
+def test_missing_scheduled_secret_fails_the_deploy_after_the_gate_timeout(
+    sim: Simulator, sre: User
+) -> None:
+    env = make_env(sim)
+    require(env, "DEPLOY_KEY", days_ago=1)
+    run = gate(request_deploy(sre, env).run)
+
+    run = gate(run, 61)
+
+    assert run.state == DeployRun.State.FAILED
+    assert run.reason == DeployRun.Reason.MISSING_SECRETS
+    assert "DEPLOY_KEY" in run.message
+
+
+def test_overdue_secret_holds_the_deploy_when_the_environment_asks(
+    sim: Simulator, sre: User, admin_user: User
+) -> None:
+    env = make_env(sim, block_on_overdue_secrets=True)
+    sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "old-value")
+    schedule = require(env, "DEPLOY_KEY", days_ago=91)
+
+    run = gate(request_deploy(sre, env).run)
+
+    assert run.state == DeployRun.State.GATING
+    waiting = run.events.get(kind="gate_waiting")
+    assert waiting.detail == {"overdue_secrets": ["DEPLOY_KEY"]}
+
+    secrets.rotate(schedule, "fresh-value", admin_user)
+    run = gate(run, 5)
+    assert run.state in (DeployRun.State.DISPATCHING, DeployRun.State.RUNNING)
+
+
+def test_overdue_secret_does_not_hold_an_environment_that_does_not_ask(
+    sim: Simulator, sre: User
+) -> None:
+    env = make_env(sim)
+    sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "old-value")
+    require(env, "DEPLOY_KEY", days_ago=400)
+
+    run = gate(request_deploy(sre, env).run)
+
+    assert run.state in (DeployRun.State.DISPATCHING, DeployRun.State.RUNNING)
+    assert not run.events.filter(kind="gate_waiting").exists()
+
+
+def test_secret_required_by_another_environment_does_not_hold_this_one(
+    sim: Simulator, sre: User
+) -> None:
+    env = make_env(sim)
+    staging = Environment.objects.create(name="staging", repository=REPO)
+    require(staging, "STAGING_ONLY", days_ago=1)
+
+    run = gate(request_deploy(sre, env).run)
+
+    assert run.state in (DeployRun.State.DISPATCHING, DeployRun.State.RUNNING)
