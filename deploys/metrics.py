@@ -184,5 +184,46 @@ class NotificationCollector:
         return [family]
 
 
+class DeployAlertCollector:
+    """What the deploy alerts watch: failures by reason, jobs waiting for a runner."""
+
+    name = "deploy_alerts"
+
+    def collect(self) -> Iterable[Metric]:
+        failures = CounterMetricFamily(
+            "controlplane_deploy_failures",
+            "Failed deploys by environment and reason (each reason has a runbook).",
+            labels=["environment", "reason"],
+        )
+        rows = (
+            DeployRun.objects.filter(state=DeployRun.State.FAILED)
+            .values_list("environment__name", "reason")
+            .annotate(n=Count("pk"))
+            .order_by("environment__name", "reason")
+        )
+        for environment, reason, n in rows:
+            failures.add_metric([environment, reason], n)
+        awaiting = GaugeMetricFamily(
+            "controlplane_deploys_awaiting_pickup",
+            "Deploy attempts dispatched to GitHub and not picked up by a runner yet.",
+            labels=["environment"],
+        )
+        # Every environment appears, with 0s, so the alert can see it clear.
+        waiting = (
+            Environment.objects.order_by("name")
+            .annotate(
+                n=Count(
+                    "deploys__attempts",
+                    filter=Q(deploys__attempts__state=DeployAttempt.State.DISPATCHED),
+                )
+            )
+            .values_list("name", "n")
+        )
+        for environment, n in waiting:
+            awaiting.add_metric([environment], n)
+        return [failures, awaiting]
+
+
 metrics.register(DeployCollector())
 metrics.register(NotificationCollector())
+metrics.register(DeployAlertCollector())

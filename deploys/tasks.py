@@ -28,7 +28,9 @@ def advance_run(run_id: int) -> None:
 @shared_task
 def reconcile_deploys() -> None:
     """Beat, every 2 s: enqueue an advance for each deploy whose deadline passed."""
-    engine.reconcile()
+    # Tracked so the ControlPlaneTaskStale alert sees the reconciler stop.
+    with tracked("deploy_reconcile"):
+        engine.reconcile()
 
 
 @shared_task

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from prometheus_client import Counter
 
 from deploys.models import WebhookDelivery
 
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 PROCESSED_EVENTS = frozenset({"workflow_job", "workflow_run"})
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# Per process (summed across gunicorn workers by /metrics): the WebhookSignatureFailures
+# alert watches it. Both reasons start at 0 so a first failure is an increase.
+REJECTED = Counter(
+    "controlplane_webhook_rejected",
+    "Webhook deliveries refused for a missing or wrong X-Hub-Signature-256.",
+    ["reason"],
+)
+for _reason in ("missing_signature", "bad_signature"):
+    REJECTED.labels(reason=_reason)
 
 
 def signature_is_valid(secret: str, body: bytes, header: str) -> bool:
@@ -59,9 +69,11 @@ def receive(request: HttpRequest) -> HttpResponse:
     signature = request.headers.get("X-Hub-Signature-256", "")
     if not signature:
         log.warning("webhook rejected: no X-Hub-Signature-256 header")
+        REJECTED.labels(reason="missing_signature").inc()
         return _error(401, "missing X-Hub-Signature-256 header")
     if not signature_is_valid(settings.GITHUB_WEBHOOK_SECRET, body, signature):
         log.warning("webhook rejected: signature does not match")
+        REJECTED.labels(reason="bad_signature").inc()
         return _error(401, "X-Hub-Signature-256 does not match the body")
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")

@@ -44,6 +44,12 @@ class FleetCollector:
             "1 if an SRE took the runner out of deploy rotation.",
             labels=["runner"],
         )
+        reason = GaugeMetricFamily(
+            "controlplane_runner_reason",
+            "1 for the primary reason of a runner's state (absent: no reason; the "
+            "runbook for each is listed at /runbooks/).",
+            labels=["runner", "reason"],
+        )
         age = GaugeMetricFamily(
             "controlplane_runner_heartbeat_age_seconds",
             "Seconds since the runner's last heartbeat (absent: never heartbeated).",
@@ -52,15 +58,17 @@ class FleetCollector:
         rows = (
             Runner.objects.active()
             .order_by("name")
-            .values_list("name", "state", "drained", "last_heartbeat_at")
+            .values_list("name", "state", "drained", "last_heartbeat_at", "reason")
         )
-        for name, current, is_drained, last_heartbeat in rows.iterator(2000):
+        for name, current, is_drained, last_heartbeat, why in rows.iterator(2000):
             for value in State.values:
                 state.add_metric([name, value], 1 if value == current else 0)
+            if why:
+                reason.add_metric([name, why], 1)
             drained.add_metric([name], 1 if is_drained else 0)
             if last_heartbeat is not None:
                 age.add_metric([name], max(0.0, (now - last_heartbeat).total_seconds()))
-        return [state, drained, age]
+        return [state, drained, age, reason]
 
     def _fleet(self, now: datetime) -> Iterable[Metric]:
         github_fresh = now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)

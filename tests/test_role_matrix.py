@@ -79,6 +79,17 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
+    # Deploys pages (deploys/views.py)
+    "deploys/": HTML_VIEWER,
+    "deploys/new/": Expect(302, 403, 403, 200, 200),
+    "deploys/new/preview/": Expect(302, 403, 403, 404, 404),
+    "deploys/<int:pk>/": Expect(302, 403, 404, 404, 404),
+    "deploys/<int:pk>/cancel/": Expect(302, 405, 405, 405, 405),
+    "deploys/environments/": HTML_VIEWER,
+    "deploys/environments/<slug:name>/": Expect(302, 403, 404, 404, 404),
+    "deploys/environments/<slug:name>/redeploy-last-good/": Expect(
+        302, 405, 405, 405, 405
+    ),
     # Secret rotation (deploys/secrets_api.py, deploys/secrets_views.py)
     "api/v1/secret-schedules/": API_VIEWER,
     "api/v1/secret-schedules/<pk>/": Expect(401, 403, 404, 404, 404),
@@ -92,6 +103,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     "secrets/import/": Expect(302, 403, 403, 403, 200),
     "secrets/<int:pk>/": Expect(302, 403, 404, 404, 404),
     "secrets/<int:pk>/rotate/": Expect(302, 405, 405, 405, 405),
+    # Runbooks (controlplane/runbook_urls.py)
+    "runbooks/": HTML_VIEWER,
+    "runbooks/<slug:slug>/": Expect(302, 403, 404, 404, 404),
     # Django admin: the admin role only
     "admin/": Expect(302, 302, 302, 302, 200),
     "admin/*": Expect(302, 302, 302, 302, ANY),
