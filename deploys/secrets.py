@@ -17,7 +17,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.debug import sensitive_variables
 
 from controlplane import audit
@@ -41,6 +43,23 @@ class RotationRefused(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SecretReporterFilter(SafeExceptionReporterFilter):
+    """Hides sensitive variables and POST parameters even with DEBUG on.
+
+    Django's default filter shows everything when DEBUG is on, so a technical 500
+    page of a rotation would show the value typed into the form."""
+
+    def is_active(self, request: HttpRequest | None) -> bool:
+        return True
+
+
+def protect_request(request: HttpRequest) -> None:
+    """Mark a request that carries a secret value: every POST parameter is hidden
+    from error reports, with DEBUG on or off."""
+    request.exception_reporter_filter = SecretReporterFilter()
+    request.sensitive_post_parameters = "__ALL__"  # type: ignore[attr-defined]
 
 
 def generate_value() -> str:

@@ -262,8 +262,8 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
     def rotate(self, request: Request, pk: str) -> Response:
         """Put a new value into GitHub, sealed with a freshly fetched public key,
         and record the rotation (audited). The value is never returned or stored."""
-        # Django's error reports must not show the body of this request.
-        request._request.sensitive_post_parameters = "__ALL__"  # type: ignore[attr-defined]
+        # Error reports (Django's technical 500 page too) must not show the value.
+        secrets.protect_request(request._request)
         schedule = self.get_object()
         body = RotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)

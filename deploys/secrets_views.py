@@ -130,6 +130,8 @@ def secret_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def secret_rotate(request: HttpRequest, pk: int) -> HttpResponse:
     """Rotate the secret in GitHub (admins, audited). The value is sealed inside
     this request; a refusal is shown and nothing is recorded as rotated."""
+    # Error reports (Django's technical 500 page too) must not show the value.
+    secrets.protect_request(request)
     schedule = get_object_or_404(
         SecretRotationSchedule.objects.select_related("environment"), pk=pk
     )
