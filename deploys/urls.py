@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from django.urls import path
 
-from deploys import secrets_views
+from deploys import secrets_views, views
 
 app_name = "deploys"
 urlpatterns = [
+    path("deploys/", views.run_list, name="run-list"),
+    path("deploys/new/", views.run_new, name="run-new"),
+    path("deploys/new/preview/", views.run_new_preview, name="run-new-preview"),
+    path("deploys/<int:pk>/", views.run_detail, name="run-detail"),
+    path("deploys/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("deploys/environments/", views.environment_list, name="environment-list"),
+    path(
+        "deploys/environments/<slug:name>/",
+        views.environment_detail,
+        name="environment-detail",
+    ),
+    path(
+        "deploys/environments/<slug:name>/redeploy-last-good/",
+        views.environment_redeploy,
+        name="environment-redeploy",
+    ),
     path("secrets/", secrets_views.secret_list, name="secret-list"),
     path("secrets/audit/", secrets_views.secret_audit, name="secret-audit"),
     path("secrets/import/", secrets_views.secret_import, name="secret-import"),

@@ -1,0 +1,468 @@
+"""The deploys pages: the deploys list, the trigger form with the runner the gate
+would pick right now, a deploy's live timeline with cancel and redeploy, and the
+environment pages with their pool's live health."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from controlplane.permissions import role_required
+from controlplane.roles import Role, has_role
+from deploys.filters import DeployRunFilterSet
+from deploys.models import (
+    DeployAttempt,
+    DeployEvent,
+    DeployRun,
+    Environment,
+    EnvironmentRunner,
+    FreezeWindow,
+)
+from deploys.triggers import (
+    DeployRefused,
+    DeployRequestError,
+    redeploy_last_good,
+    request_deploy,
+)
+from runners.models import Runner
+
+PAGE_SIZE = 50
+RECENT_DEPLOYS = 20
+
+# Runbook pages (``/runbooks/<slug>/``) for a run's final reason; reasons without a
+# page of their own point at the closest one.
+REASON_RUNBOOKS: dict[str, str] = {
+    DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
+    DeployRun.Reason.MAX_ATTEMPTS: "deploy-failed-over",
+    DeployRun.Reason.NO_HEALTHY_RUNNER: "deploy-no-healthy-runner",
+    DeployRun.Reason.MISSING_SECRETS: "secret-missing",
+    DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
+    DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+}
+FAILOVER_RUNBOOK = "deploy-failed-over"
+WAITING_RUNBOOK = "deploy-waiting-for-runner"
+
+
+def runbook_url(slug: str) -> str:
+    return f"/runbooks/{slug}/" if slug else ""
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    """A short human duration ("45 s", "3 min 5 s", "2 h 4 min"); "" when unknown."""
+    if start is None or end is None:
+        return ""
+    seconds = max(0, int((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+# Deploys list ------------------------------------------------------------------------
+
+
+def _latest_attempt(field: str) -> Subquery:
+    return Subquery(
+        DeployAttempt.objects.filter(run=OuterRef("pk"))
+        .order_by("-number")
+        .values(field)[:1]
+    )
+
+
+def annotated_runs() -> QuerySet[DeployRun]:
+    """Runs with what a list row shows, in the one query that loads them: the
+    environment, the runner of the latest attempt, attempts and failovers."""
+    return (
+        DeployRun.objects.select_related("environment")
+        .annotate(
+            runner_name=_latest_attempt("runner__name"),
+            attempt_count=Count("attempts", distinct=True),
+            failover_count=Count(
+                "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
+            ),
+        )
+        .order_by("-created_at", "-pk")
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One deploy in a table, with its figures computed for display."""
+
+    run: DeployRun
+    duration: str
+
+    @classmethod
+    def of(cls, run: DeployRun, now: datetime) -> RunRow:
+        end = run.finished_at or (now if run.started_at else None)
+        return cls(run=run, duration=duration(run.started_at, end))
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def run_list(request: HttpRequest) -> HttpResponse:
+    """Every deploy, newest first, filtered and paginated. htmx polls this URL with
+    the page's own query string; for those requests only the table is rendered."""
+    now = timezone.now()
+    filterset = DeployRunFilterSet(request.GET, queryset=annotated_runs())
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    ctx = {
+        "filter": filterset,
+        "page_obj": page,
+        "rows": [RunRow.of(run, now) for run in page.object_list],
+        "can_deploy": has_role(request.user, Role.SRE),
+    }
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = "deploys/_run_table.html" if is_htmx else "deploys/run_list.html"
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# Trigger form ------------------------------------------------------------------------
+
+
+class DeployForm(forms.Form):
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.order_by("name", "pk"),
+        to_field_name="name",
+        empty_label=None,
+    )
+    ref = forms.CharField(
+        max_length=255,
+        required=False,
+        strip=True,
+        help_text="Branch, tag or commit; empty deploys the environment's default ref.",
+    )
+    change_ticket = forms.CharField(max_length=100, required=False, strip=True)
+    # Generated when the form is drawn: submitting the same form twice gives the
+    # same deploy, never two.
+    idempotency_key = forms.CharField(max_length=200, widget=forms.HiddenInput)
+    break_glass_reason = forms.CharField(
+        max_length=500,
+        required=False,
+        strip=True,
+        label="Break glass (admins)",
+        help_text="Deploy during a freeze window: why (kept in the audit log).",
+    )
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """One runner of a pool as the gate sees it right now."""
+
+    position: int
+    runner: Runner
+    passed_over: list[str]
+    chosen: bool
+
+
+def pool_preview(env: Environment) -> list[PoolRow]:
+    """The pool in order with why each runner would be passed over now; the first
+    eligible one is the one a new deploy would go to (its first attempt)."""
+    rows: list[PoolRow] = []
+    chosen = False
+    for entry in env.pool():
+        why = entry.runner.ineligibility_reasons()
+        pick = not why and not chosen
+        chosen = chosen or pick
+        rows.append(PoolRow(entry.position, entry.runner, why, pick))
+    return rows
+
+
+def _preview_context(env: Environment | None) -> dict[str, Any]:
+    if env is None:
+        return {"env": None}
+    now = timezone.now()
+    pool = pool_preview(env)
+    return {
+        "env": env,
+        "pool": pool,
+        "chosen": next((row.runner for row in pool if row.chosen), None),
+        "freeze": env.freeze_at(now),
+    }
+
+
+def _form_context(request: HttpRequest, form: DeployForm) -> dict[str, Any]:
+    name = form["environment"].value()
+    env = Environment.objects.filter(name=name).first() if name else None
+    if env is None:
+        env = Environment.objects.order_by("name", "pk").first()
+    ctx = _preview_context(env)
+    ctx.update(
+        {"form": form, "is_admin": has_role(request.user, Role.ADMIN), "refusal": ""}
+    )
+    return ctx
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.SRE)
+def run_new(request: HttpRequest) -> HttpResponse:
+    """Request a deploy: environment, ref and change ticket, through the same
+    validation and safeguards as the API."""
+    if request.method == "POST":
+        form = DeployForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            env: Environment = data["environment"]
+            try:
+                result = request_deploy(
+                    request.user,
+                    env,
+                    data["ref"],
+                    data["change_ticket"],
+                    data["idempotency_key"],
+                    data["break_glass_reason"],
+                )
+            except DeployRequestError as exc:
+                ctx = _form_context(request, form)
+                if isinstance(exc, DeployRefused):
+                    ctx["refusal"] = exc.message
+                elif exc.field in form.fields:
+                    form.add_error(exc.field, exc.message)
+                else:
+                    form.add_error(None, exc.message)
+                return render(request, "deploys/run_new.html", ctx, status=exc.status)
+            run = result.run
+            if result.created:
+                messages.success(request, f"Deploy #{run.pk} of {run.ref} requested.")
+            else:
+                messages.info(request, f"This form already requested deploy #{run.pk}.")
+            return redirect("deploys:run-detail", pk=run.pk)
+        return render(
+            request, "deploys/run_new.html", _form_context(request, form), status=400
+        )
+    wanted = request.GET.get("environment", "")
+    chosen = Environment.objects.filter(name=wanted).first() if wanted else None
+    chosen = chosen or Environment.objects.order_by("name", "pk").first()
+    initial: dict[str, Any] = {"idempotency_key": uuid.uuid4().hex}
+    if chosen is not None:
+        initial.update(environment=chosen.name, ref=chosen.default_ref)
+    form = DeployForm(initial=initial)
+    return render(request, "deploys/run_new.html", _form_context(request, form))
+
+
+@require_GET
+@role_required(Role.SRE)
+def run_new_preview(request: HttpRequest) -> HttpResponse:
+    """The trigger form's runner preview for ``?environment=``: htmx swaps it in
+    when the environment changes."""
+    name = request.GET.get("environment", "")
+    env = get_object_or_404(Environment, name=name)
+    return render(request, "deploys/_preview.html", _preview_context(env))
+
+
+# Deploy detail -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt on the timeline, with its times worked out."""
+
+    attempt: DeployAttempt
+    github_url: str
+    time_to_pickup: str
+    duration: str
+    runbook_url: str
+
+
+def _github_url(env: Environment, attempt: DeployAttempt) -> str:
+    if attempt.html_url:
+        return attempt.html_url
+    if attempt.github_run_id:
+        return (
+            f"https://github.com/{env.repository}/actions/runs/{attempt.github_run_id}"
+        )
+    return ""
+
+
+def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
+    now = timezone.now()
+    env = run.environment
+    rows = [
+        AttemptRow(
+            attempt=a,
+            github_url=_github_url(env, a),
+            time_to_pickup=duration(a.dispatched_at, a.picked_up_at),
+            duration=duration(
+                a.picked_up_at or a.dispatched_at,
+                a.finished_at or (now if a.dispatched_at else None),
+            ),
+            runbook_url=runbook_url(FAILOVER_RUNBOOK if a.failover_reason else ""),
+        )
+        for a in run.attempts.select_related("runner").order_by("number", "pk")
+    ]
+    events = list(run.events.order_by("created_at", "pk"))
+    slug = REASON_RUNBOOKS.get(run.reason, "")
+    if not slug and not run.is_final and events:
+        if events[-1].kind == DeployEvent.Kind.GATE_WAITING:
+            slug = WAITING_RUNBOOK
+    can_act = has_role(request.user, Role.SRE)
+    return {
+        "run": run,
+        "env": env,
+        "attempts": rows,
+        "events": events,
+        "duration": duration(
+            run.started_at, run.finished_at or (now if run.started_at else None)
+        ),
+        "queue_wait": duration(run.created_at, run.started_at),
+        "runbook_url": runbook_url(slug),
+        "can_cancel": can_act and not run.is_final,
+        "can_redeploy": can_act,
+        "redeploy_key": uuid.uuid4().hex,
+    }
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One deploy: its state, attempts and timeline. htmx polls it while the
+    deploy is not final; those requests get the live partial only."""
+    run = get_object_or_404(DeployRun.objects.select_related("environment"), pk=pk)
+    ctx = _detail_context(request, run)
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = "deploys/_run_live.html" if is_htmx else "deploys/run_detail.html"
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_POST
+@role_required(Role.SRE)
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel the deploy and its GitHub run (audited)."""
+    run = get_object_or_404(DeployRun, pk=pk)
+    if run.cancel(request.user, request.POST.get("note", "").strip()[:400]):
+        messages.success(request, f"Deploy #{run.pk} is cancelled.")
+    else:
+        messages.warning(request, f"Deploy #{run.pk} had already finished.")
+    return redirect("deploys:run-detail", pk=run.pk)
+
+
+@require_POST
+@role_required(Role.SRE)
+def environment_redeploy(request: HttpRequest, name: str) -> HttpResponse:
+    """A new deploy of the environment's last succeeded ref, through the gates."""
+    env = get_object_or_404(Environment, name=name)
+    try:
+        result = redeploy_last_good(
+            request.user,
+            env,
+            idempotency_key=request.POST.get("idempotency_key", "").strip(),
+            break_glass_reason=request.POST.get("break_glass_reason", ""),
+        )
+    except DeployRequestError as exc:
+        messages.error(request, f"Redeploy refused: {exc.message}")
+        back = _safe_back(request)
+        if back:
+            return redirect(back)
+        return redirect("deploys:environment-detail", name=env.name)
+    run = result.run
+    messages.success(request, f"Deploy #{run.pk} of {run.ref} (last good) requested.")
+    return redirect("deploys:run-detail", pk=run.pk)
+
+
+def _safe_back(request: HttpRequest) -> str:
+    back = request.POST.get("back", "")
+    # Only paths on this site: never an open redirect.
+    return back if back.startswith("/") and not back.startswith("//") else ""
+
+
+# Environments ------------------------------------------------------------------------
+
+
+def _pool_prefetch() -> Prefetch[Any]:
+    return Prefetch(
+        "pool_entries",
+        queryset=EnvironmentRunner.objects.select_related("runner").order_by(
+            "position", "pk"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    env: Environment
+    freeze: FreezeWindow | None
+    chosen: Runner | None
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def environment_list(request: HttpRequest) -> HttpResponse:
+    """Every environment: paused or frozen, its pool's health, active and queued."""
+    now = timezone.now()
+    envs = Environment.objects.prefetch_related(
+        _pool_prefetch(), "freeze_windows"
+    ).annotate(
+        active_count=Count(
+            "deploys", filter=Q(deploys__state__in=DeployRun.ACTIVE_STATES)
+        ),
+        queued_count=Count("deploys", filter=Q(deploys__state=DeployRun.State.QUEUED)),
+    )
+    rows = []
+    for env in envs.order_by("name", "pk"):
+        entries = list(env.pool_entries.all())
+        chosen = next(
+            (e.runner for e in entries if not e.runner.ineligibility_reasons()), None
+        )
+        rows.append(EnvironmentRow(env, env.freeze_at(now), chosen))
+    return render(request, "deploys/environment_list.html", {"rows": rows})
+
+
+def _environment_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
+    now = timezone.now()
+    runs = annotated_runs().filter(environment=env)
+    unfinished = list(
+        runs.exclude(state__in=DeployRun.FINAL_STATES).order_by("created_at", "pk")
+    )
+    recent = list(runs.filter(state__in=DeployRun.FINAL_STATES)[:RECENT_DEPLOYS])
+    windows = list(env.freeze_windows.all())
+    return {
+        "env": env,
+        "pool": pool_preview(env),
+        "freeze": next((w for w in windows if w.covers(now)), None),
+        "windows": windows,
+        "active": [
+            RunRow.of(r, now) for r in unfinished if r.state != DeployRun.State.QUEUED
+        ],
+        "queued": [
+            RunRow.of(r, now) for r in unfinished if r.state == DeployRun.State.QUEUED
+        ],
+        "recent": [RunRow.of(r, now) for r in recent],
+        "can_redeploy": has_role(request.user, Role.SRE),
+        "redeploy_key": uuid.uuid4().hex,
+        "now": now,
+    }
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """One environment: the pool with live health, safeguards, active, queued and
+    recent deploys. htmx polls it; those requests get the live partial only."""
+    env = get_object_or_404(Environment, name=name)
+    ctx = _environment_context(request, env)
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = (
+        "deploys/_environment_live.html"
+        if is_htmx
+        else "deploys/environment_detail.html"
+    )
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
