@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from controlplane import audit
 from controlplane.github import GitHubError, GitHubGateway, GitHubNotFound, SecretInfo
+from controlplane.notifications import Kind, notify
 from deploys.models import Environment
 from deploys.secret_models import SecretRotation, SecretRotationSchedule, Status
 
@@ -159,12 +160,15 @@ def _apply_finding(
     report: AuditReport,
 ) -> None:
     with transaction.atomic():
+        was_missing = schedule.present is False
         schedule.last_checked_at = now
         schedule.last_check_error = ""
         if info is None:
             schedule.present = False
             report.missing.append(schedule.name)
             schedule.save()
+            if not was_missing:
+                _notify_missing(schedule, now)
             return
         schedule.present = True
         updated = info.updated_at
@@ -204,6 +208,40 @@ def _apply_finding(
             if schedule.last_rotated_at is None or updated > schedule.last_rotated_at:
                 schedule.last_rotated_at = updated
         schedule.save()
+        if schedule.status_at(now) == Status.OVERDUE:
+            _notify_overdue(schedule)
+
+
+def _notify_missing(schedule: SecretRotationSchedule, now: datetime) -> None:
+    required = ", ".join(e.name for e in schedule.required_by.order_by("name"))
+    notify(
+        Kind.SECRET_MISSING,
+        f"Secret {schedule.name} is missing in GitHub",
+        f"{schedule.target_label}: not found by the audit."
+        + (f" Deploys to {required} wait for it." if required else ""),
+        f"/secrets/{schedule.pk}/",
+        # One message per disappearance: the time it was found missing.
+        dedupe_key=f"secret-missing:{schedule.pk}:{now:%Y%m%dT%H%M%S}",
+        runbook="secret-missing",
+        secret=schedule.name,
+        owner=schedule.owner,
+    )
+
+
+def _notify_overdue(schedule: SecretRotationSchedule) -> None:
+    due = schedule.next_due
+    notify(
+        Kind.SECRET_OVERDUE,
+        f"Secret {schedule.name} is overdue for rotation",
+        f"{schedule.target_label}: due {due:%Y-%m-%d}; owner "
+        f"{schedule.owner or 'not set'}.",
+        f"/secrets/{schedule.pk}/",
+        # Once per due date: the daily audit repeats the check, not the message.
+        dedupe_key=f"secret-overdue:{schedule.pk}:{due:%Y%m%d}",
+        runbook="secret-overdue",
+        secret=schedule.name,
+        owner=schedule.owner,
+    )
 
 
 # Import -----------------------------------------------------------------------------

@@ -375,3 +375,27 @@ def test_metrics_show_days_until_due_and_counts_by_status(client: Any) -> None:
     assert 'controlplane_secrets{status="unknown"} 1.0' in lines
     assert 'controlplane_secrets{status="ok"} 0.0' in lines
     assert metrics.collectors()  # the collector is registered once, at start-up
+
+
+# Notifications -------------------------------------------------------------------
+
+
+def test_audit_notifies_once_when_a_secret_turns_missing_or_overdue(
+    sim: Simulator, settings: Any
+) -> None:
+    from controlplane.models import Notification
+
+    settings.NOTIFY_WEBHOOK_URLS = ["http://127.0.0.1:9/hook"]
+    make_schedule("NOT_THERE", owner="db-team")
+    make_schedule("REGISTRY_TOKEN")  # 120 days old in the demo
+
+    secrets.audit_schedules()
+    secrets.audit_schedules()
+
+    kinds = sorted(Notification.objects.values_list("kind", flat=True))
+    assert kinds == ["secret_missing", "secret_overdue"]
+    subjects = sorted(Notification.objects.values_list("subject", flat=True))
+    assert subjects == [
+        "Secret NOT_THERE is missing in GitHub",
+        "Secret REGISTRY_TOKEN is overdue for rotation",
+    ]
