@@ -265,12 +265,47 @@ def _scan(
         created = 0
         if targets():
             drafts = [d for d in map(convert, ready) if d is not None]
-            created = _insert(drafts)
+            created = _insert(_collapse_storms(drafts))
         # Monotonic: a slower scanner that read fewer rows never moves it back.
         NotificationCursor.objects.filter(
             source=source, last_id__lt=ready[-1].pk
         ).update(last_id=ready[-1].pk, updated_at=now)
     return created
+
+
+def _collapse_storms(drafts: list[_Draft]) -> list[_Draft]:
+    """One summary per kind when more runners changed at once than
+    ``NOTIFY_RUNNER_STORM``: a fleet-wide blip is one message, not hundreds."""
+    kept: list[_Draft] = []
+    for kind, verb in (
+        (Kind.RUNNER_UNHEALTHY, "became unhealthy"),
+        (Kind.RUNNER_RECOVERED, "recovered"),
+    ):
+        group = [d for d in drafts if d.kind == kind]
+        if len(group) <= settings.NOTIFY_RUNNER_STORM:
+            continue
+        names = sorted({str(d.fields.get("runner", "")) for d in group})
+        shown = ", ".join(names[:20]) + (
+            f" and {len(names) - 20} more" if len(names) > 20 else ""
+        )
+        reasons = sorted({r for d in group for r in d.fields.get("reasons", [])[:1]})
+        kept.append(
+            _row(
+                kind,
+                f"{len(names)} runners {verb}",
+                shown,
+                reverse("runners:fleet"),
+                # The batch's first and last keys: a rescan of the same rows
+                # produces the same summary key.
+                f"{kind}-storm:{group[0].dedupe_key}:{group[-1].dedupe_key}",
+                group[0].runbook,
+                None,
+                group[-1].created_at,
+                {"runners": len(names), "reasons": reasons},
+            )
+        )
+        drafts = [d for d in drafts if d.kind != kind]
+    return drafts + kept
 
 
 def _deploy_link(run_id: int) -> str:

@@ -494,6 +494,9 @@ NOTIFY_RETRY_MAX = envfloat("NOTIFY_RETRY_MAX", 3600.0, minimum=1.0)
 # Events younger than this are left for the next scan, so a transaction that
 # committed out of id order is never skipped by the high-water mark.
 NOTIFY_SCAN_GRACE = envfloat("NOTIFY_SCAN_GRACE", 10.0, minimum=0.0)
+# More runner transitions of one kind than this in one scan (a network blip, a
+# datacenter down) are sent as one summary instead of a message per runner.
+NOTIFY_RUNNER_STORM = envint("NOTIFY_RUNNER_STORM", 5, minimum=1)
 
 # Logging ---------------------------------------------------------------------------------
 

@@ -405,3 +405,42 @@ def test_deliverers_one_after_another_never_resend(json_only: Receiver) -> None:
     assert notifications.deliver(row.pk, now=now) is None
     assert notifications.deliver_due(now + timedelta(days=1)) == 0
     assert len(json_only.requests) == 1
+
+
+@pytest.mark.django_db
+def test_many_runners_failing_at_once_send_one_summary(
+    json_only: Receiver, settings: Any
+) -> None:
+    settings.NOTIFY_RUNNER_STORM = 5
+    runners = [Runner.objects.create(name=f"rack-{n:02d}") for n in range(7)]
+    RunnerEvent.objects.bulk_create(
+        RunnerEvent(
+            runner=runner,
+            kind="state_change",
+            from_state="healthy",
+            to_state="unhealthy",
+            reasons=["heartbeat_stale"],
+        )
+        for runner in runners
+    )
+    for runner in runners[:2]:
+        RunnerEvent.objects.create(
+            runner=runner,
+            kind="state_change",
+            from_state="unhealthy",
+            to_state="healthy",
+        )
+
+    notifications.process()
+
+    bodies = json_only.bodies("/generic")
+    assert sorted(b["kind"] for b in bodies) == [
+        "runner_recovered",
+        "runner_recovered",
+        "runner_unhealthy",
+    ]
+    [storm] = [b for b in bodies if b["kind"] == "runner_unhealthy"]
+    assert storm["subject"] == "7 runners became unhealthy"
+    assert storm["message"] == ", ".join(f"rack-{n:02d}" for n in range(7))
+    assert storm["fields"] == {"runners": 7, "reasons": ["heartbeat_stale"]}
+    assert storm["link"] == "https://cp.example.com/fleet/"
