@@ -129,6 +129,7 @@ class Stack:
         workers: dict[str, str] | None = None,
         worker_concurrency: int = 2,
         before_demo: Callable[[Stack], None] | None = None,
+        loglevel: str = "WARNING",
     ) -> None:
         sim_port, web_port = free_port(), free_port()
         self.sim_url = f"http://127.0.0.1:{sim_port}"
@@ -146,6 +147,7 @@ class Stack:
         self.log_path = log_path
         self.before_demo = before_demo
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopped = False
         simulator = [
             sys.executable,
             "-m",
@@ -189,7 +191,7 @@ class Stack:
                 "--hostname",
                 f"{name}@%h",
                 "--loglevel",
-                "WARNING",
+                loglevel,
             ]
         self.commands["beat"] = [
             str(BIN / "celery"),
@@ -230,6 +232,8 @@ class Stack:
         self.stop()
 
     def start(self, name: str) -> None:
+        if self.stopped:
+            return
         # Own session: a SIGKILL to the group takes the worker's pool children too.
         self.procs[name] = subprocess.Popen(
             self.commands[name],
@@ -257,6 +261,7 @@ class Stack:
         post(f"{self.sim_url}/_sim/runners/{name}/kill")
 
     def stop(self) -> None:
+        self.stopped = True
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -322,6 +322,11 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # kombu sleeps this long whenever the folder is empty or the worker's
+        # prefetch is full; its 1 s default caps a worker at about one batch a
+        # second, slower than a few deploys' webhooks arrive, and adds a second
+        # to every hop of a deploy (request → gate → dispatch).
+        "polling_interval": 0.1,
     }
     # kombu's filesystem transport does not create its folders; web, worker and
     # beat all need them, whichever starts first.

@@ -1,0 +1,258 @@
+"""Deploys under faults: GitHub failing 20% of calls and workers SIGKILLed at random.
+
+    python -m bench.deploy_faults --deploys 100
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_deploy_faults \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/14 \\
+        python -m bench.deploy_faults --deploys 100
+
+Starts the simulator (sped up, webhooks to the control plane), gunicorn, two deploy
+workers, a health worker and beat at default settings (see :mod:`bench._processes`),
+with ``--environments`` environments of two runners each. Then:
+
+1. The simulator answers ``--fault-rate`` of GitHub API calls with a fault: half
+   5xx (502/503), half rate limits (403 secondary limit and 429, with
+   ``retry-after``).
+2. ``--deploys`` deploys are requested through ``POST /api/v1/deploys/``, spread
+   over the environments (each runs its deploys one at a time, in order).
+3. Meanwhile a deploy worker, chosen at random, is SIGKILLed (all its processes at
+   once) every 1 to ``--kill-every`` seconds and started again half a second later,
+   as systemd would.
+4. Once every deploy is terminal (or ``--timeout`` passed), faults stop and the
+   simulator's record of dispatches is counted per correlation token.
+
+``duplicate_dispatches`` counts workflow runs GitHub created beyond the first for a
+token (the engine must send each attempt's dispatch at most once, across crashes);
+``stuck`` counts deploys still not terminal at the end.
+
+The simulator runs ``--time-scale`` times faster than real time: its jobs, pickup
+delays and ``retry-after`` hints are in simulated seconds, and its hosts heartbeat
+every 10 real seconds as the control plane expects. Its hints are relative
+(``retry-after``) so they mean the same on both clocks; a primary rate limit's
+absolute ``x-ratelimit-reset`` would be hours ahead of the control plane's clock
+on a sped-up simulator, so it is not among the injected faults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from bench import emit
+from bench._processes import Stack, call, prepare, setup_django, wait_until
+
+REPOSITORY = "acme/deploy"
+TOKEN_RE = re.compile(r"\[([^\]]*)\]$")
+DEPLOY_WORKERS = ("deploys-1", "deploys-2")
+# GitHub's usual secondary-limit hint, in simulated seconds.
+RETRY_AFTER = 60.0
+RESTART_DELAY = 0.5
+
+
+def runner_names(index: int) -> tuple[str, str]:
+    return f"fz-{index}-a", f"fz-{index}-b"
+
+
+class Killer(threading.Thread):
+    """SIGKILLs a random deploy worker every 1 to ``every`` seconds and, like
+    systemd's ``Restart=always``, starts again any worker that is not running
+    (killed here, or exited on its own: ``crashes``)."""
+
+    def __init__(self, stack: Stack, every: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.every = every
+        self.random = random.Random(seed)
+        self.kills = 0
+        self.crashes = 0
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
+        while not self.finished.wait(RESTART_DELAY):
+            for name in DEPLOY_WORKERS:
+                if self.stack.procs[name].poll() is not None:
+                    self.crashes += 1
+                    self.stack.start(name)
+            if time.monotonic() >= next_kill:
+                self.stack.kill(self.random.choice(DEPLOY_WORKERS))
+                self.kills += 1
+                self.crashes -= 1  # restarted on the next turn, not a crash
+                next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deploys", type=int, default=100)
+    parser.add_argument("--environments", type=int, default=10)
+    parser.add_argument("--fault-rate", type=float, default=0.2)
+    parser.add_argument("--kill-every", type=float, default=15.0)
+    parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument("--job-seconds", type=float, default=60.0, help="simulated")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--loglevel", default="WARNING", help="the workers' log level")
+    args = parser.parse_args()
+
+    def add_runners(stack: Stack) -> None:
+        for index in range(args.environments):
+            for name in runner_names(index):
+                stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
+        stack.sim(
+            "POST",
+            "/_sim/config",
+            {
+                "job_duration": args.job_seconds,
+                "retry_after": math.ceil(RETRY_AFTER / args.time_scale),
+            },
+        )
+
+    var_dir, database_url, env = prepare("deploy-faults")
+    scale = args.time_scale
+    with Stack(
+        env,
+        var_dir / "processes.log",
+        webhooks=True,
+        simulator_args=[
+            "--time-scale",
+            str(scale),
+            "--heartbeat-interval",
+            str(10 * scale),
+        ],
+        workers={name: "deploys" for name in DEPLOY_WORKERS} | {"health": "health"},
+        before_demo=add_runners,
+        loglevel=args.loglevel,
+    ) as stack:
+        setup_django(database_url)
+        result = measure(stack, args)
+        result["database"] = database_url.split(":", 1)[0]
+    print(f"process logs: {var_dir / 'processes.log'}", flush=True)
+    emit(result)
+
+
+def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    from django.contrib.auth.models import Group, User
+    from django.db import close_old_connections
+    from knox.models import AuthToken
+
+    from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
+    from runners.models import Runner
+
+    user = User.objects.create(username="bench-sre")
+    user.groups.add(Group.objects.get(name="sre"))
+    token = AuthToken.objects.create(user)[1]
+    names = [f"faults-{i}" for i in range(args.environments)]
+    for index, name in enumerate(names):
+        environment = Environment.objects.create(
+            name=name,
+            repository=REPOSITORY,
+            workflow_file="deploy.yml",
+            required_secrets=["DEPLOY_KEY"],
+        )
+        environment.set_pool([Runner.objects.get(name=n) for n in runner_names(index)])
+    every_runner = [n for i in range(args.environments) for n in runner_names(i)]
+
+    def healthy() -> bool:
+        close_old_connections()
+        count = Runner.objects.filter(name__in=every_runner, state="healthy").count()
+        return count == len(every_runner)
+
+    wait_until(healthy, 120, "the bench runners to turn healthy")
+
+    half = args.fault_rate / 2
+    stack.sim(
+        "POST",
+        "/_sim/faults",
+        {
+            "clear": True,
+            "error_rate": half,
+            "secondary_rate_limit_rate": half / 2,
+            "too_many_requests_rate": half / 2,
+        },
+    )
+    killer = Killer(stack, args.kill_every, args.seed)
+    killer.start()
+    started = time.monotonic()
+    run_ids: list[int] = []
+    final = list(DeployRun.FINAL_STATES)
+    try:
+        for number in range(args.deploys):
+            answer = call(
+                f"{stack.web_url}/api/v1/deploys/",
+                "POST",
+                {"environment": names[number % len(names)], "ref": "main"},
+                {
+                    "Authorization": f"Token {token}",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                },
+            )
+            run_ids.append(int(answer["id"]))
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            close_old_connections()
+            states = Counter(
+                DeployRun.objects.filter(pk__in=run_ids).values_list("state", flat=True)
+            )
+            print(
+                f"{time.monotonic() - started:6.0f} s: {dict(sorted(states.items()))}, "
+                f"{killer.kills} kills",
+                flush=True,
+            )
+            if sum(states[s] for s in final) == len(run_ids):
+                break
+            time.sleep(10)
+    finally:
+        killer.finished.set()
+        killer.join()
+    elapsed = time.monotonic() - started
+    stack.sim("POST", "/_sim/faults", {"clear": True})
+
+    close_old_connections()
+    runs = DeployRun.objects.filter(pk__in=run_ids)
+    states = Counter(runs.values_list("state", flat=True))
+    reasons = Counter(
+        runs.exclude(state=DeployRun.State.SUCCEEDED).values_list("reason", flat=True)
+    )
+    # Every workflow run GitHub created, by the correlation token in its run-name.
+    dispatched = Counter(
+        match.group(1)
+        for job in stack.sim("GET", "/_sim/jobs")["jobs"]
+        if (match := TOKEN_RE.search(job["run_display_title"]))
+    )
+    tokens = set(
+        DeployAttempt.objects.filter(run_id__in=run_ids).values_list("token", flat=True)
+    )
+    events = Counter(
+        DeployEvent.objects.filter(run_id__in=run_ids).values_list("kind", flat=True)
+    )
+    terminal = sum(states[s] for s in final)
+    return {
+        "deploys": len(run_ids),
+        "terminal": terminal,
+        "duplicate_dispatches": sum(n - 1 for n in dispatched.values() if n > 1),
+        "stuck": len(run_ids) - terminal,
+        "states": dict(states),
+        "failed_reasons": dict(reasons),
+        "attempts": DeployAttempt.objects.filter(run_id__in=run_ids).count(),
+        "github_runs": sum(dispatched[t] for t in tokens),
+        "foreign_runs": sum(n for t, n in dispatched.items() if t not in tokens),
+        "events": dict(events),
+        "worker_kills": killer.kills,
+        # Workers that exited by themselves and were restarted.
+        "worker_crashes": killer.crashes,
+        "github_faults": {
+            "rate": args.fault_rate,
+            "requests": stack.sim("GET", "/_sim/state")["requests"],
+        },
+        "seconds": round(elapsed, 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
