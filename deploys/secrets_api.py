@@ -201,6 +201,10 @@ class ImportSerializer(serializers.Serializer[None]):
     )
 
 
+class ImportResultSerializer(serializers.Serializer[None]):
+    created = SecretScheduleSerializer(many=True)
+
+
 class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
     """Secret rotation schedules, most urgent first (overdue, missing, due soon)."""
 
@@ -309,7 +313,7 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
 
     @extend_schema(
         request=ImportSerializer,
-        responses={201: SecretScheduleSerializer(many=True)},
+        responses={201: ImportResultSerializer},
     )
     @action(
         detail=False,
@@ -325,4 +329,4 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
         data = SecretScheduleSerializer(
             created, many=True, context=self.get_serializer_context()
         ).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return Response({"created": data}, status=status.HTTP_201_CREATED)

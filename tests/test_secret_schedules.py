@@ -347,8 +347,9 @@ def test_admin_imports_through_the_api(sim: Simulator, admin_user: User) -> None
     )
 
     assert response.status_code == 201
-    assert [s["name"] for s in response.json()] == ["REGISTRY_TOKEN"]
-    assert response.json()[0]["status"] == "overdue"
+    created = response.json()["created"]
+    assert [s["name"] for s in created] == ["REGISTRY_TOKEN"]
+    assert created[0]["status"] == "overdue"
 
 
 # Metrics -------------------------------------------------------------------------
