@@ -539,9 +539,13 @@ def _record_dispatch(
     sent_at = (attempt.dispatch_claimed_at or now) if recovered else now
     with transaction.atomic():
         if github_run_id is not None:
-            DeployAttempt.objects.filter(
+            recorded = DeployAttempt.objects.filter(
                 pk=attempt.pk, github_run_id__isnull=True
             ).update(github_run_id=github_run_id, html_url=html_url)
+            if not recorded:
+                # Another worker recorded the run first (a token lookup racing
+                # the sender's answer); the timeline has its event already.
+                return
         DeployAttempt.objects.filter(pk=attempt.pk, dispatched_at__isnull=True).update(
             dispatched_at=sent_at
         )

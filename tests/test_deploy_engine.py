@@ -473,6 +473,30 @@ def test_crash_after_the_claim_before_sending_never_dispatches_that_attempt(
     assert sim.state.request_count(DISPATCH) == 1
 
 
+def test_a_dispatch_recorded_by_two_racing_workers_shows_once_on_the_timeline(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    env = make_env(sim)
+    run = request_deploy(sre, env).run
+    now = clock()
+    engine.STEPS[DeployRun.State.QUEUED](run, now)
+    run.refresh_from_db()
+    engine.STEPS[DeployRun.State.GATING](run, now)
+    DeployAttempt.objects.filter(run=run).update(dispatch_claimed_at=now)
+    sender = run.current_attempt()
+    # A second worker (woken by a webhook or the reconciler) read the attempt
+    # claimed but without a run id, while the first was still sending.
+    late = run.current_attempt()
+    assert sender is not None and late is not None
+
+    engine._send_dispatch(run, sender, now)
+    engine._recover_dispatch(run, late, now)
+
+    assert sim.state.request_count(DISPATCH) == 1
+    assert kinds(run).count("dispatched") == 1
+    assert "dispatch_recovered" not in kinds(run)
+
+
 def test_cancel_stops_the_github_run(sim: Simulator, clock: Clock, sre: User) -> None:
     sim.configure(job_duration=3600)
     env = make_env(sim)
