@@ -148,7 +148,8 @@ def audit_schedules(
             continue
         for schedule in schedules:
             report.checked += 1
-            _apply_finding(schedule, found.get(schedule.name.upper()), now, report)
+            info = found.get(schedule.name.upper())
+            _apply_finding(schedule, info, now, report, actor)
     audit.record(actor, "secrets.audit", **report.as_dict())
     return report
 
@@ -158,6 +159,7 @@ def _apply_finding(
     info: SecretInfo | None,
     now: datetime,
     report: AuditReport,
+    actor: audit.Actor,
 ) -> None:
     with transaction.atomic():
         was_missing = schedule.present is False
@@ -198,7 +200,7 @@ def _apply_finding(
                 )
                 report.external.append(schedule.name)
                 audit.record(
-                    "beat",
+                    actor,
                     "secret.rotated_externally",
                     schedule,
                     github_updated_at=updated.isoformat(),
