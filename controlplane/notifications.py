@@ -98,6 +98,8 @@ JSON_STYLE = "json"
 SLACK_STYLE = "slack"
 SCAN_BATCH = 1000
 DELIVER_BATCH = 100
+PRUNE_SOURCE = "prune"
+PRUNE_EVERY = timedelta(hours=1)
 
 
 # Targets ------------------------------------------------------------------------------
@@ -583,8 +585,29 @@ def _post(target: Target, notification: Notification) -> str:
     return ""
 
 
+def prune(now: datetime | None = None) -> int:
+    """Delete sent and failed notifications older than NOTIFY_RETENTION_DAYS, at
+    most once an hour whatever the number of deliverers; returns rows deleted."""
+    now = now or timezone.now()
+    NotificationCursor.objects.get_or_create(
+        source=PRUNE_SOURCE, defaults={"updated_at": now - PRUNE_EVERY}
+    )
+    # The cursor row's timestamp is the last prune: claiming it is the lease.
+    claimed = NotificationCursor.objects.filter(
+        source=PRUNE_SOURCE, updated_at__lte=now - PRUNE_EVERY
+    ).update(updated_at=now)
+    if not claimed:
+        return 0
+    cutoff = now - timedelta(days=settings.NOTIFY_RETENTION_DAYS)
+    deleted, _ = Notification.objects.filter(
+        state__in=Notification.FINAL_STATES, created_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
 def process(now: datetime | None = None) -> tuple[int, int]:
     """One beat tick: scan new events, then deliver; (created, claimed)."""
+    prune(now)
     created = scan_events(now)
     # A fresh "now" by default: the rows just created are due from their insert.
     return created, deliver_due(now)

@@ -502,6 +502,7 @@ NOTIFY_SCAN_GRACE = envfloat("NOTIFY_SCAN_GRACE", 10.0, minimum=0.0)
 # More runner transitions of one kind than this in one scan (a network blip, a
 # datacenter down) are sent as one summary instead of a message per runner.
 NOTIFY_RUNNER_STORM = envint("NOTIFY_RUNNER_STORM", 5, minimum=1)
+NOTIFY_RETENTION_DAYS = envint("NOTIFY_RETENTION_DAYS", 30, minimum=1)
 
 # Logging ---------------------------------------------------------------------------------
 

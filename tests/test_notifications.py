@@ -444,3 +444,46 @@ def test_many_runners_failing_at_once_send_one_summary(
     assert storm["message"] == ", ".join(f"rack-{n:02d}" for n in range(7))
     assert storm["fields"] == {"runners": 7, "reasons": ["heartbeat_stale"]}
     assert storm["link"] == "https://cp.example.com/fleet/"
+
+
+@pytest.mark.django_db
+def test_old_sent_and_failed_notifications_are_pruned_once_an_hour(
+    json_only: Receiver, settings: Any
+) -> None:
+    settings.NOTIFY_RETENTION_DAYS = 30
+    now = timezone.now()
+    for n, (state, age) in enumerate(
+        [("sent", 31), ("failed", 31), ("pending", 31), ("sent", 29)]
+    ):
+        Notification.objects.create(
+            kind="secret_missing",
+            severity="critical",
+            subject=f"old {n}",
+            dedupe_key=f"old:{n}",
+            target="json:x",
+            state=state,
+            created_at=now - timedelta(days=age),
+            next_attempt_at=now + timedelta(days=1),
+        )
+
+    assert notifications.prune(now) == 2
+    Notification.objects.filter(subject="old 3").update(
+        created_at=now - timedelta(days=40)
+    )
+    assert notifications.prune(now + timedelta(minutes=30)) == 0
+    assert notifications.prune(now + timedelta(minutes=61)) == 1
+    assert sorted(Notification.objects.values_list("subject", flat=True)) == ["old 2"]
+
+
+@pytest.mark.django_db
+def test_beat_schedules_the_delivery_every_five_seconds() -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from controlplane.celery import app
+
+    task = PeriodicTask.objects.get(name="Deliver notifications")
+    assert task.task == "controlplane.tasks.deliver_notifications"
+    assert task.task in app.tasks
+    assert task.interval is not None
+    assert (task.interval.every, task.interval.period) == (5, "seconds")
+    assert task.enabled
