@@ -111,6 +111,18 @@ class RunRow:
         return cls(run=run, duration=duration(run.started_at, end))
 
 
+# The shared FilterSet's labels are derived from lookups ("Created at is less
+# than"); the page names its filters in words.
+FILTER_LABELS = {
+    "environment": "Environment",
+    "state": "State",
+    "requester": "Requester",
+    "ref": "Ref",
+    "created_after": "Requested after (UTC)",
+    "created_before": "Requested before (UTC)",
+}
+
+
 @require_GET
 @role_required(Role.VIEWER)
 def run_list(request: HttpRequest) -> HttpResponse:
@@ -118,6 +130,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
     the page's own query string; for those requests only the table is rendered."""
     now = timezone.now()
     filterset = DeployRunFilterSet(request.GET, queryset=annotated_runs())
+    for name, label in FILTER_LABELS.items():
+        if name in filterset.form.fields:
+            filterset.form.fields[name].label = label
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     ctx = {
         "filter": filterset,

@@ -106,6 +106,18 @@ def test_list_filters_by_environment_state_requester_and_ref(
     assert ids("state=failed") == sorted([a.pk, b.pk])
     assert ids("requester=ada") == [a.pk]
     assert ids("ref=v1&environment=production") == [c.pk]
+    labels = re.findall(
+        r'<label for="id_\w+">([^<]+)</label>',
+        viewer_client.get("/deploys/").content.decode(),
+    )
+    assert labels == [
+        "Environment",
+        "State",
+        "Requester",
+        "Ref",
+        "Requested after (UTC)",
+        "Requested before (UTC)",
+    ]
 
 
 def test_list_htmx_poll_gets_the_table_only(viewer_client: Client) -> None:
