@@ -76,7 +76,7 @@ class Killer(threading.Thread):
     def run(self) -> None:
         next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
         while not self.finished.wait(RESTART_DELAY):
-            for name in DEPLOY_WORKERS:
+            for name, _ in self.stack.workers:
                 if self.stack.procs[name].poll() is not None:
                     self.crashes += 1
                     self.stack.start(name)

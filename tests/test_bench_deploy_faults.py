@@ -1,0 +1,56 @@
+"""bench.deploy_faults, small: deploys under GitHub faults and worker SIGKILLs all end
+terminal, none dispatched twice, while workers really were killed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_deploys_under_faults_and_worker_kills_end_terminal_without_duplicates(
+    process_env: dict[str, str],
+) -> None:
+    env = dict(process_env)
+    # A broker of its own (the filesystem one in the bench's VAR_DIR): workers on a
+    # shared Redis would take other tests' messages.
+    env.pop("CELERY_BROKER_URL", None)
+    # A dispatch whose answer was lost (an injected 5xx) is looked up for this long
+    # before a new attempt replaces it; the simulator lists runs at once.
+    env["DEPLOY_DISPATCH_LOOKUP_GRACE"] = "10"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.deploy_faults",
+            "--deploys",
+            "8",
+            "--environments",
+            "2",
+            "--kill-every",
+            "10",
+            "--timeout",
+            "300",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["deploys"] == 8
+    assert (result["terminal"], result["stuck"]) == (8, 0), result
+    assert result["duplicate_dispatches"] == 0, result
+    assert result["foreign_runs"] == 0, result
+    # Every deploy reached GitHub at least once, and workers really died meanwhile.
+    assert result["github_runs"] >= 8, result
+    assert result["worker_kills"] >= 1, result
