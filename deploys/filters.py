@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django import forms
 
+from controlplane.filters import UTCIsoDateTimeFilter
 from deploys.models import DeployRun
 
 
@@ -19,12 +20,12 @@ class DeployRunFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         field_name="requester_name", lookup_expr="exact"
     )
     ref = django_filters.CharFilter(lookup_expr="exact")
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UTCIsoDateTimeFilter(
         field_name="created_at",
         lookup_expr="gte",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UTCIsoDateTimeFilter(
         field_name="created_at",
         lookup_expr="lt",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),

@@ -106,6 +106,24 @@ def test_api_rejects_a_bad_filter_value_in_drf_format(viewer: User) -> None:
     assert "outcome" in response.json()
 
 
+def test_time_filters_take_any_iso_offset_and_compare_in_utc(viewer: User) -> None:
+    event = make_events(1)[0]
+    # 23:05 west of UTC is valid ISO 8601 but beyond what PostgreSQL accepts.
+    just_before = (event.created_at - timedelta(minutes=1)).astimezone(
+        timezone.get_fixed_timezone(-(23 * 60 + 5))
+    )
+
+    response = token_client(viewer).get(URL, {"created_after": just_before.isoformat()})
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [event.pk]
+    too_early = token_client(viewer).get(
+        URL, {"created_after": "0001-01-01T00:30:00+05:00"}
+    )
+    assert too_early.status_code == 400
+    assert "created_after" in too_early.json()
+
+
 def test_api_is_read_only_even_for_admins(admin_user: User) -> None:
     event = make_events(1)[0]
     client = token_client(admin_user)
