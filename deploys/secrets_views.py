@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from controlplane import runbooks
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from deploys import secrets
@@ -68,6 +69,12 @@ def _timeline(
     return sorted(items, key=lambda item: item["schedule"].next_due)
 
 
+def runbook_for_status(status: str) -> str:
+    """The slug of the runbook for a secret status, or "" for statuses that need none."""
+    page = runbooks.for_reason("secret", status)
+    return page.slug if page is not None else ""
+
+
 @require_GET
 @role_required(Role.VIEWER)
 def secret_list(request: HttpRequest) -> HttpResponse:
@@ -81,6 +88,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
     counts = {value: 0 for value in Status.values}
     for schedule in schedules:
         counts[schedule.status] += 1  # type: ignore[attr-defined]
+        schedule.runbook = runbook_for_status(schedule.status)  # type: ignore[attr-defined]
     ctx = {
         "schedules": schedules,
         "counts": [(Status(v).label, v, n) for v, n in counts.items()],
@@ -100,9 +108,11 @@ def _detail_context(
 ) -> dict[str, Any]:
     now = timezone.now()
     is_admin = has_role(request.user, Role.ADMIN)
+    status = schedule.status_at(now)
     return {
         "schedule": schedule,
-        "status": schedule.status_at(now),
+        "status": status,
+        "runbook": runbook_for_status(status),
         "days_until_due": schedule.days_until_due(now),
         "rotations": schedule.rotations.order_by("-rotated_at", "-pk")[:MAX_HISTORY],
         "required_by": list(schedule.required_by.order_by("name")),

@@ -75,6 +75,23 @@ def test_list_is_sorted_overdue_then_missing_then_due_soon(viewer: User) -> None
     assert order == sorted(order)
 
 
+def test_overdue_and_missing_link_their_runbooks_on_list_and_detail(
+    viewer: User,
+) -> None:
+    old = make_schedule("OLD", 120)
+    make_schedule("GONE", 10, present=False)
+    make_schedule("FRESH", 1)
+    client = logged_in(viewer)
+
+    html = client.get("/secrets/").content.decode()
+    detail = client.get(f"/secrets/{old.pk}/").content.decode()
+
+    assert html.count('href="/runbooks/secret-overdue/"') == 1
+    assert html.count('href="/runbooks/secret-missing/"') == 1
+    assert 'href="/runbooks/secret-overdue/"' in detail
+    assert client.get("/runbooks/secret-overdue/").status_code == 200
+
+
 def test_timeline_shows_what_falls_due_within_180_days(viewer: User) -> None:
     make_schedule("SOON", 80)  # due in 10 days
     make_schedule("LATER", 0, interval_days=365)  # due in a year
