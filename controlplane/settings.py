@@ -338,6 +338,10 @@ else:
     # while a lost message still comes back the same hour (the reconciler covers
     # the gap anyway).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Several control planes (or test runs) may share one Redis: each one's queues,
+    # unacked sets and broadcast channels then live under its own prefix.
+    if _broker_prefix := os.getenv("CELERY_BROKER_KEY_PREFIX", "").strip():
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_prefix
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

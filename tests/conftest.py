@@ -115,7 +115,7 @@ def process_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     they get a migrated database of their own: a SQLite file, or a new PostgreSQL
     database (dropped afterwards) when DATABASE_URL names PostgreSQL. VAR_DIR is a
     fresh folder, so the filesystem broker is private too; CELERY_BROKER_URL is
-    passed through (CI's second run uses Redis).
+    passed through (CI's second run uses Redis) with a key prefix of its own.
     """
     var_dir = tmp_path_factory.mktemp("var")
     base_url = os.environ.get("DATABASE_URL", "")
@@ -136,6 +136,8 @@ def process_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     env.pop("CELERY_BROKER_URL", None)
     if SUITE_BROKER_URL:
         env["CELERY_BROKER_URL"] = SUITE_BROKER_URL
+        # Tests run in parallel: a worker must never take another test's tasks.
+        env["CELERY_BROKER_KEY_PREFIX"] = f"test-{secrets.token_hex(6)}:"
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],

@@ -14,7 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from controlplane.models import TaskStatus
 from controlplane.tasks import BEAT_TASK_STATUS, beat_tick, tracked
-from tests.conftest import ROOT, manage_shell
+from tests.conftest import ROOT, SUITE_BROKER_URL, manage_shell
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 # Beat's first tick comes one interval (15 s) after it starts, plus start-up time.
@@ -38,15 +38,19 @@ def start(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM (warm shutdown), then the exit code; a process that hangs fails."""
+def stop(process: subprocess.Popen[bytes], log_dir: Path) -> int:
+    """SIGTERM (warm shutdown), then the exit code; a process that hangs fails the
+    test with the logs in ``log_dir``."""
     process.send_signal(signal.SIGTERM)
     try:
         return process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        raise
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text()}" for p in log_dir.glob("*.log")
+        )
+        pytest.fail(f"{process.args!r} did not stop within 30 s of SIGTERM\n{logs}")
 
 
 @pytest.mark.slow
@@ -92,8 +96,8 @@ def test_beat_and_worker_record_the_beat_tick(
             time.sleep(1)
             ticked = json.loads(manage_shell(process_env, READ_BEAT_STATUS))
     finally:
-        beat_exit = stop(beat)
-        worker_exit = stop(worker)
+        beat_exit = stop(beat, tmp_path)
+        worker_exit = stop(worker, tmp_path)
     logs = "\n".join(
         f"--- {name}\n{(tmp_path / name).read_text()}"
         for name in ("beat.log", "worker.log")
@@ -153,3 +157,26 @@ def test_tracked_keeps_the_last_success_when_a_later_run_fails() -> None:
     assert status.last_success_at is not None
     assert status.last_failure_at is not None
     assert status.last_failure_at >= status.last_success_at
+
+
+@pytest.mark.skipif(
+    not (SUITE_BROKER_URL or "").startswith("redis"), reason="the suite runs on Redis"
+)
+def test_a_broker_key_prefix_keeps_queues_apart_on_a_shared_redis(
+    process_env: dict[str, str],
+) -> None:
+    import redis
+
+    prefix = process_env["CELERY_BROKER_KEY_PREFIX"]
+    client = redis.Redis.from_url(str(SUITE_BROKER_URL))
+    client.delete(f"{prefix}health")
+    before = client.llen("health")
+
+    manage_shell(
+        process_env,
+        "from controlplane.tasks import beat_tick; beat_tick.delay()",
+    )
+
+    assert client.llen(f"{prefix}health") == 1
+    assert client.llen("health") == before
+    client.delete(f"{prefix}health")

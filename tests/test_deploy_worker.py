@@ -139,7 +139,7 @@ def test_worker_and_beat_carry_a_deploy_to_success(
         pk = int(manage_shell(deploy_env, REQUEST))
         run = wait_for(deploy_env, pk, ("succeeded", "failed", "cancelled"))
     finally:
-        exits = [stop(p) for p in processes]
+        exits = [stop(p, tmp_path) for p in processes]
 
     assert run["state"] == "succeeded", (run, logs(tmp_path))
     assert run["attempts"] == [["prod-primary-1", "succeeded", ""]]
@@ -165,7 +165,7 @@ def test_worker_killed_mid_deploy_loses_nothing_and_never_dispatches_twice(
         processes.append(worker(deploy_env, tmp_path, "w2"))
         run = wait_for(deploy_env, pk, ("succeeded", "failed", "cancelled"))
     finally:
-        exits = [stop(p) for p in processes]
+        exits = [stop(p, tmp_path) for p in processes]
 
     assert run["state"] == "succeeded", (run, logs(tmp_path))
     assert len(run["attempts"]) == 1
