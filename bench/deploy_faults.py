@@ -75,15 +75,20 @@ class Killer(threading.Thread):
 
     def run(self) -> None:
         next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
+        killed: set[str] = set()
         while not self.finished.wait(RESTART_DELAY):
             for name, _ in self.stack.workers:
                 if self.stack.procs[name].poll() is not None:
-                    self.crashes += 1
+                    if name in killed:
+                        killed.discard(name)
+                    else:
+                        self.crashes += 1
                     self.stack.start(name)
             if time.monotonic() >= next_kill:
-                self.stack.kill(self.random.choice(DEPLOY_WORKERS))
+                name = self.random.choice(DEPLOY_WORKERS)
+                self.stack.kill(name)
+                killed.add(name)
                 self.kills += 1
-                self.crashes -= 1  # restarted on the next turn, not a crash
                 next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
 
 

@@ -331,6 +331,30 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's filesystem transport does not create its folders; web, worker and
     # beat all need them, whichever starts first.
     (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "control").mkdir(exist_ok=True)
+    # It creates an exchange's binding table by opening it empty and only then
+    # locking and writing it, so a process starting at that moment reads an empty
+    # file and dies (JSONDecodeError). Tables that already exist are read and
+    # written under the lock: create ours whole, before any process binds.
+    for _exchange in (
+        "deploys",
+        "health",
+        "celery",
+        "celery.pidbox",
+        "reply.celery.pidbox",
+        "celeryev",
+    ):
+        _table = _broker_dir / "control" / f"{_exchange}.exchange"
+        if not _table.exists():
+            _draft = _table.with_name(f".{_exchange}.{os.getpid()}.draft")
+            _draft.write_text("[]")
+            try:
+                # link: atomic, and never replaces a table another process made.
+                os.link(_draft, _table)
+            except FileExistsError:
+                pass
+            finally:
+                _draft.unlink()
 else:
     # A message not acknowledged within the visibility timeout is delivered again.
     # It must exceed the longest task (hard limit below) plus the longest countdown
@@ -507,6 +531,10 @@ NOTIFY_SCAN_GRACE = envfloat("NOTIFY_SCAN_GRACE", 10.0, minimum=0.0)
 # datacenter down) are sent as one summary instead of a message per runner.
 NOTIFY_RUNNER_STORM = envint("NOTIFY_RUNNER_STORM", 5, minimum=1)
 NOTIFY_RETENTION_DAYS = envint("NOTIFY_RETENTION_DAYS", 30, minimum=1)
+# Idempotency-Key records: a retry within this window replays the first request.
+IDEMPOTENCY_KEY_RETENTION_HOURS = envint(
+    "IDEMPOTENCY_KEY_RETENTION_HOURS", 7 * 24, minimum=24
+)
 
 # Logging ---------------------------------------------------------------------------------
 

@@ -47,10 +47,16 @@ def test_deploys_under_faults_and_worker_kills_end_terminal_without_duplicates(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result))
     assert result["deploys"] == 8
     assert (result["terminal"], result["stuck"]) == (8, 0), result
     assert result["duplicate_dispatches"] == 0, result
     assert result["foreign_runs"] == 0, result
-    # Every deploy reached GitHub at least once, and workers really died meanwhile.
-    assert result["github_runs"] >= 8, result
+    # Every deploy that succeeded ran on GitHub; one that did not says why (three
+    # dispatches in a row lost to injected 5xx is a legitimate max_attempts).
+    succeeded = result["states"].get("succeeded", 0)
+    assert result["github_runs"] >= succeeded >= 1, result
+    assert sum(result["failed_reasons"].values()) == 8 - succeeded, result
+    assert "" not in result["failed_reasons"], result
+    # Workers really died meanwhile.
     assert result["worker_kills"] >= 1, result
