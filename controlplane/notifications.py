@@ -318,7 +318,7 @@ def _deploy_link(run_id: int) -> str:
 
 
 def _from_deploy_event(event: Any) -> _Draft | None:
-    from deploys.models import DeployAttempt, DeployEvent
+    from deploys.models import DeployAttempt, DeployEvent, DeployRun
 
     Event = DeployEvent.Kind
     run = event.run
@@ -334,7 +334,8 @@ def _from_deploy_event(event: Any) -> _Draft | None:
             link,
             f"deploy-failed:{run.pk}",
             run.runbook_slug or "deploy-failed",
-            None,
+            # A freeze stopping a deploy is the policy working, not an outage.
+            Severity.WARNING if reason == DeployRun.Reason.FROZEN else None,
             event.created_at,
             {**base, "reason": reason},
         )

@@ -44,6 +44,37 @@ class EnvironmentAdmin(_ModelAdmin):
     search_fields = ["name", "repository"]
     inlines = [PoolInline, FreezeWindowInline]
 
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: Any, change: bool
+    ) -> None:
+        """Freeze windows changed here are audited as through the API."""
+        if formset.model is not FreezeWindow:
+            super().save_formset(request, form, formset, change)
+            return
+        # Recorded before the delete, while the windows still have their ids.
+        for deleted in formset.deleted_forms:
+            if deleted.instance.pk is not None:
+                window = deleted.instance
+                audit.record(
+                    request.user,
+                    "freeze_window.delete",
+                    window,
+                    **window.audit_detail(),
+                )
+        super().save_formset(request, form, formset, change)
+        for window in formset.new_objects:
+            audit.record(
+                request.user, "freeze_window.create", window, **window.audit_detail()
+            )
+        for window, fields in formset.changed_objects:
+            audit.record(
+                request.user,
+                "freeze_window.update",
+                window,
+                fields=sorted(fields),
+                **window.audit_detail(),
+            )
+
 
 class AttemptInline(_Inline):
     model = DeployAttempt

@@ -1,12 +1,20 @@
-"""``/api/v1/environments/`` and ``/api/v1/deploys/``: deploy targets and runs."""
+"""``/api/v1/environments/``, ``/api/v1/freeze-windows/`` and ``/api/v1/deploys/``:
+deploy targets, when they are frozen, and deploy runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,8 +23,8 @@ from rest_framework.routers import SimpleRouter
 
 from controlplane import audit
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
-from deploys.filters import DeployRunFilterSet
-from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
+from deploys.models import DeployAttempt, DeployRun, Environment, FreezeWindow
 from deploys.secrets_api import SecretScheduleViewSet
 from deploys.serializers import (
     CancelSerializer,
@@ -25,9 +33,16 @@ from deploys.serializers import (
     DeployRunDetailSerializer,
     DeployRunSerializer,
     EnvironmentSerializer,
+    FreezeWindowSerializer,
     RedeploySerializer,
 )
-from deploys.triggers import DeployRequestError, redeploy_last_good, request_deploy
+from deploys.triggers import (
+    DeployRequest,
+    DeployRequestError,
+    IdempotencyInProgress,
+    redeploy_last_good,
+    request_deploy,
+)
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -51,7 +66,10 @@ class EnvironmentViewSet(
     admins write (audited). Environments are never deleted: their deploys are the
     history."""
 
-    queryset = Environment.objects.order_by("name", "pk")
+    # Freeze windows once per page: the windows, "frozen" and "frozen_until" read them.
+    queryset = Environment.objects.prefetch_related("freeze_windows").order_by(
+        "name", "pk"
+    )
     serializer_class = EnvironmentSerializer
     permission_classes = [IsSRE & ReadOnly | IsAdmin]
     lookup_field = "name"
@@ -76,13 +94,101 @@ class EnvironmentViewSet(
         )
 
 
+# What a freeze window's audit rows describe, and compare before and after a change.
+WINDOW_AUDITED = (
+    "environment_id",
+    "kind",
+    "reason",
+    "starts_at",
+    "ends_at",
+    "weekday",
+    "start_time",
+    "duration_minutes",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Freeze windows by environment name, with whether each is in "
+        "force now (the environment's ``frozen_until`` says when its freeze ends)."
+    ),
+    create=extend_schema(
+        description="Add a window (audited). A shape the database would refuse is "
+        "a 400 naming the field."
+    ),
+    update=extend_schema(
+        description="Replace a window (audited). Fields left out keep their values, "
+        "except the other kind's, which are cleared."
+    ),
+    partial_update=extend_schema(
+        description="Change some of a window's fields (audited); changing ``kind`` "
+        "needs only the new kind's fields."
+    ),
+    destroy=extend_schema(description="Delete a window (audited)."),
+)
+class FreezeWindowViewSet(viewsets.ModelViewSet[FreezeWindow]):
+    """Freeze windows: while one is in force, deploys to its environment are
+    refused at request time (unless an admin breaks glass) and a deploy requested
+    earlier fails at the gate instead of starting. SREs read, admins write
+    (audited)."""
+
+    queryset = FreezeWindow.objects.select_related("environment").order_by(
+        "environment__name", "pk"
+    )
+    serializer_class = FreezeWindowSerializer
+    filterset_class = FreezeWindowFilterSet
+    permission_classes = [IsSRE & ReadOnly | IsAdmin]
+    filter_backends = [DjangoFilterBackend]
+    lookup_value_regex = "[0-9]+"
+
+    def perform_create(
+        self, serializer: serializers.BaseSerializer[FreezeWindow]
+    ) -> None:
+        with transaction.atomic():
+            window = serializer.save()
+            audit.record(
+                self.request.user,
+                "freeze_window.create",
+                window,
+                **window.audit_detail(),
+            )
+
+    def perform_update(
+        self, serializer: serializers.BaseSerializer[FreezeWindow]
+    ) -> None:
+        before = {name: getattr(serializer.instance, name) for name in WINDOW_AUDITED}
+        with transaction.atomic():
+            window = serializer.save()
+            changed = [n for n in WINDOW_AUDITED if getattr(window, n) != before[n]]
+            audit.record(
+                self.request.user,
+                "freeze_window.update",
+                window,
+                fields=[n.removesuffix("_id") for n in changed],
+                **window.audit_detail(),
+            )
+
+    def perform_destroy(self, instance: FreezeWindow) -> None:
+        with transaction.atomic():
+            audit.record(
+                self.request.user,
+                "freeze_window.delete",
+                instance,
+                **instance.audit_detail(),
+            )
+            instance.delete()
+
+
 def _refusal(exc: DeployRequestError) -> Response:
     if exc.status == status.HTTP_400_BAD_REQUEST and exc.field:
         return Response({exc.field: [exc.message]}, status=exc.status)
-    return Response(
+    response = Response(
         {"detail": exc.message, "code": exc.code, "field": exc.field},
         status=exc.status,
     )
+    if isinstance(exc, IdempotencyInProgress):
+        response["Retry-After"] = "1"
+    return response
 
 
 class DeployRunViewSet(
@@ -127,7 +233,8 @@ class DeployRunViewSet(
             409: OpenApiResponse(
                 DeployErrorSerializer,
                 description="Refused: the environment is paused, one is already "
-                "running (reject policy), or the key's first request is in flight.",
+                "running (reject policy), or the key's first request is in flight "
+                "(retry after ``Retry-After``).",
             ),
             422: OpenApiResponse(
                 DeployErrorSerializer,
@@ -149,13 +256,11 @@ class DeployRunViewSet(
                 body.validated_data.get("change_ticket", ""),
                 request.headers.get("Idempotency-Key", ""),
                 body.validated_data.get("break_glass_reason", ""),
+                respond=self._render,
             )
         except DeployRequestError as exc:
             return _refusal(exc)
-        response = self._detail(result.run.pk)
-        if not result.created:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return self._respond(result)
 
     @extend_schema(
         request=RedeploySerializer,
@@ -164,7 +269,8 @@ class DeployRunViewSet(
             202: DeployRunDetailSerializer,
             409: OpenApiResponse(
                 DeployErrorSerializer,
-                description="Refused by the environment's safeguards.",
+                description="Refused by the environment's safeguards, or the "
+                "key's first request is in flight (retry after ``Retry-After``).",
             ),
             422: OpenApiResponse(
                 DeployErrorSerializer,
@@ -189,13 +295,11 @@ class DeployRunViewSet(
                 body.validated_data["environment"],
                 request.headers.get("Idempotency-Key", ""),
                 body.validated_data.get("break_glass_reason", ""),
+                respond=self._render,
             )
         except DeployRequestError as exc:
             return _refusal(exc)
-        response = self._detail(result.run.pk)
-        if not result.created:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return self._respond(result)
 
     @extend_schema(
         request=CancelSerializer,
@@ -225,16 +329,31 @@ class DeployRunViewSet(
                 )
         return self._detail(run.pk)
 
-    def _detail(self, pk: int) -> Response:
+    def _render(self, run: DeployRun) -> dict[str, Any]:
         self.action = "retrieve"
+        fresh = self.get_queryset().get(pk=run.pk)
+        return dict(
+            DeployRunDetailSerializer(fresh, context=self.get_serializer_context()).data
+        )
+
+    def _respond(self, result: DeployRequest) -> Response:
+        """The first response to a request; a replay answers the same body (or the
+        run as it is now, for a key first used where no body was rendered)."""
+        data = result.response
+        if data is None:
+            data = self._render(result.run)
+        response = Response(data, status=status.HTTP_202_ACCEPTED)
+        if not result.created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def _detail(self, pk: int) -> Response:
         run = self.get_queryset().get(pk=pk)
-        data = DeployRunDetailSerializer(
-            run, context=self.get_serializer_context()
-        ).data
-        return Response(data, status=status.HTTP_202_ACCEPTED)
+        return Response(self._render(run), status=status.HTTP_202_ACCEPTED)
 
 
 router = SimpleRouter(trailing_slash=True)
 router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("freeze-windows", FreezeWindowViewSet, basename="freeze-window")
 router.register("deploys", DeployRunViewSet, basename="deploy")
 router.register("secret-schedules", SecretScheduleViewSet, basename="secret-schedule")

@@ -209,9 +209,11 @@ def _finish(
     attempt_state: str | None = None,
     conclusion: str = "",
     cleanup: bool = False,
+    detail: dict[str, Any] | None = None,
 ) -> bool:
     """Move the run to a final state, once; ``cleanup`` keeps a deadline so the
-    engine comes back to cancel a GitHub run that may still be going."""
+    engine comes back to cancel a GitHub run that may still be going; ``detail``
+    goes on the final event."""
     kinds: dict[str, str] = {Run.SUCCEEDED: Kind.SUCCEEDED, Run.FAILED: Kind.FAILED}
     with transaction.atomic():
         moved = (
@@ -241,6 +243,7 @@ def _finish(
             now,
             attempt=attempt,
             reason=reason,
+            **(detail or {}),
         )
         wake_next_queued(run.environment_id)
     return True
@@ -369,8 +372,24 @@ def _missing_secrets(env: Environment) -> list[str] | None:
 
 
 def _gating(run: DeployRun, now: datetime) -> bool:
-    """Check secrets, pick a runner, create the attempt; or wait, or give up."""
+    """Check the freeze and secrets, pick a runner, create the attempt; or wait,
+    or give up."""
     env = run.environment
+    window = env.freeze_at(now)
+    if window is not None and _held_by_freeze(run):
+        return _finish(
+            run,
+            Run.FAILED,
+            DeployRun.Reason.FROZEN,
+            f"{env.name} froze before the deploy started: {window.reason} "
+            f"({window.schedule})",
+            now,
+            detail={
+                "freeze": window.reason,
+                "window": window.pk,
+                "schedule": window.schedule,
+            },
+        )
     started = run.gate_started_at or now
     expired = now >= started + timedelta(seconds=env.gate_timeout)
     missing = _missing_secrets(env)
@@ -438,6 +457,17 @@ def _gating(run: DeployRun, now: datetime) -> bool:
             considered=considered,
         )
     return True
+
+
+def _held_by_freeze(run: DeployRun) -> bool:
+    """Whether a freeze in force stops the run at the gate.
+
+    Only a run that has not been dispatched yet (a run back at the gate for a
+    failover is already deploying, and goes on), and not one an admin requested by
+    breaking glass (the request checked the freeze and was let through)."""
+    if run.attempts.exists():
+        return False
+    return not run.events.filter(kind=Kind.BREAK_GLASS).exists()
 
 
 def _gate_wait(

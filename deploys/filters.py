@@ -1,4 +1,5 @@
-"""The one FilterSet for deploy runs, shared by the deploys page and the API."""
+"""FilterSets for deploy runs (shared by the deploys page and the API) and freeze
+windows."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import django_filters
 from django import forms
 
 from controlplane.filters import UTCIsoDateTimeFilter
-from deploys.models import DeployRun
+from deploys.models import DeployRun, FreezeWindow
 
 
 class DeployRunFilterSet(django_filters.FilterSet):  # type: ignore[misc]
@@ -41,3 +42,20 @@ class DeployRunFilterSet(django_filters.FilterSet):  # type: ignore[misc]
             "created_after",
             "created_before",
         ]
+
+
+class FreezeWindowFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """Narrow freeze windows by environment (its name) and kind."""
+
+    environment = django_filters.CharFilter(
+        field_name="environment__name",
+        lookup_expr="exact",
+        help_text="Windows of this environment (its name).",
+    )
+    kind = django_filters.ChoiceFilter(
+        choices=FreezeWindow.Kind.choices, help_text="one_off or weekly."
+    )
+
+    class Meta:
+        model = FreezeWindow
+        fields = ["environment", "kind"]

@@ -3,10 +3,11 @@ environments, their runner pools and the deploy runs sent to them."""
 
 from __future__ import annotations
 
+import calendar
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -196,6 +197,22 @@ class Environment(models.Model):
         """The freeze window in force at ``now``, if any."""
         return next((w for w in self.freeze_windows.all() if w.covers(now)), None)
 
+    def frozen_until(self, now: datetime) -> datetime | None:
+        """When the freeze in force at ``now`` ends; None when there is none.
+
+        Windows that overlap or follow back to back count as one freeze. The search
+        stops a year ahead: weekly windows may between them cover the whole week.
+        """
+        windows = list(self.freeze_windows.all())
+        horizon = now + FREEZE_HORIZON
+        until = now
+        while until < horizon:
+            ends = [end for w in windows if (end := w.current_end(until)) is not None]
+            if not ends:
+                break
+            until = max(ends)
+        return until if until > now else None
+
     def ticket_matches(self, ticket: str) -> bool:
         if not self.change_ticket_pattern:
             return True
@@ -229,6 +246,11 @@ class EnvironmentRunner(models.Model):
         return f"{self.environment_id}#{self.position}: {self.runner_id}"
 
 
+# How far ahead Environment.frozen_until follows windows that continue one another.
+FREEZE_HORIZON = timedelta(days=366)
+MAX_FREEZE_MINUTES = 7 * 24 * 60
+
+
 class FreezeWindow(models.Model):
     """A period when deploys to an environment are refused unless an admin breaks
     glass: one-off (``starts_at``..``ends_at``) or weekly (UTC ``weekday`` and
@@ -237,6 +259,12 @@ class FreezeWindow(models.Model):
     class Kind(models.TextChoices):
         ONE_OFF = "one_off", "one-off"
         WEEKLY = "weekly", "every week"
+
+    # The fields each kind uses; the other kind's stay empty.
+    KIND_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        Kind.ONE_OFF: ("starts_at", "ends_at"),
+        Kind.WEEKLY: ("weekday", "start_time", "duration_minutes"),
+    }
 
     environment = models.ForeignKey(
         Environment, on_delete=models.CASCADE, related_name="freeze_windows"
@@ -265,7 +293,7 @@ class FreezeWindow(models.Model):
                         weekday__lte=6,
                         start_time__isnull=False,
                         duration_minutes__gte=1,
-                        duration_minutes__lte=7 * 24 * 60,
+                        duration_minutes__lte=MAX_FREEZE_MINUTES,
                     )
                 ),
                 name="freeze_window_shape",
@@ -275,11 +303,60 @@ class FreezeWindow(models.Model):
     def __str__(self) -> str:
         return f"{self.environment_id} frozen: {self.reason}"
 
+    def clean(self) -> None:
+        """The admin site's form check: the shape, each error on its field."""
+        errors = self.shape_errors()
+        if errors:
+            raise ValidationError(errors)
+
+    def shape_errors(self) -> dict[str, str]:
+        """What is wrong with the window's shape, by field; empty when nothing is.
+
+        Stricter than ``freeze_window_shape``: a CHECK constraint lets a NULL
+        through (a weekly window without a weekday, a one-off without an end), and
+        it ignores the other kind's fields."""
+        if self.kind not in self.Kind.values:
+            return {}  # the kind field's own validation says so
+        kind = self.Kind(self.kind)
+        errors: dict[str, str] = {}
+        for other, names in self.KIND_FIELDS.items():
+            for name in names:
+                given = getattr(self, name) is not None
+                if other != kind and given:
+                    errors[name] = f"must be empty when kind is {kind.value}"
+                elif other == kind and not given:
+                    errors[name] = f"required when kind is {kind.value}"
+        if errors:
+            return errors
+        if kind == self.Kind.ONE_OFF:
+            assert self.starts_at is not None and self.ends_at is not None
+            if self.ends_at <= self.starts_at:
+                errors["ends_at"] = "must be after starts_at"
+            return errors
+        assert self.weekday is not None and self.duration_minutes is not None
+        if not 0 <= self.weekday <= 6:
+            errors["weekday"] = "0 (Monday) to 6 (Sunday)"
+        if not 1 <= self.duration_minutes <= MAX_FREEZE_MINUTES:
+            errors["duration_minutes"] = f"1 to {MAX_FREEZE_MINUTES} minutes (a week)"
+        return errors
+
+    def audit_detail(self) -> dict[str, str]:
+        """What the audit rows of a change to the window say about it."""
+        return {
+            "environment": self.environment.name,
+            "reason": self.reason,
+            "schedule": self.schedule,
+        }
+
     def covers(self, now: datetime) -> bool:
         """Whether deploys are frozen at ``now``."""
+        return self.current_end(now) is not None
+
+    def current_end(self, now: datetime) -> datetime | None:
+        """When the occurrence in force at ``now`` ends; None when not in force."""
         if self.kind == self.Kind.ONE_OFF:
             assert self.starts_at is not None and self.ends_at is not None
-            return self.starts_at <= now < self.ends_at
+            return self.ends_at if self.starts_at <= now < self.ends_at else None
         assert self.weekday is not None and self.start_time is not None
         now = now.astimezone(UTC)
         # The window's most recent start on or before now, then whether we are
@@ -290,7 +367,27 @@ class FreezeWindow(models.Model):
         )
         if start > now:
             start -= timedelta(days=7)
-        return now < start + timedelta(minutes=self.duration_minutes or 0)
+        end = start + timedelta(minutes=self.duration_minutes or 0)
+        return end if now < end else None
+
+    @property
+    def schedule(self) -> str:
+        """When the window applies, in words (UTC)."""
+        if self.kind == self.Kind.ONE_OFF:
+            assert self.starts_at is not None and self.ends_at is not None
+            return (
+                f"one-off, {self.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} – "
+                f"{self.ends_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            )
+        assert self.weekday is not None and self.start_time is not None
+        hours, minutes = divmod(self.duration_minutes or 0, 60)
+        length = [f"{hours} h"] if hours else []
+        if minutes or not hours:
+            length.append(f"{minutes} min")
+        return (
+            f"weekly, {calendar.day_name[self.weekday]}s from "
+            f"{self.start_time:%H:%M} UTC for {' '.join(length)}"
+        )
 
 
 # Deploy runs, attempts and their timeline ---------------------------------------------
@@ -332,6 +429,7 @@ class DeployRun(models.Model):
         DISPATCH_REJECTED = "dispatch_rejected", "GitHub refused the dispatch"
         WRONG_RUNNER = "wrong_runner", "the job ran on another runner"
         CANCELLED = "cancelled", "cancelled by a person"
+        FROZEN = "frozen", "the environment froze before the deploy started"
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
@@ -349,11 +447,6 @@ class DeployRun(models.Model):
         related_name="+",
     )
     requester_name = models.CharField(max_length=150, blank=True)
-    # The Idempotency-Key header, scoped to the caller (a key means nothing across
-    # callers), and a digest of the request body it was first used with.
-    idempotency_key = models.CharField(max_length=200, blank=True)
-    request_fingerprint = models.CharField(max_length=64, blank=True)
-    caller = models.CharField(max_length=150, blank=True)
     change_ticket = models.CharField(max_length=100, blank=True)
     state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
     reason = models.CharField(
@@ -380,11 +473,6 @@ class DeployRun(models.Model):
                 fields=["environment"],
                 condition=Q(state__in=["gating", "dispatching", "running"]),
                 name="deploy_one_active_per_env",
-            ),
-            models.UniqueConstraint(
-                fields=["caller", "idempotency_key"],
-                condition=~Q(idempotency_key=""),
-                name="deploy_idempotency_key_uniq",
             ),
             models.CheckConstraint(
                 condition=Q(
@@ -489,6 +577,7 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
     DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+    DeployRun.Reason.FROZEN: "deploy-frozen",
 }
 
 
@@ -621,6 +710,45 @@ class DeployEvent(models.Model):
 
 # Secret rotation schedules live in their own module; imported here so they belong to
 # this app's models.
+class IdempotencyRecord(models.Model):
+    """An ``Idempotency-Key`` a caller sent with a deploy request.
+
+    The key is reserved (committed) before the deploy is created, so a second
+    request with it while the first is in flight finds it and is told so (409);
+    the run and the first response are stored with it in the transaction that
+    creates the run, so a replay answers exactly what the first request got.
+    A refused request releases its key. Records are pruned after
+    ``IDEMPOTENCY_KEY_RETENTION``.
+    """
+
+    # A key means nothing across callers: "user:<pk>".
+    caller = models.CharField(max_length=150)
+    key = models.CharField(max_length=200)
+    # SHA-256 of the request body the key was first used with.
+    fingerprint = models.CharField(max_length=64)
+    # When the key was reserved (or an abandoned reservation taken over).
+    reserved_at = models.DateTimeField()
+    # Null while the first request is in flight.
+    run = models.ForeignKey(
+        DeployRun, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # The first response's body, for API requests; the UI replays by the run.
+    response = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["caller", "key"], name="idempotency_record_caller_key_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["reserved_at"], name="idempotency_reserved_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key}"
+
+
 from deploys.secret_models import SecretRotation as SecretRotation  # noqa: E402
 from deploys.secret_models import (  # noqa: E402
     SecretRotationSchedule as SecretRotationSchedule,

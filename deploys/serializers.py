@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -11,6 +12,7 @@ from rest_framework import serializers
 
 from controlplane.github import SECRET_NAME_RE
 from deploys.models import (
+    MAX_FREEZE_MINUTES,
     DeployAttempt,
     DeployEvent,
     DeployRun,
@@ -34,11 +36,38 @@ class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
     ineligibility_reasons = serializers.ListField(child=serializers.CharField())
 
 
+def _now(serializer: serializers.BaseSerializer[Any]) -> datetime:
+    """One "now" per response, shared by the root serializer and its children."""
+    context = serializer.context
+    now: datetime | None = context.get("now")
+    if now is None:
+        now = timezone.now()
+        if isinstance(context, dict):
+            context["now"] = now
+    return now
+
+
 class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
+    """A period when deploys to the environment are refused unless an admin breaks
+    glass. One-off: ``starts_at`` to ``ends_at``. Weekly, in UTC: from ``weekday``
+    (Monday 0) at ``start_time`` for ``duration_minutes`` (past midnight and the
+    week's end if need be). The other kind's fields must be empty; changing
+    ``kind`` clears them."""
+
+    environment = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Environment.objects.all(),
+        help_text="The environment's name.",
+    )
+    in_force = serializers.SerializerMethodField(
+        help_text="Whether the window freezes the environment now."
+    )
+
     class Meta:
         model = FreezeWindow
         fields = [
             "id",
+            "environment",
             "kind",
             "reason",
             "starts_at",
@@ -46,8 +75,47 @@ class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
             "weekday",
             "start_time",
             "duration_minutes",
+            "in_force",
         ]
-        read_only_fields = fields
+        read_only_fields = ["id"]
+        extra_kwargs = {
+            "starts_at": {"help_text": "One-off: when the freeze starts."},
+            "ends_at": {"help_text": "One-off: when it ends (after starts_at)."},
+            "weekday": {
+                "min_value": 0,
+                "max_value": 6,
+                "help_text": "Weekly: the UTC day it starts, Monday 0 to Sunday 6.",
+            },
+            "start_time": {"help_text": "Weekly: the UTC time it starts."},
+            "duration_minutes": {
+                "min_value": 1,
+                "max_value": MAX_FREEZE_MINUTES,
+                "help_text": "Weekly: how long it lasts, 1 minute to 1 week.",
+            },
+        }
+
+    def get_in_force(self, window: FreezeWindow) -> bool:
+        return window.covers(_now(self))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The window's shape (``FreezeWindow.shape_errors``), as the body leaves
+        it: fields it leaves out are kept from the window being changed, except
+        the other kind's, which are cleared (so a change of kind needs only the new
+        kind's fields)."""
+        # Required on create, so only a change may leave it out.
+        kind = str(attrs.get("kind") or getattr(self.instance, "kind", ""))
+        for other, names in FreezeWindow.KIND_FIELDS.items():
+            if other != kind:
+                attrs.update((name, None) for name in names if name not in attrs)
+        shape = {
+            name: attrs[name] if name in attrs else getattr(self.instance, name, None)
+            for names in FreezeWindow.KIND_FIELDS.values()
+            for name in names
+        }
+        errors = FreezeWindow(kind=kind, **shape).shape_errors()
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
@@ -64,10 +132,15 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
     freeze_windows = FreezeWindowSerializer(
         many=True,
         read_only=True,
-        help_text="Freeze windows (edited in the admin site).",
+        help_text="Freeze windows (edited at /api/v1/freeze-windows/).",
     )
     frozen = serializers.SerializerMethodField(
         help_text="Reason of the freeze window in force now; null when none."
+    )
+    frozen_until = serializers.SerializerMethodField(
+        help_text="When the freeze in force now ends (windows that overlap or "
+        "follow one another count as one, looking at most a year ahead); null when "
+        "not frozen."
     )
     required_secrets = serializers.ListField(
         child=serializers.CharField(max_length=100),
@@ -96,6 +169,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             "paused_reason",
             "freeze_windows",
             "frozen",
+            "frozen_until",
             "created_at",
             "updated_at",
         ]
@@ -112,8 +186,17 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         return data
 
     def get_frozen(self, env: Environment) -> str | None:
-        window = env.freeze_at(timezone.now())
+        window = env.freeze_at(_now(self))
         return window.reason if window else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_frozen_until(self, env: Environment) -> str | None:
+        until = env.frozen_until(_now(self))
+        return (
+            None
+            if until is None
+            else serializers.DateTimeField().to_representation(until)
+        )
 
     @extend_schema_field(PoolRunnerSerializer(many=True))
     def get_pool_status(self, env: Environment) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from deploys import engine, jobs, secrets
+from deploys import engine, jobs, secrets, triggers
 
 
 @shared_task
@@ -38,3 +38,9 @@ def audit_secrets() -> None:
     """Beat, daily: check every secret rotation schedule against GitHub."""
     with tracked("secrets_audit"):
         secrets.audit_schedules()
+
+
+@shared_task
+def prune_idempotency_keys() -> None:
+    """Beat, hourly: forget Idempotency-Key records past their retention."""
+    triggers.prune_idempotency_records()

@@ -1,12 +1,18 @@
-"""Requesting a deploy: validation, safeguards and idempotency, in one transaction.
+"""Requesting a deploy: validation, safeguards and idempotency.
 
-Idempotency (the ``Idempotency-Key`` header): a key is scoped to the caller and kept
-with the run it created (runs are never deleted, so well beyond 24 hours).
+Idempotency (the ``Idempotency-Key`` header): a key is scoped to the caller and
+recorded in an :class:`IdempotencyRecord`, kept ``IDEMPOTENCY_KEY_RETENTION_HOURS``
+(at least 24 h).
 
-- same key, same body → the run the key created, nothing new (a replay);
+- The key is reserved (committed) before anything else is written; the run, its
+  first event and the first response are written with the key in one transaction.
+- same key, same body → the run the key created and the first response (a replay);
 - same key, different body → :class:`IdempotencyMismatch` (422);
-- same key while the request that first used it has not committed yet →
-  :class:`IdempotencyInProgress` (409).
+- same key while the request that reserved it is in flight →
+  :class:`IdempotencyInProgress` (409); a reservation left by a process that died
+  is taken over after ``IN_FLIGHT_TIMEOUT``;
+- a request that is refused (validation, safeguards) releases its key, so a retry
+  is judged afresh.
 """
 
 from __future__ import annotations
@@ -14,22 +20,35 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane import audit
 from controlplane.roles import Role, has_role
-from deploys.models import DeployEvent, DeployRun, Environment, FreezeWindow
+from deploys.models import (
+    DeployEvent,
+    DeployRun,
+    Environment,
+    FreezeWindow,
+    IdempotencyRecord,
+)
 
 # Branch, tag or commit names as git allows them, minus the exotic corners.
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,255}(?<![./])$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 TICKET_MAX = 100
 LOST_MESSAGE_GRACE = timedelta(seconds=5)
+# A request holds its key this long at most: creating a run takes milliseconds, and
+# web workers are killed after 30 s; a reservation older than this is abandoned.
+IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+PRUNE_BATCH = 1000
 
 
 class DeployRequestError(Exception):
@@ -71,6 +90,13 @@ class DeployRequest:
     run: DeployRun
     # False when the idempotency key replayed an earlier request.
     created: bool
+    # What ``respond`` rendered when the run was created (None without a key, and
+    # for keys first used where no response was rendered, e.g. the UI's form).
+    response: Any = None
+
+
+# Renders the response to a request, inside the transaction that creates the run.
+Responder = Callable[[DeployRun], Any]
 
 
 def caller_of(user: User | AnonymousUser) -> str:
@@ -92,14 +118,16 @@ def request_deploy(
     change_ticket: str = "",
     idempotency_key: str = "",
     break_glass_reason: str = "",
+    respond: Responder | None = None,
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
     1. Validate the fields, naming the field in errors.
-    2. Replay or refuse a known idempotency key.
+    2. Reserve the idempotency key, or replay or refuse a known one.
     3. Apply the environment's safeguards: paused, freeze windows (an admin may
        break glass with a reason, audited), change-ticket pattern, policy.
-    4. Create the run and its first event, audit it, enqueue it after commit.
+    4. Create the run and its first event, audit it, store the key's response
+       (``respond``), enqueue the run after commit.
     """
     env = _environment(environment)
     ref = (ref or env.default_ref).strip()
@@ -117,12 +145,36 @@ def request_deploy(
             "1 to 200 printable ASCII characters without spaces",
             field="idempotency_key",
         )
-    caller = caller_of(user)
-    digest = fingerprint(env.name, ref, change_ticket)
-    if idempotency_key:
-        replay = _replay(caller, idempotency_key, digest)
-        if replay is not None:
-            return replay
+    if not idempotency_key:
+        return DeployRequest(
+            _safeguarded_create(user, env, ref, change_ticket, break_glass_reason),
+            True,
+        )
+    reserved = _reserve(
+        caller_of(user), idempotency_key, fingerprint(env.name, ref, change_ticket)
+    )
+    if isinstance(reserved, DeployRequest):
+        return reserved
+    try:
+        with transaction.atomic():
+            run = _safeguarded_create(user, env, ref, change_ticket, break_glass_reason)
+            reserved.run = run
+            reserved.response = respond(run) if respond else None
+            reserved.save(update_fields=["run", "response"])
+    except BaseException:
+        # Refused or broken: nothing was created, the key is free again.
+        IdempotencyRecord.objects.filter(pk=reserved.pk, run__isnull=True).delete()
+        raise
+    return DeployRequest(run, True, reserved.response)
+
+
+def _safeguarded_create(
+    user: User | AnonymousUser,
+    env: Environment,
+    ref: str,
+    change_ticket: str,
+    break_glass_reason: str,
+) -> DeployRun:
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
@@ -135,46 +187,33 @@ def request_deploy(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
             field="change_ticket",
         )
-    try:
-        with transaction.atomic():
-            if (
-                env.policy == Environment.Policy.REJECT
-                and DeployRun.objects.unfinished().filter(environment=env).exists()
-            ):
-                raise DeployRefused(
-                    f"a deploy to {env.name} is already queued or running",
-                    field="environment",
-                )
-            run = _create(
-                user, env, ref, change_ticket, idempotency_key, caller, digest
+    with transaction.atomic():
+        if (
+            env.policy == Environment.Policy.REJECT
+            and DeployRun.objects.unfinished().filter(environment=env).exists()
+        ):
+            raise DeployRefused(
+                f"a deploy to {env.name} is already queued or running",
+                field="environment",
             )
-            if break_glass is not None:
-                reason = break_glass_reason.strip()
-                DeployEvent.objects.create(
-                    run=run,
-                    kind=DeployEvent.Kind.BREAK_GLASS,
-                    message=f"freeze broken by {run.requester_name}: {reason}",
-                    detail={"freeze": break_glass.reason, "window": break_glass.pk},
-                    created_at=run.created_at,
-                )
-                audit.record(
-                    user,
-                    "deploy.break_glass",
-                    run,
-                    freeze=break_glass.reason,
-                    reason=reason,
-                )
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        replay = _replay(caller, idempotency_key, digest)
-        if replay is not None:
-            return replay
-        raise IdempotencyInProgress(
-            "a request with this Idempotency-Key is still being processed",
-            field="idempotency_key",
-        ) from None
-    return DeployRequest(run, True)
+        run = _create(user, env, ref, change_ticket)
+        if break_glass is not None:
+            reason = break_glass_reason.strip()
+            DeployEvent.objects.create(
+                run=run,
+                kind=DeployEvent.Kind.BREAK_GLASS,
+                message=f"freeze broken by {run.requester_name}: {reason}",
+                detail={"freeze": break_glass.reason, "window": break_glass.pk},
+                created_at=run.created_at,
+            )
+            audit.record(
+                user,
+                "deploy.break_glass",
+                run,
+                freeze=break_glass.reason,
+                reason=reason,
+            )
+    return run
 
 
 def redeploy_last_good(
@@ -182,6 +221,7 @@ def redeploy_last_good(
     environment: Environment | str,
     idempotency_key: str = "",
     break_glass_reason: str = "",
+    respond: Responder | None = None,
 ) -> DeployRequest:
     """Request a new deploy of the environment's last succeeded ref, through the
     same gates as any other request."""
@@ -202,6 +242,7 @@ def redeploy_last_good(
         last.change_ticket,
         idempotency_key,
         break_glass_reason,
+        respond,
     )
 
 
@@ -236,26 +277,64 @@ def _environment(environment: Environment | str) -> Environment:
     return env
 
 
-def _replay(caller: str, key: str, digest: str) -> DeployRequest | None:
-    run = DeployRun.objects.filter(caller=caller, idempotency_key=key).first()
-    if run is None:
-        return None
-    if run.request_fingerprint != digest:
+def _reserve(caller: str, key: str, digest: str) -> IdempotencyRecord | DeployRequest:
+    """The caller's reservation of ``key`` (committed at once, so a concurrent
+    request sees it), or the replay of the request that used it first."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                caller=caller, key=key, fingerprint=digest, reserved_at=now
+            )
+    except IntegrityError:
+        pass
+    record = (
+        IdempotencyRecord.objects.select_related("run__environment")
+        .filter(caller=caller, key=key)
+        .first()
+    )
+    if record is not None and record.fingerprint != digest:
         raise IdempotencyMismatch(
             "this Idempotency-Key was used with a different request body",
             field="idempotency_key",
         )
-    return DeployRequest(run, False)
+    if record is not None and record.run is not None:
+        return DeployRequest(record.run, False, record.response)
+    if record is not None and record.reserved_at < now - IN_FLIGHT_TIMEOUT:
+        # Abandoned by a process that died mid-request: take it over, unless
+        # another retry just did.
+        taken = IdempotencyRecord.objects.filter(
+            pk=record.pk, run__isnull=True, reserved_at=record.reserved_at
+        ).update(reserved_at=now)
+        if taken:
+            record.reserved_at = now
+            return record
+    raise IdempotencyInProgress(
+        "a request with this Idempotency-Key is still being processed; "
+        "retry in a few seconds",
+        field="idempotency_key",
+    )
+
+
+def prune_idempotency_records(now: datetime | None = None) -> int:
+    """Delete idempotency records past the retention, in bounded batches."""
+    cutoff = (now or timezone.now()) - timedelta(
+        hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS
+    )
+    deleted = 0
+    while True:
+        batch = list(
+            IdempotencyRecord.objects.filter(reserved_at__lt=cutoff).values_list(
+                "pk", flat=True
+            )[:PRUNE_BATCH]
+        )
+        if not batch:
+            return deleted
+        deleted += IdempotencyRecord.objects.filter(pk__in=batch).delete()[0]
 
 
 def _create(
-    user: User | AnonymousUser,
-    env: Environment,
-    ref: str,
-    change_ticket: str,
-    key: str,
-    caller: str,
-    digest: str,
+    user: User | AnonymousUser, env: Environment, ref: str, change_ticket: str
 ) -> DeployRun:
     from deploys.tasks import advance_run
 
@@ -266,9 +345,6 @@ def _create(
         ref=ref,
         requester=requester,
         requester_name=requester.get_username() if requester else "anonymous",
-        idempotency_key=key,
-        request_fingerprint=digest,
-        caller=caller,
         change_ticket=change_ticket,
         created_at=now,
         # The reconciler starts it if the message below is lost.

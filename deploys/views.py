@@ -50,6 +50,7 @@ REASON_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.MISSING_SECRETS: "secret-missing",
     DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+    DeployRun.Reason.FROZEN: "deploy-frozen",
 }
 FAILOVER_RUNBOOK = "deploy-failed-over"
 WAITING_RUNBOOK = "deploy-waiting-for-runner"
@@ -439,19 +440,26 @@ def environment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "deploys/environment_list.html", {"rows": rows})
 
 
+@dataclass(frozen=True)
+class WindowRow:
+    window: FreezeWindow
+    in_force: bool
+
+
 def _environment_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
+    """``env`` comes with its freeze windows prefetched."""
     now = timezone.now()
     runs = annotated_runs().filter(environment=env)
     unfinished = list(
         runs.exclude(state__in=DeployRun.FINAL_STATES).order_by("created_at", "pk")
     )
     recent = list(runs.filter(state__in=DeployRun.FINAL_STATES)[:RECENT_DEPLOYS])
-    windows = list(env.freeze_windows.all())
     return {
         "env": env,
         "pool": pool_preview(env),
-        "freeze": next((w for w in windows if w.covers(now)), None),
-        "windows": windows,
+        "freeze": env.freeze_at(now),
+        "frozen_until": env.frozen_until(now),
+        "windows": [WindowRow(w, w.covers(now)) for w in env.freeze_windows.all()],
         "active": [
             RunRow.of(r, now) for r in unfinished if r.state != DeployRun.State.QUEUED
         ],
@@ -470,7 +478,9 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
 def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     """One environment: the pool with live health, safeguards, active, queued and
     recent deploys. htmx polls it; those requests get the live partial only."""
-    env = get_object_or_404(Environment, name=name)
+    env = get_object_or_404(
+        Environment.objects.prefetch_related("freeze_windows"), name=name
+    )
     ctx = _environment_context(request, env)
     is_htmx = request.headers.get("HX-Request") == "true"
     template = (

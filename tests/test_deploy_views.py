@@ -6,10 +6,12 @@ environment pages (pool health, safeguards, active and queued, query counts)."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -561,6 +563,58 @@ def test_environment_page_shows_pool_health_safeguards_active_and_queued(
     assert 'hx-trigger="every 5s"' in html
 
 
+@time_machine.travel(datetime(2026, 12, 2, 12, 0, tzinfo=UTC), tick=False)
+def test_environment_page_lists_freeze_windows_and_when_the_freeze_ends(
+    viewer: User,
+) -> None:
+    env = make_env()
+    now = timezone.now()
+    FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.ONE_OFF,
+        reason="incident review",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=2),
+    )
+    FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.WEEKLY,
+        reason="weekend",
+        weekday=4,
+        start_time=dt_time(22, 0),
+        duration_minutes=56 * 60,
+    )
+
+    html = logged_in(viewer).get("/deploys/environments/production/").content.decode()
+
+    freeze_line = html.split('id="env-freeze"')[1].split("</dd>")[0]
+    assert "incident review" in freeze_line
+    assert ">2026-12-02 14:00 UTC</time>" in freeze_line
+    listed = html.split('id="env-freeze-windows"')[1].split("</dd>")[0]
+    assert re.findall(r'data-kind="(\w+)">(.*?)</div>', listed) == [
+        (
+            "one_off",
+            "one-off, 2026-12-02 11:00 – 2026-12-02 14:00 UTC: incident review "
+            '<span class="badge badge-warning">in force now</span>',
+        ),
+        ("weekly", "weekly, Fridays from 22:00 UTC for 56 h: weekend"),
+    ]
+
+
+def test_frozen_deploy_links_its_runbook(viewer_client: Client) -> None:
+    run = make_run(
+        make_env(),
+        state=DeployRun.State.FAILED,
+        reason=DeployRun.Reason.FROZEN,
+        message="production froze before the deploy started: year-end freeze",
+    )
+
+    html = viewer_client.get(f"/deploys/{run.pk}/").content.decode()
+
+    assert "the environment froze before the deploy started" in html
+    assert 'href="/runbooks/deploy-frozen/"' in html
+
+
 def test_environment_page_htmx_poll_gets_the_live_part(viewer_client: Client) -> None:
     make_env()
     html = viewer_client.get(
@@ -629,6 +683,8 @@ def test_environment_page_query_count_does_not_grow_with_deploys(
     for _ in range(40):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     make_run(env)
+    for _ in range(3):
+        freeze(env)
     with django_assert_num_queries(8):
         response = client.get("/deploys/environments/production/")
     assert len(response.context["recent"]) == 20

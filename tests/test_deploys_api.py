@@ -12,13 +12,24 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.test import Client
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from controlplane.models import AuditEvent
-from deploys.models import DeployAttempt, DeployRun, Environment, FreezeWindow
+from deploys.models import (
+    DeployAttempt,
+    DeployRun,
+    Environment,
+    FreezeWindow,
+    IdempotencyRecord,
+)
 from deploys.triggers import (
     DeployRefused,
     DeployRequestError,
+    IdempotencyInProgress,
     IdempotencyMismatch,
+    caller_of,
+    fingerprint,
+    prune_idempotency_records,
     request_deploy,
 )
 from runners.models import Runner, State
@@ -117,6 +128,134 @@ def test_default_ref_is_part_of_the_fingerprint(sre: User) -> None:
     assert (first.created, again.created) == (True, False)
     with pytest.raises(IdempotencyMismatch):
         request_deploy(sre, env, "develop", idempotency_key="k")
+
+
+def test_a_replay_answers_the_first_response_not_the_run_as_it_is_now(
+    sre: User,
+) -> None:
+    make_env()
+    client = logged_in(sre)
+    body = {"environment": "production", "ref": "main"}
+    first = post_deploy(client, body, key="replay-me")
+    DeployRun.objects.get().cancel("sam-sre", "changed my mind")
+
+    again = post_deploy(client, body, key="replay-me")
+
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.json()["state"] == "queued"
+    assert again["Idempotent-Replayed"] == "true"
+    # The run itself moved on; its detail page says so.
+    assert client.get(f"{DEPLOYS}{first.json()['id']}/").json()["state"] == "cancelled"
+
+
+def test_a_key_whose_first_request_is_in_flight_is_409_with_retry_after(
+    sre: User,
+) -> None:
+    env = make_env()
+    body = {"environment": "production", "ref": "main"}
+    # What a request in flight has committed: its reservation, no run yet.
+    IdempotencyRecord.objects.create(
+        caller=caller_of(sre),
+        key="busy",
+        fingerprint=fingerprint(env.name, "main", ""),
+        reserved_at=timezone.now() - timedelta(seconds=5),
+    )
+
+    response = post_deploy(logged_in(sre), body, key="busy")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_progress"
+    assert response.json()["field"] == "idempotency_key"
+    assert response["Retry-After"] == "1"
+    assert DeployRun.objects.count() == 0
+
+
+def test_a_second_request_during_the_first_ones_transaction_is_refused(
+    sre: User,
+) -> None:
+    env = make_env()
+    seen: list[str] = []
+
+    def respond(run: DeployRun) -> dict[str, Any]:
+        # Inside the first request's transaction, after its run was written.
+        with pytest.raises(IdempotencyInProgress) as refused:
+            request_deploy(sre, env, "main", idempotency_key="k", respond=respond)
+        seen.append(refused.value.code)
+        return {"id": run.pk}
+
+    first = request_deploy(sre, env, "main", idempotency_key="k", respond=respond)
+    again = request_deploy(sre, env, "main", idempotency_key="k")
+
+    assert seen == ["idempotency_key_in_progress"]
+    assert (first.created, again.created) == (True, False)
+    assert again.run.pk == first.run.pk
+    assert again.response == {"id": first.run.pk}
+    assert DeployRun.objects.count() == 1
+
+
+def test_a_reservation_abandoned_by_a_dead_process_is_taken_over(sre: User) -> None:
+    env = make_env()
+    IdempotencyRecord.objects.create(
+        caller=caller_of(sre),
+        key="orphan",
+        fingerprint=fingerprint(env.name, "main", ""),
+        reserved_at=timezone.now() - timedelta(seconds=61),
+    )
+
+    response = post_deploy(
+        logged_in(sre), {"environment": "production", "ref": "main"}, key="orphan"
+    )
+
+    assert response.status_code == 202
+    assert "Idempotent-Replayed" not in response
+    record = IdempotencyRecord.objects.get()
+    assert record.run_id == response.json()["id"]
+    assert record.response == response.json()
+
+
+def test_a_refused_request_releases_its_key(sre: User) -> None:
+    env = make_env(paused=True)
+    client = logged_in(sre)
+    body = {"environment": "production", "ref": "main"}
+    refused = post_deploy(client, body, key="after-the-pause")
+    assert refused.status_code == 409
+    assert IdempotencyRecord.objects.count() == 0
+    env.paused = False
+    env.save()
+
+    accepted = post_deploy(client, body, key="after-the-pause")
+
+    assert accepted.status_code == 202
+    assert "Idempotent-Replayed" not in accepted
+    assert DeployRun.objects.count() == 1
+
+
+def test_keys_are_kept_for_the_retention_then_pruned(sre: User, settings: Any) -> None:
+    settings.IDEMPOTENCY_KEY_RETENTION_HOURS = 24
+    env = make_env()
+    old = request_deploy(sre, env, "main", idempotency_key="old")
+    IdempotencyRecord.objects.filter(key="old").update(
+        reserved_at=timezone.now() - timedelta(hours=24, seconds=1)
+    )
+    kept = request_deploy(sre, env, "main", idempotency_key="kept")
+    IdempotencyRecord.objects.filter(key="kept").update(
+        reserved_at=timezone.now() - timedelta(hours=23, minutes=59)
+    )
+
+    assert prune_idempotency_records() == 1
+
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["kept"]
+    assert request_deploy(sre, env, "main", idempotency_key="kept").run == kept.run
+    # The run stays; only the key is forgotten, so it may be used again.
+    assert DeployRun.objects.filter(pk=old.run.pk).exists()
+    assert request_deploy(sre, env, "main", idempotency_key="old").created
+
+
+def test_pruning_is_scheduled_hourly_in_the_database() -> None:
+    task = PeriodicTask.objects.get(task="deploys.tasks.prune_idempotency_keys")
+    assert task.enabled
+    assert (task.interval.every, task.interval.period) == (1, "hours")
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,8 @@ ROLE_MATRIX: dict[str, Expect] = {
     # Deploys (deploys/api.py)
     "api/v1/environments/": Expect(401, 403, 403, 200, 200),
     "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),
+    "api/v1/freeze-windows/": Expect(401, 403, 403, 200, 200),
+    "api/v1/freeze-windows/<pk>/": Expect(401, 403, 403, 404, 404),
     "api/v1/deploys/": API_VIEWER,
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),

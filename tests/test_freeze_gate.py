@@ -1,0 +1,258 @@
+"""The deploy gate and freeze windows: a deploy requested before a freeze began fails
+when it reaches the gate during the freeze, without a dispatch; a deploy an admin
+requested by breaking glass passes; one already dispatched or running goes on.
+
+Time as in ``test_deploy_engine``: the simulator runs 600 times faster than real
+time; the control plane's "now" is a ``Clock`` a test moves forward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from controlplane import notifications
+from controlplane.github import reset_gateway
+from controlplane.models import Notification
+from deploys import engine
+from deploys.models import DeployEvent, DeployRun, Environment, FreezeWindow
+from deploys.triggers import request_deploy
+from githubsim import Simulator
+from runners.models import Runner, State
+
+REPO = "acme/deploy"
+PRIMARY = "prod-primary-1"
+SECONDARY = "prod-secondary-1"
+DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
+
+pytestmark = pytest.mark.django_db
+
+
+class Clock:
+    """The control plane's "now" for a test: real time plus the jumps made so far."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return timezone.now() + self.offset
+
+    def jump(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def sim(settings: Any) -> Iterator[Simulator]:
+    with Simulator(time_scale=600, seed=5, pickup_delay=5, job_duration=20) as s:
+        settings.GITHUB_API_URL = s.url
+        settings.GITHUB_TOKEN = "ghp_freeze_gate_test"  # noqa: S105
+        settings.GITHUB_REPOSITORY = REPO
+        settings.GITHUB_APP_ID = ""
+        settings.GITHUB_MAX_RETRIES = 1
+        reset_gateway()
+        engine.reset_gateways()
+        yield s
+    reset_gateway()
+    engine.reset_gateways()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_env(sim: Simulator, **kw: Any) -> Environment:
+    runners = []
+    for name in (PRIMARY, SECONDARY):
+        sim.add_runner(name, ["production"])
+        runners.append(Runner.objects.create(name=name, state=State.HEALTHY))
+    env = Environment.objects.create(
+        name="production", repository=REPO, workflow_file="deploy.yml", **kw
+    )
+    env.set_pool(runners)
+    return env
+
+
+def freeze(env: Environment, starts: datetime, minutes: float = 60) -> FreezeWindow:
+    return FreezeWindow.objects.create(
+        environment=env,
+        kind=FreezeWindow.Kind.ONE_OFF,
+        reason="year-end freeze",
+        starts_at=starts,
+        ends_at=starts + timedelta(minutes=minutes),
+    )
+
+
+def drive(
+    run: DeployRun,
+    until: Callable[[DeployRun], bool],
+    clock: Clock,
+    *,
+    timeout: float = 10.0,
+) -> DeployRun:
+    """Advance the run (as tasks and the reconciler would) until ``until`` holds."""
+    give_up = time.monotonic() + timeout
+    while True:
+        engine.advance(run.pk, now=clock())
+        run.refresh_from_db()
+        if until(run):
+            return run
+        if time.monotonic() > give_up:
+            kinds = list(run.events.values_list("kind", "message"))
+            raise AssertionError(f"run stuck in {run.state}: {kinds}")
+        time.sleep(0.01)
+
+
+def final(run: DeployRun) -> bool:
+    return run.is_final
+
+
+def running(run: DeployRun) -> bool:
+    return run.state == DeployRun.State.RUNNING
+
+
+def kinds(run: DeployRun) -> list[str]:
+    return list(run.events.order_by("created_at", "pk").values_list("kind", flat=True))
+
+
+def test_a_deploy_queued_behind_another_fails_at_the_gate_once_frozen(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    sim.configure(job_duration=3600)
+    env = make_env(sim)
+    first = request_deploy(sre, env, "v1").run
+    second = request_deploy(sre, env, "v2").run
+    first = drive(first, running, clock)
+    engine.advance(second.pk, now=clock())
+    second.refresh_from_db()
+    assert second.state == DeployRun.State.QUEUED
+    window = freeze(env, clock())
+    sim.configure(job_duration=20)
+    sim.clock.advance(3600)
+
+    # The running deploy is not touched by the freeze.
+    first = drive(first, final, clock)
+    assert first.state == DeployRun.State.SUCCEEDED
+    second = drive(second, final, clock)
+
+    assert second.state == DeployRun.State.FAILED
+    assert second.reason == DeployRun.Reason.FROZEN
+    assert second.runbook_slug == "deploy-frozen"
+    assert "year-end freeze" in second.message
+    assert second.attempts.count() == 0
+    assert kinds(second) == ["requested", "gating", "failed"]
+    failed = second.events.get(kind=DeployEvent.Kind.FAILED)
+    assert failed.detail == {
+        "reason": "frozen",
+        "freeze": "year-end freeze",
+        "window": window.pk,
+        "schedule": window.schedule,
+    }
+    assert sim.state.request_count(DISPATCH) == 1
+
+
+def test_a_deploy_waiting_at_the_gate_fails_when_the_freeze_begins(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    env = make_env(sim, gate_timeout=600)
+    Runner.objects.update(state=State.UNHEALTHY)
+    run = request_deploy(sre, env).run
+    engine.advance(run.pk, now=clock())
+    run.refresh_from_db()
+    assert run.state == DeployRun.State.GATING
+
+    freeze(env, clock())
+    Runner.objects.update(state=State.HEALTHY)
+    run = drive(run, final, clock)
+
+    assert run.reason == DeployRun.Reason.FROZEN
+    assert sim.state.request_count(DISPATCH) == 0
+
+
+def test_a_break_glass_deploy_passes_the_gate_during_the_freeze(
+    sim: Simulator, clock: Clock, admin_user: User, sre: User
+) -> None:
+    sim.configure(job_duration=3600)
+    env = make_env(sim)
+    first = request_deploy(sre, env, "v1").run
+    first = drive(first, running, clock)
+    freeze(env, clock() - timedelta(minutes=1))
+    hotfix = request_deploy(
+        admin_user, env, "v1-hotfix", break_glass_reason="CVE fix"
+    ).run
+    sim.configure(job_duration=20)
+    sim.clock.advance(3600)
+
+    drive(first, final, clock)
+    hotfix = drive(hotfix, final, clock)
+
+    assert hotfix.state == DeployRun.State.SUCCEEDED
+    assert kinds(hotfix)[:3] == ["requested", "break_glass", "gating"]
+    assert sim.state.request_count(DISPATCH) == 2
+
+
+def test_a_dispatched_deploy_failing_over_during_the_freeze_goes_on(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    env = make_env(sim, pickup_timeout=120)
+    # A dead host whose last heartbeat is still fresh: the gate trusts it.
+    sim.kill(PRIMARY)
+    run = request_deploy(sre, env).run
+    run = drive(run, running, clock)
+    freeze(env, clock())
+
+    clock.jump(121)
+    run = drive(run, final, clock)
+
+    assert run.state == DeployRun.State.SUCCEEDED
+    first, second = run.attempts.select_related("runner").order_by("number")
+    assert first.failover_reason == "pickup_timeout"
+    assert second.runner.name == SECONDARY
+    assert sim.state.request_count(DISPATCH) == 2
+
+
+def test_a_freeze_that_ended_lets_the_queued_deploy_go(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    sim.configure(job_duration=3600)
+    env = make_env(sim)
+    first = request_deploy(sre, env, "v1").run
+    second = request_deploy(sre, env, "v2").run
+    first = drive(first, running, clock)
+    freeze(env, clock(), minutes=1)
+    clock.jump(61)
+    sim.configure(job_duration=20)
+    sim.clock.advance(3600)
+
+    drive(first, final, clock)
+    second = drive(second, final, clock)
+
+    assert second.state == DeployRun.State.SUCCEEDED
+    assert sim.state.request_count(DISPATCH) == 2
+
+
+def test_a_frozen_deploy_notifies_with_its_runbook(
+    sim: Simulator, clock: Clock, sre: User, settings: Any
+) -> None:
+    settings.NOTIFY_WEBHOOK_URLS = ["http://127.0.0.1:9/hook"]
+    settings.NOTIFY_SLACK_WEBHOOK_URLS = []
+    settings.NOTIFY_SCAN_GRACE = 0.0
+    env = make_env(sim)
+    run = request_deploy(sre, env).run
+    freeze(env, clock())
+
+    run = drive(run, final, clock)
+    notifications.scan_events(clock() + timedelta(seconds=1))
+
+    [sent] = Notification.objects.all()
+    assert sent.kind == notifications.Kind.DEPLOY_FAILED
+    assert sent.severity == Notification.Severity.WARNING
+    assert sent.runbook.endswith("/runbooks/deploy-frozen/")
+    assert sent.fields["reason"] == "frozen"
+    assert "year-end freeze" in sent.message
