@@ -23,8 +23,8 @@ from controlplane import audit
 from controlplane.github import SECRET_NAME_RE
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys import secrets
-from deploys.models import Environment
 from deploys.secret_models import SecretRotation, SecretRotationSchedule
+from deploys.serializers import EnvironmentNameField
 
 # GitHub's limit on a secret value.
 MAX_VALUE_BYTES = 48 * 1024
@@ -33,16 +33,12 @@ MAX_VALUE_BYTES = 48 * 1024
 class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedule]):
     """A rotation schedule with its status as of the request."""
 
-    environment = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Environment.objects.all(),
+    environment = EnvironmentNameField(
         required=False,
         allow_null=True,
         help_text="GitHub environment of an environment-scoped secret.",
     )
-    required_by = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Environment.objects.all(),
+    required_by = EnvironmentNameField(
         many=True,
         required=False,
         help_text="Environments whose deploys wait for this secret.",

@@ -36,6 +36,20 @@ class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
     ineligibility_reasons = serializers.ListField(child=serializers.CharField())
 
 
+class EnvironmentNameField(serializers.SlugRelatedField[Environment]):
+    """An environment, by its name. A name with a NUL character is unknown like
+    any other: PostgreSQL refuses it in a query, which would be a 500."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("queryset", Environment.objects.all())
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data: Any) -> Environment:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
 def _now(serializer: serializers.BaseSerializer[Any]) -> datetime:
     """One "now" per response, shared by the root serializer and its children."""
     context = serializer.context
@@ -54,11 +68,7 @@ class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
     week's end if need be). The other kind's fields must be empty; changing
     ``kind`` clears them."""
 
-    environment = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Environment.objects.all(),
-        help_text="The environment's name.",
-    )
+    environment = EnvironmentNameField(help_text="The environment's name.")
     in_force = serializers.SerializerMethodField(
         help_text="Whether the window freezes the environment now."
     )

@@ -300,6 +300,8 @@ INVALID = [
     (one_off_body(reason="  "), "reason"),
     (one_off_body(reason="x" * 201), "reason"),
     (one_off_body(environment="nowhere"), "environment"),
+    # PostgreSQL refuses a NUL in a query: an unknown name, not a 500.
+    (one_off_body(environment="production\x00"), "environment"),
     (one_off_body(environment=...), "environment"),
 ]
 

@@ -258,6 +258,12 @@ def test_admin_creates_a_schedule_through_the_api(admin_user: User) -> None:
         ({"name": "GITHUB_TOKEN"}, "name"),
         ({"name": "OK_NAME", "scope": "environment"}, "environment"),
         ({"name": "OK_NAME", "interval_days": 0}, "interval_days"),
+        # PostgreSQL refuses a NUL in a query: an unknown name, not a 500.
+        (
+            {"name": "OK_NAME", "scope": "environment", "environment": "\x00prod"},
+            "environment",
+        ),
+        ({"name": "OK_NAME", "required_by": ["prod\x00"]}, "required_by"),
     ],
 )
 def test_api_refuses_bad_schedules(
