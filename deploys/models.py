@@ -283,13 +283,16 @@ class FreezeWindow(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
+                    # A comparison with NULL passes a CHECK: hence the isnull terms.
                     Q(
                         kind="one_off",
                         starts_at__isnull=False,
+                        ends_at__isnull=False,
                         ends_at__gt=models.F("starts_at"),
                     )
                     | Q(
                         kind="weekly",
+                        weekday__isnull=False,
                         weekday__lte=6,
                         start_time__isnull=False,
                         duration_minutes__gte=1,
@@ -572,8 +575,8 @@ def _actor_name(actor: audit.Actor) -> str:
 
 DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.NO_HEALTHY_RUNNER: "deploy-no-healthy-runner",
-    DeployRun.Reason.MISSING_SECRETS: "deploy-missing-secrets",
-    DeployRun.Reason.MAX_ATTEMPTS: "deploy-max-attempts",
+    DeployRun.Reason.MISSING_SECRETS: "secret-missing",
+    DeployRun.Reason.MAX_ATTEMPTS: "deploy-failed-over",
     DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
     DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",

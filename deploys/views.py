@@ -43,15 +43,6 @@ RECENT_DEPLOYS = 20
 
 # Runbook pages (``/runbooks/<slug>/``) for a run's final reason; reasons without a
 # page of their own point at the closest one.
-REASON_RUNBOOKS: dict[str, str] = {
-    DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
-    DeployRun.Reason.MAX_ATTEMPTS: "deploy-failed-over",
-    DeployRun.Reason.NO_HEALTHY_RUNNER: "deploy-no-healthy-runner",
-    DeployRun.Reason.MISSING_SECRETS: "secret-missing",
-    DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
-    DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
-    DeployRun.Reason.FROZEN: "deploy-frozen",
-}
 FAILOVER_RUNBOOK = "deploy-failed-over"
 WAITING_RUNBOOK = "deploy-waiting-for-runner"
 
@@ -322,7 +313,7 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         for a in run.attempts.select_related("runner").order_by("number", "pk")
     ]
     events = list(run.events.order_by("created_at", "pk"))
-    slug = REASON_RUNBOOKS.get(run.reason, "")
+    slug = run.runbook_slug
     if not slug and not run.is_final and events:
         if events[-1].kind == DeployEvent.Kind.GATE_WAITING:
             slug = WAITING_RUNBOOK

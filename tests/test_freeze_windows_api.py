@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
 from django.test import Client
 
 from controlplane.models import AuditEvent
@@ -347,8 +348,8 @@ def test_an_invalid_change_leaves_the_window_as_it_was(
     assert not AuditEvent.objects.filter(action__startswith="freeze_window.").exists()
 
 
-def test_the_model_refuses_the_shapes_the_check_constraint_lets_through() -> None:
-    """A NULL passes a CHECK constraint: the admin site's form relies on clean()."""
+def test_the_model_names_the_fields_a_half_empty_window_lacks() -> None:
+    """The admin site's form shows these; the database refuses them too (below)."""
     env = make_env()
     no_weekday = FreezeWindow(
         environment=env,
@@ -363,6 +364,25 @@ def test_the_model_refuses_the_shapes_the_check_constraint_lets_through() -> Non
 
     assert no_weekday.shape_errors() == {"weekday": "required when kind is weekly"}
     assert no_end.shape_errors() == {"ends_at": "required when kind is one_off"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "weekly", "start_time": time(1), "duration_minutes": 5},
+        {"kind": "one_off", "starts_at": NOW},
+    ],
+    ids=["weekly-without-weekday", "one-off-without-end"],
+)
+def test_the_database_refuses_a_half_empty_window(fields: dict[str, Any]) -> None:
+    """Rows written past the API and the admin (a shell, a script) cannot make the
+    freeze check crash later: NULLs do not slip through the check constraint."""
+    env = make_env()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FreezeWindow.objects.create(environment=env, reason="x", **fields)
+
+    assert not FreezeWindow.objects.exists()
 
 
 # Reading: filter, in force, frozen until -------------------------------------------------
