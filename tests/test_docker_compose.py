@@ -337,3 +337,18 @@ def test_grafana_provisioning_points_at_prometheus_and_the_mounted_dashboards() 
 
 # Every query on the dashboards and in the alert rules naming exported metrics:
 # tests/test_dashboard.py, with a database where every family has samples.
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_notification_urls_reach_every_app_service(service: str) -> None:
+    # The worker delivers the outbox, the web and beat enqueue: all need them.
+    env = service_env(
+        service,
+        {
+            **OPERATOR_ENV,
+            "NOTIFY_WEBHOOK_URLS": "https://hooks.example.com/a",
+            "NOTIFY_SLACK_WEBHOOK_URLS": "https://hooks.slack.com/services/T/B/x",
+        },
+    )
+    assert env["NOTIFY_WEBHOOK_URLS"] == "https://hooks.example.com/a"
+    assert env["NOTIFY_SLACK_WEBHOOK_URLS"].startswith("https://hooks.slack.com/")
