@@ -34,6 +34,21 @@ def _in_memory_broker() -> None:
     celery_app.conf.update(broker_url="memory://", broker_transport_options={})
 
 
+@pytest.fixture(autouse=True)
+def _fresh_github_gateways() -> Iterator[None]:
+    """Each test builds its GitHub gateways from its own settings. A gateway cached
+    by an earlier test points at that test's simulator, gone by now: calls to it
+    would retry a dead port with backoff (minutes), or see another test's budget."""
+    from controlplane.github import reset_gateway
+    from deploys.engine import reset_gateways
+
+    reset_gateway()
+    reset_gateways()
+    yield
+    reset_gateway()
+    reset_gateways()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Refuse transactional tests without serialized rollback.
 
