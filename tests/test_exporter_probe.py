@@ -72,23 +72,25 @@ class Host(BaseHTTPRequestHandler):
         try:
             if self.path == "/slow":
                 time.sleep(1.0)
-            if self.path == "/error":
-                self.send_response(500)
-                self.end_headers()
-                return
-            body = {
-                "/garbage": b"node_load1 not-a-number\n",
-                "/empty": b"# nothing here\n",
-            }.get(self.path, NODE_EXPORTER.encode())
             if self.path == "/busy":
                 time.sleep(0.05)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
         finally:
+            # Out of flight before the answer goes out: once the client has it,
+            # it may send the next request before this thread runs again.
             with cls.lock:
                 cls.in_flight -= 1
+        if self.path == "/error":
+            self.send_response(500)
+            self.end_headers()
+            return
+        body = {
+            "/garbage": b"node_load1 not-a-number\n",
+            "/empty": b"# nothing here\n",
+        }.get(self.path, NODE_EXPORTER.encode())
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
