@@ -8,17 +8,14 @@ time; the control plane's "now" is a ``Clock`` a test moves forward.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.utils import timezone
 
 from controlplane import notifications
-from controlplane.github import reset_gateway
 from controlplane.models import Notification
 from deploys import engine
 from deploys.models import DeployEvent, DeployRun, Environment, FreezeWindow
@@ -26,25 +23,20 @@ from deploys.triggers import request_deploy
 from githubsim import Simulator
 from runners.models import Runner, State
 
-REPO = "acme/deploy"
-PRIMARY = "prod-primary-1"
-SECONDARY = "prod-secondary-1"
-DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
+# The engine tests' clock and helpers.
+from tests.test_deploy_engine import (
+    DISPATCH,
+    PRIMARY,
+    REPO,
+    SECONDARY,
+    Clock,
+    drive,
+    final,
+    kinds,
+    make_env,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-class Clock:
-    """The control plane's "now" for a test: real time plus the jumps made so far."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return timezone.now() + self.offset
-
-    def jump(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -55,28 +47,12 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_REPOSITORY = REPO
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 1
-        reset_gateway()
-        engine.reset_gateways()
         yield s
-    reset_gateway()
-    engine.reset_gateways()
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-def make_env(sim: Simulator, **kw: Any) -> Environment:
-    runners = []
-    for name in (PRIMARY, SECONDARY):
-        sim.add_runner(name, ["production"])
-        runners.append(Runner.objects.create(name=name, state=State.HEALTHY))
-    env = Environment.objects.create(
-        name="production", repository=REPO, workflow_file="deploy.yml", **kw
-    )
-    env.set_pool(runners)
-    return env
 
 
 def freeze(env: Environment, starts: datetime, minutes: float = 60) -> FreezeWindow:
@@ -89,36 +65,8 @@ def freeze(env: Environment, starts: datetime, minutes: float = 60) -> FreezeWin
     )
 
 
-def drive(
-    run: DeployRun,
-    until: Callable[[DeployRun], bool],
-    clock: Clock,
-    *,
-    timeout: float = 10.0,
-) -> DeployRun:
-    """Advance the run (as tasks and the reconciler would) until ``until`` holds."""
-    give_up = time.monotonic() + timeout
-    while True:
-        engine.advance(run.pk, now=clock())
-        run.refresh_from_db()
-        if until(run):
-            return run
-        if time.monotonic() > give_up:
-            kinds = list(run.events.values_list("kind", "message"))
-            raise AssertionError(f"run stuck in {run.state}: {kinds}")
-        time.sleep(0.01)
-
-
-def final(run: DeployRun) -> bool:
-    return run.is_final
-
-
 def running(run: DeployRun) -> bool:
     return run.state == DeployRun.State.RUNNING
-
-
-def kinds(run: DeployRun) -> list[str]:
-    return list(run.events.order_by("created_at", "pk").values_list("kind", flat=True))
 
 
 def test_a_deploy_queued_behind_another_fails_at_the_gate_once_frozen(
