@@ -212,3 +212,33 @@ class NotificationCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} read up to #{self.last_id}"
+
+
+class AuthFailureCount(models.Model):
+    """Recent failed sign-ins or token uses of one account or client address, and
+    the lockout they caused (``controlplane.throttle``)."""
+
+    class Scope(models.TextChoices):
+        LOGIN_ACCOUNT = "login-account"
+        LOGIN_ADDRESS = "login-address"
+        API_TOKEN_ADDRESS = "api-token-address"
+        HEARTBEAT_ADDRESS = "heartbeat-address"
+
+    scope = models.CharField(max_length=20, choices=Scope.choices)
+    # A username or a client address; never a password or a token.
+    key = models.CharField(max_length=200)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["scope", "key", "pk"]
+        constraints = [
+            # Also the index every lock check and failure count goes through.
+            models.UniqueConstraint(
+                fields=["scope", "key"], name="authfailure_scope_key_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}: {self.failures} failures"

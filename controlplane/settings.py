@@ -204,6 +204,25 @@ AUTHENTICATION_BACKENDS = [
     # The admin role holds every model permission in the Django admin.
     "controlplane.roles.AdminRoleBackend",
 ]
+# Throttles (controlplane.throttle). LOGIN_MAX_FAILURES_PER_ACCOUNT failed sign-ins
+# for one username, or LOGIN_MAX_FAILURES_PER_ADDRESS from one client address, within
+# LOGIN_FAILURE_WINDOW seconds lock that account or address for LOGIN_LOCKOUT_PERIOD
+# seconds; TOKEN_MAX_FAILURES_PER_ADDRESS rejected API or heartbeat tokens (401s)
+# from one address within TOKEN_FAILURE_WINDOW lock that address's wrong tokens out
+# (429) for TOKEN_LOCKOUT_PERIOD.
+LOGIN_MAX_FAILURES_PER_ACCOUNT = envint("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
+LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 15 * 60, minimum=1)
+LOGIN_LOCKOUT_PERIOD = envint("LOGIN_LOCKOUT_PERIOD", 15 * 60, minimum=1)
+TOKEN_MAX_FAILURES_PER_ADDRESS = envint("TOKEN_MAX_FAILURES_PER_ADDRESS", 30, minimum=1)
+TOKEN_FAILURE_WINDOW = envint("TOKEN_FAILURE_WINDOW", 10 * 60, minimum=1)
+TOKEN_LOCKOUT_PERIOD = envint("TOKEN_LOCKOUT_PERIOD", 15 * 60, minimum=1)
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0: the
+# client's address is REMOTE_ADDR (a client can write any X-Forwarded-For it likes);
+# N: the Nth address from the end of X-Forwarded-For, the one the outermost trusted
+# proxy saw connect.
+TRUSTED_PROXY_HOPS = envint("TRUSTED_PROXY_HOPS", 0)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -257,7 +276,8 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        # knox tokens, with rejected tokens throttled per client address.
+        "controlplane.throttle.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Default deny: every view names the role it needs; one that forgets gets admin-only.

@@ -4,12 +4,14 @@ endpoints."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import (
     HttpRequest,
@@ -19,9 +21,10 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.template import loader
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from controlplane import audit
+from controlplane import audit, throttle
 from controlplane.context_processors import navigation_entries
 from controlplane.filters import AuditEventFilterSet
 from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
@@ -53,9 +56,36 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     return render(request, "controlplane/audit_list.html", ctx)
 
 
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Django's sign-in form, refusing a locked account or address before checking
+    the password, and counting each failure (``controlplane.throttle``)."""
+
+    lockout: datetime | None = None
+
+    def clean(self) -> dict[str, Any]:
+        username = str(self.cleaned_data.get("username") or "")
+        address = _client_addr(self.request) if self.request else ""
+        now = timezone.now()
+        self.lockout = throttle.login_locked_until(username, address, now)
+        if self.lockout is not None:
+            raise ValidationError(
+                throttle.lockout_message(self.lockout, now), code="throttled"
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            throttle.login_failed(username, address, now)
+            raise
+        throttle.login_succeeded(username)
+        return cleaned
+
+
 class LoginView(auth_views.LoginView):
     """Django's login page, with every attempt in the audit log. A failed attempt
-    records the username tried and the client address, never the password."""
+    records the username tried and the client address, never the password. A
+    locked account or address gets 429 and says when to try again."""
+
+    authentication_form = ThrottledAuthenticationForm
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_valid(form)
@@ -68,14 +98,22 @@ class LoginView(auth_views.LoginView):
         return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        lockout = getattr(form, "lockout", None)
         audit.record(
             None,
             "login",
             outcome=AuditEvent.Outcome.FAILURE,
             username=str(form.data.get("username", ""))[:150],
             remote_addr=_client_addr(self.request),
+            locked=lockout is not None,
         )
-        return super().form_invalid(form)
+        response = super().form_invalid(form)
+        if lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(
+                throttle.seconds_left(lockout, timezone.now())
+            )
+        return response
 
 
 class LogoutView(auth_views.LogoutView):
@@ -99,9 +137,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 def _client_addr(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client chose to send unless
-    # a trusted proxy rewrites it, and an audit trail must not be forgeable.
-    return str(request.META.get("REMOTE_ADDR", ""))
+    # REMOTE_ADDR unless TRUSTED_PROXY_HOPS names proxies that append to
+    # X-Forwarded-For: otherwise that header is whatever the client chose to send,
+    # and neither the audit trail nor the throttle may be forgeable.
+    return throttle.client_address(request.META)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
