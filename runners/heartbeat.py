@@ -9,6 +9,8 @@ the statement (see ``record_heartbeat``). Answers:
 - 204: recorded;
 - 400 ``{"error": ...}``: the body is not a JSON object of known facts (names them);
 - 401 ``{"error": ...}``: missing, unknown or revoked token (nothing written);
+- 429 ``{"error": ...}`` with ``Retry-After``: a wrong token from an address that sent
+  too many (``controlplane.throttle``; good tokens from it are still recorded);
 - 405: not a POST; 413: body over 4 KiB.
 """
 
@@ -18,7 +20,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -31,6 +33,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from controlplane import throttle
 from runners.health import assess_host
 from runners.models import Runner, token_digest
 
@@ -218,6 +221,23 @@ def handle(
     return 204, ""
 
 
+def throttle_refusal(meta: Mapping[str, Any], error: str) -> tuple[int, str, int]:
+    """A 401's answer after the client address's throttle: ``(401, error, 0)``,
+    counted, or ``(429, message, retry-after seconds)`` once the address is locked.
+    Only refusals get here: a good token's heartbeat stays one UPDATE."""
+    now = timezone.now()
+    until = throttle.token_refused(
+        throttle.Scope.HEARTBEAT_ADDRESS, throttle.client_address(meta), now
+    )
+    if until is None:
+        return 401, error, 0
+    return (
+        429,
+        throttle.token_lockout_message(until, now),
+        throttle.seconds_left(until, now),
+    )
+
+
 @csrf_exempt
 @login_not_required
 def receive(request: HttpRequest) -> HttpResponse:
@@ -230,9 +250,14 @@ def receive(request: HttpRequest) -> HttpResponse:
     )
     if status == 204:
         return HttpResponse(status=204)
+    retry_after = 0
+    if status == 401:
+        status, error, retry_after = throttle_refusal(request.META, error)
     response = JsonResponse({"error": error}, status=status)
     if status == 405:
         response["Allow"] = "POST"
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
@@ -242,6 +267,7 @@ _REASONS = {
     401: "401 Unauthorized",
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
+    429: "429 Too Many Requests",
     500: "500 Internal Server Error",
 }
 
@@ -264,6 +290,7 @@ class HeartbeatApp:
     ) -> Any:
         if environ.get("PATH_INFO") != "/heartbeat":
             return self.application(environ, start_response)
+        retry_after = 0
         try:
             status, error = handle(
                 environ.get("REQUEST_METHOD", ""),
@@ -271,6 +298,8 @@ class HeartbeatApp:
                 environ.get("CONTENT_LENGTH", ""),
                 environ["wsgi.input"].read,
             )
+            if status == 401:
+                status, error, retry_after = throttle_refusal(environ, error)
         except Exception:
             logger.exception("heartbeat failed")
             status, error = 500, "internal error"
@@ -286,6 +315,8 @@ class HeartbeatApp:
             ]
             if status == 405:
                 headers.append(("Allow", "POST"))
+            if retry_after:
+                headers.append(("Retry-After", str(retry_after)))
         start_response(_REASONS[status], headers)
         return [body]
 
