@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from controlplane.api import AuditEventViewSet, WhoAmIView
@@ -53,7 +54,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     # its views from LoginRequiredMiddleware and answers API clients with 401.)
     path(
         "docs/",
-        login_required(SpectacularSwaggerView.as_view(url_name="api:schema")),
+        # The split view serves its script from a URL, not inline (the CSP);
+        # Swagger UI draws its icons from data: URIs.
+        login_required(
+            csp_update({"img-src": ["'self'", "data:"]})(
+                SpectacularSwaggerSplitView.as_view(url_name="api:schema")
+            )
+        ),
         name="docs",
     ),
 ]

@@ -33,6 +33,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -256,3 +257,9 @@ class ThrottledTokenAuthentication(TokenAuthentication):  # type: ignore[misc]
                 wait=seconds_left(until, now),
                 detail=token_lockout_message(until, now),
             ) from None
+
+
+class ThrottledKnoxTokenScheme(KnoxTokenScheme):  # type: ignore[no-untyped-call]
+    """The OpenAPI description of knox tokens, for the throttled subclass too."""
+
+    target_class = "controlplane.throttle.ThrottledTokenAuthentication"
