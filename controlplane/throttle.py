@@ -94,24 +94,39 @@ def record_failure(
        unique constraint inside ``get_or_create``).
     2. Start a new window if the current one is over.
     3. At the limit, lock for ``lockout`` seconds and start counting afresh.
+    4. After a new row, delete the scope's rows whose window and lock are over:
+       guesses from ever new addresses must not grow the table without end.
     """
     with transaction.atomic():
-        row, _ = AuthFailureCount.objects.select_for_update().get_or_create(
+        row, created = AuthFailureCount.objects.select_for_update().get_or_create(
             scope=scope, key=key[:200], defaults={"window_started_at": now}
         )
-        if row.locked_until is not None and row.locked_until > now:
-            return None
-        if row.window_started_at <= now - timedelta(seconds=window):
-            row.failures = 0
-            row.window_started_at = now
-        row.failures += 1
-        started = None
-        if row.failures >= limit:
-            started = row.locked_until = now + timedelta(seconds=lockout)
-            row.failures = 0
-            row.window_started_at = now
-        row.save(update_fields=["failures", "window_started_at", "locked_until"])
-        return started
+        started = _count(row, now, limit=limit, window=window, lockout=lockout)
+    if created:
+        AuthFailureCount.objects.filter(
+            Q(locked_until__isnull=True) | Q(locked_until__lte=now),
+            scope=scope,
+            window_started_at__lte=now - timedelta(seconds=window),
+        ).delete()
+    return started
+
+
+def _count(
+    row: AuthFailureCount, now: datetime, *, limit: int, window: int, lockout: int
+) -> datetime | None:
+    if row.locked_until is not None and row.locked_until > now:
+        return None
+    if row.window_started_at <= now - timedelta(seconds=window):
+        row.failures = 0
+        row.window_started_at = now
+    row.failures += 1
+    started = None
+    if row.failures >= limit:
+        started = row.locked_until = now + timedelta(seconds=lockout)
+        row.failures = 0
+        row.window_started_at = now
+    row.save(update_fields=["failures", "window_started_at", "locked_until"])
+    return started
 
 
 def _audit_lockout(

@@ -161,3 +161,20 @@ def test_wsgi_front_door_answers_429_with_retry_after() -> None:
     assert int(headers["Retry-After"]) > 0
     assert "Too many rejected tokens" in json.loads(content)["error"]
     assert good == "204 No Content"
+
+
+def test_rows_whose_window_and_lock_are_over_are_pruned() -> None:
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        for i in range(5):
+            beat("rhb_wrong", address=f"10.0.1.{i}")
+        for _ in range(LIMIT):
+            beat("rhb_wrong", address="10.0.2.1")  # locked for 15 minutes
+
+    with time_machine.travel(start + timedelta(minutes=11), tick=False):
+        beat("rhb_wrong", address="10.0.3.1")
+
+    assert sorted(AuthFailureCount.objects.values_list("key", flat=True)) == [
+        "10.0.2.1",
+        "10.0.3.1",
+    ]
