@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.test.utils import override_settings
@@ -178,3 +179,37 @@ def test_rows_whose_window_and_lock_are_over_are_pruned() -> None:
         "10.0.2.1",
         "10.0.3.1",
     ]
+
+
+@pytest.mark.skipif(
+    "sqlite" in settings.DATABASES["default"]["ENGINE"],
+    # Its test database is in memory with a shared cache, where concurrent writers
+    # fail with "table is locked" instead of waiting as on the real file.
+    reason="needs PostgreSQL (CI's second run)",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_failures_are_all_counted() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    now = timezone.now()
+
+    def fail_ten_times(_: int) -> None:
+        try:
+            for _ in range(10):
+                throttle.record_failure(
+                    "heartbeat-address",
+                    "10.0.0.1",
+                    now,
+                    limit=100,
+                    window=60,
+                    lockout=60,
+                )
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(fail_ten_times, range(4)))
+
+    assert AuthFailureCount.objects.get(key="10.0.0.1").failures == 40
