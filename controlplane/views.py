@@ -76,7 +76,8 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         except ValidationError:
             throttle.login_failed(username, address, now)
             raise
-        throttle.login_succeeded(username)
+        if self.user_cache is not None:  # None: a field was left empty
+            throttle.login_succeeded(username)
         return cleaned
 
 
