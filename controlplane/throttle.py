@@ -86,9 +86,10 @@ def locked_until(keys: list[tuple[str, str]], now: datetime) -> datetime | None:
 
 def record_failure(
     scope: str, key: str, now: datetime, *, limit: int, window: int, lockout: int
-) -> datetime | None:
-    """Count one failure of ``key``; returns the end of the lock this failure
-    started, or None (below the limit, or already locked: a lock is not extended).
+) -> tuple[datetime | None, bool]:
+    """Count one failure of ``key``. Returns when the key's lock ends (None: not
+    locked) and whether this failure started it. A failure while locked is not
+    counted and does not extend the lock.
 
     1. Lock the row (created on first failure; a racing creator is caught by the
        unique constraint inside ``get_or_create``).
@@ -101,32 +102,32 @@ def record_failure(
         row, created = AuthFailureCount.objects.select_for_update().get_or_create(
             scope=scope, key=key[:200], defaults={"window_started_at": now}
         )
-        started = _count(row, now, limit=limit, window=window, lockout=lockout)
+        outcome = _count(row, now, limit=limit, window=window, lockout=lockout)
     if created:
         AuthFailureCount.objects.filter(
             Q(locked_until__isnull=True) | Q(locked_until__lte=now),
             scope=scope,
             window_started_at__lte=now - timedelta(seconds=window),
         ).delete()
-    return started
+    return outcome
 
 
 def _count(
     row: AuthFailureCount, now: datetime, *, limit: int, window: int, lockout: int
-) -> datetime | None:
+) -> tuple[datetime | None, bool]:
     if row.locked_until is not None and row.locked_until > now:
-        return None
+        return row.locked_until, False
     if row.window_started_at <= now - timedelta(seconds=window):
         row.failures = 0
         row.window_started_at = now
     row.failures += 1
-    started = None
-    if row.failures >= limit:
-        started = row.locked_until = now + timedelta(seconds=lockout)
+    started = row.failures >= limit
+    if started:
+        row.locked_until = now + timedelta(seconds=lockout)
         row.failures = 0
         row.window_started_at = now
     row.save(update_fields=["failures", "window_started_at", "locked_until"])
-    return started
+    return (row.locked_until if started else None), started
 
 
 def _audit_lockout(
@@ -176,7 +177,7 @@ def login_failed(username: str, address: str, now: datetime) -> None:
             {"remote_addr": address},
         ),
     ):
-        until = record_failure(
+        until, started = record_failure(
             scope,
             key,
             now,
@@ -184,7 +185,7 @@ def login_failed(username: str, address: str, now: datetime) -> None:
             window=settings.LOGIN_FAILURE_WINDOW,
             lockout=settings.LOGIN_LOCKOUT_PERIOD,
         )
-        if until is not None:
+        if started and until is not None:
             _audit_lockout("login-lockout", scope, key, until, **detail)
 
 
@@ -209,29 +210,29 @@ _LOCKED_HERE_MAX = 10_000
 def token_refused(scope: str, address: str, now: datetime) -> datetime | None:
     """A request from ``address`` presented a wrong token. Returns when the
     address's lock ends if it is locked (answer 429), else counts the failure and
-    returns None (answer 401)."""
+    returns None (answer 401; also for the failure that starts the lock)."""
     with _locked_here_lock:
         until = _locked_here.get((scope, address))
     if until is not None and until > now:
         return until
-    until = locked_until([(scope, address)], now)
+    until, started = record_failure(
+        scope,
+        address,
+        now,
+        limit=settings.TOKEN_MAX_FAILURES_PER_ADDRESS,
+        window=settings.TOKEN_FAILURE_WINDOW,
+        lockout=settings.TOKEN_LOCKOUT_PERIOD,
+    )
     if until is None:
-        started = record_failure(
+        return None
+    if started:
+        _audit_lockout(
+            f"{scope.removesuffix('-address')}-lockout",
             scope,
             address,
-            now,
-            limit=settings.TOKEN_MAX_FAILURES_PER_ADDRESS,
-            window=settings.TOKEN_FAILURE_WINDOW,
-            lockout=settings.TOKEN_LOCKOUT_PERIOD,
+            until,
+            remote_addr=address,
         )
-        if started is not None:
-            _audit_lockout(
-                f"{scope.removesuffix('-address')}-lockout",
-                scope,
-                address,
-                started,
-                remote_addr=address,
-            )
         return None
     with _locked_here_lock:
         if len(_locked_here) >= _LOCKED_HERE_MAX:
