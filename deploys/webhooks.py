@@ -3,6 +3,12 @@
 GitHub waits at most 10 seconds and never redelivers by itself, so the view does no
 processing: it checks the signature over the raw body, stores the delivery once
 (deduplicated on ``X-GitHub-Delivery``) and enqueues the work after commit.
+
+Every signed delivery is stored, so the Webhooks page shows it: events we do not use
+and deliveries from repositories we do not manage as ``ignored`` (answered 202, so
+GitHub does not list them as failures), malformed ones as ``failed`` at once
+(answered 400, which GitHub's delivery log shows; the recovery task skips them, as
+it skips every guid already stored). Unsigned requests are refused and not stored.
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ import hmac
 import json
 import logging
 import re
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from prometheus_client import Counter
 
-from deploys.models import WebhookDelivery
+from deploys.models import Environment, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,74 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+def _lower(value: Any) -> str:
+    return value.lower() if isinstance(value, str) else ""
+
+
+def managed_repositories() -> set[str]:
+    """Lower-cased owner/name of every repository the control plane deploys from."""
+    names = Environment.objects.values_list("repository", flat=True).distinct()
+    return {settings.GITHUB_REPOSITORY.lower(), *(n.lower() for n in names)}
+
+
+def out_of_scope(event: str, payload: dict[str, Any]) -> str:
+    """Why a delivery is not ours to apply, or "" when it is.
+
+    Deploys come only from managed repositories. A ``workflow_job`` from any other
+    repository of GITHUB_ORGANIZATION may run on our organization-level runners, so
+    it is accepted for their busy flags (and can never match a deploy).
+    """
+    repository = payload.get("repository")
+    if not isinstance(repository, dict):
+        return "the payload names no repository"
+    name = _lower(repository.get("full_name"))
+    if name in managed_repositories():
+        return ""
+    org = settings.GITHUB_ORGANIZATION.lower()
+    if event == "workflow_job" and org:
+        owner = payload.get("organization") or repository.get("owner") or {}
+        if isinstance(owner, dict) and _lower(owner.get("login")) == org:
+            return ""
+    return f"repository {repository.get('full_name')} is not managed here"
+
+
+def _store(
+    delivery_id: str,
+    event: str,
+    payload: dict[str, Any] | None,
+    *,
+    outcome: str = WebhookDelivery.Outcome.PENDING,
+    reason: str = "",
+    error: str = "",
+) -> WebhookDelivery | None:
+    """Store the delivery once; None when its id was stored before (a redelivery)."""
+    repository = (payload or {}).get("repository")
+    final = outcome != WebhookDelivery.Outcome.PENDING
+    try:
+        with transaction.atomic():
+            return WebhookDelivery.objects.create(
+                delivery_id=delivery_id,
+                event=event[:50],
+                action=str((payload or {}).get("action") or "")[:50],
+                payload=payload,
+                outcome=outcome,
+                reason=reason[:500],
+                error=error[:500],
+                repository=str(
+                    repository.get("full_name") or ""
+                    if isinstance(repository, dict)
+                    else ""
+                )[:200],
+                processed_at=timezone.now() if final else None,
+            )
+    except IntegrityError:
+        return None
+
+
+def _duplicate() -> JsonResponse:
+    return JsonResponse({"status": "duplicate"})
+
+
 @csrf_exempt
 @login_not_required
 @require_POST
@@ -81,28 +157,48 @@ def receive(request: HttpRequest) -> HttpResponse:
         return _error(400, "missing X-GitHub-Event header")
     if not _DELIVERY_ID.match(delivery_id):
         return _error(400, "X-GitHub-Delivery must be a delivery id (a UUID)")
-    if event == "ping":
-        return JsonResponse({"status": "pong"})
-    if event not in PROCESSED_EVENTS:
-        return JsonResponse({"status": "ignored", "event": event}, status=202)
+    Outcome = WebhookDelivery.Outcome
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return _error(400, "body is not JSON")
-    if not isinstance(payload, dict) or not isinstance(payload.get(event), dict):
-        return _error(400, f"payload has no {event} object")
+        payload = None
+    if not isinstance(payload, dict):
+        # Signed, so it came from GitHub: keep it visible as failed. The 400 shows
+        # in GitHub's delivery log too; recovery never redelivers a guid we have.
+        message = "body is not a JSON object"
+        if not _store(delivery_id, event, None, outcome=Outcome.FAILED, error=message):
+            return _duplicate()
+        return _error(400, message)
+    if event == "ping":
+        _store(delivery_id, event, payload, outcome=Outcome.IGNORED, reason="ping")
+        return JsonResponse({"status": "pong"})
+    if event not in PROCESSED_EVENTS:
+        reason = f"the control plane does not use {event} events"
+        if not _store(
+            delivery_id, event, payload, outcome=Outcome.IGNORED, reason=reason
+        ):
+            return _duplicate()
+        return JsonResponse({"status": "ignored", "event": event}, status=202)
+    if not isinstance(payload.get(event), dict):
+        message = f"payload has no {event} object"
+        if not _store(
+            delivery_id, event, payload, outcome=Outcome.FAILED, error=message
+        ):
+            return _duplicate()
+        return _error(400, message)
+    reason = out_of_scope(event, payload)
+    if reason:
+        if not _store(
+            delivery_id, event, payload, outcome=Outcome.IGNORED, reason=reason
+        ):
+            return _duplicate()
+        return JsonResponse({"status": "ignored", "reason": reason}, status=202)
 
     from deploys.tasks import process_webhook
 
-    try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                delivery_id=delivery_id,
-                event=event,
-                action=str(payload.get("action", ""))[:50],
-                payload=payload,
-            )
-            transaction.on_commit(lambda: process_webhook.delay(delivery.pk))
-    except IntegrityError:
-        return JsonResponse({"status": "duplicate"})
+    with transaction.atomic():
+        delivery = _store(delivery_id, event, payload)
+        if delivery is None:
+            return _duplicate()
+        transaction.on_commit(lambda: process_webhook.delay(delivery.pk))
     return JsonResponse({"status": "accepted"}, status=202)
