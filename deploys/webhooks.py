@@ -92,18 +92,47 @@ def out_of_scope(event: str, payload: dict[str, Any]) -> str:
     return f"repository {repository.get('full_name')} is not managed here"
 
 
+def _verdict(
+    event: str, payload: dict[str, Any] | None
+) -> tuple[str, str, JsonResponse]:
+    """What to record for a signed delivery (outcome, reason or error) and the answer.
+
+    Signed means it came from GitHub, so even a malformed one is kept, as failed;
+    its 400 shows in GitHub's delivery log too, and recovery never redelivers a
+    guid that is stored here.
+    """
+    Outcome = WebhookDelivery.Outcome
+    if payload is None:
+        message = "body is not a JSON object"
+        return Outcome.FAILED, message, _error(400, message)
+    if event == "ping":
+        return Outcome.IGNORED, "ping", JsonResponse({"status": "pong"})
+    if event not in PROCESSED_EVENTS:
+        reason = f"the control plane does not use {event} events"
+        answer = {"status": "ignored", "event": event}
+        return Outcome.IGNORED, reason, JsonResponse(answer, status=202)
+    if not isinstance(payload.get(event), dict):
+        message = f"payload has no {event} object"
+        return Outcome.FAILED, message, _error(400, message)
+    reason = out_of_scope(event, payload)
+    if reason:
+        answer = {"status": "ignored", "reason": reason}
+        return Outcome.IGNORED, reason, JsonResponse(answer, status=202)
+    return Outcome.PENDING, "", JsonResponse({"status": "accepted"}, status=202)
+
+
 def _store(
     delivery_id: str,
     event: str,
     payload: dict[str, Any] | None,
-    *,
-    outcome: str = WebhookDelivery.Outcome.PENDING,
-    reason: str = "",
-    error: str = "",
+    outcome: str,
+    why: str,
 ) -> WebhookDelivery | None:
     """Store the delivery once; None when its id was stored before (a redelivery)."""
+    Outcome = WebhookDelivery.Outcome
     repository = (payload or {}).get("repository")
-    final = outcome != WebhookDelivery.Outcome.PENDING
+    if not isinstance(repository, dict):
+        repository = {}
     try:
         with transaction.atomic():
             return WebhookDelivery.objects.create(
@@ -112,21 +141,14 @@ def _store(
                 action=str((payload or {}).get("action") or "")[:50],
                 payload=payload,
                 outcome=outcome,
-                reason=reason[:500],
-                error=error[:500],
-                repository=str(
-                    repository.get("full_name") or ""
-                    if isinstance(repository, dict)
-                    else ""
-                )[:200],
-                processed_at=timezone.now() if final else None,
+                reason="" if outcome == Outcome.FAILED else why[:500],
+                error=why[:500] if outcome == Outcome.FAILED else "",
+                repository=str(repository.get("full_name") or "")[:200],
+                # Decided here already: nothing is left to process.
+                processed_at=None if outcome == Outcome.PENDING else timezone.now(),
             )
     except IntegrityError:
         return None
-
-
-def _duplicate() -> JsonResponse:
-    return JsonResponse({"status": "duplicate"})
 
 
 @csrf_exempt
@@ -157,48 +179,19 @@ def receive(request: HttpRequest) -> HttpResponse:
         return _error(400, "missing X-GitHub-Event header")
     if not _DELIVERY_ID.match(delivery_id):
         return _error(400, "X-GitHub-Delivery must be a delivery id (a UUID)")
-    Outcome = WebhookDelivery.Outcome
     try:
-        payload = json.loads(body)
+        parsed = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        payload = None
-    if not isinstance(payload, dict):
-        # Signed, so it came from GitHub: keep it visible as failed. The 400 shows
-        # in GitHub's delivery log too; recovery never redelivers a guid we have.
-        message = "body is not a JSON object"
-        if not _store(delivery_id, event, None, outcome=Outcome.FAILED, error=message):
-            return _duplicate()
-        return _error(400, message)
-    if event == "ping":
-        _store(delivery_id, event, payload, outcome=Outcome.IGNORED, reason="ping")
-        return JsonResponse({"status": "pong"})
-    if event not in PROCESSED_EVENTS:
-        reason = f"the control plane does not use {event} events"
-        if not _store(
-            delivery_id, event, payload, outcome=Outcome.IGNORED, reason=reason
-        ):
-            return _duplicate()
-        return JsonResponse({"status": "ignored", "event": event}, status=202)
-    if not isinstance(payload.get(event), dict):
-        message = f"payload has no {event} object"
-        if not _store(
-            delivery_id, event, payload, outcome=Outcome.FAILED, error=message
-        ):
-            return _duplicate()
-        return _error(400, message)
-    reason = out_of_scope(event, payload)
-    if reason:
-        if not _store(
-            delivery_id, event, payload, outcome=Outcome.IGNORED, reason=reason
-        ):
-            return _duplicate()
-        return JsonResponse({"status": "ignored", "reason": reason}, status=202)
+        parsed = None
+    payload = parsed if isinstance(parsed, dict) else None
+    outcome, why, answer = _verdict(event, payload)
 
     from deploys.tasks import process_webhook
 
     with transaction.atomic():
-        delivery = _store(delivery_id, event, payload)
+        delivery = _store(delivery_id, event, payload, outcome, why)
         if delivery is None:
-            return _duplicate()
-        transaction.on_commit(lambda: process_webhook.delay(delivery.pk))
-    return JsonResponse({"status": "accepted"}, status=202)
+            return JsonResponse({"status": "duplicate"})
+        if outcome == WebhookDelivery.Outcome.PENDING:
+            transaction.on_commit(lambda: process_webhook.delay(delivery.pk))
+    return answer
