@@ -3,6 +3,9 @@ against the GitHub simulator, whose webhook points at a control plane that is do
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -17,6 +20,7 @@ from deploys.models import WebhookDelivery, WebhookHook, WebhookRedelivery
 from deploys.tasks import recover_webhooks
 from githubsim import Simulator
 from githubsim.webhooks import HOOK_ID
+from tests.conftest import ROOT
 from tests.test_githubsim import dispatch
 
 REPO = "acme/deploy"
@@ -217,3 +221,27 @@ def test_a_deleted_hook_is_forgotten_and_found_again(sim: Simulator) -> None:
     assert not WebhookHook.objects.exists()
     missed_while_down(sim)
     assert webhook_recovery.recover().redelivered == 3
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"GITHUB_WEBHOOK_SCOPE": "enterprise"}, "must be repository or organization"),
+        ({"GITHUB_WEBHOOK_SCOPE": "organization"}, "needs GITHUB_ORGANIZATION"),
+        ({"WEBHOOK_RETENTION_DAYS": "2"}, "WEBHOOK_RETENTION_DAYS"),
+    ],
+)
+def test_bad_webhook_settings_stop_start_up_naming_the_variable(
+    variables: dict[str, str], message: str
+) -> None:
+    env = {**os.environ, "GITHUB_ORGANIZATION": "", **variables}
+    result = subprocess.run(
+        [sys.executable, "-c", "import controlplane.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
