@@ -557,7 +557,9 @@ if GITHUB_WEBHOOK_SCOPE == "organization" and not GITHUB_ORGANIZATION:
     raise ImproperlyConfigured(
         "GITHUB_WEBHOOK_SCOPE=organization needs GITHUB_ORGANIZATION"
     )
-# GitHub API requests one recovery pass may make (delivery pages and redeliveries).
+# GitHub API requests one recovery pass (every 5 minutes) may make: delivery log pages
+# and redeliveries. GitHub allows about 500 content-creating requests an hour
+# (secondary limit), which 50 per pass stays near while a backlog lasts.
 WEBHOOK_RECOVERY_MAX_REQUESTS = envint("WEBHOOK_RECOVERY_MAX_REQUESTS", 50, minimum=2)
 # Redeliveries asked for one event before giving up on it (it then shows in the log).
 WEBHOOK_REDELIVERY_MAX_ATTEMPTS = envint(

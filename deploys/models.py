@@ -101,8 +101,16 @@ class WebhookHook(models.Model):
     # owner/name for a repository hook, the login for an organization hook.
     owner = models.CharField(max_length=200)
     hook_id = models.BigIntegerField()
-    # Deliveries made before this were all checked by an earlier, complete pass.
+    # Deliveries made before this were all checked by an earlier, complete scan.
     checked_until = models.DateTimeField(null=True, blank=True)
+    # A scan of the log that a pass's request cap cut short goes on from here next
+    # pass (GitHub's cursor, "" for the first page), after a look at the deliveries newer than the newest
+    # that scan has seen (``scan_top_id``; delivery ids grow with time).
+    resume_cursor = models.CharField(max_length=200, blank=True)
+    # Within the page at ``resume_cursor``, deliveries with this id or more are done.
+    resume_below_id = models.BigIntegerField(null=True, blank=True)
+    scan_top_id = models.BigIntegerField(null=True, blank=True)
+    scan_top = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -8,18 +8,19 @@ every few minutes:
 1. Find the hook: ``GITHUB_WEBHOOK_HOOK_ID``, else the one remembered by an earlier
    pass, else the hook whose URL is ``SITE_URL`` + ``/github/webhook`` (one list call,
    then remembered in :class:`WebhookHook`).
-2. Read the delivery log newest first, page by page (cursor pagination), until the
-   entries are older than GitHub's 3-day redelivery window or than the point an
-   earlier complete pass reached, or the pass's request cap or the API budget's
-   reserve is reached.
-3. An event (a guid) is missed when none of its log entries succeeded and no
+2. Scan the delivery log newest first, page by page (cursor pagination), down to
+   GitHub's 3-day redelivery window or to where an earlier complete scan began. On
+   each page, an event (a guid) is missed when its newest entry failed and no
    delivery with that guid is stored here (a delivery we stored and refused, e.g. a
    malformed one answered 400, is not missed: redelivering it would fail forever).
    Ask GitHub to redeliver each missed event, at most
    ``WEBHOOK_REDELIVERY_MAX_ATTEMPTS`` times and not again within
    ``REDELIVERY_BACKOFF`` of the last request.
-4. Only a complete pass (no early stop, no refused request) moves the checked
-   point forward, so nothing older than it can still need a redelivery.
+3. A pass stops at ``WEBHOOK_RECOVERY_MAX_REQUESTS`` requests or when the API budget
+   runs low. The scan then goes on from GitHub's cursor next pass, after a look at
+   what failed since, so a backlog longer than one pass still shrinks every pass.
+4. Only a complete scan with no refused request moves the checked point forward,
+   so nothing older than it can still need a redelivery.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from controlplane.github import (
     GitHubError,
     GitHubGateway,
     GitHubNotFound,
+    GitHubValidationError,
     HookDeliveryInfo,
     HookScope,
     gateway,
@@ -111,6 +113,18 @@ def _budget_low(gw: GitHubGateway) -> bool:
     return budget.remaining < budget.limit * BUDGET_RESERVE
 
 
+@dataclass
+class _Scan:
+    finished: bool
+    # The newest delivery a scan from the top saw (its id and time).
+    top_id: int | None = None
+    top: datetime | None = None
+    # Where an unfinished scan goes on: the page it did not finish (its cursor, ""
+    # for the first) and, within it, the ids still to do (below this one).
+    cursor: str = ""
+    below_id: int | None = None
+
+
 def recover(now: datetime | None = None) -> RecoveryResult:
     """One pass over the hook's delivery log (see the module docstring)."""
     now = now or timezone.now()
@@ -118,21 +132,59 @@ def recover(now: datetime | None = None) -> RecoveryResult:
     scope, owner = _scope()
     hook, requests = _hook(gw, scope, owner)
     result = RecoveryResult(hook_id=hook.hook_id, requests=requests)
-    oldest = now - REDELIVERY_WINDOW
+    bottom = now - REDELIVERY_WINDOW
     if hook.checked_until is not None:
-        oldest = max(oldest, hook.checked_until - MARK_OVERLAP)
-    entries = _read_log(gw, scope, hook, oldest, result)
-    newest = max((e.delivered_at for e in entries if e.delivered_at), default=None)
-    if result.stopped:
-        # Read what we could; redeliver what we found anyway, newest first.
-        log.warning("webhook recovery stopped early: %s", result.stopped)
-    _redeliver(gw, scope, hook, entries, now, result)
-    if not result.stopped and not result.errors:
+        bottom = max(bottom, hook.checked_until - MARK_OVERLAP)
+    seen: set[str] = set()
+    top_id, top = hook.scan_top_id, hook.scan_top
+    if hook.scan_top_id is not None:
+        # A backlog is half done: first what was logged since, then on from where
+        # the last pass stopped.
+        head = _scan(gw, scope, hook, bottom, now, result, seen, above=top_id)
+        if not head.finished:
+            return _stopped(result)  # the same backlog waits for the next pass
+        if head.top_id is not None:
+            top_id, top = head.top_id, head.top
+        tail = _scan(
+            gw,
+            scope,
+            hook,
+            bottom,
+            now,
+            result,
+            seen,
+            cursor=hook.resume_cursor,
+            below=hook.resume_below_id,
+        )
+    else:
+        tail = _scan(gw, scope, hook, bottom, now, result, seen)
+        top_id, top = tail.top_id, tail.top
+    if not tail.finished:
+        WebhookHook.objects.filter(pk=hook.pk).update(
+            resume_cursor=tail.cursor,
+            resume_below_id=tail.below_id,
+            scan_top_id=top_id,
+            scan_top=top,
+            updated_at=now,
+        )
+        return _stopped(result)
+    update: dict[str, object] = {
+        "resume_cursor": "",
+        "resume_below_id": None,
+        "scan_top_id": None,
+    }
+    if not result.errors:
+        # Refused redeliveries are asked again by the next full scan.
         result.complete = True
-        if newest is not None:
-            WebhookHook.objects.filter(pk=hook.pk).update(
-                checked_until=newest, updated_at=now
-            )
+        if top is not None:
+            update["checked_until"] = top
+    WebhookHook.objects.filter(pk=hook.pk).update(updated_at=now, **update)
+    return result
+
+
+def _stopped(result: RecoveryResult) -> RecoveryResult:
+    if result.stopped:
+        log.warning("webhook recovery stopped early: %s", result.stopped)
     return result
 
 
@@ -154,34 +206,65 @@ def _spend(gw: GitHubGateway, result: RecoveryResult) -> bool:
     return True
 
 
-def _read_log(
+def _scan(
     gw: GitHubGateway,
     scope: HookScope,
     hook: WebhookHook,
-    oldest: datetime,
+    bottom: datetime,
+    now: datetime,
     result: RecoveryResult,
-) -> list[HookDeliveryInfo]:
-    entries: list[HookDeliveryInfo] = []
-    cursor: str | None = None
+    seen: set[str],
+    *,
+    cursor: str = "",
+    below: int | None = None,
+    above: int | None = None,
+) -> _Scan:
+    """Read the log from ``cursor`` ("": the newest page) down to ``bottom``, asking
+    for each missed delivery's redelivery page by page, newest first. Only ids
+    under ``below`` count on the first page read, only ids over ``above`` at all.
+
+    Newest first because the latest event of a run wakes its deploy, which then
+    reads the run's true state from GitHub (older events cannot move a job
+    backwards): a long outage's deploys finish within the first passes.
+    """
+    scan = _Scan(finished=False, cursor=cursor, below_id=below)
     while _spend(gw, result):
         try:
-            page = gw.list_hook_deliveries(scope, hook.hook_id, cursor=cursor)
+            page = gw.list_hook_deliveries(scope, hook.hook_id, cursor=cursor or None)
         except GitHubNotFound as exc:
             # The hook was deleted (or recreated with a new id): find it again next
             # time instead of reading a log that no longer exists.
             WebhookHook.objects.filter(pk=hook.pk).delete()
             raise RecoveryError(f"hook {hook.hook_id} is gone: {exc}") from None
-        fresh = [
+        except GitHubValidationError:
+            if not cursor:
+                raise
+            # An expired cursor: the next pass scans again from the top.
+            log.warning("webhook log cursor %s refused; scanning afresh", cursor)
+            return _Scan(finished=False, below_id=None)
+        recent = [
             e
             for e in page.deliveries
-            if e.delivered_at is None or e.delivered_at >= oldest
+            if (e.delivered_at is None or e.delivered_at >= bottom)
+            and (above is None or e.id > above)
         ]
-        entries.extend(fresh)
-        result.entries += len(fresh)
-        if len(fresh) < len(page.deliveries) or page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    return entries
+        if not cursor and scan.top_id is None and recent:
+            scan.top_id = max(e.id for e in recent)
+            scan.top = max(
+                (e.delivered_at for e in recent if e.delivered_at), default=None
+            )
+        todo = [e for e in recent if scan.below_id is None or e.id < scan.below_id]
+        result.entries += len(todo)
+        stopped_at = _redeliver(gw, scope, hook, todo, now, result, seen)
+        if stopped_at is not None:
+            scan.below_id = stopped_at + 1  # this page again, from that entry on
+            return scan
+        if len(recent) < len(page.deliveries) or page.next_cursor is None:
+            scan.finished = True
+            return scan
+        cursor = scan.cursor = page.next_cursor
+        scan.below_id = None
+    return scan
 
 
 def _redeliver(
@@ -191,29 +274,25 @@ def _redeliver(
     entries: list[HookDeliveryInfo],
     now: datetime,
     result: RecoveryResult,
-) -> None:
-    by_guid: dict[str, list[HookDeliveryInfo]] = {}
-    for entry in entries:
-        if entry.guid:
-            by_guid.setdefault(entry.guid, []).append(entry)
-    failed = {
-        guid: max(tries, key=lambda e: (e.delivered_at or now, e.id))
-        for guid, tries in by_guid.items()
-        if not any(e.succeeded for e in tries)
-    }
-    if not failed:
-        return
+    seen: set[str],
+) -> int | None:
+    """Ask for the missed deliveries among ``entries`` (newest first). Returns the id
+    of the entry the pass's cap or the budget stopped it at, None when all done."""
+    guids = {e.guid for e in entries if e.guid}
     received = set(
-        WebhookDelivery.objects.filter(delivery_id__in=failed).values_list(
+        WebhookDelivery.objects.filter(delivery_id__in=guids).values_list(
             "delivery_id", flat=True
         )
     )
-    asked = {r.guid: r for r in WebhookRedelivery.objects.filter(guid__in=failed)}
-    missed = [entry for guid, entry in failed.items() if guid not in received]
-    result.missed = len(missed)
-    # Oldest first: events are applied in the order they happened where possible.
-    missed.sort(key=lambda e: (e.delivered_at or now, e.id))
-    for entry in missed:
+    asked = {r.guid: r for r in WebhookRedelivery.objects.filter(guid__in=guids)}
+    for entry in entries:
+        # The newest entry of an event decides: a later success settles it.
+        if not entry.guid or entry.guid in seen:
+            continue
+        seen.add(entry.guid)
+        if entry.succeeded or entry.guid in received:
+            continue
+        result.missed += 1
         previous = asked.get(entry.guid)
         if previous is not None and (
             previous.attempts >= settings.WEBHOOK_REDELIVERY_MAX_ATTEMPTS
@@ -221,7 +300,7 @@ def _redeliver(
         ):
             continue
         if not _spend(gw, result):
-            return
+            return entry.id
         error = ""
         try:
             gw.redeliver_hook_delivery(scope, hook.hook_id, entry.id)
@@ -248,3 +327,4 @@ def _redeliver(
                 last_requested_at=now,
                 error=error,
             )
+    return None

@@ -21,7 +21,7 @@ from deploys.tasks import recover_webhooks
 from githubsim import Simulator
 from githubsim.webhooks import HOOK_ID
 from tests.conftest import ROOT
-from tests.test_githubsim import dispatch
+from tests.test_githubsim import Captured, dispatch
 
 REPO = "acme/deploy"
 DOWN = "http://127.0.0.1:9"
@@ -180,6 +180,59 @@ def test_a_pass_stops_at_its_request_cap_and_keeps_its_mark(
     assert result.requests == 2 and result.redelivered == 1
     assert not result.complete and "WEBHOOK_RECOVERY_MAX_REQUESTS" in result.stopped
     assert WebhookHook.objects.get().checked_until is None
+
+
+def fail_many(sim: Simulator, count: int) -> set[str]:
+    guids = set()
+    for number in range(count):
+        guid = f"missed-{number}"
+        guids.add(guid)
+        sim.state.log_delivery(
+            guid=guid,
+            event="workflow_job",
+            payload={"action": "completed"},
+            redelivery=False,
+            status_code=0,
+            status="failed to connect to host",
+            duration=0.1,
+            request_headers={},
+            response_headers={},
+            response_body="",
+        )
+    return guids
+
+
+def test_a_backlog_longer_than_a_pass_shrinks_every_pass_from_where_it_stopped(
+    sim: Simulator, settings: Any
+) -> None:
+    assert sim.webhooks.wait_idle(15)
+    up = Captured()  # the control plane is back and takes every redelivery
+    sim.set_webhook(up.url, "s")
+    settings.GITHUB_WEBHOOK_HOOK_ID = HOOK_ID
+    # Each pass may read 3 pages or ask 3 redeliveries, however the log grows.
+    settings.WEBHOOK_RECOVERY_MAX_REQUESTS = 8
+    guids = fail_many(sim, 450) | {sim.state.deliveries()[-1]["guid"]}  # the ping
+    now = timezone.now()
+    asked: list[int] = []
+    pages: list[int] = []
+    for number in range(200):
+        before = sim.state.request_count(LOG)
+        result = webhook_recovery.recover(now + number * timedelta(minutes=5))
+        pages.append(sim.state.request_count(LOG) - before)
+        asked.append(result.redelivered)
+        assert sim.webhooks.wait_idle(15)
+        if result.complete:
+            break
+
+    assert result.complete, (asked, pages)
+    assert set(WebhookRedelivery.objects.values_list("guid", flat=True)) == guids
+    assert set(WebhookRedelivery.objects.values_list("attempts", flat=True)) == {1}
+    # Every pass but the last made progress; none re-read the whole log.
+    assert all(n > 0 for n in asked[:-1]), asked
+    assert max(pages) <= 3, pages
+    hook = WebhookHook.objects.get()
+    assert hook.resume_cursor == "" and hook.checked_until is not None
+    up.close()
 
 
 def test_a_pass_leaves_the_last_tenth_of_the_api_budget_alone(

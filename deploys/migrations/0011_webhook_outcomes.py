@@ -93,6 +93,10 @@ class Migration(migrations.Migration):
                 ("owner", models.CharField(max_length=200)),
                 ("hook_id", models.BigIntegerField()),
                 ("checked_until", models.DateTimeField(blank=True, null=True)),
+                ("resume_cursor", models.CharField(blank=True, max_length=200)),
+                ("resume_below_id", models.BigIntegerField(blank=True, null=True)),
+                ("scan_top_id", models.BigIntegerField(blank=True, null=True)),
+                ("scan_top", models.DateTimeField(blank=True, null=True)),
                 ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
