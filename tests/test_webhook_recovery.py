@@ -298,3 +298,26 @@ def test_bad_webhook_settings_stop_start_up_naming_the_variable(
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_an_organization_hook_is_found_and_read_on_the_organization(
+    sim: Simulator, settings: Any
+) -> None:
+    sim.configure(webhook_scope="organization")
+    settings.GITHUB_ORGANIZATION = "acme"
+    settings.GITHUB_WEBHOOK_SCOPE = "organization"
+    missed_while_down(sim)
+
+    result = webhook_recovery.recover()
+
+    assert result.redelivered == 3
+    assert sim.state.request_count("GET /orgs/{org}/hooks") == 1
+    assert (
+        sim.state.request_count(
+            ATTEMPTS.replace("/repos/{owner}/{repo}", "/orgs/{org}")
+        )
+        == 3
+    )
+    assert sim.state.request_count(ATTEMPTS) == 0
+    hook = WebhookHook.objects.get()
+    assert (hook.scope, hook.owner) == ("organization", "acme")
