@@ -191,13 +191,19 @@ def match_run_by_token(
     )
     if attempt is None:
         return False
+    # The webhook can beat the dispatch's own answer: then this simply is the
+    # dispatch. After a lost answer (a retry event), or a dispatch recorded without
+    # a run id, the run was found by its token.
+    found = DeployEvent.objects.filter(
+        attempt=attempt, kind__in=(Kind.DISPATCHED, Kind.DISPATCH_RETRY)
+    ).exists()
     _record_dispatch(
         attempt.run,
         attempt,
         now or timezone.now(),
         github_run_id,
         html_url,
-        recovered=True,
+        recovered=found,
         source="a workflow_run webhook",
     )
     return True
@@ -599,8 +605,10 @@ def _record_dispatch(
     recovered: bool = False,
     source: str = "",
 ) -> None:
-    # A recovered dispatch was sent right after its claim; time pickup from there.
-    sent_at = (attempt.dispatch_claimed_at or now) if recovered else now
+    # A recovered dispatch (or one a webhook told of) was sent right after its
+    # claim; time pickup from there.
+    claimed = attempt.dispatch_claimed_at or now
+    sent_at = claimed if recovered or source else now
     with transaction.atomic():
         if github_run_id is not None:
             recorded = DeployAttempt.objects.filter(
@@ -623,6 +631,8 @@ def _record_dispatch(
             kind = Kind.DISPATCH_RECOVERED
         else:
             message = f"dispatched to {attempt.runner.name}"
+            if source:
+                message += f" (run {github_run_id}, named in {source})"
             kind = Kind.DISPATCHED
         _event(
             run,

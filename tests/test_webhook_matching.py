@@ -85,6 +85,10 @@ def test_run_webhook_with_the_token_records_a_lost_dispatch_answer_at_once(
     gateway().dispatch_workflow(
         "deploy.yml", "main", {"runner": PRIMARY, "token": attempt.token}
     )
+    # What the sender wrote when the answer was lost (a dropped connection).
+    DeployEvent.objects.create(
+        run=run, attempt=attempt, kind=DeployEvent.Kind.DISPATCH_RETRY
+    )
     [github_run] = sim.state.runs(REPO)
     payload: dict[str, Any] = {
         "action": "requested",
@@ -105,6 +109,42 @@ def test_run_webhook_with_the_token_records_a_lost_dispatch_answer_at_once(
     # Nothing was looked up: the webhook alone tied the run to the attempt.
     assert sim.state.request_count(LIST_RUNS) == 0
     assert sim.state.request_count(DISPATCH) == 1
+
+
+def test_a_run_webhook_beating_the_dispatch_answer_is_the_dispatch_once(
+    sim: Simulator, sre: User
+) -> None:
+    clock = Clock()
+    env = make_env(sim)
+    run = request_deploy(sre, env).run
+    engine.STEPS[DeployRun.State.QUEUED](run, clock())
+    run.refresh_from_db()
+    engine.STEPS[DeployRun.State.GATING](run, clock())
+    sender = run.current_attempt()
+    assert sender is not None
+    DeployAttempt.objects.filter(pk=sender.pk).update(dispatch_claimed_at=clock())
+    sender.refresh_from_db()
+    result = gateway().dispatch_workflow(
+        "deploy.yml", "main", {"runner": PRIMARY, "token": sender.token}
+    )
+    [github_run] = sim.state.runs(REPO)
+    payload: dict[str, Any] = {
+        "action": "requested",
+        "workflow_run": sim.state.run_json(sim.url, github_run),
+        "repository": sim.state.repository_json(sim.url, REPO),
+    }
+
+    # The webhook is processed before the sender records GitHub's answer.
+    deliver(payload, "workflow_run")
+    engine._record_dispatch(run, sender, clock(), result.run_id, result.html_url or "")
+
+    kinds = list(run.events.values_list("kind", flat=True))
+    assert kinds.count(DeployEvent.Kind.DISPATCHED) == 1
+    assert DeployEvent.Kind.DISPATCH_RECOVERED not in kinds
+    event = run.events.get(kind=DeployEvent.Kind.DISPATCHED)
+    assert "named in a workflow_run webhook" in event.message
+    sender.refresh_from_db()
+    assert sender.github_run_id == github_run.id
 
 
 def test_a_token_of_a_finished_attempt_changes_nothing(
