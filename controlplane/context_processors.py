@@ -8,15 +8,18 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
-from controlplane.roles import role_of
+from controlplane.roles import Role, role_of
 
 NAVIGATION = [
     ("Fleet", "runners:fleet"),
     ("Deploys", "deploys:run-list"),
     ("Secrets", "deploys:secret-list"),
+    ("Webhooks", "deploys:webhook-list"),
     ("Runbooks", "runbooks:index"),
     ("Audit", "audit-list"),
 ]
+# Sections only some roles may open; the others are for every viewer.
+NAVIGATION_ROLES = {"deploys:webhook-list": Role.SRE}
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,15 @@ class NavEntry:
     current: bool
 
 
-def navigation_entries(path: str) -> list[NavEntry]:
-    """The sections that exist, in order; a section whose URL name does not resolve
-    yet is left out, so the navigation grows as sections are added. The current
-    section is the one whose URL is the longest prefix of ``path``."""
+def navigation_entries(path: str, role: Role = Role.ADMIN) -> list[NavEntry]:
+    """The sections that exist and ``role`` may open, in order; a section whose URL
+    name does not resolve yet is left out, so the navigation grows as sections are
+    added. The current section is the one whose URL is the longest prefix of
+    ``path``."""
     resolved: list[tuple[str, str]] = []
     for label, name in NAVIGATION:
+        if role < NAVIGATION_ROLES.get(name, Role.NONE):
+            continue
         try:
             resolved.append((label, reverse(name)))
         except NoReverseMatch:
@@ -43,7 +49,8 @@ def navigation_entries(path: str) -> list[NavEntry]:
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
+    role = role_of(user) if user is not None else Role.NONE
     return {
-        "navigation": navigation_entries(request.path),
-        "user_role": role_of(user).label if user is not None else "",
+        "navigation": navigation_entries(request.path, role),
+        "user_role": role.label if user is not None else "",
     }

@@ -63,6 +63,7 @@ Sleep = Callable[[float], None]
 # sink(counter, response headers or None): one call per counted event.
 UsageSink = Callable[[str, Mapping[str, str] | None], None]
 SecretScope = Literal["repository", "environment", "organization"]
+HookScope = Literal["repository", "organization"]
 
 PER_PAGE = 100
 # Installation tokens live one hour; renew this long before they expire so a token
@@ -225,6 +226,39 @@ class DispatchResult:
 
 
 @dataclass(frozen=True)
+class HookInfo:
+    id: int
+    url: str
+    active: bool
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HookDeliveryInfo:
+    """One entry of a webhook's delivery log (each redelivery is an entry too)."""
+
+    id: int
+    guid: str
+    event: str
+    action: str | None
+    status_code: int
+    status: str
+    redelivery: bool
+    delivered_at: datetime | None
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class HookDeliveriesPage:
+    deliveries: list[HookDeliveryInfo]
+    # The cursor of the next (older) page from the Link header; None on the last.
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class SecretInfo:
     name: str
     created_at: datetime | None
@@ -325,10 +359,11 @@ def _is_idempotent(verb: str, path: str) -> bool:
     if verb in ("GET", "HEAD", "PUT", "DELETE"):
         return True
     route = urllib.parse.urlsplit(path).path
-    # Cancelling twice is harmless (the second answers 409) and an extra installation
-    # token simply expires; a dispatch or anything unknown is not safe to repeat.
+    # Cancelling twice is harmless (the second answers 409), an extra installation
+    # token simply expires and a webhook redelivered twice is deduplicated by its
+    # guid; a dispatch or anything unknown is not safe to repeat.
     return verb == "POST" and route.endswith(
-        ("/cancel", "/force-cancel", "/access_tokens")
+        ("/cancel", "/force-cancel", "/access_tokens", "/attempts")
     )
 
 
@@ -442,6 +477,19 @@ def _last_page(link: str | None) -> int | None:
             pages = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("page")
             if pages and pages[0].isdigit():
                 return int(pages[0])
+    return None
+
+
+def _next_cursor(link: str | None) -> str | None:
+    """The ``cursor`` of the ``rel="next"`` URL in a ``Link`` header."""
+    for part in (link or "").split(","):
+        if 'rel="next"' in part:
+            url = part.split(";")[0].strip().strip("<>")
+            cursors = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(
+                "cursor"
+            )
+            if cursors:
+                return cursors[0]
     return None
 
 
@@ -924,6 +972,70 @@ class GitHubGateway:
         self._post(
             "force_cancel_run", f"{self._repo_url}/actions/runs/{run_id}/force-cancel"
         )
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def hooks_url(self, scope: HookScope) -> str:
+        if scope == "organization":
+            if not self.organization:
+                raise GitHubValidationError("no GitHub organization is configured")
+            return f"/orgs/{_quote(self.organization)}/hooks"
+        return f"{self._repo_url}/hooks"
+
+    def list_hooks(self, scope: HookScope) -> list[HookInfo]:
+        """The repository's or organization's webhooks (needs admin:*_hook read)."""
+        hooks: list[HookInfo] = []
+        for page in range(1, 11):
+            data = self._get(
+                "list_hooks",
+                self.hooks_url(scope),
+                {"per_page": PER_PAGE, "page": page},
+            )
+            for item in data or ():
+                config = item.get("config") or {}
+                hooks.append(
+                    HookInfo(
+                        id=int(item["id"]),
+                        url=str(config.get("url") or ""),
+                        active=bool(item.get("active")),
+                        events=tuple(str(e) for e in item.get("events") or ()),
+                    )
+                )
+            if len(data or ()) < PER_PAGE:
+                break
+        return hooks
+
+    def list_hook_deliveries(
+        self, scope: HookScope, hook_id: int, *, cursor: str | None = None
+    ) -> HookDeliveriesPage:
+        """One page of the hook's delivery log, newest first (cursor pagination)."""
+        url = f"{self.hooks_url(scope)}/{hook_id}/deliveries"
+        params: dict[str, Any] = {"per_page": PER_PAGE}
+        if cursor:
+            params["cursor"] = cursor
+        with self._call("list_hook_deliveries"):
+            headers, data = self._requester.requestJsonAndCheck("GET", url, params)
+        deliveries = [
+            HookDeliveryInfo(
+                id=int(item["id"]),
+                guid=str(item.get("guid") or ""),
+                event=str(item.get("event") or ""),
+                action=item.get("action"),
+                status_code=int(item.get("status_code") or 0),
+                status=str(item.get("status") or ""),
+                redelivery=bool(item.get("redelivery")),
+                delivered_at=_parse_time(item.get("delivered_at")),
+            )
+            for item in data or ()
+        ]
+        return HookDeliveriesPage(deliveries, _next_cursor(headers.get("link")))
+
+    def redeliver_hook_delivery(
+        self, scope: HookScope, hook_id: int, delivery_id: int
+    ) -> None:
+        """Ask GitHub to send a logged delivery again (202; same guid, same payload)."""
+        url = f"{self.hooks_url(scope)}/{hook_id}/deliveries/{delivery_id}/attempts"
+        self._post("redeliver_hook_delivery", url)
 
     # -- secrets -------------------------------------------------------------------------
 

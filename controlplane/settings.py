@@ -572,6 +572,36 @@ IDEMPOTENCY_KEY_RETENTION_HOURS = envint(
     "IDEMPOTENCY_KEY_RETENTION_HOURS", 7 * 24, minimum=24
 )
 
+# Webhook deliveries ------------------------------------------------------------------------
+# Stored deliveries (the Webhooks page, the outcome metric, the redelivery check) are
+# kept this long; more than GitHub's 3-day redelivery window, so a redelivery is never
+# mistaken for an event we never saw.
+WEBHOOK_RETENTION_DAYS = envint("WEBHOOK_RETENTION_DAYS", 7, minimum=4)
+# The GitHub webhook whose delivery log is checked for missed deliveries: by id, or
+# (0) found among the hooks by its URL, SITE_URL + /github/webhook. Its scope is the
+# organization's when GITHUB_ORGANIZATION is set, else the repository's.
+GITHUB_WEBHOOK_HOOK_ID = envint("GITHUB_WEBHOOK_HOOK_ID", 0)
+GITHUB_WEBHOOK_SCOPE = os.getenv(
+    "GITHUB_WEBHOOK_SCOPE", "organization" if GITHUB_ORGANIZATION else "repository"
+)
+if GITHUB_WEBHOOK_SCOPE not in ("repository", "organization"):
+    raise ImproperlyConfigured(
+        "GITHUB_WEBHOOK_SCOPE must be repository or organization, got "
+        f"{GITHUB_WEBHOOK_SCOPE!r}"
+    )
+if GITHUB_WEBHOOK_SCOPE == "organization" and not GITHUB_ORGANIZATION:
+    raise ImproperlyConfigured(
+        "GITHUB_WEBHOOK_SCOPE=organization needs GITHUB_ORGANIZATION"
+    )
+# GitHub API requests one recovery pass (every 5 minutes) may make: delivery log pages
+# and redeliveries. GitHub allows about 500 content-creating requests an hour
+# (secondary limit), which 50 per pass stays near while a backlog lasts.
+WEBHOOK_RECOVERY_MAX_REQUESTS = envint("WEBHOOK_RECOVERY_MAX_REQUESTS", 50, minimum=2)
+# Redeliveries asked for one event before giving up on it (it then shows in the log).
+WEBHOOK_REDELIVERY_MAX_ATTEMPTS = envint(
+    "WEBHOOK_REDELIVERY_MAX_ATTEMPTS", 3, minimum=1
+)
+
 # Logging ---------------------------------------------------------------------------------
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()

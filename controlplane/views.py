@@ -29,7 +29,7 @@ from controlplane.context_processors import navigation_entries
 from controlplane.filters import AuditEventFilterSet
 from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
 from controlplane.permissions import role_required
-from controlplane.roles import Role
+from controlplane.roles import Role, role_of
 
 AUDIT_PAGE_SIZE = 50
 
@@ -38,7 +38,11 @@ AUDIT_PAGE_SIZE = 50
 def home(request: HttpRequest) -> HttpResponse:
     """What exists so far: the sections, the GitHub API budget, background tasks."""
     ctx = {
-        "sections": [e for e in navigation_entries(request.path) if e.url != "/"],
+        "sections": [
+            e
+            for e in navigation_entries(request.path, role_of(request.user))
+            if e.url != "/"
+        ],
         "usage": GitHubUsage.objects.filter(pk=1).first(),
         "tasks": list(TaskStatus.objects.all()),
     }

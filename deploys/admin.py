@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from controlplane import audit
+from controlplane.admin import ReadOnlyAdmin
 from deploys.models import (
     DeployAttempt,
     DeployEvent,
@@ -17,6 +18,9 @@ from deploys.models import (
     FreezeWindow,
     SecretRotation,
     SecretRotationSchedule,
+    WebhookDelivery,
+    WebhookHook,
+    WebhookRedelivery,
 )
 
 if TYPE_CHECKING:
@@ -162,3 +166,47 @@ class SecretRotationScheduleAdmin(_ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: SecretRotationSchedule) -> None:
         audit.record(request.user, "secret_schedule.delete", obj)
         super().delete_model(request, obj)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """Every signed delivery GitHub made, with what became of it."""
+
+    list_display = [
+        "received_at",
+        "event",
+        "action",
+        "outcome",
+        "repository",
+        "github_run_id",
+        "deploy_run",
+        "reason",
+        "error",
+    ]
+    list_filter = ["outcome", "event", "received_at"]
+    search_fields = ["delivery_id", "repository", "github_run_id"]
+    date_hierarchy = "received_at"
+    list_select_related = ["deploy_run"]
+
+
+@admin.register(WebhookRedelivery)
+class WebhookRedeliveryAdmin(ReadOnlyAdmin):
+    """Redeliveries the recovery task asked GitHub for."""
+
+    list_display = [
+        "guid",
+        "event",
+        "attempts",
+        "first_requested_at",
+        "last_requested_at",
+        "error",
+    ]
+    search_fields = ["guid"]
+
+
+@admin.register(WebhookHook)
+class WebhookHookAdmin(ReadOnlyAdmin):
+    """The hook whose delivery log recovery reads (forgotten when GitHub says it is
+    gone, then found again by its URL)."""
+
+    list_display = ["scope", "owner", "hook_id", "checked_until", "updated_at"]

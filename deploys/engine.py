@@ -170,6 +170,45 @@ def wake_for_github_run(github_run_id: int) -> None:
         transaction.on_commit(lambda: advance_run.delay(run_id))
 
 
+def match_run_by_token(
+    token: str, github_run_id: int, html_url: str, *, now: datetime | None = None
+) -> bool:
+    """A ``workflow_run`` webhook names an attempt's token: record the attempt's run.
+
+    Lets a dispatch whose answer was lost (or a plain dispatch without run details)
+    go on at once instead of after the token lookup's polling. Only a claimed,
+    unfinished attempt without a run id takes it; returns whether it did.
+    """
+    attempt = (
+        DeployAttempt.objects.select_related("run__environment", "runner")
+        .filter(
+            token=token,
+            github_run_id__isnull=True,
+            dispatch_claimed_at__isnull=False,
+        )
+        .exclude(state__in=DeployAttempt.FINAL_STATES)
+        .first()
+    )
+    if attempt is None:
+        return False
+    # The webhook can beat the dispatch's own answer: then this simply is the
+    # dispatch. After a lost answer (a retry event), or a dispatch recorded without
+    # a run id, the run was found by its token.
+    found = DeployEvent.objects.filter(
+        attempt=attempt, kind__in=(Kind.DISPATCHED, Kind.DISPATCH_RETRY)
+    ).exists()
+    _record_dispatch(
+        attempt.run,
+        attempt,
+        now or timezone.now(),
+        github_run_id,
+        html_url,
+        recovered=found,
+        source="a workflow_run webhook",
+    )
+    return True
+
+
 # Helpers ----------------------------------------------------------------------------------
 
 
@@ -564,9 +603,12 @@ def _record_dispatch(
     html_url: str,
     *,
     recovered: bool = False,
+    source: str = "",
 ) -> None:
-    # A recovered dispatch was sent right after its claim; time pickup from there.
-    sent_at = (attempt.dispatch_claimed_at or now) if recovered else now
+    # A recovered dispatch (or one a webhook told of) was sent right after its
+    # claim; time pickup from there.
+    claimed = attempt.dispatch_claimed_at or now
+    sent_at = claimed if recovered or source else now
     with transaction.atomic():
         if github_run_id is not None:
             recorded = DeployAttempt.objects.filter(
@@ -584,9 +626,13 @@ def _record_dispatch(
         )
         if recovered:
             message = f"found run {github_run_id} by its token {attempt.token}"
+            if source:
+                message += f" in {source}"
             kind = Kind.DISPATCH_RECOVERED
         else:
             message = f"dispatched to {attempt.runner.name}"
+            if source:
+                message += f" (run {github_run_id}, named in {source})"
             kind = Kind.DISPATCHED
         _event(
             run,

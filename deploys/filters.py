@@ -7,7 +7,7 @@ import django_filters
 from django import forms
 
 from controlplane.filters import UTCIsoDateTimeFilter
-from deploys.models import DeployRun, FreezeWindow
+from deploys.models import DeployRun, FreezeWindow, WebhookDelivery
 
 
 class DeployRunFilterSet(django_filters.FilterSet):  # type: ignore[misc]
@@ -59,3 +59,26 @@ class FreezeWindowFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     class Meta:
         model = FreezeWindow
         fields = ["environment", "kind"]
+
+
+class WebhookDeliveryFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """Narrow webhook deliveries by event, outcome and time received."""
+
+    event = django_filters.CharFilter(lookup_expr="exact")
+    outcome = django_filters.MultipleChoiceFilter(
+        choices=WebhookDelivery.Outcome.choices
+    )
+    received_after = UTCIsoDateTimeFilter(
+        field_name="received_at",
+        lookup_expr="gte",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    received_before = UTCIsoDateTimeFilter(
+        field_name="received_at",
+        lookup_expr="lt",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["event", "outcome", "received_after", "received_before"]

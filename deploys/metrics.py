@@ -23,7 +23,13 @@ from prometheus_client.core import (
 
 from controlplane import metrics
 from controlplane.models import Notification
-from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.models import (
+    DeployAttempt,
+    DeployRun,
+    Environment,
+    WebhookDelivery,
+    WebhookRedelivery,
+)
 
 
 def _elapsed(end: str, start: str) -> ExpressionWrapper[Any]:
@@ -224,6 +230,36 @@ class DeployAlertCollector:
         return [failures, awaiting]
 
 
+class WebhookCollector:
+    """Stored webhook deliveries by outcome, and the redeliveries recovery asked for."""
+
+    name = "webhooks"
+
+    def collect(self) -> Iterable[Metric]:
+        counts = dict(
+            WebhookDelivery.objects.values_list("outcome")
+            .annotate(n=Count("pk"))
+            .order_by("outcome")
+        )
+        deliveries = GaugeMetricFamily(
+            "controlplane_webhook_deliveries",
+            "Webhook deliveries stored (kept WEBHOOK_RETENTION_DAYS) by outcome: "
+            "matched, unmatched, ignored, failed, pending.",
+            labels=["outcome"],
+        )
+        # Every outcome appears, with 0s, so a rule can see an increase from none.
+        for outcome in WebhookDelivery.Outcome.values:
+            deliveries.add_metric([outcome], counts.get(outcome, 0))
+        asked = WebhookRedelivery.objects.aggregate(n=Sum("attempts"))["n"] or 0
+        redeliveries = GaugeMetricFamily(
+            "controlplane_webhook_redeliveries_requested",
+            "Redeliveries the recovery task asked GitHub for, over the retention.",
+            value=asked,
+        )
+        return [deliveries, redeliveries]
+
+
 metrics.register(DeployCollector())
+metrics.register(WebhookCollector())
 metrics.register(NotificationCollector())
 metrics.register(DeployAlertCollector())

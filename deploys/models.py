@@ -18,18 +18,54 @@ from django.utils import timezone
 from controlplane import audit
 
 
+class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
+    def older_than(self, cutoff: datetime) -> WebhookDeliveryQuerySet:
+        return self.filter(received_at__lt=cutoff)
+
+
 class WebhookDelivery(models.Model):
     """One webhook delivery from GitHub, stored before it is processed."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending"  # stored, not processed yet
+        MATCHED = "matched"  # it concerned a deploy or a registered runner
+        UNMATCHED = "unmatched"  # ours, but nothing here waited for it
+        IGNORED = "ignored"  # not for us: another repository or an unused event
+        FAILED = "failed"  # malformed, or processing raised (see ``error``)
+
+    FINAL_OUTCOMES = (
+        Outcome.MATCHED,
+        Outcome.UNMATCHED,
+        Outcome.IGNORED,
+        Outcome.FAILED,
+    )
 
     # GitHub's X-GitHub-Delivery: one id per event, kept across redeliveries, so a
     # unique constraint on it makes processing exactly-once.
     delivery_id = models.CharField(max_length=64)
     event = models.CharField(max_length=50)
     action = models.CharField(max_length=50, blank=True)
-    payload = models.JSONField()
+    # None when the body was not a JSON object (the delivery is then failed).
+    payload = models.JSONField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, default=Outcome.PENDING
+    )
+    # Why a delivery was ignored or unmatched, in words an SRE can act on.
+    reason = models.CharField(max_length=500, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    repository = models.CharField(max_length=200, blank=True)
+    github_run_id = models.BigIntegerField(null=True, blank=True)
+    deploy_run = models.ForeignKey(
+        "DeployRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhook_deliveries",
+    )
+
+    objects = WebhookDeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-received_at", "-pk"]
@@ -45,11 +81,72 @@ class WebhookDelivery(models.Model):
                 fields=["received_at"],
                 name="webhook_unprocessed_idx",
                 condition=models.Q(processed_at__isnull=True),
-            )
+            ),
+            # The Webhooks page (newest first), its time filter and the pruning.
+            models.Index(fields=["received_at"], name="webhook_received_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.event}.{self.action} {self.delivery_id}"
+
+
+class WebhookHook(models.Model):
+    """The GitHub webhook that delivers to us, and how far its log was checked."""
+
+    class Scope(models.TextChoices):
+        REPOSITORY = "repository"
+        ORGANIZATION = "organization"
+
+    scope = models.CharField(max_length=12, choices=Scope.choices)
+    # owner/name for a repository hook, the login for an organization hook.
+    owner = models.CharField(max_length=200)
+    hook_id = models.BigIntegerField()
+    # Deliveries made before this were all checked by an earlier, complete scan.
+    checked_until = models.DateTimeField(null=True, blank=True)
+    # A scan of the log that a pass's request cap cut short goes on from here next
+    # pass (GitHub's cursor, "" for the first page), after a look at the deliveries newer than the newest
+    # that scan has seen (``scan_top_id``; delivery ids grow with time).
+    resume_cursor = models.CharField(max_length=200, blank=True)
+    # Within the page at ``resume_cursor``, deliveries with this id or more are done.
+    resume_below_id = models.BigIntegerField(null=True, blank=True)
+    scan_top_id = models.BigIntegerField(null=True, blank=True)
+    scan_top = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["scope", "owner", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "owner", "hook_id"], name="webhook_hook_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} hook {self.hook_id} of {self.owner}"
+
+
+class WebhookRedelivery(models.Model):
+    """Our requests that GitHub redeliver one event (by its guid) to us."""
+
+    guid = models.CharField(max_length=64)
+    event = models.CharField(max_length=50, blank=True)
+    # GitHub's id of the failed delivery we asked it to attempt again.
+    github_delivery_id = models.BigIntegerField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    first_requested_at = models.DateTimeField(default=timezone.now)
+    last_requested_at = models.DateTimeField(default=timezone.now)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-last_requested_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["guid"], name="webhook_redelivery_guid_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"redelivery of {self.guid} ({self.attempts} attempts)"
 
 
 class WorkflowJobQuerySet(models.QuerySet["WorkflowJob"]):
@@ -587,6 +684,10 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
 def new_correlation_token() -> str:
     # Short enough for a run-name, random enough never to match another run.
     return "dpl-" + secrets.token_hex(12)
+
+
+# A correlation token inside a run's name (the reference workflows' run-name).
+CORRELATION_TOKEN = re.compile(r"\bdpl-[0-9a-f]{24}\b")
 
 
 class DeployAttempt(models.Model):

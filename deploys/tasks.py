@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from deploys import engine, jobs, secrets, triggers
+from deploys import engine, jobs, secrets, triggers, webhook_recovery
 
 
 @shared_task
@@ -17,6 +17,20 @@ def process_webhook(delivery_id: int) -> None:
 def process_pending_webhooks() -> None:
     """Beat: process deliveries whose message was lost (broker restart, killed worker)."""
     jobs.process_pending()
+
+
+@shared_task
+def recover_webhooks() -> None:
+    """Beat, every 5 min: ask GitHub to redeliver the deliveries that failed to reach us."""
+    # Tracked so the ControlPlaneTaskStale alert sees recovery stop.
+    with tracked("webhook_recovery"):
+        webhook_recovery.recover()
+
+
+@shared_task
+def prune_webhook_deliveries() -> None:
+    """Beat, hourly: delete webhook deliveries past WEBHOOK_RETENTION_DAYS."""
+    jobs.prune_deliveries()
 
 
 @shared_task

@@ -24,6 +24,7 @@ urlpatterns = [
         views.environment_redeploy,
         name="environment-redeploy",
     ),
+    path("webhooks/", views.webhook_list, name="webhook-list"),
     path("secrets/", secrets_views.secret_list, name="secret-list"),
     path("secrets/audit/", secrets_views.secret_audit, name="secret-audit"),
     path("secrets/import/", secrets_views.secret_import, name="secret-import"),

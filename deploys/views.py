@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -21,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from deploys.filters import DeployRunFilterSet
+from deploys.filters import DeployRunFilterSet, WebhookDeliveryFilterSet
 from deploys.models import (
     DeployAttempt,
     DeployEvent,
@@ -29,6 +30,7 @@ from deploys.models import (
     Environment,
     EnvironmentRunner,
     FreezeWindow,
+    WebhookDelivery,
 )
 from deploys.triggers import (
     DeployRefused,
@@ -482,3 +484,36 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     response = render(request, template, ctx)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+# Webhooks ----------------------------------------------------------------------------
+
+WEBHOOK_FILTER_LABELS = {
+    "event": "Event",
+    "outcome": "Outcome",
+    "received_after": "Received after (UTC)",
+    "received_before": "Received before (UTC)",
+}
+
+
+@require_GET
+@role_required(Role.SRE)
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    """Every stored webhook delivery, newest first: what GitHub sent and what became
+    of it (matched to a deploy or runner, unmatched, ignored and why, failed)."""
+    deliveries = WebhookDelivery.objects.select_related("deploy_run").defer("payload")
+    filterset = WebhookDeliveryFilterSet(request.GET, queryset=deliveries)
+    for name, label in WEBHOOK_FILTER_LABELS.items():
+        filterset.form.fields[name].label = label
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = dict(
+        WebhookDelivery.objects.values_list("outcome").annotate(n=Count("pk"))
+    )
+    ctx = {
+        "filter": filterset,
+        "page_obj": page,
+        "deliveries": page.object_list,
+        "counts": [(o.value, counts.get(o.value, 0)) for o in WebhookDelivery.Outcome],
+        "retention_days": settings.WEBHOOK_RETENTION_DAYS,
+    }
+    return render(request, "deploys/webhook_list.html", ctx)

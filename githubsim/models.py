@@ -161,6 +161,8 @@ class Config:
     installation_token_lifetime: float = 3600.0
     webhook_url: str = ""
     webhook_secret: str = ""
+    # Where the webhook is installed: on the repository or on its organization.
+    webhook_scope: str = "repository"
     heartbeat_url: str = ""
     heartbeat_interval: float = 10.0
 

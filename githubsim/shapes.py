@@ -275,5 +275,66 @@ def run(
     }
 
 
+def hook(
+    base: str, scope: str, owner: str, hook_id: int, url: str, created: float
+) -> dict[str, Any]:
+    """A ``hook`` (repository) or ``org-hook`` carrying workflow events to ``url``."""
+    prefix = (
+        f"{base}/repos/{owner}" if scope == "repository" else f"{base}/orgs/{owner}"
+    )
+    api = f"{prefix}/hooks/{hook_id}"
+    body: dict[str, Any] = {
+        "type": "Repository" if scope == "repository" else "Organization",
+        "id": hook_id,
+        "name": "web",
+        "active": True,
+        "events": ["workflow_job", "workflow_run"],
+        "config": {"content_type": "json", "insecure_ssl": "0", "url": url},
+        "created_at": isoformat(created),
+        "updated_at": isoformat(created),
+        "url": api,
+        "ping_url": f"{api}/pings",
+        "deliveries_url": f"{api}/deliveries",
+    }
+    if scope == "repository":
+        body["test_url"] = f"{api}/test"
+        body["last_response"] = {"code": None, "status": "unused", "message": None}
+    return body
+
+
+def delivery_item(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``hook-delivery-item``: one entry of a hook's delivery log."""
+    return {
+        "id": record["id"],
+        "guid": record["guid"],
+        "delivered_at": isoformat(record["delivered_at"]),
+        "redelivery": record["redelivery"],
+        "duration": record["duration"],
+        "status": record["status"],
+        "status_code": record["status_code"],
+        "event": record["event"],
+        "action": record["action"],
+        "installation_id": None,
+        "repository_id": record["repository_id"],
+        "throttled_at": None,
+    }
+
+
+def delivery(record: dict[str, Any], url: str) -> dict[str, Any]:
+    """A ``hook-delivery``: the entry with its request and response."""
+    return {
+        **delivery_item(record),
+        "url": url,
+        "request": {
+            "headers": record["request_headers"],
+            "payload": record["payload"],
+        },
+        "response": {
+            "headers": record["response_headers"],
+            "payload": record["response_body"] or None,
+        },
+    }
+
+
 def error(message: str, status: int) -> dict[str, Any]:
     return {"message": message, "documentation_url": DOCS, "status": str(status)}

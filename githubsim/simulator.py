@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from githubsim.clock import SimClock, isoformat
+from githubsim import shapes
+from githubsim.clock import SimClock
 from githubsim.heartbeats import HeartbeatSender
 from githubsim.models import Config, Faults, Job, Runner
 from githubsim.server import SimHTTPServer
@@ -217,25 +218,14 @@ class Simulator:
     def _ping_payload(self, url: str) -> dict[str, Any]:
         state = self.state
         base = state.public_url
-        now = isoformat(self.clock.now())
-        repo = state.default_repository
+        scope = state.config.webhook_scope
+        hook = shapes.hook(
+            base, scope, state.hook_owner(scope), HOOK_ID, url, self.clock.now()
+        )
         return {
             "zen": "Keep it logically awesome.",
             "hook_id": HOOK_ID,
-            "hook": {
-                "type": "Repository",
-                "id": HOOK_ID,
-                "name": "web",
-                "active": True,
-                "events": ["workflow_job", "workflow_run"],
-                "config": {"content_type": "json", "insecure_ssl": "0", "url": url},
-                "created_at": now,
-                "updated_at": now,
-                "url": f"{base}/repos/{repo}/hooks/{HOOK_ID}",
-                "test_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/test",
-                "ping_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/pings",
-                "deliveries_url": f"{base}/repos/{repo}/hooks/{HOOK_ID}/deliveries",
-            },
-            "repository": state.repository_json(base, repo),
+            "hook": hook,
+            "repository": state.repository_json(base, state.default_repository),
             "sender": state.actor(base),
         }

@@ -43,6 +43,8 @@ WebhookSink = Callable[[str, dict[str, Any]], None]
 ACTOR_LOGIN = "deploy-bot"
 ACTOR_ID = 9_000_001
 MAX_INPUTS = 25
+# The delivery log keeps this many entries (GitHub keeps a few days' worth).
+MAX_LOGGED_DELIVERIES = 20_000
 
 
 class SimState:
@@ -97,6 +99,9 @@ class SimState:
         self.limits.reset()
         self.webhooks_sent = 0
         self.webhooks_failed = 0
+        # The hook's delivery log, oldest first (dicts keep insertion order).
+        self._deliveries: dict[int, dict[str, Any]] = {}
+        self._next_delivery_id = 30_000_001
         self.heartbeats_sent = 0
         self.heartbeats_failed = 0
         self.add_repository(self.default_repository)
@@ -644,6 +649,63 @@ class SimState:
             },
         )
 
+    # The webhook's delivery log ---------------------------------------------------------
+
+    def hook_owner(self, scope: str) -> str:
+        """The repository or organization the simulated webhook is installed on."""
+        repo = self.default_repository
+        return repo if scope == "repository" else repo.split("/", 1)[0]
+
+    def log_delivery(
+        self,
+        *,
+        guid: str,
+        event: str,
+        payload: dict[str, Any],
+        redelivery: bool,
+        status_code: int,
+        status: str,
+        duration: float,
+        request_headers: dict[str, str],
+        response_headers: dict[str, str],
+        response_body: str,
+    ) -> dict[str, Any]:
+        with self.lock:
+            delivery_id = self._next_delivery_id
+            record: dict[str, Any] = {
+                "id": delivery_id,
+                "guid": guid,
+                "event": event,
+                "action": payload.get("action"),
+                "payload": payload,
+                "redelivery": redelivery,
+                "status_code": status_code,
+                "status": status,
+                "duration": duration,
+                "delivered_at": self.clock.now(),
+                "repository_id": (payload.get("repository") or {}).get("id"),
+                "request_headers": request_headers,
+                "response_headers": response_headers,
+                "response_body": response_body,
+            }
+            self._next_delivery_id += 1
+            self._deliveries[delivery_id] = record
+            if len(self._deliveries) > MAX_LOGGED_DELIVERIES:
+                del self._deliveries[next(iter(self._deliveries))]
+            return record
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """The delivery log, newest first."""
+        with self.lock:
+            return list(reversed(self._deliveries.values()))
+
+    def delivery(self, delivery_id: int) -> dict[str, Any]:
+        with self.lock:
+            record = self._deliveries.get(delivery_id)
+            if record is None:
+                raise not_found()
+            return record
+
     # Secrets --------------------------------------------------------------------------
 
     def _store(self, scope: Scope) -> SecretStore:
@@ -698,6 +760,9 @@ class SimState:
                 if not hasattr(self.config, key):
                     raise ApiError(422, f"Unknown setting {key!r}")
                 setattr(self.config, key, coerce(key, getattr(self.config, key), value))
+            if self.config.webhook_scope not in ("repository", "organization"):
+                self.config.webhook_scope = "repository"
+                raise ApiError(422, "webhook_scope must be repository or organization")
             if self.config.outcome not in ("success", "failure"):
                 self.config.outcome = "success"
                 raise ApiError(422, "outcome must be success or failure")

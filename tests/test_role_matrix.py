@@ -100,6 +100,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/secret-schedules/audit/": Expect(401, 403, 403, 405, 405),
     "api/v1/secret-schedules/import-proposals/": Expect(401, 403, 403, 403, 200),
     "api/v1/secret-schedules/import/": Expect(401, 403, 403, 403, 405),
+    "webhooks/": Expect(302, 403, 403, 200, 200),
     "secrets/": HTML_VIEWER,
     "secrets/audit/": Expect(302, 405, 405, 405, 405),
     "secrets/import/": Expect(302, 403, 403, 403, 200),

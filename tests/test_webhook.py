@@ -1,4 +1,5 @@
-"""The GitHub webhook receiver: signatures, dedupe, size cap, processing."""
+"""The GitHub webhook receiver: signatures, dedupe, size cap, scope, outcomes,
+processing and retention."""
 
 from __future__ import annotations
 
@@ -6,14 +7,23 @@ import hashlib
 import hmac
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from deploys import jobs
-from deploys.models import WebhookDelivery, WorkflowJob
+from deploys.models import (
+    Environment,
+    WebhookDelivery,
+    WebhookRedelivery,
+    WorkflowJob,
+)
 from deploys.webhooks import MAX_BODY_BYTES, signature_is_valid
+from runners.models import Runner
 
 SECRET = "webhook-test-secret"  # noqa: S105
 
@@ -21,15 +31,24 @@ SECRET = "webhook-test-secret"  # noqa: S105
 @pytest.fixture(autouse=True)
 def _secret(settings: Any) -> None:
     settings.GITHUB_WEBHOOK_SECRET = SECRET
+    settings.GITHUB_REPOSITORY = "acme/deploy"
+    settings.GITHUB_ORGANIZATION = ""
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def job_payload(job_id: int = 7, status: str = "queued", **job: Any) -> dict[str, Any]:
+def repository(full_name: str = "acme/deploy") -> dict[str, Any]:
+    return {"full_name": full_name, "owner": {"login": full_name.split("/")[0]}}
+
+
+def job_payload(
+    job_id: int = 7, status: str = "queued", repo: str = "acme/deploy", **job: Any
+) -> dict[str, Any]:
     return {
         "action": status,
+        "repository": repository(repo),
         "workflow_job": {
             "id": job_id,
             "run_id": 99,
@@ -128,21 +147,120 @@ def test_oversized_body_is_refused() -> None:
 
 
 @pytest.mark.django_db
-def test_ping_is_answered_and_other_events_ignored() -> None:
+def test_ping_and_unused_events_are_recorded_as_ignored() -> None:
     assert post(Client(), {"zen": "Keep it simple."}, event="ping").json() == {
         "status": "pong"
     }
     response = post(Client(), {"action": "opened"}, event="issues")
     assert response.status_code == 202
     assert response.json()["status"] == "ignored"
-    assert not WebhookDelivery.objects.exists()
+    outcomes = dict(WebhookDelivery.objects.values_list("event", "outcome"))
+    assert outcomes == {"ping": "ignored", "issues": "ignored"}
+    issues = WebhookDelivery.objects.get(event="issues")
+    assert "does not use issues events" in issues.reason
+    assert issues.processed_at is not None
 
 
 @pytest.mark.django_db
-def test_malformed_payload_gets_400() -> None:
-    response = post(Client(), {"action": "queued"})
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"not json", "body is not a JSON object"),
+        (b"[1, 2]", "body is not a JSON object"),
+        (
+            json.dumps({"action": "queued"}).encode(),
+            "payload has no workflow_job object",
+        ),
+    ],
+)
+def test_signed_malformed_payload_is_recorded_failed_at_once(
+    body: bytes, error: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    delivery = str(uuid.uuid4())
+    headers = {
+        "X-GitHub-Event": "workflow_job",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(body),
+    }
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = Client().post(
+            "/github/webhook", body, content_type="application/json", headers=headers
+        )
     assert response.status_code == 400
-    assert "workflow_job" in response.json()["error"]
+    assert response.json()["error"] == error
+    stored = WebhookDelivery.objects.get(delivery_id=delivery)
+    assert stored.outcome == WebhookDelivery.Outcome.FAILED
+    assert stored.error == error
+    assert stored.processed_at is not None
+    assert callbacks == []
+    again = Client().post(
+        "/github/webhook", body, content_type="application/json", headers=headers
+    )
+    assert again.json() == {"status": "duplicate"}
+
+
+@pytest.mark.django_db
+def test_delivery_from_an_unmanaged_repository_is_ignored(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    Runner.objects.create(name="r1", github_busy=False)
+    payload = job_payload(status="in_progress", repo="someone/else", runner_name="r1")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post(Client(), payload)
+    assert response.status_code == 202
+    assert response.json()["status"] == "ignored"
+    stored = WebhookDelivery.objects.get()
+    assert stored.outcome == WebhookDelivery.Outcome.IGNORED
+    assert stored.reason == "repository someone/else is not managed here"
+    assert stored.repository == "someone/else"
+    assert callbacks == []
+    assert jobs.process_pending() == 0
+    assert Runner.objects.get(name="r1").github_busy is False
+    assert not WorkflowJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_repository_names_compare_case_insensitively_and_include_environments(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    Environment.objects.create(
+        name="docs", repository="acme/docs-site", workflow_file="deploy.yml"
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert post(Client(), job_payload(repo="ACME/Deploy")).status_code == 202
+        assert post(Client(), job_payload(8, repo="acme/docs-site")).status_code == 202
+    assert len(callbacks) == 2
+    assert set(WebhookDelivery.objects.values_list("outcome", flat=True)) == {
+        WebhookDelivery.Outcome.PENDING
+    }
+
+
+@pytest.mark.django_db
+def test_organization_jobs_move_runner_busy_flags_but_runs_need_our_repository(
+    settings: Any,
+) -> None:
+    settings.GITHUB_ORGANIZATION = "acme"
+    Runner.objects.create(name="org-runner", github_busy=False)
+    job = post(
+        Client(),
+        job_payload(status="in_progress", repo="acme/other", runner_name="org-runner"),
+    )
+    run = post(
+        Client(),
+        {
+            "action": "requested",
+            "repository": repository("acme/other"),
+            "workflow_run": {"id": 5, "name": "CI", "display_title": "CI"},
+        },
+        event="workflow_run",
+    )
+    assert job.status_code == 202 and job.json()["status"] == "accepted"
+    assert run.json()["status"] == "ignored"
+    delivery = WebhookDelivery.objects.get(event="workflow_job")
+    assert jobs.process_delivery(delivery.pk) is True
+    assert Runner.objects.get(name="org-runner").github_busy is True
+    delivery.refresh_from_db()
+    assert delivery.outcome == WebhookDelivery.Outcome.MATCHED
 
 
 @pytest.mark.django_db
@@ -159,6 +277,37 @@ def test_processing_records_the_job_once() -> None:
     job = WorkflowJob.objects.get()
     assert job.status == "queued"
     assert job.labels == ["self-hosted", "prod-primary-1"]
+    delivery.refresh_from_db()
+    # No deploy watches run 99 and no runner of that name is registered.
+    assert delivery.outcome == WebhookDelivery.Outcome.UNMATCHED
+    assert "run 99 is not a deploy" in delivery.reason
+    assert delivery.github_run_id == 99
+
+
+@pytest.mark.django_db
+def test_a_job_on_a_registered_runner_is_matched() -> None:
+    Runner.objects.create(name="prod-primary-1")
+    post(Client(), job_payload(status="queued"))
+    delivery = WebhookDelivery.objects.get()
+    jobs.process_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.outcome == WebhookDelivery.Outcome.MATCHED
+    assert delivery.reason == ""
+
+
+@pytest.mark.django_db
+def test_a_payload_of_the_wrong_shape_fails_at_once_with_its_error() -> None:
+    payload = job_payload()
+    del payload["workflow_job"]["id"]
+    post(Client(), payload)
+    delivery = WebhookDelivery.objects.get()
+    assert jobs.process_delivery(delivery.pk) is True
+    delivery.refresh_from_db()
+    assert delivery.outcome == WebhookDelivery.Outcome.FAILED
+    assert delivery.error == "KeyError: 'id'"
+    assert delivery.processed_at is not None
+    assert not WorkflowJob.objects.exists()
+    assert jobs.process_pending() == 0
 
 
 @pytest.mark.django_db
@@ -183,3 +332,44 @@ def test_pending_deliveries_are_processed_by_the_sweep() -> None:
     WebhookDelivery.objects.update(received_at="2026-01-01T00:00:00Z")
     assert jobs.process_pending() == 1
     assert WorkflowJob.objects.get().runner_name == "r1"
+
+
+@pytest.mark.django_db
+def test_deliveries_are_pruned_after_the_retention(settings: Any) -> None:
+    settings.WEBHOOK_RETENTION_DAYS = 7
+    now = timezone.now()
+    for age_days in (1, 6, 8, 30):
+        WebhookDelivery.objects.create(
+            delivery_id=str(uuid.uuid4()),
+            event="workflow_job",
+            payload={},
+            received_at=now - timedelta(days=age_days),
+        )
+    WebhookRedelivery.objects.create(
+        guid="old",
+        github_delivery_id=1,
+        last_requested_at=now - timedelta(days=8),
+    )
+    WebhookRedelivery.objects.create(guid="new", github_delivery_id=2)
+
+    assert jobs.prune_deliveries(now, batch=1) == 2
+
+    ages = sorted((now - d.received_at).days for d in WebhookDelivery.objects.all())
+    assert ages == [1, 6]
+    assert list(WebhookRedelivery.objects.values_list("guid", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db
+def test_the_recovery_and_retention_tasks_are_scheduled() -> None:
+    tasks = dict(
+        PeriodicTask.objects.filter(
+            task__in=[
+                "deploys.tasks.recover_webhooks",
+                "deploys.tasks.prune_webhook_deliveries",
+            ]
+        ).values_list("task", "interval__every")
+    )
+    assert tasks == {
+        "deploys.tasks.recover_webhooks": 5,
+        "deploys.tasks.prune_webhook_deliveries": 1,
+    }
