@@ -251,6 +251,7 @@ class Process:
         )
         self.pump = threading.Thread(target=self._copy_output, daemon=True)
         self.pump.start()
+        log(f"{self.name} started (pid {self.popen.pid}, log {self.log_path})")
 
     def _copy_output(self) -> None:
         assert self.popen is not None and self.popen.stdout is not None

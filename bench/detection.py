@@ -1,6 +1,7 @@
 """Dead-host detection end to end: seconds from a host's last heartbeat to unhealthy.
 
     python -m bench.detection
+    python -m bench.detection --contention 2
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_detection \\
         python -m bench.detection
 
@@ -10,6 +11,7 @@ beat on a fresh database and broker, wires them with ``manage.py demo`` and wait
 for the fleet to turn healthy. Then the simulator kills several runner hosts at
 once; for each, the time from its last recorded heartbeat to the health sweep's
 ``unhealthy`` transition is measured. ``detection_seconds`` is the slowest.
+``--contention N`` keeps N busy-loop processes running beside the stack throughout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from typing import Any
 
 from bench import emit
-from bench._processes import Stack, prepare, setup_django, wait_until
+from bench._processes import Stack, busy_processes, prepare, setup_django, wait_until
 
 __all__ = ["Stack", "main", "measure"]
 
@@ -29,11 +31,24 @@ VICTIMS = ("prod-primary-1", "staging-1", "build-1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--contention",
+        type=int,
+        default=0,
+        metavar="N",
+        help="busy-loop processes to run beside the stack (default: none)",
+    )
     args = parser.parse_args()
+    if args.contention < 0:
+        parser.error("--contention must be 0 or more")
 
     var_dir, database_url, env = prepare("detection")
-    with Stack(env, var_dir / "processes.log") as stack:
+    with (
+        busy_processes(args.contention),
+        Stack(env, var_dir / "processes.log") as stack,
+    ):
         result = measure(database_url, stack, args.timeout)
+    result["contention_processes"] = args.contention
     print(f"process logs: {var_dir / 'processes.log'}", flush=True)
     emit(result)
 
