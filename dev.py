@@ -48,7 +48,9 @@ OUTPUT_LOCK = threading.Lock()
 
 
 def log(message: str) -> None:
-    print(f"dev.py: {message}", flush=True)
+    # The lock keeps the line whole among the children's output (Process).
+    with OUTPUT_LOCK:
+        print(f"dev.py: {message}", flush=True)
 
 
 def ensure_venv(requirements: str) -> None:
@@ -240,7 +242,7 @@ class Process:
         self.tail.clear()
         self.restart_at = None
         # Own session: Ctrl-C reaches dev.py only, which stops the children in
-        # order, and a stop signal reaches every process of the child (pool workers).
+        # order, and kill() reaches every process of the child (pool workers).
         self.popen = subprocess.Popen(
             self.command,
             cwd=ROOT,
