@@ -145,9 +145,9 @@ def _environments() -> int:
 
 
 def _schedules() -> int:
-    """Create the demo rotation schedules that do not exist, and check the new ones
-    against GitHub so the secrets page shows their state at once (the audit beat
-    runs is daily)."""
+    """Create the demo rotation schedules that do not exist, and check unchecked
+    ones against GitHub so the secrets page shows their state at once (beat runs
+    the audit only daily)."""
     envs = {e.name: e for e in Environment.objects.filter(name__in=ENVIRONMENTS)}
     created = 0
     for name, scope, env_name, interval, required_by in SCHEDULES:
