@@ -123,7 +123,7 @@ def test_dev_run_keeps_everything_running_under_contention_while_deploying(
     lines = log.splitlines()
     # dev.py restarted something: the loud line and the error it printed below it.
     exits = [i for i, line in enumerate(lines) if "EXITED" in line]
-    assert not exits, "\n".join(lines[exits[0] - 5 : exits[0] + 30])
+    assert not exits, "\n".join(lines[max(0, exits[0] - 5) : exits[0] + 30])
     assert len(mine) == len(requested) >= 2 * (REQUESTING_SECONDS // ROUND_SECONDS)
     assert {r["state"] for r in mine.values()} == {"succeeded"}, mine
     # Beat, the worker and the health sweep kept within their bounds at every look.
