@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bench import emit
@@ -67,6 +68,8 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
 
     wait_until(healthy, timeout, "the demo runners to turn healthy")
     killed_at = time.time()
+    # Only this run's transitions count: a reused DATABASE_URL holds earlier ones.
+    since = datetime.fromtimestamp(killed_at, tz=UTC)
     for name in VICTIMS:
         stack.kill_host(name)
 
@@ -77,6 +80,7 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
                 runner__name__in=VICTIMS,
                 kind=RunnerEvent.Kind.STATE_CHANGE,
                 to_state=State.UNHEALTHY,
+                created_at__gte=since,
             ).count()
             == 3
         )
@@ -86,7 +90,9 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
     for name in VICTIMS:
         runner = Runner.objects.get(name=name)
         event = runner.events.get(
-            kind=RunnerEvent.Kind.STATE_CHANGE, to_state=State.UNHEALTHY
+            kind=RunnerEvent.Kind.STATE_CHANGE,
+            to_state=State.UNHEALTHY,
+            created_at__gte=since,
         )
         assert runner.last_heartbeat_at is not None
         since_heartbeat = (event.created_at - runner.last_heartbeat_at).total_seconds()
