@@ -44,6 +44,7 @@ RESTART_WINDOW = 60.0
 BACKOFF_MAX = 30.0
 TAIL_LINES = 200
 ERROR_LINES = 25
+TRACEBACK = "Traceback (most recent call last):"
 OUTPUT_LOCK = threading.Lock()
 
 
@@ -299,13 +300,28 @@ class Process:
             self.pump.join(5)
 
     def error_lines(self) -> list[str]:
-        """The lines that most likely say why it stopped: from its last traceback
-        on, else its last few lines."""
+        """The lines that most likely say why it stopped: its last traceback, with
+        the log line announcing it and up to the exception it ends with (other
+        processes of it may log on after it); else its last few lines."""
         lines = list(self.tail)
-        starts = [i for i, line in enumerate(lines) if "Traceback" in line]
-        if starts:
-            lines = lines[starts[-1] :]
-        return lines[-ERROR_LINES:]
+        tracebacks = [i for i, line in enumerate(lines) if TRACEBACK in line]
+        if not tracebacks:
+            return lines[-ERROR_LINES:]
+        header = tracebacks[-1]
+        # The frames are indented; the first line after them that is not names the
+        # exception.
+        end = next(
+            (
+                i
+                for i in range(header + 1, len(lines))
+                if lines[i] and not lines[i][0].isspace()
+            ),
+            len(lines) - 1,
+        )
+        excerpt = lines[max(0, header - 1) : end + 1]
+        if len(excerpt) > ERROR_LINES:
+            excerpt = [*excerpt[:2], "  ...", *excerpt[-(ERROR_LINES - 3) :]]
+        return excerpt
 
 
 def supervise(

@@ -13,7 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import dev  # noqa: E402 - dev.py is a script at the top of the repository
 
-CRASH = "import sys; print('starting'); print('RuntimeError: broker gone'); sys.exit(3)"
+# A worker's death as Celery logs it: the announcement, a traceback, and a line from
+# one of its pool processes after it.
+CRASH = """
+import sys, traceback
+print("starting")
+def consume():
+    raise RuntimeError("broker gone")
+try:
+    consume()
+except RuntimeError:
+    print("CRITICAL celery.worker Unrecoverable error: RuntimeError('broker gone')")
+    traceback.print_exc(file=sys.stdout)
+print("INFO a pool process finished its task")
+sys.exit(3)
+"""
 COUNTER = """
 import pathlib, sys, time
 path = pathlib.Path(sys.argv[1])
@@ -56,9 +70,15 @@ def test_a_process_that_keeps_exiting_stops_everything_naming_it_and_its_error(
     )
     out = capsys.readouterr().out
     assert "dev.py: WORKER EXITED with code 3; restarting in 0 s" in out
-    # The error comes last, after everything else stopped.
-    tail = out[out.rindex("everything is stopped") :]
-    assert "RuntimeError: broker gone" in tail
+    # The error comes last, after everything else stopped: the announcement, the
+    # traceback and its exception, not what was logged after it.
+    tail = out[out.rindex("everything is stopped") :].splitlines()[2:]
+    assert tail[:2] == [
+        "dev.py:     CRITICAL celery.worker Unrecoverable error: "
+        "RuntimeError('broker gone')",
+        "dev.py:     Traceback (most recent call last):",
+    ]
+    assert tail[-1] == "dev.py:     RuntimeError: broker gone"
     assert healthy.exit_code() is not None  # stopped with the rest
     log = (fast / "worker.log").read_text()
     assert log.count("RuntimeError: broker gone") == dev.RESTART_LIMIT
