@@ -19,7 +19,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,21 @@ def wait_until(
             return value
         time.sleep(step)
     raise SystemExit(f"bench: gave up waiting for {what}")
+
+
+@contextmanager
+def busy_processes(n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``n`` processes that each keep a core busy until the block ends: the
+    contention of a shared CI runner or a laptop compiling beside the stack."""
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)
+    ]
+    try:
+        yield busy
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
 
 
 def prepare(prefix: str) -> tuple[Path, str, dict[str, str]]:

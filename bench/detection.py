@@ -1,6 +1,7 @@
 """Dead-host detection end to end: seconds from a host's last heartbeat to unhealthy.
 
     python -m bench.detection
+    python -m bench.detection --contention 2
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_detection \\
         python -m bench.detection
 
@@ -10,16 +11,18 @@ beat on a fresh database and broker, wires them with ``manage.py demo`` and wait
 for the fleet to turn healthy. Then the simulator kills several runner hosts at
 once; for each, the time from its last recorded heartbeat to the health sweep's
 ``unhealthy`` transition is measured. ``detection_seconds`` is the slowest.
+``--contention N`` keeps N busy-loop processes running beside the stack throughout.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bench import emit
-from bench._processes import Stack, prepare, setup_django, wait_until
+from bench._processes import Stack, busy_processes, prepare, setup_django, wait_until
 
 __all__ = ["Stack", "main", "measure"]
 
@@ -29,11 +32,24 @@ VICTIMS = ("prod-primary-1", "staging-1", "build-1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--contention",
+        type=int,
+        default=0,
+        metavar="N",
+        help="busy-loop processes to run beside the stack (default: none)",
+    )
     args = parser.parse_args()
+    if args.contention < 0:
+        parser.error("--contention must be 0 or more")
 
     var_dir, database_url, env = prepare("detection")
-    with Stack(env, var_dir / "processes.log") as stack:
+    with (
+        busy_processes(args.contention),
+        Stack(env, var_dir / "processes.log") as stack,
+    ):
         result = measure(database_url, stack, args.timeout)
+    result["contention_processes"] = args.contention
     print(f"process logs: {var_dir / 'processes.log'}", flush=True)
     emit(result)
 
@@ -52,6 +68,8 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
 
     wait_until(healthy, timeout, "the demo runners to turn healthy")
     killed_at = time.time()
+    # Only this run's transitions count: a reused DATABASE_URL holds earlier ones.
+    since = datetime.fromtimestamp(killed_at, tz=UTC)
     for name in VICTIMS:
         stack.kill_host(name)
 
@@ -62,6 +80,7 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
                 runner__name__in=VICTIMS,
                 kind=RunnerEvent.Kind.STATE_CHANGE,
                 to_state=State.UNHEALTHY,
+                created_at__gte=since,
             ).count()
             == 3
         )
@@ -71,7 +90,9 @@ def measure(database_url: str, stack: Stack, timeout: float) -> dict[str, Any]:
     for name in VICTIMS:
         runner = Runner.objects.get(name=name)
         event = runner.events.get(
-            kind=RunnerEvent.Kind.STATE_CHANGE, to_state=State.UNHEALTHY
+            kind=RunnerEvent.Kind.STATE_CHANGE,
+            to_state=State.UNHEALTHY,
+            created_at__gte=since,
         )
         assert runner.last_heartbeat_at is not None
         since_heartbeat = (event.created_at - runner.last_heartbeat_at).total_seconds()

@@ -1,4 +1,5 @@
-"""Template context every page gets: the navigation and the user's role."""
+"""Template context every page gets: the navigation, the user's role and the
+background jobs that have stopped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from controlplane.roles import Role, role_of
 
@@ -54,3 +57,17 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "navigation": navigation_entries(request.path, role),
         "user_role": role.label if user is not None else "",
     }
+
+
+def background_jobs(request: HttpRequest) -> dict[str, Any]:
+    """``stale_jobs`` for the banner in base.html, for signed-in users only.
+
+    Lazy: its one query runs only when a template shows it, so htmx partials and
+    pages that do not extend base.html pay nothing.
+    """
+    from controlplane.liveness import stale_jobs
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"stale_jobs": []}
+    return {"stale_jobs": SimpleLazyObject(lambda: stale_jobs(timezone.now()))}

@@ -161,6 +161,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "controlplane.context_processors.navigation",
+                "controlplane.context_processors.background_jobs",
             ],
         },
     },

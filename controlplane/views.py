@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET
 from controlplane import audit, throttle
 from controlplane.context_processors import navigation_entries
 from controlplane.filters import AuditEventFilterSet
+from controlplane.liveness import stale_jobs
 from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
 from controlplane.permissions import role_required
 from controlplane.roles import Role, role_of
@@ -187,6 +188,11 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
     503 names each failed check and the exception's type only: this page needs no
     login, so hosts and messages go to the log.
+
+    Background jobs past their bound (``controlplane.liveness``) are listed under
+    ``stale_jobs`` with status ``degraded`` but still 200: readiness decides whether
+    a load balancer sends this web process traffic, and a stopped beat or worker is
+    not cured by taking the UI and API away from the SREs who must fix it.
     """
     import logging
 
@@ -210,11 +216,15 @@ def readyz(request: HttpRequest) -> HttpResponse:
         else:
             checks[name] = "ok"
     failed = [name for name, result in checks.items() if result != "ok"]
+    stale: list[dict[str, Any]] = []
+    if checks["database"] == "ok":
+        stale = [job.as_dict() for job in stale_jobs(timezone.now())]
     return JsonResponse(
         {
-            "status": "unavailable" if failed else "ok",
+            "status": "unavailable" if failed else "degraded" if stale else "ok",
             "failed": failed,
             "checks": checks,
+            "stale_jobs": stale,
         },
         status=503 if failed else 200,
     )

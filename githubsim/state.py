@@ -158,9 +158,12 @@ class SimState:
                 "demo-slack",
                 visibility="private",
             )
-            # One secret last rotated long ago, so rotation schedules have work to show.
-            old = self._store(repository_scope(repo)).get("REGISTRY_TOKEN")
-            old.created_at = old.updated_at = now - 120 * 86400
+            # Secrets last rotated long ago, so rotation schedules have work to show:
+            # on a 90-day interval one is overdue and one due soon.
+            store = self._store(repository_scope(repo))
+            for name, days in (("REGISTRY_TOKEN", 120), ("DEPLOY_KEY", 80)):
+                old = store.get(name)
+                old.created_at = old.updated_at = now - days * 86400
 
     # Runners -------------------------------------------------------------------------
 

@@ -201,9 +201,9 @@ def fleet_queries(client: Client, **params: str) -> list[str]:
     [
         # session, user, role groups, the counts aggregate, the page count, the
         # page, the page's pool places; the full page adds the GitHub usage (for the
-        # sync budget) and the last sync.
-        ({}, False, 9),
-        ({"state": "healthy", "label": "linux"}, False, 9),
+        # sync budget), the last sync and the stopped-jobs banner.
+        ({}, False, 10),
+        ({"state": "healthy", "label": "linux"}, False, 10),
         ({"state": "healthy", "label": "linux"}, True, 7),
     ],
 )
@@ -397,8 +397,8 @@ def test_detail_query_count_does_not_grow_with_history(
 
     viewer_client.get("/")  # the session's first request saves it
     # session, user, role groups, runner, its pools, 2 timeline queries, events,
-    # jobs.
-    with django_assert_num_queries(9):
+    # jobs, the stopped-jobs banner.
+    with django_assert_num_queries(10):
         response = viewer_client.get("/fleet/busy/")
 
     assert response.status_code == 200

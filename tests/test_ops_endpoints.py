@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane import metrics
 from controlplane.celery import app
+from controlplane.liveness import watched_jobs
 from controlplane.models import GitHubUsage, TaskStatus
 from tests.conftest import require_tool
 
@@ -61,12 +62,15 @@ def test_healthz_answers_without_touching_the_database(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_readyz_is_ok_when_database_and_broker_answer(client: Client) -> None:
+    for job in watched_jobs():
+        TaskStatus.objects.record(job.name, ok=True, duration=0.1)
     response = client.get("/readyz")
     assert response.status_code == 200, response.content
     assert response.json() == {
         "status": "ok",
         "failed": [],
         "checks": {"database": "ok", "broker": "ok"},
+        "stale_jobs": [],
     }
 
 

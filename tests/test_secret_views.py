@@ -116,8 +116,9 @@ def test_list_query_count_does_not_grow_with_schedules(viewer: User) -> None:
     with CaptureQueriesContext(connection) as large:
         client.get("/secrets/")
 
-    # The session, the user, the role, the schedules, their required-by environments.
-    assert len(small) == len(large) == 5
+    # The session, the user, the role, the schedules, their required-by environments,
+    # the stopped-jobs banner.
+    assert len(small) == len(large) == 6
 
 
 def test_viewer_sees_no_rotate_form_and_cannot_post_one(

@@ -6,10 +6,18 @@
    simulator's control API (the only place the plaintext goes; it is never printed
    or stored).
 3. Point each simulated runner's exporter URL at the simulator's node_exporter page.
+4. Create the ``production`` (primary and two secondaries) and ``staging``
+   environments with their runner pools, and rotation schedules for the simulator's
+   secrets (one due soon, one overdue), checked against it once.
+5. With ``--history``, request a deploy to each environment when none has been made
+   yet; the running worker takes them through the real engine, so the deploy pages
+   show true history.
 
 Running it again changes nothing for runners that heartbeat: a token is only ever
 shown once, so a runner is given a new one when the simulator holds none (it was
 restarted) or its heartbeats stopped arriving (e.g. the database was reset).
+Environments, pools and schedules that exist are left as they are (an SRE may have
+edited them).
 """
 
 from __future__ import annotations
@@ -18,16 +26,39 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.github import GitHubError
+from deploys import secrets, triggers
+from deploys.models import DeployRun, Environment
+from deploys.secret_models import SecretRotationSchedule
 from runners import sync
 from runners.models import Runner
 
 ACTOR = "demo"
 CONTROL_TIMEOUT = 10.0
+# name -> pool (primary first) and the secrets its workflow needs; the runners and
+# secrets are the simulator's demo fleet (githubsim.state.SimState.load_demo).
+ENVIRONMENTS = {
+    "production": (
+        ["prod-primary-1", "prod-secondary-1", "prod-secondary-2"],
+        ["DEPLOY_KEY", "PROD_DB_PASSWORD"],
+    ),
+    "staging": (["staging-1", "staging-2"], ["DEPLOY_KEY", "STAGING_DB_PASSWORD"]),
+}
+# (name, scope, environment, interval days, required by). The simulator's
+# DEPLOY_KEY was set 80 days ago (due soon on a 90-day interval), REGISTRY_TOKEN
+# 120 days ago (overdue).
+SCHEDULES = [
+    ("DEPLOY_KEY", "repository", None, 90, ["production", "staging"]),
+    ("REGISTRY_TOKEN", "repository", None, 90, []),
+    ("PROD_DB_PASSWORD", "environment", "production", 90, ["production"]),
+    ("STAGING_DB_PASSWORD", "environment", "staging", 180, ["staging"]),
+]
 
 
 class Command(BaseCommand):
@@ -41,6 +72,12 @@ class Command(BaseCommand):
             "--simulator",
             default=settings.GITHUB_SIMULATOR_URL,
             help="Base URL of the GitHub simulator (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--history",
+            action="store_true",
+            help="Request a deploy to each demo environment that has none yet "
+            "(a running worker carries them out).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,6 +116,69 @@ class Command(BaseCommand):
             f"{tokens} heartbeat tokens issued, {exporters} exporter URLs set, "
             f"simulator {base}"
         )
+        created = _environments()
+        schedules = _schedules()
+        self.stdout.write(
+            f"demo: {created} environments and {schedules} secret schedules created"
+        )
+        if options["history"]:
+            requested = _history()
+            self.stdout.write(f"demo: {requested} deploys requested")
+
+
+def _environments() -> int:
+    """Create the demo environments that do not exist, each with its pool."""
+    runners = {r.name: r for r in Runner.objects.active()}
+    created = 0
+    for name, (pool, required) in ENVIRONMENTS.items():
+        env, new = Environment.objects.get_or_create(
+            name=name,
+            defaults={
+                "repository": settings.GITHUB_REPOSITORY,
+                "required_secrets": required,
+            },
+        )
+        if new:
+            env.set_pool([runners[n] for n in pool if n in runners])
+            created += 1
+    return created
+
+
+def _schedules() -> int:
+    """Create the demo rotation schedules that do not exist, and check unchecked
+    ones against GitHub so the secrets page shows their state at once (beat runs
+    the audit only daily)."""
+    envs = {e.name: e for e in Environment.objects.filter(name__in=ENVIRONMENTS)}
+    created = 0
+    for name, scope, env_name, interval, required_by in SCHEDULES:
+        env = envs.get(env_name) if env_name else None
+        if env_name and env is None:
+            continue
+        schedule, new = SecretRotationSchedule.objects.get_or_create(
+            name=name,
+            scope=scope,
+            repository="",
+            environment=env,
+            defaults={"interval_days": interval, "owner": "platform-team"},
+        )
+        if new:
+            schedule.required_by.set([envs[n] for n in required_by if n in envs])
+            created += 1
+    if SecretRotationSchedule.objects.filter(last_checked_at__isnull=True).exists():
+        secrets.audit_schedules(actor=ACTOR)
+    return created
+
+
+def _history() -> int:
+    """Request a deploy of the default ref to each demo environment without one."""
+    requester = get_user_model().objects.filter(is_active=True).order_by("pk").first()
+    requested = 0
+    for env in Environment.objects.filter(name__in=ENVIRONMENTS).order_by("pk"):
+        if DeployRun.objects.filter(environment=env).exists():
+            continue
+        triggers.request_deploy(requester or AnonymousUser(), env)
+        requested += 1
+    return requested
 
 
 def _control(session: requests.Session, base: str, path: str, **body: Any) -> Any:

@@ -1,0 +1,95 @@
+"""How long each watched periodic job may go without succeeding, and which have.
+
+The one place these bounds live: the banner on every UI page and ``/readyz`` read
+them. Each bound is several of the job's own intervals, so one late run under load
+does not raise it, while a stopped beat, worker or sweep shows within a minute.
+The Prometheus rules (``monitoring/prometheus/alerts.yml``) page later, at 2-3
+minutes: an alert wakes someone, the banner only informs whoever is looking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from controlplane.models import TaskStatus
+from controlplane.tasks import BEAT_TASK_STATUS
+
+# Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
+# migrations); the sweep every HEALTH_SWEEP_INTERVAL.
+BEAT_TICK_SECONDS = 15
+RECONCILE_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class WatchedJob:
+    name: str  # its TaskStatus name
+    label: str
+    bound_seconds: float
+    runbook: str
+    consequence: str
+
+
+def watched_jobs() -> list[WatchedJob]:
+    return [
+        WatchedJob(
+            BEAT_TASK_STATUS,
+            "Celery beat tick",
+            4 * BEAT_TICK_SECONDS,
+            "celery-beat-stale",
+            # The worker records the tick beat sends: either may be down.
+            "beat or every worker is down: no health checks, deploys stall",
+        ),
+        WatchedJob(
+            "health_sweep",
+            "health sweep",
+            max(30, 6 * settings.HEALTH_SWEEP_INTERVAL),
+            "control-plane-tasks-stale",
+            "runner health is frozen: dead hosts still look healthy",
+        ),
+        WatchedJob(
+            "deploy_reconcile",
+            "deploy reconciler",
+            15 * RECONCILE_SECONDS,
+            "control-plane-tasks-stale",
+            "deploys whose messages were lost stop advancing",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class StaleJob:
+    job: WatchedJob
+    last_success_at: datetime | None
+    # None when it has never succeeded.
+    seconds_since: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job.name,
+            "bound_seconds": self.job.bound_seconds,
+            "seconds_since_success": (
+                None if self.seconds_since is None else round(self.seconds_since)
+            ),
+        }
+
+
+def stale_jobs(now: datetime) -> list[StaleJob]:
+    """The watched jobs that have not succeeded within their bound (or ever), in
+    one query."""
+    jobs = watched_jobs()
+    last = dict(
+        TaskStatus.objects.filter(name__in=[j.name for j in jobs]).values_list(
+            "name", "last_success_at"
+        )
+    )
+    stale = []
+    for job in jobs:
+        success = last.get(job.name)
+        since = None if success is None else (now - success).total_seconds()
+        if since is None or since > job.bound_seconds:
+            stale.append(StaleJob(job, success, since))
+    return stale

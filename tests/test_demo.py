@@ -1,0 +1,90 @@
+"""``manage.py demo`` against the simulator's demo fleet: environments, pools,
+rotation schedules and first deploys, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.utils import timezone
+
+from controlplane.github import reset_gateway
+from controlplane.models import AuditEvent
+from deploys import engine
+from deploys.models import DeployRun, Environment
+from deploys.secret_models import SecretRotationSchedule
+from githubsim import Simulator
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sim(settings: Any) -> Iterator[Simulator]:
+    with Simulator(demo=True) as s:
+        settings.GITHUB_API_URL = s.url
+        settings.GITHUB_TOKEN = "ghp_demo_test_token"  # noqa: S105
+        settings.GITHUB_REPOSITORY = "acme/deploy"
+        settings.GITHUB_APP_ID = ""
+        reset_gateway()
+        engine.reset_gateways()
+        yield s
+
+
+def demo(sim: Simulator) -> str:
+    out = StringIO()
+    call_command("demo", "--simulator", sim.url, "--history", stdout=out)
+    return out.getvalue()
+
+
+def test_demo_creates_environments_schedules_and_first_deploys_once(
+    sim: Simulator, admin_user: User
+) -> None:
+    first = demo(sim)
+
+    assert "2 environments and 4 secret schedules created" in first
+    assert "2 deploys requested" in first
+    pools = {
+        env.name: [entry.runner.name for entry in env.pool()]
+        for env in Environment.objects.all()
+    }
+    assert pools == {
+        "production": ["prod-primary-1", "prod-secondary-1", "prod-secondary-2"],
+        "staging": ["staging-1", "staging-2"],
+    }
+    now = timezone.now()
+    statuses = {s.name: s.status_at(now) for s in SecretRotationSchedule.objects.all()}
+    assert statuses == {
+        "DEPLOY_KEY": "due_soon",
+        "REGISTRY_TOKEN": "overdue",
+        "PROD_DB_PASSWORD": "ok",
+        "STAGING_DB_PASSWORD": "ok",
+    }
+    runs = DeployRun.objects.order_by("pk")
+    assert [(r.environment.name, r.state, r.requester) for r in runs] == [
+        ("production", "queued", admin_user),
+        ("staging", "queued", admin_user),
+    ]
+
+    audits = AuditEvent.objects.filter(action="secrets.audit").count()
+    assert audits == 1
+    again = demo(sim)
+
+    assert "0 environments and 0 secret schedules created" in again
+    assert "0 deploys requested" in again
+    assert DeployRun.objects.count() == 2
+    assert SecretRotationSchedule.objects.count() == 4
+    assert AuditEvent.objects.filter(action="secrets.audit").count() == audits
+
+
+def test_demo_leaves_an_edited_pool_alone(sim: Simulator) -> None:
+    demo(sim)
+    production = Environment.objects.get(name="production")
+    production.set_pool([production.pool()[1].runner])
+
+    demo(sim)
+
+    assert [e.runner.name for e in production.pool()] == ["prod-secondary-1"]

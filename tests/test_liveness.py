@@ -1,0 +1,86 @@
+"""Stopped background jobs: the banner on every page and ``/readyz``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from controlplane.liveness import watched_jobs
+from controlplane.models import TaskStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def succeeded(name: str, seconds_ago: float) -> None:
+    TaskStatus.objects.update_or_create(
+        name=name,
+        defaults={"last_success_at": timezone.now() - timedelta(seconds=seconds_ago)},
+    )
+
+
+def all_fresh() -> None:
+    for job in watched_jobs():
+        succeeded(job.name, 1)
+
+
+def test_readyz_lists_a_stale_and_a_never_run_job_but_stays_ready(
+    client: Client,
+) -> None:
+    all_fresh()
+    succeeded("beat", 300)
+    TaskStatus.objects.filter(name="health_sweep").delete()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["failed"] == []
+    stale = {job["job"]: job for job in body["stale_jobs"]}
+    assert set(stale) == {"beat", "health_sweep"}
+    assert 300 <= stale["beat"]["seconds_since_success"] < 360
+    assert stale["beat"]["bound_seconds"] == 60
+    assert stale["health_sweep"]["seconds_since_success"] is None
+
+
+def test_a_job_just_inside_its_bound_is_not_stale(client: Client) -> None:
+    all_fresh()
+    succeeded("beat", 50)
+    assert client.get("/readyz").json()["stale_jobs"] == []
+
+
+def test_every_page_shows_the_stopped_job_with_its_runbook(
+    sre_client: Client,
+) -> None:
+    all_fresh()
+    succeeded("beat", 600)
+    for path in ("/", "/fleet/", "/deploys/", "/secrets/", "/runbooks/", "/audit/"):
+        page = sre_client.get(path).content.decode()
+        assert 'data-job="beat"' in page, path
+        assert "not succeeded for 10" in page, path
+        assert 'href="/runbooks/celery-beat-stale/"' in page, path
+        assert 'data-job="health_sweep"' not in page, path
+
+
+def test_no_banner_when_every_job_runs(sre_client: Client) -> None:
+    all_fresh()
+    assert "stale-jobs" not in sre_client.get("/").content.decode()
+
+
+def test_the_banner_costs_one_query_and_none_for_visitors(
+    client: Client, sre_client: Client
+) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        page = sre_client.get("/runbooks/").content.decode()
+    assert page.count("<li data-job=") == len(watched_jobs())  # none ever ran
+    assert sum("controlplane_taskstatus" in q["sql"] for q in queries) == 1
+
+    with CaptureQueriesContext(connection) as queries:
+        login = client.get("/accounts/login/").content.decode()
+    assert "stale-jobs" not in login
+    assert not any("controlplane_taskstatus" in q["sql"] for q in queries)
