@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from controlplane.names import Kind as NameKind
+from controlplane.names import problem as github_name_problem
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
 
@@ -419,12 +422,14 @@ elif not GITHUB_TOKEN:
     GITHUB_TOKEN = "githubsim-token"  # noqa: S105 - the simulator accepts any token
 
 GITHUB_REPOSITORY = os.getenv("GITHUB_REPOSITORY", "acme/deploy")
-if GITHUB_REPOSITORY.count("/") != 1 or not all(GITHUB_REPOSITORY.split("/")):
-    raise ImproperlyConfigured(
-        f"GITHUB_REPOSITORY must look like owner/name, got {GITHUB_REPOSITORY!r}"
-    )
+if _name_problem := github_name_problem(NameKind.REPOSITORY, GITHUB_REPOSITORY):
+    raise ImproperlyConfigured(f"GITHUB_REPOSITORY: {_name_problem}")
 # Set to list runners at organization scope instead of the repository's.
 GITHUB_ORGANIZATION = os.getenv("GITHUB_ORGANIZATION", "")
+if GITHUB_ORGANIZATION and (
+    _name_problem := github_name_problem(NameKind.ORGANIZATION, GITHUB_ORGANIZATION)
+):
+    raise ImproperlyConfigured(f"GITHUB_ORGANIZATION: {_name_problem}")
 GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")
 if not GITHUB_WEBHOOK_SECRET:
     if not DEBUG:

@@ -16,6 +16,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane import audit
+from controlplane.names import (
+    validate_environment_name,
+    validate_repository,
+    validate_secret_names,
+    validate_workflow_file,
+)
 
 
 class WebhookDelivery(models.Model):
@@ -122,11 +128,6 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-def validate_repository(value: str) -> None:
-    if value.count("/") != 1 or not all(value.split("/")):
-        raise ValidationError("must look like owner/name")
-
-
 class Environment(models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
@@ -134,9 +135,14 @@ class Environment(models.Model):
         QUEUE = "queue", "queue behind the running deploy"
         REJECT = "reject", "refuse while one is queued or running"
 
-    name = models.SlugField(max_length=100, unique=True)
+    # Also the GitHub environment's name (deploy jobs declare ``environment:``).
+    name = models.SlugField(
+        max_length=100, unique=True, validators=[validate_environment_name]
+    )
     repository = models.CharField(max_length=200, validators=[validate_repository])
-    workflow_file = models.CharField(max_length=200, default="deploy.yml")
+    workflow_file = models.CharField(
+        max_length=200, default="deploy.yml", validators=[validate_workflow_file]
+    )
     default_ref = models.CharField(max_length=255, default="main")
     # Seconds a dispatched job may wait for its runner before the next one is tried.
     pickup_timeout = models.PositiveIntegerField(default=120)
@@ -145,7 +151,9 @@ class Environment(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Names of secrets the workflow needs, looked up in the repository and in the
     # GitHub environment of the same name before every dispatch.
-    required_secrets = models.JSONField(default=list, blank=True)
+    required_secrets = models.JSONField(
+        default=list, blank=True, validators=[validate_secret_names]
+    )
     policy = models.CharField(
         max_length=10, choices=Policy.choices, default=Policy.QUEUE
     )

@@ -20,10 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane import audit
-from controlplane.github import SECRET_NAME_RE
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys import secrets
-from deploys.secret_models import SecretRotation, SecretRotationSchedule
+from deploys.secret_models import (
+    SecretRotation,
+    SecretRotationSchedule,
+    scope_problem,
+)
 from deploys.serializers import EnvironmentNameField
 
 # GitHub's limit on a secret value.
@@ -74,13 +77,20 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
             "last_checked_at",
             "last_check_error",
         ]
+        # validate() checks clashes itself, on the upper-cased name and the scope's
+        # real environment; DRF's validators for the model's unique constraints
+        # would make every field they name required, against the schema.
+        validators: list[Any] = []
 
     def validate_name(self, value: str) -> str:
-        if not SECRET_NAME_RE.match(value):
-            raise serializers.ValidationError(
-                "letters, digits and underscores, not starting with a digit or GITHUB_"
-            )
+        # The model field's GitHub-grammar validator has run already.
         return value.upper()
+
+    def validate_scope(self, value: str) -> str:
+        problem = scope_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate_interval_days(self, value: int) -> int:
         if not 1 <= value <= 3650:
@@ -267,6 +277,10 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
         schedule = self.get_object()
         body = RotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        # A configuration or data problem here, not a GitHub failure (a 502).
+        problem = schedule.target_problem()
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         value = body.validated_data.get("value") or secrets.generate_value()
         try:
             rotation = secrets.rotate(schedule, value, request.user)

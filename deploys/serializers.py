@@ -10,7 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.github import SECRET_NAME_RE
+from controlplane import names as github_names
 from deploys.models import (
     MAX_FREEZE_MINUTES,
     DeployAttempt,
@@ -233,13 +233,14 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             raise serializers.ValidationError(f"unknown runners: {', '.join(unknown)}")
         return [found[name] for name in names]
 
-    def validate_required_secrets(self, names: list[str]) -> list[str]:
-        bad = [name for name in names if not SECRET_NAME_RE.match(name)]
+    def validate_required_secrets(self, secrets: list[str]) -> list[str]:
+        kind = github_names.Kind.SECRET
+        bad = [n for n in secrets if not github_names.is_valid(kind, n)]
         if bad:
             raise serializers.ValidationError(
                 f"not GitHub secret names: {', '.join(bad)}"
             )
-        return names
+        return secrets
 
     def create(self, validated_data: dict[str, Any]) -> Environment:
         pool = validated_data.pop("pool")
