@@ -265,7 +265,13 @@ REST_FRAMEWORK = {
     ],
     # Default deny: every view names the role it needs; one that forgets gets admin-only.
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.permissions.IsAdmin"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # DRF's defaults, with JSON refused (400) when nested too deep to parse safely.
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "controlplane.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane import audit
+from controlplane.pagination import Pagination
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys import secrets
 from deploys.secret_models import (
@@ -249,12 +250,18 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
         instance.delete()
 
     @extend_schema(request=None, responses=SecretRotationSerializer(many=True))
-    @action(detail=True, methods=["get"], permission_classes=[IsViewer])
+    @action(
+        detail=True, methods=["get"], permission_classes=[IsViewer], filter_backends=[]
+    )
     def rotations(self, request: Request, pk: str) -> Response:
         """The schedule's rotation history, newest first."""
         schedule = self.get_object()
-        rows = schedule.rotations.order_by("-rotated_at", "-pk")[:200]
-        return Response(SecretRotationSerializer(rows, many=True).data)
+        rows = schedule.rotations.order_by("-rotated_at", "-pk")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(
+            SecretRotationSerializer(page, many=True).data
+        )
 
     @extend_schema(
         request=RotateSerializer,

@@ -1,0 +1,204 @@
+"""Input that used to reach a 500 (or an HTML page): pagination parameters, deeply
+nested JSON, oversized bodies. Every answer is a 4xx in DRF's JSON error format."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from knox.models import AuthToken
+
+from controlplane.pagination import MAX_LIMIT, MAX_OFFSET
+from controlplane.parsers import MAX_DEPTH, nesting_problem
+from deploys.models import Environment, SecretRotation, SecretRotationSchedule
+from runners.models import Runner
+
+pytestmark = pytest.mark.django_db
+
+LIST_ENDPOINTS = [
+    "/api/v1/audit-events/",
+    "/api/v1/deploys/",
+    "/api/v1/environments/",
+    "/api/v1/freeze-windows/",
+    "/api/v1/runners/",
+    "/api/v1/runners/linux-1/events/",
+    "/api/v1/runners/linux-1/samples/",
+    "/api/v1/secret-schedules/",
+    "/api/v1/secret-schedules/{schedule}/rotations/",
+]
+DEEP = "[" * 1500 + "]" * 1500
+
+
+@pytest.fixture
+def api(admin_user: User) -> Client:
+    _, token = AuthToken.objects.create(admin_user, timedelta(days=1))
+    return Client(headers={"Authorization": f"Token {token}"})
+
+
+@pytest.fixture
+def schedule() -> SecretRotationSchedule:
+    Runner.objects.create(name="linux-1")
+    return SecretRotationSchedule.objects.create(name="DEPLOY_KEY")
+
+
+def post_json(api: Client, url: str, body: str | bytes) -> Any:
+    return api.post(url, body, content_type="application/json")
+
+
+# Pagination -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=76222778840409636864",
+        "limit=abc",
+        "limit=null",
+        "limit=",
+        "limit=0",
+        "limit=-1",
+        "limit=1001",
+        "limit=1_000",
+        "limit=%2010",
+        "offset=null",
+        "offset=-1",
+        "offset=1e3",
+        "offset=99999999999999999999999",
+    ],
+)
+def test_bad_limit_or_offset_is_a_400_naming_it(
+    api: Client, schedule: SecretRotationSchedule, endpoint: str, query: str
+) -> None:
+    url = endpoint.format(schedule=schedule.pk)
+    response = api.get(f"{url}?{query}")
+
+    assert response.status_code == 400, response.content
+    name = query.split("=")[0]
+    assert list(response.json()) == [name]
+
+
+@pytest.mark.parametrize("endpoint", LIST_ENDPOINTS)
+def test_list_pages_with_limit_and_offset_within_bounds(
+    api: Client, schedule: SecretRotationSchedule, endpoint: str
+) -> None:
+    url = endpoint.format(schedule=schedule.pk)
+    response = api.get(f"{url}?limit={MAX_LIMIT}&offset={MAX_OFFSET}")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert body["results"] == []
+
+
+def test_rotation_history_is_a_paginated_list(
+    api: Client, schedule: SecretRotationSchedule
+) -> None:
+    for _ in range(3):
+        SecretRotation.objects.create(schedule=schedule, source="external")
+
+    response = api.get(f"/api/v1/secret-schedules/{schedule.pk}/rotations/?limit=2")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 3 and len(body["results"]) == 2
+    assert body["next"].endswith("limit=2&offset=2")
+
+
+def test_schema_documents_the_pagination_bounds(api: Client) -> None:
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+
+    params = {
+        p["name"]: p["schema"]
+        for p in schema["paths"]["/api/v1/runners/"]["get"]["parameters"]
+    }
+
+    assert params["limit"] == {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+    assert params["offset"] == {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}
+
+
+# Nested JSON ------------------------------------------------------------------------
+
+
+def test_nesting_is_counted_outside_strings_only() -> None:
+    assert nesting_problem('{"a": "' + "[" * 5000 + '"}') is None
+    assert nesting_problem('{"a": "\\"' + "[" * 5000 + '"}') is None
+    assert nesting_problem("[" * MAX_DEPTH + "]" * MAX_DEPTH) is None
+    assert nesting_problem("[" * (MAX_DEPTH + 1)) is not None
+    assert nesting_problem('{"a": ' * 40 + "1" + "}" * 40) is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/deploys/", "/api/v1/environments/", "/api/v1/runners/linux-1/drain/"],
+)
+def test_deeply_nested_json_is_a_400(
+    api: Client, schedule: SecretRotationSchedule, url: str
+) -> None:
+    response = post_json(api, url, DEEP)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "nested deeper than" in response.json()["detail"]
+
+
+def test_json_nested_within_the_limit_reaches_the_serializer(api: Client) -> None:
+    body = {"name": "x", "repository": [[[["acme/deploy"]]]]}
+
+    response = post_json(api, "/api/v1/environments/", json.dumps(body))
+
+    assert response.status_code == 400
+    assert "repository" in response.json()
+    assert not Environment.objects.exists()
+
+
+def test_deeply_nested_heartbeat_is_a_400() -> None:
+    runner = Runner.objects.create(name="linux-1")
+    token = runner.issue_heartbeat_token("ada-admin")
+
+    response = Client().post(
+        "/heartbeat",
+        DEEP,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 400
+    assert "nested deeper than" in response.json()["error"]
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is None
+
+
+# Body size and media type -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/environments/", "/api/v1/secret-schedules/", "/api/v1/deploys/"]
+)
+def test_ten_megabyte_body_is_a_json_413(api: Client, url: str) -> None:
+    body = json.dumps({"name": "x" * 10_000_000})
+
+    response = post_json(api, url, body)
+
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert "larger than" in response.json()["detail"]
+
+
+def test_form_body_with_too_many_fields_is_a_json_400(api: Client) -> None:
+    body = "&".join(f"f{n}=1" for n in range(1001))
+
+    response = api.post(
+        "/api/v1/secret-schedules/",
+        body,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "more than 1000 form fields"}
+    assert not SecretRotationSchedule.objects.exists()
