@@ -40,3 +40,17 @@ class WhoAmISerializer(serializers.Serializer[dict[str, Any]]):
         help_text="When the token used expires; null for sessions and tokens "
         "without expiry.",
     )
+
+
+class OptionalURLField(serializers.URLField):
+    """A read-only URL that may be unset. The model keeps a blank string; the API
+    says null, since ``""`` is not a ``format: uri`` string."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    # null is the point of this field; the stubs type CharField as never null.
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
+        return str(value) if value else None

@@ -30,6 +30,8 @@ from deploys.secret_models import (
 )
 from deploys.serializers import EnvironmentNameField
 
+# Ten years: longer is a typo, not a rotation policy.
+MAX_DAYS = 3650
 # GitHub's limit on a secret value.
 MAX_VALUE_BYTES = 48 * 1024
 
@@ -82,6 +84,11 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
         # real environment; DRF's validators for the model's unique constraints
         # would make every field they name required, against the schema.
         validators: list[Any] = []
+        # Bounds on the fields themselves, so the schema documents them.
+        extra_kwargs = {
+            "interval_days": {"min_value": 1, "max_value": MAX_DAYS},
+            "warning_days": {"min_value": 0, "max_value": MAX_DAYS},
+        }
 
     def validate_name(self, value: str) -> str:
         # The model field's GitHub-grammar validator has run already.
@@ -91,16 +98,6 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
         problem = scope_problem(value)
         if problem is not None:
             raise serializers.ValidationError(problem)
-        return value
-
-    def validate_interval_days(self, value: int) -> int:
-        if not 1 <= value <= 3650:
-            raise serializers.ValidationError("between 1 and 3650 days")
-        return value
-
-    def validate_warning_days(self, value: int) -> int:
-        if value > 3650:
-            raise serializers.ValidationError("at most 3650 days")
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

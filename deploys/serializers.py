@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane import names as github_names
+from controlplane.serializers import OptionalURLField
 from deploys.models import (
     MAX_FREEZE_MINUTES,
     DeployAttempt,
@@ -297,6 +298,9 @@ class CancelSerializer(serializers.Serializer[dict[str, Any]]):
 
 class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):
     runner = serializers.CharField(source="runner.name", read_only=True)
+    html_url = OptionalURLField(
+        help_text="The workflow run on GitHub; null until it is known."
+    )
 
     class Meta:
         model = DeployAttempt

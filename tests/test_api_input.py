@@ -14,7 +14,13 @@ from knox.models import AuthToken
 
 from controlplane.pagination import MAX_LIMIT, MAX_OFFSET
 from controlplane.parsers import MAX_DEPTH, nesting_problem
-from deploys.models import Environment, SecretRotation, SecretRotationSchedule
+from deploys.models import (
+    DeployAttempt,
+    Environment,
+    SecretRotation,
+    SecretRotationSchedule,
+)
+from deploys.serializers import DeployAttemptSerializer
 from runners.models import Runner
 
 pytestmark = pytest.mark.django_db
@@ -202,3 +208,55 @@ def test_form_body_with_too_many_fields_is_a_json_400(api: Client) -> None:
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": "more than 1000 form fields"}
     assert not SecretRotationSchedule.objects.exists()
+
+
+# Schema and behaviour agree ---------------------------------------------------------
+
+
+def test_schedule_needs_only_a_name_as_the_schema_says(api: Client) -> None:
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    request = schema["components"]["schemas"]["SecretScheduleRequest"]
+
+    response = post_json(api, "/api/v1/secret-schedules/", '{"name": "deploy_key"}')
+
+    assert request["required"] == ["name"]
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "DEPLOY_KEY"
+    assert response.json()["environment"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "low", "high"), [("interval_days", 1, 3650), ("warning_days", 0, 3650)]
+)
+def test_schedule_day_bounds_are_documented_and_enforced(
+    api: Client, field: str, low: int, high: int
+) -> None:
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    documented = schema["components"]["schemas"]["SecretScheduleRequest"]
+    documented = documented["properties"][field]
+
+    below = post_json(
+        api, "/api/v1/secret-schedules/", json.dumps({"name": "A", field: low - 1})
+    )
+    above = post_json(
+        api, "/api/v1/secret-schedules/", json.dumps({"name": "B", field: high + 1})
+    )
+    edge = post_json(
+        api, "/api/v1/secret-schedules/", json.dumps({"name": "C", field: high})
+    )
+
+    assert (documented["minimum"], documented["maximum"]) == (low, high)
+    assert (below.status_code, above.status_code, edge.status_code) == (400, 400, 201)
+    assert list(below.json()) == [field]
+
+
+def test_unset_urls_are_null_not_blank(api: Client) -> None:
+    Runner.objects.create(name="linux-1")
+
+    body = api.get("/api/v1/runners/linux-1/").json()
+    attempt = DeployAttemptSerializer(
+        DeployAttempt(number=1, runner=Runner(name="linux-1"), html_url="")
+    ).data
+
+    assert body["exporter_url"] is None
+    assert attempt["html_url"] is None
