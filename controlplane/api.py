@@ -36,6 +36,19 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_detail = "conflicts with an existing object"
+    default_code = "conflict"
+
+
+def _only_unique(exc: exceptions.ValidationError) -> bool:
+    codes = exc.get_codes()
+    if not isinstance(codes, dict) or not codes:
+        return False
+    return all(value == ["unique"] for value in codes.values())
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's error format; unexpected errors still reach Django's 500 handling.
 
@@ -48,6 +61,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RequestDataTooBig):
         # Django would answer its HTML "Bad Request" page; API errors are JSON.
         exc = PayloadTooLarge()
+    elif isinstance(exc, exceptions.ValidationError) and _only_unique(exc):
+        # The request is valid; it clashes with what exists (a name in use).
+        exc = Conflict(exc.detail)
     elif isinstance(exc, TooManyFieldsSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         exc = exceptions.ParseError(f"more than {limit} form fields")
@@ -123,6 +139,7 @@ def add_error_responses(
         "401": "No valid credentials (`Authorization: Token <token>`).",
         "403": "The caller's role is not enough; the message names the role needed.",
         "404": "No such object.",
+        "409": "Conflicts with an existing object (e.g. a name in use).",
         "413": "The request body is too large.",
     }
     for operations in result.get("paths", {}).values():
@@ -136,7 +153,7 @@ def add_error_responses(
             ):
                 codes.append("400")
             if "requestBody" in operation:
-                codes.append("413")
+                codes += ["409", "413"]
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(

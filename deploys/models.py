@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from controlplane import audit
 from controlplane.names import (
-    validate_environment_name,
     validate_repository,
     validate_secret_names,
     validate_workflow_file,
@@ -135,10 +134,9 @@ class Environment(models.Model):
         QUEUE = "queue", "queue behind the running deploy"
         REJECT = "reject", "refuse while one is queued or running"
 
-    # Also the GitHub environment's name (deploy jobs declare ``environment:``).
-    name = models.SlugField(
-        max_length=100, unique=True, validators=[validate_environment_name]
-    )
+    # Also the GitHub environment's name (deploy jobs declare ``environment:``); a
+    # slug is always a valid one (see controlplane.names), and the gateway checks.
+    name = models.SlugField(max_length=100, unique=True)
     repository = models.CharField(max_length=200, validators=[validate_repository])
     workflow_file = models.CharField(
         max_length=200, default="deploy.yml", validators=[validate_workflow_file]

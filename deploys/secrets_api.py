@@ -13,7 +13,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -123,8 +126,9 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
+            # "unique": a valid request clashing with what exists, answered 409.
             raise serializers.ValidationError(
-                {"name": "a schedule for this secret exists already"}
+                {"name": "a schedule for this secret exists already"}, code="unique"
             )
         return attrs
 

@@ -154,7 +154,9 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         "not frozen."
     )
     required_secrets = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=serializers.CharField(
+            max_length=100, validators=[github_names.validate_secret_name]
+        ),
         max_length=50,
         required=False,
         help_text="Secret names the workflow needs (repository or environment).",
@@ -233,15 +235,6 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         if unknown:
             raise serializers.ValidationError(f"unknown runners: {', '.join(unknown)}")
         return [found[name] for name in names]
-
-    def validate_required_secrets(self, secrets: list[str]) -> list[str]:
-        kind = github_names.Kind.SECRET
-        bad = [n for n in secrets if not github_names.is_valid(kind, n)]
-        if bad:
-            raise serializers.ValidationError(
-                f"not GitHub secret names: {', '.join(bad)}"
-            )
-        return secrets
 
     def create(self, validated_data: dict[str, Any]) -> Environment:
         pool = validated_data.pop("pool")

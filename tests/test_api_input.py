@@ -22,6 +22,7 @@ from deploys.models import (
 )
 from deploys.serializers import DeployAttemptSerializer
 from runners.models import Runner
+from tests.conftest import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +261,32 @@ def test_unset_urls_are_null_not_blank(api: Client) -> None:
 
     assert body["exporter_url"] is None
     assert attempt["html_url"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("/api/v1/deploys/?created_after=", "created_after"),
+        ("/api/v1/freeze-windows/?kind=", "kind"),
+        ("/api/v1/runners/?drained=", "drained"),
+        ("/api/v1/runners/?drained=null", "drained"),
+        ("/api/v1/audit-events/?outcome=", "outcome"),
+    ],
+)
+def test_empty_or_unreadable_filter_values_are_a_400_naming_them(
+    api: Client, url: str, name: str
+) -> None:
+    response = api.get(url)
+
+    assert response.status_code == 400
+    assert list(response.json()) == [name]
+
+
+def test_empty_free_text_filter_is_a_valid_empty_string(api: Client) -> None:
+    assert api.get("/api/v1/runners/?q=").status_code == 200
+
+
+def test_html_filter_forms_still_send_empty_fields(admin_user: User) -> None:
+    response = logged_in(admin_user).get("/fleet/?state=&drained=&removed=")
+
+    assert response.status_code == 200
