@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from controlplane import audit
 from controlplane.pagination import Pagination
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
+from controlplane.serializers import JSONTypesMixin
 from deploys import secrets
 from deploys.secret_models import (
     SecretRotation,
@@ -39,7 +40,9 @@ MAX_DAYS = 3650
 MAX_VALUE_BYTES = 48 * 1024
 
 
-class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedule]):
+class SecretScheduleSerializer(
+    JSONTypesMixin, serializers.ModelSerializer[SecretRotationSchedule]
+):
     """A rotation schedule with its status as of the request."""
 
     environment = EnvironmentNameField(
@@ -149,7 +152,7 @@ class SecretRotationSerializer(serializers.ModelSerializer[SecretRotation]):
         read_only_fields = fields
 
 
-class RotateSerializer(serializers.Serializer[None]):
+class RotateSerializer(JSONTypesMixin, serializers.Serializer[None]):
     """The new value (write-only), or ``generate`` for a strong random one."""
 
     value = serializers.CharField(
@@ -203,7 +206,7 @@ class ProposalsSerializer(serializers.Serializer[None]):
     failed_targets = serializers.ListField(child=serializers.CharField())
 
 
-class ImportSerializer(serializers.Serializer[None]):
+class ImportSerializer(JSONTypesMixin, serializers.Serializer[None]):
     keys = serializers.ListField(
         child=serializers.CharField(max_length=300), max_length=500
     )

@@ -290,3 +290,46 @@ def test_html_filter_forms_still_send_empty_fields(admin_user: User) -> None:
     response = logged_in(admin_user).get("/fleet/?state=&drained=&removed=")
 
     assert response.status_code == 200
+
+
+def test_environment_name_in_use_is_a_409(api: Client) -> None:
+    Environment.objects.create(name="production", repository="acme/deploy")
+
+    response = post_json(
+        api,
+        "/api/v1/environments/",
+        json.dumps({"name": "production", "repository": "acme/deploy", "pool": []}),
+    )
+
+    assert response.status_code == 409
+    assert "already exists" in response.json()["name"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "KEY", "notes": 3.5}, "notes"),
+        ({"name": 7}, "name"),
+        ({"name": "KEY", "interval_days": "30"}, "interval_days"),
+        ({"name": "KEY", "interval_days": True}, "interval_days"),
+        ({"name": "KEY", "required_by": "production"}, "required_by"),
+        ({"name": "KEY", "environment": ""}, "environment"),
+    ],
+)
+def test_values_of_the_wrong_json_type_are_a_400_naming_the_field(
+    api: Client, body: dict[str, Any], field: str
+) -> None:
+    response = post_json(api, "/api/v1/secret-schedules/", json.dumps(body))
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == [field]
+    assert not SecretRotationSchedule.objects.exists()
+
+
+def test_drain_refuses_a_non_string_reason(
+    api: Client, schedule: SecretRotationSchedule
+) -> None:
+    response = post_json(api, "/api/v1/runners/linux-1/drain/", '{"reason": 5}')
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["reason"]
