@@ -81,10 +81,6 @@ def problem(kind: Kind, value: object) -> str | None:
     return f"{value!r} is not a valid GitHub {kind}: {_RULES[kind]}"
 
 
-def is_valid(kind: Kind, value: object) -> bool:
-    return problem(kind, value) is None
-
-
 @deconstructible
 class NameValidator(RegexValidator):
     """Django validator for one kind of GitHub name. A ``RegexValidator``, so
@@ -109,10 +105,7 @@ class NameValidator(RegexValidator):
         return hash(self.kind)
 
 
-validate_owner = NameValidator(Kind.OWNER.value)
-validate_organization = NameValidator(Kind.ORGANIZATION.value)
 validate_repository = NameValidator(Kind.REPOSITORY.value)
-validate_environment_name = NameValidator(Kind.ENVIRONMENT.value)
 validate_secret_name = NameValidator(Kind.SECRET.value)
 validate_workflow_file = NameValidator(Kind.WORKFLOW.value)
 
