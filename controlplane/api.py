@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from drf_spectacular.utils import extend_schema
 from knox.models import AuthToken
 from rest_framework import exceptions, viewsets
@@ -22,12 +28,48 @@ from controlplane.roles import role_of
 from controlplane.serializers import AuditEventSerializer, WhoAmISerializer
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = (
+        f"request body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+    )
+    default_code = "payload_too_large"
+
+
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_detail = "conflicts with an existing object"
+    default_code = "conflict"
+
+
+def _only_unique(exc: exceptions.ValidationError) -> bool:
+    codes = exc.get_codes()
+    if not isinstance(codes, dict) or not codes:
+        return False
+    return all(value == ["unique"] for value in codes.values())
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's error format; unexpected errors still reach Django's 500 handling.
+
+    A body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is a JSON 413, not Django's HTML
+    400 page.
 
     A role denial whose permission gave no message of its own (composed
     permissions lose theirs) names the lowest role that would have been allowed.
     """
+    if isinstance(exc, RequestDataTooBig):
+        # Django would answer its HTML "Bad Request" page; API errors are JSON.
+        exc = PayloadTooLarge()
+    elif isinstance(exc, exceptions.ValidationError) and _only_unique(exc):
+        # The request is valid; it clashes with what exists (a name in use).
+        exc = Conflict(exc.detail)
+    elif isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        exc = exceptions.ParseError(f"more than {limit} form fields")
+    elif isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        exc = exceptions.ParseError(f"more than {limit} files")
     request = context.get("request")
     view = context.get("view")
     if (
@@ -87,7 +129,7 @@ def add_error_responses(
 ) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: document the errors every endpoint can
     give (401 without credentials, 403 without the role, 404 for an unknown object,
-    400 for bad parameters or bodies) so clients, and the schema tests, can rely on
+    400 for bad parameters or bodies, 413 for a body too large) so clients, and the schema tests, can rely on
     them. Responses an endpoint documents itself are left alone."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR_SCHEMA)
@@ -97,6 +139,8 @@ def add_error_responses(
         "401": "No valid credentials (`Authorization: Token <token>`).",
         "403": "The caller's role is not enough; the message names the role needed.",
         "404": "No such object.",
+        "409": "Conflicts with an existing object (e.g. a name in use).",
+        "413": "The request body is too large.",
     }
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
@@ -108,6 +152,8 @@ def add_error_responses(
                 p.get("in") == "query" for p in params
             ):
                 codes.append("400")
+            if "requestBody" in operation:
+                codes += ["409", "413"]
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 import urllib.parse
@@ -56,6 +55,8 @@ from github.WorkflowRun import WorkflowRun
 from nacl.public import PublicKey as _NaclPublicKey
 from nacl.public import SealedBox
 
+from controlplane import names
+
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -75,7 +76,6 @@ BACKOFF_CAP = 60.0
 # Bound on consecutive rate-limited answers to one request (retry-after: 0 loops).
 MAX_RATE_LIMIT_RETRIES = 8
 MAX_DISPATCH_INPUTS = 25
-SECRET_NAME_RE = re.compile(r"^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]*$", re.IGNORECASE)
 
 
 # Errors ---------------------------------------------------------------------------------
@@ -493,8 +493,25 @@ def _next_cursor(link: str | None) -> str | None:
     return None
 
 
-def _quote(value: str | int) -> str:
-    return urllib.parse.quote(str(value), safe="")
+def _segment(kind: names.Kind, value: str) -> str:
+    """``value`` as one URL path segment, after checking it against GitHub's grammar
+    for its kind. Callers validate names already; this is the last line, so a name
+    that would steer the request elsewhere (``../../orgs/x``) never reaches HTTP."""
+    message = names.problem(kind, value)
+    if message is not None:
+        raise GitHubValidationError(f"refusing to call GitHub: {message}")
+    return urllib.parse.quote(value, safe="")
+
+
+def _repository_path(repository: str) -> str:
+    message = names.problem(names.Kind.REPOSITORY, repository)
+    if message is not None:
+        raise GitHubValidationError(f"refusing to call GitHub: {message}")
+    owner, _, name = repository.partition("/")
+    return (
+        f"{_segment(names.Kind.OWNER, owner)}/"
+        f"{_segment(names.Kind.REPOSITORY_NAME, name)}"
+    )
 
 
 class GitHubGateway:
@@ -525,6 +542,13 @@ class GitHubGateway:
         sink: UsageSink = _record_usage,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Checked here, before any request: every URL below is built from them.
+        self._repo_url = f"/repos/{_repository_path(repository)}"
+        self._org_url = (
+            f"/orgs/{_segment(names.Kind.ORGANIZATION, organization)}"
+            if organization
+            else ""
+        )
         self.repository = repository
         self.organization = organization
         self.timeout = timeout
@@ -769,9 +793,7 @@ class GitHubGateway:
 
     @property
     def runners_url(self) -> str:
-        if self.organization:
-            return f"/orgs/{_quote(self.organization)}/actions/runners"
-        return f"/repos/{self.repository}/actions/runners"
+        return f"{self._org_url or self._repo_url}/actions/runners"
 
     @staticmethod
     def _runner(data: Mapping[str, Any]) -> RunnerInfo:
@@ -826,10 +848,6 @@ class GitHubGateway:
 
     # -- workflow runs and jobs ----------------------------------------------------------
 
-    @property
-    def _repo_url(self) -> str:
-        return f"/repos/{self.repository}"
-
     @staticmethod
     def _run(data: Mapping[str, Any]) -> RunInfo:
         name = str(data.get("name") or "")
@@ -861,6 +879,7 @@ class GitHubGateway:
             raise GitHubValidationError(
                 f"dispatch_workflow: GitHub accepts at most {MAX_DISPATCH_INPUTS} inputs"
             )
+        _segment(names.Kind.WORKFLOW, workflow)  # PyGithub builds this URL itself
         workflow_obj = self._github.get_repo(self.repository).get_workflow(workflow)
         if self.run_details_supported is not False:
             try:
@@ -896,7 +915,8 @@ class GitHubGateway:
     ) -> list[RunInfo]:
         """Runs newest first, all pages up to ``max_pages``, pull requests excluded."""
         if workflow is not None:
-            url = f"{self._repo_url}/actions/workflows/{_quote(workflow)}/runs"
+            segment = _segment(names.Kind.WORKFLOW, workflow)
+            url = f"{self._repo_url}/actions/workflows/{segment}/runs"
         else:
             url = f"{self._repo_url}/actions/runs"
         # PyGithub would send exclude_pull_requests=1, which GitHub's schema rejects.
@@ -979,7 +999,7 @@ class GitHubGateway:
         if scope == "organization":
             if not self.organization:
                 raise GitHubValidationError("no GitHub organization is configured")
-            return f"/orgs/{_quote(self.organization)}/hooks"
+            return f"/orgs/{_segment(names.Kind.ORGANIZATION, self.organization)}/hooks"
         return f"{self._repo_url}/hooks"
 
     def list_hooks(self, scope: HookScope) -> list[HookInfo]:
@@ -1045,11 +1065,14 @@ class GitHubGateway:
         if scope == "environment":
             if not environment:
                 raise GitHubValidationError("environment secrets need an environment")
-            return f"{self._repo_url}/environments/{_quote(environment)}/secrets"
+            segment = _segment(names.Kind.ENVIRONMENT, environment)
+            return f"{self._repo_url}/environments/{segment}/secrets"
         if scope == "organization":
-            if not self.organization:
-                raise GitHubValidationError("no GitHub organization is configured")
-            return f"/orgs/{_quote(self.organization)}/actions/secrets"
+            if not self._org_url:
+                raise GitHubValidationError(
+                    "organization secrets need the GITHUB_ORGANIZATION setting"
+                )
+            return f"{self._org_url}/actions/secrets"
         raise GitHubValidationError(f"unknown secret scope {scope!r}")
 
     def list_secrets(
@@ -1085,12 +1108,8 @@ class GitHubGateway:
         The value is sealed here with a public key fetched in this same call and only
         the sealed box leaves the process. It is never logged or put in an error.
         """
-        if not SECRET_NAME_RE.match(name):
-            raise GitHubValidationError(
-                f"put_secret: {name!r} is not a valid GitHub secret name"
-            )
         base = self._secrets_url(scope, environment)
-        url = f"{base}/{_quote(name)}"
+        url = f"{base}/{_segment(names.Kind.SECRET, name)}"
         key = self.get_public_key(scope, environment)
         box = SealedBox(_NaclPublicKey(base64.b64decode(key.key)))
         sealed = base64.b64encode(box.encrypt(value.encode())).decode()

@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from controlplane.names import Kind as NameKind
+from controlplane.names import problem as github_name_problem
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
 
@@ -299,10 +302,16 @@ REST_FRAMEWORK = {
     ],
     # Default deny: every view names the role it needs; one that forgets gets admin-only.
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.permissions.IsAdmin"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # DRF's defaults, with JSON refused (400) when nested too deep to parse safely.
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "controlplane.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "controlplane.filters.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -325,6 +334,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The API speaks JSON; form bodies are still parsed for old clients but not
+    # offered, so generated clients and the schema tests use JSON.
+    "PARSER_WHITELIST": ["controlplane.parsers.JSONParser"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         # Documents the 400/401/403/404 every endpoint can answer.
@@ -456,12 +468,14 @@ elif not GITHUB_TOKEN:
     GITHUB_TOKEN = "githubsim-token"  # noqa: S105 - the simulator accepts any token
 
 GITHUB_REPOSITORY = os.getenv("GITHUB_REPOSITORY", "acme/deploy")
-if GITHUB_REPOSITORY.count("/") != 1 or not all(GITHUB_REPOSITORY.split("/")):
-    raise ImproperlyConfigured(
-        f"GITHUB_REPOSITORY must look like owner/name, got {GITHUB_REPOSITORY!r}"
-    )
+if _name_problem := github_name_problem(NameKind.REPOSITORY, GITHUB_REPOSITORY):
+    raise ImproperlyConfigured(f"GITHUB_REPOSITORY: {_name_problem}")
 # Set to list runners at organization scope instead of the repository's.
 GITHUB_ORGANIZATION = os.getenv("GITHUB_ORGANIZATION", "")
+if GITHUB_ORGANIZATION and (
+    _name_problem := github_name_problem(NameKind.ORGANIZATION, GITHUB_ORGANIZATION)
+):
+    raise ImproperlyConfigured(f"GITHUB_ORGANIZATION: {_name_problem}")
 GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")
 if not GITHUB_WEBHOOK_SECRET:
     if not DEBUG:

@@ -7,7 +7,6 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -22,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from controlplane import audit
+from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployAttempt, DeployRun, Environment, FreezeWindow
@@ -138,7 +138,7 @@ class FreezeWindowViewSet(viewsets.ModelViewSet[FreezeWindow]):
     serializer_class = FreezeWindowSerializer
     filterset_class = FreezeWindowFilterSet
     permission_classes = [IsSRE & ReadOnly | IsAdmin]
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     lookup_value_regex = "[0-9]+"
 
     def perform_create(

@@ -16,6 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane import audit
+from controlplane.names import (
+    validate_repository,
+    validate_secret_names,
+    validate_workflow_file,
+)
 
 
 class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
@@ -219,11 +224,6 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-def validate_repository(value: str) -> None:
-    if value.count("/") != 1 or not all(value.split("/")):
-        raise ValidationError("must look like owner/name")
-
-
 class Environment(models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
@@ -231,9 +231,13 @@ class Environment(models.Model):
         QUEUE = "queue", "queue behind the running deploy"
         REJECT = "reject", "refuse while one is queued or running"
 
+    # Also the GitHub environment's name (deploy jobs declare ``environment:``); a
+    # slug is always a valid one (see controlplane.names), and the gateway checks.
     name = models.SlugField(max_length=100, unique=True)
     repository = models.CharField(max_length=200, validators=[validate_repository])
-    workflow_file = models.CharField(max_length=200, default="deploy.yml")
+    workflow_file = models.CharField(
+        max_length=200, default="deploy.yml", validators=[validate_workflow_file]
+    )
     default_ref = models.CharField(max_length=255, default="main")
     # Seconds a dispatched job may wait for its runner before the next one is tried.
     pickup_timeout = models.PositiveIntegerField(default=120)
@@ -242,7 +246,9 @@ class Environment(models.Model):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Names of secrets the workflow needs, looked up in the repository and in the
     # GitHub environment of the same name before every dispatch.
-    required_secrets = models.JSONField(default=list, blank=True)
+    required_secrets = models.JSONField(
+        default=list, blank=True, validators=[validate_secret_names]
+    )
     policy = models.CharField(
         max_length=10, choices=Policy.choices, default=Policy.QUEUE
     )

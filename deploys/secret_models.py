@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from controlplane.github import SECRET_NAME_RE
+from controlplane import names
 
 
 class Status(models.TextChoices):
@@ -36,11 +36,16 @@ URGENCY = {
 }
 
 
-def validate_secret_name(value: str) -> None:
-    if not SECRET_NAME_RE.match(value):
-        raise ValidationError(
-            "letters, digits and underscores, not starting with a digit or GITHUB_"
+def scope_problem(scope: str) -> str | None:
+    """Why a schedule cannot have this scope in this deployment, or None."""
+    if scope == SecretRotationSchedule.Scope.ORGANIZATION and not (
+        settings.GITHUB_ORGANIZATION
+    ):
+        return (
+            "organization secrets need the GITHUB_ORGANIZATION setting, which is "
+            "not set"
         )
+    return None
 
 
 class ScheduleQuerySet(models.QuerySet["SecretRotationSchedule"]):
@@ -80,13 +85,15 @@ class SecretRotationSchedule(models.Model):
         ENVIRONMENT = "environment"
         ORGANIZATION = "organization"
 
-    name = models.CharField(max_length=100, validators=[validate_secret_name])
+    name = models.CharField(max_length=100, validators=[names.validate_secret_name])
     scope = models.CharField(
         max_length=20, choices=Scope.choices, default=Scope.REPOSITORY
     )
     # owner/name; blank means the configured GITHUB_REPOSITORY (or, for an
     # environment secret, the environment's repository).
-    repository = models.CharField(max_length=200, blank=True)
+    repository = models.CharField(
+        max_length=200, blank=True, validators=[names.validate_repository]
+    )
     # The GitHub environment of an environment-scoped secret (same name as ours).
     environment = models.ForeignKey(
         "deploys.Environment",
@@ -182,6 +189,26 @@ class SecretRotationSchedule(models.Model):
             raise ValidationError(
                 {"environment": "an environment secret needs its environment"}
             )
+        problem = scope_problem(self.scope)
+        if problem is not None:
+            raise ValidationError({"scope": problem})
+
+    def target_problem(self) -> dict[str, str] | None:
+        """Why GitHub cannot be asked about this secret, by field, or None: the
+        setting its scope needs is missing, or a row that predates validation
+        holds a name outside GitHub's grammar."""
+        problem = scope_problem(self.scope)
+        if problem is not None:
+            return {"scope": problem}
+        problem = names.problem(names.Kind.REPOSITORY, self.target_repository)
+        if problem is not None:
+            return {"repository": problem}
+        environment = self.github_environment
+        if environment is not None:
+            problem = names.problem(names.Kind.ENVIRONMENT, environment)
+            if problem is not None:
+                return {"environment": problem}
+        return None
 
     def compute_due(self) -> None:
         if self.last_rotated_at is None:

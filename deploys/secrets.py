@@ -357,9 +357,9 @@ def rotate(
     now = now or timezone.now()
     target = target_of(schedule)
     scope, repository, environment = target
-    gw = _gateway(repository)
     try:
-        key_id = gw.put_secret(
+        # Inside the try: building the gateway checks the repository's name.
+        key_id = _gateway(repository).put_secret(
             scope,  # type: ignore[arg-type]
             schedule.name,
             value,

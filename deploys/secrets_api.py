@@ -13,24 +13,36 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane import audit
-from controlplane.github import SECRET_NAME_RE
+from controlplane.pagination import Pagination
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
+from controlplane.serializers import JSONTypesMixin
 from deploys import secrets
-from deploys.secret_models import SecretRotation, SecretRotationSchedule
+from deploys.secret_models import (
+    SecretRotation,
+    SecretRotationSchedule,
+    scope_problem,
+)
 from deploys.serializers import EnvironmentNameField
 
+# Ten years: longer is a typo, not a rotation policy.
+MAX_DAYS = 3650
 # GitHub's limit on a secret value.
 MAX_VALUE_BYTES = 48 * 1024
 
 
-class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedule]):
+class SecretScheduleSerializer(
+    JSONTypesMixin, serializers.ModelSerializer[SecretRotationSchedule]
+):
     """A rotation schedule with its status as of the request."""
 
     environment = EnvironmentNameField(
@@ -74,22 +86,24 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
             "last_checked_at",
             "last_check_error",
         ]
+        # validate() checks clashes itself, on the upper-cased name and the scope's
+        # real environment; DRF's validators for the model's unique constraints
+        # would make every field they name required, against the schema.
+        validators: list[Any] = []
+        # Bounds on the fields themselves, so the schema documents them.
+        extra_kwargs = {
+            "interval_days": {"min_value": 1, "max_value": MAX_DAYS},
+            "warning_days": {"min_value": 0, "max_value": MAX_DAYS},
+        }
 
     def validate_name(self, value: str) -> str:
-        if not SECRET_NAME_RE.match(value):
-            raise serializers.ValidationError(
-                "letters, digits and underscores, not starting with a digit or GITHUB_"
-            )
+        # The model field's GitHub-grammar validator has run already.
         return value.upper()
 
-    def validate_interval_days(self, value: int) -> int:
-        if not 1 <= value <= 3650:
-            raise serializers.ValidationError("between 1 and 3650 days")
-        return value
-
-    def validate_warning_days(self, value: int) -> int:
-        if value > 3650:
-            raise serializers.ValidationError("at most 3650 days")
+    def validate_scope(self, value: str) -> str:
+        problem = scope_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -115,8 +129,9 @@ class SecretScheduleSerializer(serializers.ModelSerializer[SecretRotationSchedul
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
+            # "unique": a valid request clashing with what exists, answered 409.
             raise serializers.ValidationError(
-                {"name": "a schedule for this secret exists already"}
+                {"name": "a schedule for this secret exists already"}, code="unique"
             )
         return attrs
 
@@ -137,7 +152,7 @@ class SecretRotationSerializer(serializers.ModelSerializer[SecretRotation]):
         read_only_fields = fields
 
 
-class RotateSerializer(serializers.Serializer[None]):
+class RotateSerializer(JSONTypesMixin, serializers.Serializer[None]):
     """The new value (write-only), or ``generate`` for a strong random one."""
 
     value = serializers.CharField(
@@ -191,7 +206,7 @@ class ProposalsSerializer(serializers.Serializer[None]):
     failed_targets = serializers.ListField(child=serializers.CharField())
 
 
-class ImportSerializer(serializers.Serializer[None]):
+class ImportSerializer(JSONTypesMixin, serializers.Serializer[None]):
     keys = serializers.ListField(
         child=serializers.CharField(max_length=300), max_length=500
     )
@@ -239,12 +254,18 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
         instance.delete()
 
     @extend_schema(request=None, responses=SecretRotationSerializer(many=True))
-    @action(detail=True, methods=["get"], permission_classes=[IsViewer])
+    @action(
+        detail=True, methods=["get"], permission_classes=[IsViewer], filter_backends=[]
+    )
     def rotations(self, request: Request, pk: str) -> Response:
         """The schedule's rotation history, newest first."""
         schedule = self.get_object()
-        rows = schedule.rotations.order_by("-rotated_at", "-pk")[:200]
-        return Response(SecretRotationSerializer(rows, many=True).data)
+        rows = schedule.rotations.order_by("-rotated_at", "-pk")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(
+            SecretRotationSerializer(page, many=True).data
+        )
 
     @extend_schema(
         request=RotateSerializer,
@@ -267,6 +288,10 @@ class SecretScheduleViewSet(viewsets.ModelViewSet[SecretRotationSchedule]):
         schedule = self.get_object()
         body = RotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        # A configuration or data problem here, not a GitHub failure (a 502).
+        problem = schedule.target_problem()
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         value = body.validated_data.get("value") or secrets.generate_value()
         try:
             rotation = secrets.rotate(schedule, value, request.user)

@@ -9,8 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from controlplane.github import SECRET_NAME_RE
+from controlplane import names as github_names
+from controlplane.serializers import JSONTypesMixin, OptionalURLField
 from deploys.models import (
     MAX_FREEZE_MINUTES,
     DeployAttempt,
@@ -44,6 +46,12 @@ class EnvironmentNameField(serializers.SlugRelatedField[Environment]):
         kwargs.setdefault("queryset", Environment.objects.all())
         super().__init__(slug_field="name", **kwargs)
 
+    def run_validation(self, data: Any = empty) -> Any:
+        # DRF reads "" as null for relations; it names no environment (null does).
+        if data == "":
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> Environment:
         if isinstance(data, str) and "\x00" in data:
             self.fail("does_not_exist", slug_name=self.slug_field, value=data)
@@ -61,7 +69,7 @@ def _now(serializer: serializers.BaseSerializer[Any]) -> datetime:
     return now
 
 
-class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
+class FreezeWindowSerializer(JSONTypesMixin, serializers.ModelSerializer[FreezeWindow]):
     """A period when deploys to the environment are refused unless an admin breaks
     glass. One-off: ``starts_at`` to ``ends_at``. Weekly, in UTC: from ``weekday``
     (Monday 0) at ``start_time`` for ``duration_minutes`` (past midnight and the
@@ -128,7 +136,7 @@ class FreezeWindowSerializer(serializers.ModelSerializer[FreezeWindow]):
         return attrs
 
 
-class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
+class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environment]):
     """A deploy target. ``pool`` lists runner names in order: the primary first."""
 
     pool = serializers.ListField(
@@ -153,7 +161,9 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         "not frozen."
     )
     required_secrets = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=serializers.CharField(
+            max_length=100, validators=[github_names.validate_secret_name]
+        ),
         max_length=50,
         required=False,
         help_text="Secret names the workflow needs (repository or environment).",
@@ -233,14 +243,6 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
             raise serializers.ValidationError(f"unknown runners: {', '.join(unknown)}")
         return [found[name] for name in names]
 
-    def validate_required_secrets(self, names: list[str]) -> list[str]:
-        bad = [name for name in names if not SECRET_NAME_RE.match(name)]
-        if bad:
-            raise serializers.ValidationError(
-                f"not GitHub secret names: {', '.join(bad)}"
-            )
-        return names
-
     def create(self, validated_data: dict[str, Any]) -> Environment:
         pool = validated_data.pop("pool")
         with transaction.atomic():
@@ -259,7 +261,7 @@ class EnvironmentSerializer(serializers.ModelSerializer[Environment]):
         return env
 
 
-class DeployRequestSerializer(serializers.Serializer[dict[str, Any]]):
+class DeployRequestSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     """What to deploy where. Send an ``Idempotency-Key`` header to retry safely."""
 
     environment = serializers.CharField(max_length=100)
@@ -281,7 +283,7 @@ class DeployRequestSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class RedeploySerializer(serializers.Serializer[dict[str, Any]]):
+class RedeploySerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     """Which environment's last succeeded deploy to repeat."""
 
     environment = serializers.CharField(max_length=100)
@@ -290,12 +292,15 @@ class RedeploySerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class CancelSerializer(serializers.Serializer[dict[str, Any]]):
+class CancelSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):
     runner = serializers.CharField(source="runner.name", read_only=True)
+    html_url = OptionalURLField(
+        help_text="The workflow run on GitHub; null until it is known."
+    )
 
     class Meta:
         model = DeployAttempt

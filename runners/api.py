@@ -9,11 +9,11 @@ from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from controlplane.pagination import Pagination
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer
 from runners.filters import RunnerFilterSet
 from runners.models import Runner
@@ -129,7 +129,8 @@ class RunnerViewSet(viewsets.ReadOnlyModelViewSet[Runner]):
         serializer_class: type[serializers.ModelSerializer[_M]],
     ) -> Response:
         """One limit/offset page of a runner's history, in the list envelope."""
-        paginator = LimitOffsetPagination()
+        # The project's paginator, so the history endpoints check limit/offset too.
+        paginator = Pagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 

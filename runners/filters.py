@@ -8,6 +8,7 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 
+from controlplane.filters import StrictBooleanFilter
 from runners.models import Reason, Runner, State
 
 REMOVED_CHOICES = [
@@ -54,7 +55,7 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         label="Environment",
         help_text="Runners in this deploy environment's pool (its name).",
     )
-    drained = django_filters.BooleanFilter(
+    drained = StrictBooleanFilter(
         widget=forms.Select(
             choices=[("", "Any"), ("true", "Drained"), ("false", "In rotation")]
         ),

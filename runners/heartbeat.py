@@ -34,6 +34,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from controlplane import throttle
+from controlplane.parsers import nesting_problem
 from runners.health import assess_host
 from runners.models import Runner, token_digest
 
@@ -82,8 +83,16 @@ def parse_facts(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        facts = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise BadFacts("body is not valid JSON") from None
+    # Checked before json.loads, which would recurse into RecursionError (a 500).
+    problem = nesting_problem(text)
+    if problem is not None:
+        raise BadFacts(f"body is not valid JSON: {problem}")
+    try:
+        facts = json.loads(text)
+    except ValueError:
         raise BadFacts("body is not valid JSON") from None
     if not isinstance(facts, dict):
         raise BadFacts("body must be a JSON object")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.serializers import JSONTypesMixin, OptionalURLField
 from runners.models import HealthSample, Reason, Runner, RunnerEvent, State, runbook_for
 
 
@@ -62,6 +63,10 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         many=True,
         read_only=True,
         help_text="The deploy environments whose runner pool holds this runner.",
+    )
+
+    exporter_url = OptionalURLField(
+        help_text="The host's Prometheus exporter; null when not probed."
     )
 
     class Meta:
@@ -139,7 +144,7 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
     _now_cache: datetime | None = None
 
 
-class DrainSerializer(serializers.Serializer[dict[str, Any]]):
+class DrainSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     reason = serializers.CharField(
         max_length=500,
         help_text="Why the runner leaves deploy rotation (kept in the audit log).",

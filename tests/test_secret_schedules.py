@@ -286,7 +286,9 @@ def test_api_refuses_a_second_schedule_for_the_same_secret(admin_user: User) -> 
         content_type="application/json",
     )
 
-    assert response.status_code == 400
+    # A valid request that clashes with an existing schedule: a conflict.
+    assert response.status_code == 409
+    assert "exists already" in response.json()["name"][0]
 
 
 @pytest.mark.parametrize("persona", ["viewer", "sre"])

@@ -5,6 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+import controlplane.names
 import deploys.models
 
 
@@ -32,7 +33,8 @@ class Migration(migrations.Migration):
                 (
                     "repository",
                     models.CharField(
-                        max_length=200, validators=[deploys.models.validate_repository]
+                        max_length=200,
+                        validators=[controlplane.names.validate_repository],
                     ),
                 ),
                 (

@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import deploys.secret_models
+import controlplane.names
 
 
 class Migration(migrations.Migration):
@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                     "name",
                     models.CharField(
                         max_length=100,
-                        validators=[deploys.secret_models.validate_secret_name],
+                        validators=[controlplane.names.validate_secret_name],
                     ),
                 ),
                 (
