@@ -1,0 +1,200 @@
+"""The embedded Celery broker: kombu's filesystem transport, made safe.
+
+kombu's own transport creates a message's file in the queue folder and only then
+locks and fills it, so a reader can claim it empty; and a file it cannot decode
+raises out of the consumer, which stops a Celery worker for good
+(``Unrecoverable error: JSONDecodeError``). This transport, registered as
+``safefs://`` (and as ``filesystem://``, so no process of ours runs the unsafe one):
+
+1. writes each message to a staging folder beside the queue folder, fsyncs it and
+   renames it into the queue folder: a message appears there whole or not at all;
+2. claims a message by renaming it into the processed folder (exactly one reader
+   wins the rename), reads it there and deletes it;
+3. moves a message it cannot decode to the unreadable folder, logs a warning naming
+   the file, and goes on with the next one (the folder's size is a metric);
+4. creates a missing exchange table whole, for the reason of 1.
+
+Like kombu's, it delivers unacknowledged messages again only when a worker stops
+cleanly; the reconciler covers a killed one (DESIGN.md, principle 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
+from kombu.utils.encoding import bytes_to_str, str_to_bytes
+from kombu.utils.json import dumps, loads
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "safefs"
+SCHEMES = (SCHEME, "filesystem")
+
+
+def folders(options: dict[str, Any]) -> dict[str, Path]:
+    """Every folder the transport uses, from its transport options.
+
+    The staging and unreadable folders default to siblings of the queue folder:
+    staging must be on the same filesystem for the rename to be atomic.
+    """
+    queue = Path(options.get("data_folder_out", "data_out"))
+    return {
+        "in": Path(options.get("data_folder_in", "data_in")),
+        "out": queue,
+        "processed": Path(options.get("processed_folder", "processed")),
+        "control": Path(options.get("control_folder", "control")),
+        "staging": Path(options.get("staging_folder", queue.parent / "staging")),
+        "unreadable": Path(
+            options.get("unreadable_folder", queue.parent / "unreadable")
+        ),
+    }
+
+
+def unreadable_messages(options: dict[str, Any]) -> int:
+    """How many messages readers have set aside (0 before any was)."""
+    try:
+        return len(os.listdir(folders(options)["unreadable"]))
+    except FileNotFoundError:
+        return 0
+
+
+class Channel(filesystem.Channel):
+    """A filesystem channel whose messages appear whole and never stop a reader."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._folders = folders(self.transport_options)
+        for name in ("staging", "processed", "unreadable", "control"):
+            self._folders[name].mkdir(parents=True, exist_ok=True)
+        # Names listed but not yet claimed, per queue, oldest first: listing and
+        # sorting the folder once per batch rather than once per message keeps a
+        # backlog of thousands linear instead of quadratic.
+        self._backlogs: dict[str, deque[str]] = {}
+
+    # kombu names the argument "payload" here and "message" in the virtual base.
+    def _put(  # type: ignore[override]
+        self, queue: str, payload: dict[str, Any], **kwargs: Any
+    ) -> None:
+        """Write the message aside, then rename it into the queue folder."""
+        # Wall-clock nanoseconds, fixed width: names sort in sending order across
+        # processes and reboots (kombu's monotonic milliseconds restart at boot).
+        name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
+        staged = self._folders["staging"] / name
+        try:
+            with open(staged, "xb") as file:
+                file.write(str_to_bytes(dumps(payload)))
+                file.flush()
+                # Durable before visible: after a power cut the name never points
+                # at content the disk has not got.
+                os.fsync(file.fileno())
+            os.rename(staged, self._folders["out"] / name)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise ChannelError(f"Cannot add message {name!r} to the queue") from exc
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        """Claim, read and return the oldest readable message of ``queue``."""
+        backlog = self._backlogs.setdefault(queue, deque())
+        listed = False
+        while True:
+            if not backlog:
+                if listed:
+                    raise Empty()
+                backlog.extend(self._waiting(queue))
+                listed = True
+                continue
+            name = backlog.popleft()
+            claimed = self._folders["processed"] / name
+            try:
+                os.rename(self._folders["in"] / name, claimed)
+            except FileNotFoundError:
+                continue  # another reader claimed it first
+            except OSError as exc:
+                raise ChannelError(f"Cannot claim message {name!r}") from exc
+            payload = self._read(claimed)
+            if payload is not None:
+                return payload
+
+    def _waiting(self, queue: str) -> list[str]:
+        suffix = f"{queue}.msg"
+        return sorted(
+            name
+            for name in os.listdir(self._folders["in"])
+            if name.partition(".")[2] == suffix
+        )
+
+    def _read(self, claimed: Path) -> dict[str, Any] | None:
+        """The claimed message's payload, or None once it is set aside as unreadable."""
+        try:
+            payload: dict[str, Any] = loads(bytes_to_str(claimed.read_bytes()))
+            # What the consumer does with it next; failing here rather than there
+            # keeps the failure from stopping the worker.
+            self.Message(payload, channel=self)
+        # Truncated or empty files, foreign bytes, JSON of the wrong shape, a body
+        # that does not decode: whatever it is, this message cannot be delivered.
+        except Exception as exc:
+            self._set_aside(claimed, exc)
+            return None
+        if not self.store_processed:
+            claimed.unlink()
+        return payload
+
+    def _set_aside(self, claimed: Path, error: Exception) -> None:
+        aside = self._folders["unreadable"] / claimed.name
+        try:
+            os.rename(claimed, aside)
+        except OSError:
+            logger.exception("could not move unreadable message %s aside", claimed)
+            return
+        logger.warning(
+            "set aside unreadable broker message %s: %s: %s",
+            aside,
+            type(error).__name__,
+            error,
+        )
+
+    def _queue_bind(
+        self, exchange: str, routing_key: str, pattern: str | None, queue: str
+    ) -> None:
+        # kombu creates a missing table empty and fills it a moment later, so a
+        # process reading it in between fails; create it whole first (link: atomic,
+        # and it never replaces a table another process made), then let kombu add
+        # the binding under its lock.
+        # It also refuses names that would leave the control folder.
+        table: Path = self._exchange_file(exchange)  # type: ignore[attr-defined]
+        if not table.exists():
+            draft = self._folders["staging"] / f"{uuid.uuid4().hex}.exchange"
+            draft.write_text("[]")
+            try:
+                os.link(draft, table)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        super()._queue_bind(exchange, routing_key, pattern, queue)
+
+
+class Transport(filesystem.Transport):
+    """kombu's filesystem transport with the safe channel."""
+
+    Channel = Channel
+    # Its own broker state: kombu's is a class attribute shared with the unsafe
+    # transport's channels in the same process.
+    global_state = virtual.BrokerState()
+    driver_type = SCHEME
+    driver_name = SCHEME
+
+
+def register() -> None:
+    """Make ``safefs://`` and ``filesystem://`` name this transport in kombu."""
+    for scheme in SCHEMES:
+        TRANSPORT_ALIASES[scheme] = "controlplane.broker:Transport"
