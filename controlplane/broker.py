@@ -187,11 +187,17 @@ class Transport(filesystem.Transport):
     """kombu's filesystem transport with the safe channel."""
 
     Channel = Channel
-    # Its own broker state: kombu's is a class attribute shared with the unsafe
-    # transport's channels in the same process.
-    global_state = virtual.BrokerState()
     driver_type = SCHEME
     driver_name = SCHEME
+    # kombu keeps one binding state per process and skips writing a binding it
+    # holds; one per control folder keeps connections to two brokers in a process
+    # (tests, benchmarks) from skipping each other's bindings.
+    states: dict[Path, virtual.BrokerState] = {}
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        control = folders(client.transport_options)["control"].resolve()
+        self.state = self.states.setdefault(control, virtual.BrokerState())
 
 
 def register() -> None:

@@ -26,7 +26,6 @@ import os
 from collections.abc import Iterable
 from typing import Protocol
 
-from django.conf import settings
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
@@ -37,6 +36,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from controlplane import broker
+from controlplane.celery import app
 from controlplane.models import GitHubUsage, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -157,12 +157,12 @@ class BrokerCollector:
     name = "broker"
 
     def collect(self) -> Iterable[Metric]:
-        if not settings.CELERY_BROKER_URL.startswith(broker.SCHEMES):
+        if not app.conf.broker_url.startswith(broker.SCHEMES):
             return
         yield GaugeMetricFamily(
             "controlplane_broker_unreadable_messages",
             "Broker messages that could not be decoded, set aside for inspection.",
-            value=broker.unreadable_messages(settings.CELERY_BROKER_TRANSPORT_OPTIONS),
+            value=broker.unreadable_messages(app.conf.broker_transport_options),
         )
 
 
