@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 SCHEME = "safefs"
 SCHEMES = (SCHEME, "filesystem")
+# A write takes milliseconds: a file staged this long ago lost its writer (killed
+# mid-write) and will never be renamed into the queue.
+ABANDONED_AFTER_SECONDS = 3600
 
 
 def folders(options: dict[str, Any]) -> dict[str, Path]:
@@ -75,10 +78,20 @@ class Channel(filesystem.Channel):
         self._folders = folders(self.transport_options)
         for name in ("staging", "processed", "unreadable", "control"):
             self._folders[name].mkdir(parents=True, exist_ok=True)
+        self._discard_abandoned_writes()
         # Names listed but not yet claimed, per queue, oldest first: listing and
         # sorting the folder once per batch rather than once per message keeps a
         # backlog of thousands linear instead of quadratic.
         self._backlogs: dict[str, deque[str]] = {}
+
+    def _discard_abandoned_writes(self) -> None:
+        cutoff = time.time() - ABANDONED_AFTER_SECONDS
+        for entry in os.scandir(self._folders["staging"]):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass  # another process discarded it first
 
     # kombu names the argument "payload" here and "message" in the virtual base.
     def _put(  # type: ignore[override]

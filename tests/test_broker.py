@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
@@ -135,6 +136,20 @@ def test_a_reader_racing_many_writers_never_meets_a_partial_message(
     assert [p.exitcode for p in processes] == [0] * writers
     assert broker.unreadable_messages(transport_options(tmp_path)) == 0
     assert sorted(received) == list(range(writers * each))
+
+
+def test_writes_abandoned_in_the_staging_folder_are_discarded(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "abandoned.work.msg").write_bytes(b'{"bo')
+    (staging / "in-progress.work.msg").write_bytes(b'{"bo')
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(staging / "abandoned.work.msg", (two_hours_ago, two_hours_ago))
+
+    with connect(tmp_path) as connection:
+        connection.channel()
+
+    assert [p.name for p in staging.iterdir()] == ["in-progress.work.msg"]
 
 
 def test_binding_to_a_new_exchange_creates_its_table_whole(tmp_path: Path) -> None:
