@@ -8,20 +8,23 @@ raises out of the consumer, which stops a Celery worker for good
 
 1. writes each message to a staging folder beside the queue folder, fsyncs it and
    renames it into the queue folder: a message appears there whole or not at all;
-2. claims a message by renaming it into the processed folder (exactly one reader
-   wins the rename), reads it there and deletes it;
+2. claims a message by renaming it into its process's claims folder (exactly one
+   reader wins the rename) and deletes it there once it is acknowledged; a later
+   process on the same host returns the claims of a process that died (SIGKILL,
+   OOM) to the queue, so acks-late holds across crashes;
 3. moves a message it cannot decode to the unreadable folder, logs a warning naming
    the file, and goes on with the next one (the folder's size is a metric);
 4. creates a missing exchange table whole, for the reason of 1.
 
-Like kombu's, it delivers unacknowledged messages again only when a worker stops
-cleanly; the reconciler covers a killed one (DESIGN.md, principle 1).
+A message a killed worker had claimed is therefore delivered again: tasks must be
+safe to run twice, as they are (DESIGN.md, principle 1).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 from collections import deque
@@ -41,6 +44,8 @@ SCHEMES = (SCHEME, "filesystem")
 # A write takes milliseconds: a file staged this long ago lost its writer (killed
 # mid-write) and will never be renamed into the queue.
 ABANDONED_AFTER_SECONDS = 3600
+# Claims folders in the processed folder: "claims-<host>-<pid>".
+CLAIMS_PREFIX = "claims-"
 
 
 def folders(options: dict[str, Any]) -> dict[str, Path]:
@@ -79,10 +84,13 @@ class Channel(filesystem.Channel):
         for name in ("staging", "processed", "unreadable", "control"):
             self._folders[name].mkdir(parents=True, exist_ok=True)
         self._discard_abandoned_writes()
+        self._return_claims_of_dead_processes()
         # Names listed but not yet claimed, per queue, oldest first: listing and
         # sorting the folder once per batch rather than once per message keeps a
         # backlog of thousands linear instead of quadratic.
         self._backlogs: dict[str, deque[str]] = {}
+        # Claimed files of messages delivered and not yet acknowledged, by tag.
+        self._claims: dict[str, Path] = {}
 
     def _discard_abandoned_writes(self) -> None:
         cutoff = time.time() - ABANDONED_AFTER_SECONDS
@@ -92,6 +100,47 @@ class Channel(filesystem.Channel):
                     os.unlink(entry.path)
             except FileNotFoundError:
                 pass  # another process discarded it first
+
+    def _return_claims_of_dead_processes(self) -> None:
+        """Put the messages a dead process on this host had claimed back in the queue.
+
+        Only this host's: a process on another host (or container, with its own
+        process ids) cannot be seen, so its claims wait for a process there.
+        """
+        host = socket.gethostname()
+        for entry in os.scandir(self._folders["processed"]):
+            owner, _, pid = entry.name.removeprefix(CLAIMS_PREFIX).rpartition("-")
+            if not (entry.name.startswith(CLAIMS_PREFIX) and owner == host):
+                continue
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            returned = 0
+            for name in os.listdir(entry.path):
+                try:
+                    os.rename(Path(entry.path, name), self._folders["out"] / name)
+                except FileNotFoundError:
+                    continue  # another process returned it first
+                returned += 1
+            if returned:
+                logger.warning(
+                    "returned %d unacknowledged broker messages of dead process %s "
+                    "to the queue",
+                    returned,
+                    pid,
+                )
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                pass  # another process is emptying it too
+
+    def _claims_folder(self) -> Path:
+        # The pid at claim time: Celery's prefork pool forks after the channel opens.
+        folder = (
+            self._folders["processed"]
+            / f"{CLAIMS_PREFIX}{socket.gethostname()}-{os.getpid()}"
+        )
+        folder.mkdir(exist_ok=True)
+        return folder
 
     # kombu names the argument "payload" here and "message" in the virtual base.
     def _put(  # type: ignore[override]
@@ -126,7 +175,7 @@ class Channel(filesystem.Channel):
                 listed = True
                 continue
             name = backlog.popleft()
-            claimed = self._folders["processed"] / name
+            claimed = self._claims_folder() / name
             try:
                 os.rename(self._folders["in"] / name, claimed)
             except FileNotFoundError:
@@ -135,6 +184,7 @@ class Channel(filesystem.Channel):
                 raise ChannelError(f"Cannot claim message {name!r}") from exc
             payload = self._read(claimed)
             if payload is not None:
+                self._claims[payload["properties"]["delivery_tag"]] = claimed
                 return payload
 
     def _waiting(self, queue: str) -> list[str]:
@@ -157,9 +207,46 @@ class Channel(filesystem.Channel):
         except Exception as exc:
             self._set_aside(claimed, exc)
             return None
-        if not self.store_processed:
-            claimed.unlink()
         return payload
+
+    def _release(self, delivery_tag: str | None) -> None:
+        """The message is done with (acknowledged, rejected, restored): drop its claim."""
+        claimed = self._claims.pop(delivery_tag or "", None)
+        if claimed is None:
+            return
+        if self.store_processed:
+            os.replace(claimed, self._folders["processed"] / claimed.name)
+        else:
+            claimed.unlink(missing_ok=True)
+
+    def _get_and_deliver(self, queue: str, callback: Any) -> None:
+        payload = self._get(queue)
+        callback(payload, queue)
+        # A consumer without acknowledgements (Celery's broadcast and reply queues)
+        # never acks: its message is done once delivered.
+        tag = payload["properties"]["delivery_tag"]
+        if tag not in (self.qos._delivered or {}):
+            self._release(tag)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._release(message.delivery_tag)
+        return message
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple)
+        self._release(delivery_tag)
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue)
+        self._release(delivery_tag)
+
+    def _restore(self, message: Any) -> None:
+        # Written to the queue again first, so a crash in between duplicates the
+        # message rather than losing it.
+        super()._restore(message)
+        self._release(message.delivery_tag)
 
     def _set_aside(self, claimed: Path, error: Exception) -> None:
         aside = self._folders["unreadable"] / claimed.name
@@ -211,6 +298,18 @@ class Transport(filesystem.Transport):
         super().__init__(client, **kwargs)
         control = folders(client.transport_options)["control"].resolve()
         self.state = self.states.setdefault(control, virtual.BrokerState())
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def register() -> None:

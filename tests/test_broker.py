@@ -138,6 +138,54 @@ def test_a_reader_racing_many_writers_never_meets_a_partial_message(
     assert sorted(received) == list(range(writers * each))
 
 
+def claimed_files(folder: Path) -> list[str]:
+    return [p.name for p in (folder / "processed").rglob("*.msg")]
+
+
+def test_an_acknowledged_message_leaves_no_file_behind(tmp_path: Path) -> None:
+    publish(tmp_path, range(2))
+    with connect(tmp_path) as connection:
+        message = QUEUE(connection.default_channel).get(accept=["json"])
+        assert message is not None
+        assert len(claimed_files(tmp_path)) == 1
+        message.ack()
+        assert claimed_files(tmp_path) == []
+        # Consumed without acknowledgements (as Celery's broadcasts are).
+        with connection.Consumer(QUEUE, no_ack=True, callbacks=[lambda *_: None]):
+            connection.drain_events(timeout=5)
+    assert claimed_files(tmp_path) == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_messages_a_killed_consumer_claimed_are_delivered_again(
+    tmp_path: Path,
+) -> None:
+    publish(tmp_path, range(2))
+    ctx = multiprocessing.get_context("fork")
+    claimed = ctx.Event()
+
+    def take_one_and_hang() -> None:
+        with connect(tmp_path) as connection:
+            assert QUEUE(connection.default_channel).get(accept=["json"])
+            claimed.set()
+            time.sleep(60)
+
+    consumer = ctx.Process(target=take_one_and_hang)
+    consumer.start()
+    assert claimed.wait(30)
+    with connect(tmp_path) as connection:
+        # Its claim is its own while it lives.
+        assert receive(connection) == 1
+        assert receive(connection) is None
+    consumer.kill()
+    consumer.join()
+
+    with connect(tmp_path) as connection:
+        assert receive(connection) == 0
+        assert receive(connection) is None
+    assert claimed_files(tmp_path) == []
+
+
 def test_writes_abandoned_in_the_staging_folder_are_discarded(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -203,8 +251,11 @@ def test_a_celery_worker_keeps_running_past_an_unreadable_message(
     assert "set aside unreadable broker message" in text, text
     assert "Unrecoverable error" not in text, text
     assert exit_code == 0, text
-    unreadable = Path(env["VAR_DIR"]) / "broker" / "unreadable"
+    broker_folder = Path(env["VAR_DIR"]) / "broker"
+    unreadable = broker_folder / "unreadable"
     assert [p.name for p in unreadable.iterdir()] == [f"{EARLY}.health.msg"]
+    # Celery acknowledged (or restored) everything it claimed.
+    assert claimed_files(broker_folder) == []
 
 
 @pytest.mark.slow
