@@ -2,6 +2,11 @@
 
     python -m bench.broker
     python -m bench.broker --transport kombu   # kombu's own filesystem transport
+    python -m bench.broker --kill-every 1 --work 0.005   # consumers SIGKILLed
+
+Producers pause ``--pause`` seconds between messages, so the queue stays short
+as in production and readers meet messages just written (``--pause 0`` instead
+builds a backlog).
 
 Starts ``--contention`` processes that only spin the CPU, ``--consumers`` consumer
 processes and ``--producers`` producer processes on one broker folder (a fresh
@@ -10,15 +15,20 @@ encoding, as Celery uses them:
 
 1. the producers publish ``--messages`` messages between them, each carrying its
    number and a body about the size of a Celery task message;
-2. each consumer takes one message at a time (prefetch 1), appends its number to
-   its own record file and only then acknowledges it (acks-late);
-3. once every number is recorded, or nothing new was recorded for
+2. each consumer takes one message at a time (prefetch 1), works on it for
+   ``--work`` seconds (a task's run time), appends its number to its own record
+   file and only then acknowledges it (acks-late);
+3. with ``--kill-every``, a consumer chosen at random is SIGKILLed that often and
+   a new one started on its record file, as systemd restarts a killed worker;
+4. once every number is recorded, or nothing new was recorded for
    ``--idle-timeout`` seconds, the consumers are told to stop.
 
 A consumer that raises leaves its process, as a Celery worker's consumer does, and
 is not restarted. ``lost`` counts numbers nobody recorded, ``duplicated`` numbers
-recorded more than once, ``consumer_exits`` consumers that ended before they were
-told to; ``unreadable`` the messages readers set aside; ``seconds`` runs from the
+recorded more than once (acks-late allows one per kill: a message recorded and
+not yet acknowledged when its consumer died is delivered again),
+``consumer_exits`` consumers that ended on their own before they were told to;
+``unreadable`` the messages readers set aside; ``seconds`` runs from the
 first publish to the last record (or to giving up).
 """
 
@@ -26,7 +36,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import multiprocessing
+import os
+import random
 import sys
 import tempfile
 import time
@@ -88,19 +101,24 @@ def produce(transport: str, folder: Path, numbers: range, pause: float) -> None:
             time.sleep(pause)
 
 
-def consume(transport: str, folder: Path, record: Path, stop: Event) -> None:
-    with connect(transport, folder) as connection, record.open("a") as out:
+def consume(
+    transport: str, folder: Path, record: Path, stop: Path, work: float
+) -> None:
+    # One write() of a whole line on an append-only descriptor: a consumer killed
+    # at any moment leaves whole lines only.
+    out = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with connect(transport, folder) as connection:
 
         def on_message(body: dict[str, Any], message: Message) -> None:
-            out.write(f"{body['id']}\n")
-            out.flush()
+            time.sleep(work)
+            os.write(out, f"{body['id']}\n".encode())
             message.ack()
 
         channel = connection.channel()
         consumer = Consumer(channel, [QUEUE], callbacks=[on_message], accept=["json"])
         with consumer:
             consumer.qos(prefetch_count=1)
-            while not stop.is_set():
+            while not stop.exists():
                 try:
                     connection.drain_events(timeout=1)
                 except TimeoutError:
@@ -125,15 +143,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with connect(args.transport, folder) as connection:
         QUEUE(connection.channel()).declare()
     ctx = multiprocessing.get_context("fork")
-    stop_busy, stop_consumers = ctx.Event(), ctx.Event()
+    stop_busy = ctx.Event()
+    # A file, not an Event: a consumer SIGKILLed inside Event.is_set() would hold
+    # its lock forever and hang everyone else.
+    stop_consumers = folder / "stop"
     busy = [ctx.Process(target=spin, args=(stop_busy,)) for _ in range(args.contention)]
     records = [folder / f"consumer-{i}.txt" for i in range(args.consumers)]
-    consumers = [
-        ctx.Process(
-            target=consume, args=(args.transport, folder, record, stop_consumers)
+
+    def consumer(record: Path) -> multiprocessing.process.BaseProcess:
+        return ctx.Process(
+            target=consume,
+            args=(args.transport, folder, record, stop_consumers, args.work),
         )
-        for record in records
-    ]
+
+    consumers = [consumer(record) for record in records]
     producers = [
         ctx.Process(
             target=produce,
@@ -154,8 +177,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     last_count, last_change = 0, time.monotonic()
     finished = started
+    chooser = random.Random(args.seed)
+    kills = 0
+    next_kill = started + args.kill_every if args.kill_every else math.inf
     while True:
         time.sleep(0.2)
+        if time.monotonic() >= next_kill:
+            next_kill += args.kill_every
+            alive = [i for i, p in enumerate(consumers) if p.is_alive()]
+            if alive:
+                victim = chooser.choice(alive)
+                consumers[victim].kill()
+                consumers[victim].join()
+                consumers[victim] = consumer(records[victim])
+                consumers[victim].start()
+                kills += 1
         count = len(recorded(records))
         if count != last_count:
             last_count, last_change = count, time.monotonic()
@@ -167,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Whoever is gone before being told to stop exited on its own.
     exits = [p for p in consumers if not p.is_alive()]
-    stop_consumers.set()
+    stop_consumers.touch()
     for process in producers + consumers:
         process.join(30)
     stop_busy.set()
@@ -183,9 +219,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "consumers": args.consumers,
         "contention": args.contention,
         "pause": args.pause,
+        "work": args.work,
         "lost": len(wanted - counts.keys()),
         "duplicated": sum(n - 1 for n in counts.values()),
         "consumer_exits": len(exits),
+        "kills": kills,
         "producer_failures": sum(1 for p in producers if p.exitcode != 0),
         "unreadable": broker.unreadable_messages(transport_options(folder)),
         "left_in_queue": len(list((folder / "out").iterdir())),
@@ -205,6 +243,16 @@ def main() -> None:
         default=0.001,
         help="seconds each producer waits between messages",
     )
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        default=0.0,
+        help="SIGKILL a consumer this often (seconds; 0: never)",
+    )
+    parser.add_argument(
+        "--work", type=float, default=0.0, help="seconds a consumer spends per message"
+    )
+    parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="safefs")
     parser.add_argument(
         "--idle-timeout",
