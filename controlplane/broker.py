@@ -22,6 +22,7 @@ safe to run twice, as they are (DESIGN.md, principle 1).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -44,7 +45,7 @@ SCHEMES = (SCHEME, "filesystem")
 # A write takes milliseconds: a file staged this long ago lost its writer (killed
 # mid-write) and will never be renamed into the queue.
 ABANDONED_AFTER_SECONDS = 3600
-# Claims folders in the processed folder: "claims-<host>-<pid>".
+# Claims folders in the processed folder: "claims-<host>-<boot>-<pid>".
 CLAIMS_PREFIX = "claims-"
 
 
@@ -107,12 +108,14 @@ class Channel(filesystem.Channel):
         Only this host's: a process on another host (or container, with its own
         process ids) cannot be seen, so its claims wait for a process there.
         """
-        host = socket.gethostname()
+        host, boot = socket.gethostname(), _boot_id()
         for entry in os.scandir(self._folders["processed"]):
             owner, _, pid = entry.name.removeprefix(CLAIMS_PREFIX).rpartition("-")
-            if not (entry.name.startswith(CLAIMS_PREFIX) and owner == host):
+            owner_host, _, owner_boot = owner.rpartition("-")
+            if not (entry.name.startswith(CLAIMS_PREFIX) and owner_host == host):
                 continue
-            if not pid.isdigit() or _alive(int(pid)):
+            # Process ids start over at boot: a claim from before one has no owner.
+            if owner_boot == boot and (not pid.isdigit() or _alive(int(pid))):
                 continue
             returned = 0
             for name in os.listdir(entry.path):
@@ -137,7 +140,7 @@ class Channel(filesystem.Channel):
         # The pid at claim time: Celery's prefork pool forks after the channel opens.
         folder = (
             self._folders["processed"]
-            / f"{CLAIMS_PREFIX}{socket.gethostname()}-{os.getpid()}"
+            / f"{CLAIMS_PREFIX}{socket.gethostname()}-{_boot_id()}-{os.getpid()}"
         )
         folder.mkdir(exist_ok=True)
         return folder
@@ -298,6 +301,17 @@ class Transport(filesystem.Transport):
         super().__init__(client, **kwargs)
         control = folders(client.transport_options)["control"].resolve()
         self.state = self.states.setdefault(control, virtual.BrokerState())
+
+
+@functools.cache
+def _boot_id() -> str:
+    """This boot's id (Linux), without dashes; "" where the system has none."""
+    try:
+        return (
+            Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+        )
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -184,6 +185,24 @@ def test_messages_a_killed_consumer_claimed_are_delivered_again(
         assert receive(connection) == 0
         assert receive(connection) is None
     assert claimed_files(tmp_path) == []
+
+
+def test_claims_from_before_a_reboot_are_returned_and_a_live_process_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    publish(tmp_path, range(2))
+    host, this_boot = socket.gethostname(), broker._boot_id()
+    first, second = sorted((tmp_path / "out").iterdir())
+    # Process 1 is alive now; the first claim is from an earlier boot's process 1.
+    for boot, message in (("0" * 32, first), (this_boot, second)):
+        claims = tmp_path / "processed" / f"claims-{host}-{boot}-1"
+        claims.mkdir(parents=True)
+        message.rename(claims / message.name)
+
+    with connect(tmp_path) as connection:
+        assert receive(connection) == 0
+        assert receive(connection) is None
+    assert claimed_files(tmp_path) == [second.name]
 
 
 def test_writes_abandoned_in_the_staging_folder_are_discarded(tmp_path: Path) -> None:
