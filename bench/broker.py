@@ -40,6 +40,7 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -212,6 +213,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     counts = recorded(records)
     wanted = set(range(args.messages))
+    unreadable = broker.unreadable_messages(transport_options(folder))
+    left_in_queue = len(list((folder / "out").iterdir()))
+    shutil.rmtree(folder)
     return {
         "transport": args.transport,
         "messages": args.messages,
@@ -225,8 +229,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "consumer_exits": len(exits),
         "kills": kills,
         "producer_failures": sum(1 for p in producers if p.exitcode != 0),
-        "unreadable": broker.unreadable_messages(transport_options(folder)),
-        "left_in_queue": len(list((folder / "out").iterdir())),
+        "unreadable": unreadable,
+        "left_in_queue": left_in_queue,
         "seconds": round(finished - started, 2),
     }
 
