@@ -35,6 +35,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from controlplane import broker
+from controlplane.celery import app
 from controlplane.models import GitHubUsage, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,26 @@ class TaskStatusCollector:
         return [success, failure, duration]
 
 
+class BrokerCollector:
+    """Messages the embedded broker's readers set aside as unreadable.
+
+    Counted from the folder at scrape time: the readers are worker processes whose
+    own counters this web process cannot see, and the folder is the state an
+    operator acts on (the figure drops once they deal with the files).
+    """
+
+    name = "broker"
+
+    def collect(self) -> Iterable[Metric]:
+        if not app.conf.broker_url.startswith(broker.SCHEMES):
+            return
+        yield GaugeMetricFamily(
+            "controlplane_broker_unreadable_messages",
+            "Broker messages that could not be decoded, set aside for inspection.",
+            value=broker.unreadable_messages(app.conf.broker_transport_options),
+        )
+
+
 class _DatabaseCollectors:
     """Runs every registered collector, each isolated from the others' failures."""
 
@@ -184,3 +206,4 @@ def render() -> bytes:
 
 register(GitHubUsageCollector())
 register(TaskStatusCollector())
+register(BrokerCollector())

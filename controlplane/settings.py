@@ -357,19 +357,23 @@ SPECTACULAR_SETTINGS = {
 
 CELERY_BROKER_URL = envurl(
     "CELERY_BROKER_URL",
-    "filesystem://",
-    schemes=("filesystem", "redis", "rediss", "amqp", "amqps", "memory"),
+    "safefs://",
+    schemes=("safefs", "filesystem", "redis", "rediss", "amqp", "amqps", "memory"),
 )
-if CELERY_BROKER_URL in {"filesystem:", "memory:"}:
-    # envurl drops trailing slashes; kombu reads a bare "filesystem:" as an AMQP host.
+if CELERY_BROKER_URL in {"safefs:", "filesystem:", "memory:"}:
+    # envurl drops trailing slashes; kombu reads a bare "safefs:" as an AMQP host.
     CELERY_BROKER_URL += "//"
-if CELERY_BROKER_URL.startswith("filesystem"):
+if CELERY_BROKER_URL.startswith(("safefs", "filesystem")):
+    # controlplane.broker: kombu's filesystem transport made safe; "filesystem://"
+    # names it too.
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
+        "staging_folder": str(_broker_dir / "staging"),
+        "unreadable_folder": str(_broker_dir / "unreadable"),
         "store_processed": False,
         # kombu sleeps this long whenever the folder is empty or the worker's
         # prefetch is full; its 1 s default caps a worker at about one batch a
@@ -377,33 +381,9 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         # to every hop of a deploy (request → gate → dispatch).
         "polling_interval": 0.1,
     }
-    # kombu's filesystem transport does not create its folders; web, worker and
-    # beat all need them, whichever starts first.
+    # The transport creates the rest of its folders when it connects; web, worker
+    # and beat all need the queue folder, whichever starts first.
     (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
-    (_broker_dir / "control").mkdir(exist_ok=True)
-    # It creates an exchange's binding table by opening it empty and only then
-    # locking and writing it, so a process starting at that moment reads an empty
-    # file and dies (JSONDecodeError). Tables that already exist are read and
-    # written under the lock: create ours whole, before any process binds.
-    for _exchange in (
-        "deploys",
-        "health",
-        "celery",
-        "celery.pidbox",
-        "reply.celery.pidbox",
-        "celeryev",
-    ):
-        _table = _broker_dir / "control" / f"{_exchange}.exchange"
-        if not _table.exists():
-            _draft = _table.with_name(f".{_exchange}.{os.getpid()}.draft")
-            _draft.write_text("[]")
-            try:
-                # link: atomic, and never replaces a table another process made.
-                os.link(_draft, _table)
-            except FileExistsError:
-                pass
-            finally:
-                _draft.unlink()
 else:
     # A message not acknowledged within the visibility timeout is delivered again.
     # It must exceed the longest task (hard limit below) plus the longest countdown

@@ -10,6 +10,7 @@ from types import TracebackType
 
 from celery import shared_task
 
+from controlplane import broker
 from controlplane.celery import app
 from controlplane.models import TaskStatus
 
@@ -70,7 +71,7 @@ def check_broker(*, timeout: int = 2) -> None:
     The filesystem broker is a set of folders, so it is ready when they exist and
     are writable; a network broker must accept a connection within ``timeout``.
     """
-    if app.conf.broker_url.startswith("filesystem"):
+    if app.conf.broker_url.startswith(broker.SCHEMES):
         options = app.conf.broker_transport_options
         folders = [options.get("data_folder_in"), options.get("data_folder_out")]
         if options.get("store_processed"):

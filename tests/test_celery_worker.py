@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -182,27 +181,3 @@ def test_a_broker_key_prefix_keeps_queues_apart_on_a_shared_redis(
     assert client.llen(f"{prefix}health") == 1
     assert client.llen("health") == before
     client.delete(f"{prefix}health")
-
-
-def test_the_filesystem_broker_has_its_exchange_tables_before_any_process_binds(
-    tmp_path: Path,
-) -> None:
-    """kombu creates a missing table empty and fills it a moment later; a worker
-    reading it in between dies. Loading the settings creates them whole."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "VAR_DIR": str(tmp_path),
-        "CELERY_BROKER_URL": "filesystem://",
-        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-    }
-    subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-
-    control = tmp_path / "broker" / "control"
-    tables = {path.name: json.loads(path.read_text()) for path in control.iterdir()}
-    assert tables["deploys.exchange"] == tables["health.exchange"] == []
-    assert "celery.pidbox.exchange" in tables
