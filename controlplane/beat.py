@@ -80,6 +80,10 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
         stale ``last_run_at`` and the task would be sent twice in one period.
         """
         new_entry = next(entry)
+        # Keep the schedule's entry current too (as celery's own Scheduler does):
+        # django-celery-beat leaves the old entry, whose stale last_run_at makes the
+        # task due again whenever the heap is rebuilt from the schedule.
+        self._schedule[new_entry.name] = new_entry
         model = new_entry.model
         # A plain UPDATE: saving the model would also mark the schedule changed and
         # make every beat reload it.
