@@ -1,6 +1,7 @@
 """Several Celery beats: one leads, the others stand by and take over when it dies.
 
-The end-to-end test runs two real beat processes and a real worker on the suite's
+The scheduler's tests drive LeaderScheduler in this process against the test
+database. The end-to-end test runs two real beat processes and a real worker on the suite's
 database and broker (SQLite and the filesystem broker, or PostgreSQL and Redis),
 kills the leading beat with SIGKILL and checks that the standby leads within 30 s,
 that the health sweep goes on, and that no periodic task was sent twice in one of
@@ -17,11 +18,16 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from controlplane.beat import LEASE_NAME, LeaderScheduler
+from controlplane.celery import app as celery_app
+from controlplane.models import Lease
 from tests.conftest import manage_shell
 from tests.test_celery_worker import start, stop
 
@@ -102,6 +108,134 @@ def sends(log: Path) -> list[tuple[datetime, str]]:
     return [
         (at, m["name"]) for at, message in log_lines(log) if (m := SEND.search(message))
     ]
+
+
+def make_hourly_task(*, last_run_at: datetime) -> PeriodicTask:
+    """The only enabled periodic task: hourly, last run at ``last_run_at``."""
+    PeriodicTask.objects.update(enabled=False)
+    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period="hours")
+    return PeriodicTask.objects.create(
+        name="Hourly job",
+        task="controlplane.tasks.beat_tick",
+        interval=hourly,
+        queue="health",
+        last_run_at=last_run_at,
+    )
+
+
+def sent(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "Sending due task" in r.message]
+
+
+def run_ticks(scheduler: LeaderScheduler, count: int = 3) -> float:
+    """A few ticks, as beat's loop makes them; the last tick's wait."""
+    wait = 0.0
+    for _ in range(count):
+        wait = scheduler.tick()
+    return wait
+
+
+@pytest.fixture
+def two_hours_ago() -> datetime:
+    two_hours: datetime = timezone.now() - timedelta(hours=2)
+    return two_hours
+
+
+# Transactional: beat, like any long-running process, drops a connection that is not
+# in autocommit mode (close_old_connections), which the test's own transaction is.
+in_autocommit = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@in_autocommit
+def test_a_standby_sends_nothing_and_writes_no_schedule_while_another_leads(
+    two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = make_hourly_task(last_run_at=two_hours_ago)
+    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+
+    wait = run_ticks(scheduler)
+
+    assert wait == 1.0  # tries again at the next poll
+    assert not scheduler.leading
+    assert sent(caplog) == []
+    task.refresh_from_db()
+    assert (task.last_run_at, task.total_run_count) == (two_hours_ago, 0)
+    assert "beat: standing by (leader is other-host:1)" in caplog.text
+
+
+@in_autocommit
+def test_the_leader_writes_last_run_at_before_the_task_is_sent(
+    two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = make_hourly_task(last_run_at=two_hours_ago)
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+
+    run_ticks(scheduler)
+
+    assert scheduler.leading
+    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+    assert sent(caplog) == [
+        "Scheduler: Sending due task Hourly job (controlplane.tasks.beat_tick)"
+    ]
+    # No sync has run: the row was written when the run was reserved.
+    assert scheduler._dirty == set()
+    task.refresh_from_db()
+    assert task.total_run_count == 1
+    assert task.last_run_at > two_hours_ago
+
+
+@in_autocommit
+def test_a_new_leader_reads_what_the_previous_leader_ran_and_does_not_repeat_it(
+    two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = make_hourly_task(last_run_at=two_hours_ago)
+    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    # Starts while the other leads: its schedule says the job is two hours overdue.
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+    run_ticks(scheduler)
+    # The other leader runs the job, then dies; its lease lapses.
+    PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=timezone.now())
+    Lease.objects.release(LEASE_NAME, "other-host:1")
+
+    run_ticks(scheduler)
+
+    assert scheduler.leading
+    assert sent(caplog) == []
+
+
+@in_autocommit
+def test_a_leader_whose_lease_was_taken_stops_sending(
+    two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = make_hourly_task(last_run_at=timezone.now())
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+    run_ticks(scheduler)
+    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+    # It stalled past its lease and another beat took over; then the job became due
+    # (an admin's edit, which every beat's schedule picks up).
+    Lease.objects.release(LEASE_NAME, scheduler.holder)
+    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    task.last_run_at = two_hours_ago
+    task.save()
+
+    run_ticks(scheduler)
+
+    assert not scheduler.leading
+    assert sent(caplog) == []
+    assert "beat: lost leadership" in caplog.text
+
+
+@in_autocommit
+def test_a_leader_stopping_cleanly_hands_the_lease_over_at_once() -> None:
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+    run_ticks(scheduler, 1)
+    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+
+    scheduler.close()
+
+    assert Lease.objects.holder_of(LEASE_NAME) is None
+    assert Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
 
 
 @pytest.fixture
