@@ -37,11 +37,10 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from controlplane.models import Lease
+from controlplane.models import BEAT_LEASE, Lease
 
 logger = logging.getLogger(__name__)
 
-LEASE_NAME = "beat"
 # How often a standby tries to take the lease (capped by beat's --max-interval).
 STANDBY_POLL_SECONDS = 5.0
 
@@ -99,7 +98,7 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
         if self.leading:
             self.leading = False
             try:
-                Lease.objects.release(LEASE_NAME, self.holder)
+                Lease.objects.release(BEAT_LEASE, self.holder)
             except (DatabaseError, InterfaceError):
                 logger.warning("beat: could not release the lease; it will lapse")
             else:
@@ -112,17 +111,17 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
             # Drop a connection a database restart broke, as a request would.
             close_old_connections()
             if self.leading:
-                if Lease.objects.renew(LEASE_NAME, self.holder, seconds=seconds):
+                if Lease.objects.renew(BEAT_LEASE, self.holder, seconds=seconds):
                     return True
                 self.leading = False
                 logger.warning("beat: lost leadership (the lease lapsed)")
-            if Lease.objects.acquire(LEASE_NAME, self.holder, seconds=seconds):
+            if Lease.objects.acquire(BEAT_LEASE, self.holder, seconds=seconds):
                 self._reload_schedule()
                 self.leading = True
                 self._reported_leader = None
                 logger.info("beat: leading (lease %s s, as %s)", seconds, self.holder)
                 return True
-            leader = Lease.objects.holder_of(LEASE_NAME)
+            leader = Lease.objects.holder_of(BEAT_LEASE)
         except (DatabaseError, InterfaceError) as exc:
             if self.leading:
                 logger.warning("beat: database unreachable, no longer leading: %s", exc)

@@ -129,6 +129,10 @@ class TaskStatus(models.Model):
 # Leadership leases -----------------------------------------------------------------
 
 
+# The lease the leading Celery beat holds (controlplane/beat.py).
+BEAT_LEASE = "beat"
+
+
 class LeaseQuerySet(models.QuerySet["Lease"]):
     """Claims on a named lease. Every comparison and expiry uses the database's
     clock (``Now()``), so processes on hosts whose clocks disagree still agree on

@@ -22,13 +22,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from controlplane.beat import LEASE_NAME, LeaderScheduler
+from controlplane.beat import LeaderScheduler
 from controlplane.celery import app as celery_app
-from controlplane.models import Lease
-from tests.conftest import manage_shell
+from controlplane.models import BEAT_LEASE, Lease
+from tests.conftest import logged_in, manage_shell
 from tests.test_celery_worker import start, stop
 
 # Beat starts, reads its schedule and takes the free lease within this.
@@ -151,7 +153,7 @@ def test_a_standby_sends_nothing_and_writes_no_schedule_while_another_leads(
     two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
     task = make_hourly_task(last_run_at=two_hours_ago)
-    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    Lease.objects.acquire(BEAT_LEASE, "other-host:1", seconds=15)
     scheduler = LeaderScheduler(app=celery_app, max_interval=1)
 
     wait = run_ticks(scheduler)
@@ -174,7 +176,7 @@ def test_the_leader_writes_last_run_at_before_the_task_is_sent(
     run_ticks(scheduler)
 
     assert scheduler.leading
-    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+    assert Lease.objects.holder_of(BEAT_LEASE) == scheduler.holder
     assert sent(caplog) == [
         "Scheduler: Sending due task Hourly job (controlplane.tasks.beat_tick)"
     ]
@@ -190,13 +192,13 @@ def test_a_new_leader_reads_what_the_previous_leader_ran_and_does_not_repeat_it(
     two_hours_ago: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
     task = make_hourly_task(last_run_at=two_hours_ago)
-    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    Lease.objects.acquire(BEAT_LEASE, "other-host:1", seconds=15)
     # Starts while the other leads: its schedule says the job is two hours overdue.
     scheduler = LeaderScheduler(app=celery_app, max_interval=1)
     run_ticks(scheduler)
     # The other leader runs the job, then dies; its lease lapses.
     PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=timezone.now())
-    Lease.objects.release(LEASE_NAME, "other-host:1")
+    Lease.objects.release(BEAT_LEASE, "other-host:1")
 
     run_ticks(scheduler)
 
@@ -211,11 +213,11 @@ def test_a_leader_whose_lease_was_taken_stops_sending(
     task = make_hourly_task(last_run_at=timezone.now())
     scheduler = LeaderScheduler(app=celery_app, max_interval=1)
     run_ticks(scheduler)
-    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+    assert Lease.objects.holder_of(BEAT_LEASE) == scheduler.holder
     # It stalled past its lease and another beat took over; then the job became due
     # (an admin's edit, which every beat's schedule picks up).
-    Lease.objects.release(LEASE_NAME, scheduler.holder)
-    Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    Lease.objects.release(BEAT_LEASE, scheduler.holder)
+    Lease.objects.acquire(BEAT_LEASE, "other-host:1", seconds=15)
     task.last_run_at = two_hours_ago
     task.save()
 
@@ -230,12 +232,37 @@ def test_a_leader_whose_lease_was_taken_stops_sending(
 def test_a_leader_stopping_cleanly_hands_the_lease_over_at_once() -> None:
     scheduler = LeaderScheduler(app=celery_app, max_interval=1)
     run_ticks(scheduler, 1)
-    assert Lease.objects.holder_of(LEASE_NAME) == scheduler.holder
+    assert Lease.objects.holder_of(BEAT_LEASE) == scheduler.holder
 
     scheduler.close()
 
-    assert Lease.objects.holder_of(LEASE_NAME) is None
-    assert Lease.objects.acquire(LEASE_NAME, "other-host:1", seconds=15)
+    assert Lease.objects.holder_of(BEAT_LEASE) is None
+    assert Lease.objects.acquire(BEAT_LEASE, "other-host:1", seconds=15)
+
+
+def test_the_home_page_and_metrics_name_the_leading_beat(
+    viewer: User, client: Client
+) -> None:
+    Lease.objects.acquire(BEAT_LEASE, "beat-host:7", seconds=15)
+
+    html = logged_in(viewer).get("/").content.decode()
+    metrics = client.get("/metrics").content.decode()
+
+    assert '<span class="mono">beat-host:7</span>' in html
+    assert 'controlplane_beat_leader_info{holder="beat-host:7"} 1.0' in metrics
+
+
+def test_without_a_leader_the_home_page_says_no_task_is_sent(
+    viewer: User, client: Client
+) -> None:
+    Lease.objects.acquire(BEAT_LEASE, "beat-host:7", seconds=15)
+    Lease.objects.release(BEAT_LEASE, "beat-host:7")
+
+    html = logged_in(viewer).get("/").content.decode()
+    metrics = client.get("/metrics").content.decode()
+
+    assert "no beat holds the lease, so no periodic task is sent" in html
+    assert "controlplane_beat_leader_info{" not in metrics
 
 
 @pytest.fixture
