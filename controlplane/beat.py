@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -49,7 +50,10 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
     """django-celery-beat's scheduler, sending only while it holds the beat lease."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        # The nonce: host names and PIDs repeat (containers on the host's network share
+        # its name, and each runs beat as PID 1), and two holders with one name would
+        # both lead.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.leading = False
         # The leader last named in a "standing by" line: logged again on a change only.
         self._reported_leader: str | None = None

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -147,14 +147,16 @@ class LeaseQuerySet(models.QuerySet["Lease"]):
         )
 
     def acquire(self, name: str, holder: str, *, seconds: int) -> bool:
-        """Take the lease if nobody holds it (never claimed, expired, released)."""
+        """Take the lease if nobody holds it (never claimed, expired, released) or
+        ``holder`` still does (it stopped leading on an error and starts again)."""
         fields: dict[str, Any] = {
             "holder": holder,
             "acquired_at": Now(),
             "renewed_at": Now(),
             "expires_at": _now_plus(seconds),
         }
-        if self.filter(name=name, expires_at__lte=Now()).update(**fields):
+        free = Q(expires_at__lte=Now()) | Q(holder=holder)
+        if self.filter(free, name=name).update(**fields):
             return True
         if self.filter(name=name).exists():
             return False  # held, and not expired
@@ -186,8 +188,8 @@ class Lease(models.Model):
     """A named leadership lease: which process leads (the Celery beat) and until when."""
 
     name = models.CharField(max_length=50, primary_key=True)
-    # "host:pid" of the process holding it; kept after expiry, so the row still says
-    # who led last.
+    # "host:pid:nonce" of the process holding it; kept after expiry, so the row still
+    # says who led last.
     holder = models.CharField(max_length=200)
     acquired_at = models.DateTimeField()
     renewed_at = models.DateTimeField()

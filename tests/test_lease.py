@@ -76,6 +76,16 @@ def test_an_expired_lease_cannot_be_renewed_even_by_its_holder() -> None:
 
 
 @pytest.mark.django_db
+def test_the_holder_may_acquire_its_own_unexpired_lease_again() -> None:
+    """A beat that stopped leading on a database error starts again at once, not
+    after its own lease lapses."""
+    Lease.objects.acquire("beat", "host-a:1", seconds=SECONDS)
+
+    assert Lease.objects.acquire("beat", "host-a:1", seconds=SECONDS)
+    assert not Lease.objects.acquire("beat", "host-b:2", seconds=SECONDS)
+
+
+@pytest.mark.django_db
 def test_a_released_lease_is_free_at_once_and_only_its_holder_can_release_it() -> None:
     Lease.objects.acquire("beat", "host-a:1", seconds=SECONDS)
 
