@@ -32,10 +32,11 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from controlplane.models import BEAT_LEASE, Lease
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 # How often a standby tries to take the lease (capped by beat's --max-interval).
 STANDBY_POLL_SECONDS = 5.0
+# How long a stopping leader waits to hand the lease over before it exits anyway.
+RELEASE_TIMEOUT_SECONDS = 5.0
 
 
 class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
@@ -101,12 +104,24 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
         super().close()
         if self.leading:
             self.leading = False
-            try:
-                Lease.objects.release(BEAT_LEASE, self.holder)
-            except (DatabaseError, InterfaceError):
-                logger.warning("beat: could not release the lease; it will lapse")
-            else:
-                logger.info("beat: released leadership")
+            # Beat calls this from its SIGTERM handler, which may have interrupted a
+            # query on this thread's connection; a query on that connection now would
+            # wait for the interrupted one forever. A thread has a connection of its
+            # own; if it cannot finish in time, the lease lapses instead.
+            releaser = threading.Thread(target=self._release, name="beat-release")
+            releaser.daemon = True
+            releaser.start()
+            releaser.join(timeout=RELEASE_TIMEOUT_SECONDS)
+
+    def _release(self) -> None:
+        try:
+            Lease.objects.release(BEAT_LEASE, self.holder)
+        except (DatabaseError, InterfaceError):
+            logger.warning("beat: could not release the lease; it will lapse")
+        else:
+            logger.info("beat: released leadership")
+        finally:
+            connections.close_all()
 
     def _hold_lease(self) -> bool:
         """Renew the lease if held, else try to take it; True if this process leads."""

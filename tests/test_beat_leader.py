@@ -366,7 +366,9 @@ def test_a_standby_beat_takes_over_when_the_leader_is_killed_and_sends_nothing_t
             if process.poll() is None:
                 stop(process, tmp_path)
 
-    # 4. The standby sent nothing until it led; the sweep came from both in turn.
+    # 4. Stopped by SIGTERM, the new leader handed its lease over; the standby sent
+    # nothing until it led; the sweep came from both in turn.
+    assert "beat: released leadership" in logs[standby].read_text()
     (led_at,) = [at for at, line in log_lines(logs[standby]) if "beat: leading" in line]
     standby_sends = sends(logs[standby])
     assert all(at >= led_at for at, _ in standby_sends)
