@@ -58,12 +58,18 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
         # both lead.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.leading = False
+        self.closed = False
         # The leader last named in a "standing by" line: logged again on a change only.
         self._reported_leader: str | None = None
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Send the next due task if this process leads; else wait and try again."""
+        if self.closed:
+            # Beat's SIGTERM handler closed the scheduler and raised SystemExit, but a
+            # broker client interrupted mid-send can swallow that and beat would tick
+            # on. Raised here, it ends beat's loop.
+            raise SystemExit()
         if not self._hold_lease():
             return self._standby_wait()
         try:
@@ -101,6 +107,7 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
     def close(self) -> None:
         """On a clean stop (SIGTERM), hand the lease over at once, not after it
         lapses."""
+        self.closed = True
         super().close()
         if self.leading:
             self.leading = False
