@@ -152,7 +152,7 @@ class BeatLeaderCollector:
     def collect(self) -> Iterable[Metric]:
         leader = GaugeMetricFamily(
             "controlplane_beat_leader_info",
-            "1 for the Celery beat (host:pid) holding the beat lease; absent if none.",
+            "1 for the Celery beat (host:pid:nonce) holding the beat lease; absent if none.",
             labels=["holder"],
         )
         if holder := Lease.objects.holder_of(BEAT_LEASE):
