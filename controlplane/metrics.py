@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from controlplane import broker
 from controlplane.celery import app
-from controlplane.models import GitHubUsage, TaskStatus
+from controlplane.models import BEAT_LEASE, GitHubUsage, Lease, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,22 @@ class BrokerCollector:
         )
 
 
+class BeatLeaderCollector:
+    """Which Celery beat sends the periodic tasks now (none: no beat holds the lease)."""
+
+    name = "beat"
+
+    def collect(self) -> Iterable[Metric]:
+        leader = GaugeMetricFamily(
+            "controlplane_beat_leader_info",
+            "1 for the Celery beat (host:pid:nonce) holding the beat lease; absent if none.",
+            labels=["holder"],
+        )
+        if holder := Lease.objects.holder_of(BEAT_LEASE):
+            leader.add_metric([holder], 1)
+        return [leader]
+
+
 class _DatabaseCollectors:
     """Runs every registered collector, each isolated from the others' failures."""
 
@@ -207,3 +223,4 @@ def render() -> bytes:
 register(GitHubUsageCollector())
 register(TaskStatusCollector())
 register(BrokerCollector())
+register(BeatLeaderCollector())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models
-from django.db.models import F
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -122,6 +124,84 @@ class TaskStatus(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Leadership leases -----------------------------------------------------------------
+
+
+# The lease the leading Celery beat holds (controlplane/beat.py).
+BEAT_LEASE = "beat"
+
+
+class LeaseQuerySet(models.QuerySet["Lease"]):
+    """Claims on a named lease. Every comparison and expiry uses the database's
+    clock (``Now()``), so processes on hosts whose clocks disagree still agree on
+    who holds it; each claim is one conditional UPDATE, so two never both win."""
+
+    def renew(self, name: str, holder: str, *, seconds: int) -> bool:
+        """Extend ``holder``'s unexpired lease; False if it lapsed or is another's."""
+        return bool(
+            self.filter(name=name, holder=holder, expires_at__gt=Now()).update(
+                renewed_at=Now(), expires_at=_now_plus(seconds)
+            )
+        )
+
+    def acquire(self, name: str, holder: str, *, seconds: int) -> bool:
+        """Take the lease if nobody holds it (never claimed, expired, released) or
+        ``holder`` still does (it stopped leading on an error and starts again)."""
+        fields: dict[str, Any] = {
+            "holder": holder,
+            "acquired_at": Now(),
+            "renewed_at": Now(),
+            "expires_at": _now_plus(seconds),
+        }
+        free = Q(expires_at__lte=Now()) | Q(holder=holder)
+        if self.filter(free, name=name).update(**fields):
+            return True
+        if self.filter(name=name).exists():
+            return False  # held, and not expired
+        try:
+            with transaction.atomic():
+                self.create(name=name, **fields)
+        except IntegrityError:
+            return False  # another process created it first, and holds it
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up now, so a standby takes it at its next attempt."""
+        self.filter(name=name, holder=holder).update(expires_at=Now())
+
+    def holder_of(self, name: str) -> str | None:
+        """Who holds the lease now, or None if nobody does."""
+        lease = self.filter(name=name, expires_at__gt=Now()).first()
+        return lease.holder if lease else None
+
+
+def _now_plus(seconds: int) -> models.Expression:
+    return models.ExpressionWrapper(
+        Now() + datetime.timedelta(seconds=seconds),
+        output_field=models.DateTimeField(),
+    )
+
+
+class Lease(models.Model):
+    """A named leadership lease: which process leads (the Celery beat) and until when."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    # "host:pid:nonce" of the process holding it; kept after expiry, so the row still
+    # says who led last.
+    holder = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField()
+    renewed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    objects = LeaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"
 
 
 # Notification outbox ------------------------------------------------------------------

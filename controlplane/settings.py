@@ -405,10 +405,16 @@ CELERY_TASK_DEFAULT_QUEUE = "health"
 CELERY_TASK_ROUTES = {"deploys.tasks.*": {"queue": "deploys"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Every beat process runs; the one holding the "beat" lease sends the periodic tasks,
+# the others stand by and take over when it lapses (controlplane/beat.py).
+CELERY_BEAT_SCHEDULER = "controlplane.beat:LeaderScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# How long the leading beat's lease lasts without renewal. It renews on every tick (at
+# least every 5 s) and a standby tries every 5 s, so a dead leader is replaced within
+# BEAT_LEASE_SECONDS + 5 s.
+BEAT_LEASE_SECONDS = envint("BEAT_LEASE_SECONDS", 15, minimum=10)
 
 # GitHub ---------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from controlplane import audit, throttle
 from controlplane.context_processors import navigation_entries
 from controlplane.filters import AuditEventFilterSet
 from controlplane.liveness import stale_jobs
-from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
+from controlplane.models import BEAT_LEASE, AuditEvent, GitHubUsage, Lease, TaskStatus
 from controlplane.permissions import role_required
 from controlplane.roles import Role, role_of
 
@@ -46,6 +46,7 @@ def home(request: HttpRequest) -> HttpResponse:
         ],
         "usage": GitHubUsage.objects.filter(pk=1).first(),
         "tasks": list(TaskStatus.objects.all()),
+        "beat_leader": Lease.objects.holder_of(BEAT_LEASE),
     }
     return render(request, "controlplane/home.html", ctx)
 

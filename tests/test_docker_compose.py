@@ -131,12 +131,19 @@ def test_app_service_commands_name_code_in_the_repository(service: str) -> None:
         pytest.fail(f"{service}: unexpected program {program}")
 
 
-def test_the_image_serves_the_web_app_and_compose_runs_each_role_once() -> None:
+def test_the_image_serves_the_web_app_and_compose_runs_each_role() -> None:
     programs = {name: " ".join(command(name)[:4]) for name in APP_SERVICES}
     assert programs["web"].startswith("gunicorn controlplane.wsgi")
     assert programs["worker"].startswith("celery -A controlplane worker")
     assert programs["beat"].startswith("celery -A controlplane beat")
     assert programs["migrate"] == "python manage.py migrate --noinput"
+    # No single beat: a standby takes over when the leader dies.
+    assert SERVICES["beat"]["deploy"]["replicas"] >= 2
+    # The settings choose the scheduler that elects a leader; overriding it here
+    # would make both beats send every task.
+    assert not any(
+        arg == "-S" or arg.startswith("--scheduler") for arg in command("beat")
+    )
     assert command("web")[:2] == ["gunicorn", "controlplane.wsgi"]
     assert "PROMETHEUS_MULTIPROC_DIR" in SERVICES["web"]["environment"]
     multiproc = SERVICES["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
