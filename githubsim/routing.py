@@ -5,13 +5,40 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from githubsim.clock import SimClock
 from githubsim.errors import ApiError, invalid
+from githubsim.models import Faults
+from githubsim.state import SimState
+from githubsim.webhooks import WebhookSender
 
-if TYPE_CHECKING:
-    from githubsim.simulator import Simulator
+
+class Sim(Protocol):
+    """What the HTTP server and the handlers use of the running simulator.
+
+    :class:`githubsim.simulator.Simulator` is the implementation; naming only this much here
+    keeps the server and the handlers beneath the simulator that starts them.
+    """
+
+    @property
+    def state(self) -> SimState: ...
+
+    @property
+    def clock(self) -> SimClock: ...
+
+    @property
+    def webhooks(self) -> WebhookSender: ...
+
+    @property
+    def address(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+    def clear_faults(self) -> Faults: ...
+
+    def set_webhook(self, url: str, secret: str) -> None: ...
 
 
 @dataclass
@@ -29,7 +56,7 @@ class Reply:
 class Request:
     """One parsed request as handlers see it."""
 
-    sim: Simulator
+    sim: Sim
     method: str
     path: str
     params: dict[str, str]

@@ -7,15 +7,12 @@ import json
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from githubsim import api, control, shapes
 from githubsim.errors import ApiError
-from githubsim.routing import Reply, Request
-
-if TYPE_CHECKING:
-    from githubsim.simulator import Simulator
+from githubsim.routing import Reply, Request, Sim
 
 MAX_BODY = 1024 * 1024
 RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
@@ -33,7 +30,7 @@ class SimHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+    def __init__(self, address: tuple[str, int], sim: Sim) -> None:
         super().__init__(address, SimRequestHandler)
         self.sim = sim
 
