@@ -138,6 +138,10 @@ class Router:
 
         return register
 
+    def include(self, other: Router) -> None:
+        """Add another router's routes after this one's, in their order."""
+        self.routes.extend(other.routes)
+
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for a request; literal segments win over ``{name}`` ones."""
         allowed = False
