@@ -16,7 +16,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from controlplane import metrics
 from runners.freshness import SIGNALS
-from runners.models import Runner, State
+from runners.models import Runner
+from runners.states import State
 from runners.sync import sync_budget
 
 

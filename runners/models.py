@@ -31,12 +31,8 @@ from runners import freshness
 
 # The health vocabulary lives in runners.states; these names stay importable from
 # here, where the rest of the project (and the API schema's enum paths) find them.
-from runners.states import RULES as RULES
-from runners.states import RUNBOOKS as RUNBOOKS
-from runners.states import STATE_RANK as STATE_RANK
 from runners.states import Flag as Flag
 from runners.states import Reason as Reason
-from runners.states import Rule as Rule
 from runners.states import State as State
 from runners.states import evaluate_flags as evaluate_flags
 from runners.states import runbook_for as runbook_for

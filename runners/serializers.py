@@ -10,7 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
-from runners.models import HealthSample, Reason, Runner, RunnerEvent, State, runbook_for
+from runners.models import HealthSample, Runner, RunnerEvent
+from runners.states import Reason, State, runbook_for
 
 
 def runbook_path(reason: str) -> str | None:

@@ -25,14 +25,8 @@ from controlplane.roles import Role, has_role
 from deploys.models import WorkflowJob
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
-from runners.models import (
-    Reason,
-    Runner,
-    RunnerEvent,
-    RunnerSync,
-    State,
-    runbook_for,
-)
+from runners.models import Runner, RunnerEvent, RunnerSync
+from runners.states import Reason, State, runbook_for
 from runners.sync import sync_budget
 
 PAGE_SIZE = 50

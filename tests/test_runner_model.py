@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from controlplane.models import AuditEvent
 from runners.models import (
-    RULES,
     Flag,
     Reason,
     Runner,
@@ -23,6 +22,7 @@ from runners.models import (
     runbook_for,
     token_digest,
 )
+from runners.states import RULES
 
 pytestmark = pytest.mark.django_db
 
