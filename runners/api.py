@@ -24,7 +24,6 @@ from runners.serializers import (
     RunnerSerializer,
     TokenSerializer,
 )
-from runners.views import with_pools
 
 _M = TypeVar("_M", bound=Model)
 _Row = TypeVar("_Row")
@@ -40,7 +39,7 @@ class RunnerViewSet(viewsets.ReadOnlyModelViewSet[Runner]):
     """Self-hosted runners by name: health state and reasons, signals, drain flag and
     deploy eligibility. Removed runners are hidden unless ``removed`` asks for them."""
 
-    queryset = with_pools(Runner.objects.order_by("name", "pk"))
+    queryset = Runner.objects.order_by("name", "pk").with_pools()
     serializer_class = RunnerSerializer
     filterset_class = RunnerFilterSet
     permission_classes = [IsViewer]

@@ -9,7 +9,8 @@ from django import forms
 from django.db.models import Q, QuerySet
 
 from controlplane.filters import StrictBooleanFilter
-from runners.models import Reason, Runner, State
+from runners.models import Runner
+from runners.states import Reason, State
 
 REMOVED_CHOICES = [
     ("false", "Active"),

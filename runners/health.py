@@ -6,7 +6,7 @@ down, ``HEALTH_RISE_AFTER`` consecutive better ones move it up, anything else re
 the count, so a flapping signal never flaps the state. It costs the same five
 statements at 100 runners and at 10,000 (two more when some runners transition):
 every per-runner step runs inside the database, as CASE expressions generated from
-``runners.models.RULES``, and samples and events are written by INSERT ... SELECT, so
+``runners.states.RULES``, and samples and events are written by INSERT ... SELECT, so
 no runner row ever travels to Python.
 
 A runner's signals (heartbeat, GitHub status, exporter) become ``Flag`` bits in
@@ -46,14 +46,13 @@ from django.db.models.functions import Concat
 from django.db.models.lookups import Exact, GreaterThan, LessThan
 from django.utils import timezone
 
-from runners.models import (
+from runners import freshness
+from runners.models import HealthSample, Runner, RunnerEvent
+from runners.states import (
     RULES,
     STATE_RANK,
     Flag,
-    HealthSample,
     Reason,
-    Runner,
-    RunnerEvent,
     State,
     evaluate_flags,
 )
@@ -107,17 +106,13 @@ def _bit(condition: Q, flag: Flag) -> Case:
 def _flag_conditions(now: datetime) -> list[tuple[Flag, Q]]:
     """Each ``Flag`` bit with the condition on a runner's signals that sets it at
     ``now``. Stale GitHub and exporter readings set no bit at all."""
-    github_fresh = Q(
-        github_seen_at__gt=now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
-    )
-    exporter_fresh = Q(
-        exporter_checked_at__gt=now - timedelta(seconds=settings.EXPORTER_STALE_AFTER)
-    )
-    heartbeat_fresh = Q(heartbeat_deadline__gt=now)
-    exporter_read = exporter_fresh & Q(exporter_ok=True)
+    github_fresh = freshness.github_fresh(now)
+    exporter_fresh = freshness.exporter_fresh(now)
+    heartbeat_fresh = freshness.heartbeat_fresh(now)
+    exporter_read = freshness.exporter_reporting(now)
     return [
         (Flag.HEARTBEAT_FRESH, heartbeat_fresh),
-        (Flag.HEARTBEAT_STALE, Q(heartbeat_deadline__lte=now)),
+        (Flag.HEARTBEAT_STALE, freshness.heartbeat_stale(now)),
         (Flag.GITHUB_ONLINE, github_fresh & Q(github_status="online")),
         (Flag.GITHUB_OFFLINE, github_fresh & Q(github_status="offline")),
         (Flag.EXPORTER_OK, exporter_read),

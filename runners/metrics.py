@@ -8,18 +8,17 @@ successes come from ``TaskStatus`` (``controlplane_task_*{task="runner_sync"}``)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from controlplane import metrics
-from runners.models import Runner, State
+from runners.freshness import SIGNALS
+from runners.models import Runner
+from runners.states import State
 from runners.sync import sync_budget
-
-SIGNALS = ("github", "heartbeat", "exporter")
 
 
 class FleetCollector:
@@ -71,19 +70,13 @@ class FleetCollector:
         return [state, drained, age, reason]
 
     def _fleet(self, now: datetime) -> Iterable[Metric]:
-        github_fresh = now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
-        exporter_fresh = now - timedelta(seconds=settings.EXPORTER_STALE_AFTER)
-        counts = Runner.objects.active().aggregate(
+        counts = Runner.objects.active().coverage(
+            now,
             **{
                 f"state_{value}": Count("pk", filter=Q(state=value))
                 for value in State.values
             },
             drained=Count("pk", filter=Q(drained=True)),
-            github=Count("pk", filter=Q(github_seen_at__gt=github_fresh)),
-            heartbeat=Count("pk", filter=Q(heartbeat_deadline__gt=now)),
-            exporter=Count(
-                "pk", filter=Q(exporter_checked_at__gt=exporter_fresh, exporter_ok=True)
-            ),
             exporter_configured=Count("pk", filter=~Q(exporter_url="")),
         )
         removed = Runner.objects.filter(removed_at__isnull=False).count()
@@ -96,7 +89,8 @@ class FleetCollector:
             by_state.add_metric([value], counts[f"state_{value}"])
         coverage = GaugeMetricFamily(
             "controlplane_runner_signal_coverage",
-            "Active runners with a fresh reading of the signal.",
+            "Active runners the signal reports for: a fresh heartbeat, a fresh GitHub "
+            "status, a fresh successful exporter probe.",
             labels=["signal"],
         )
         for signal in SIGNALS:

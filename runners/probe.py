@@ -36,7 +36,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from runners.health import _insert, assess_host
-from runners.models import Flag, HealthSample, Runner
+from runners.models import HealthSample, Runner
+from runners.states import Flag
 
 logger = logging.getLogger(__name__)
 

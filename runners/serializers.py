@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
-from runners.models import HealthSample, Reason, Runner, RunnerEvent, State, runbook_for
+from runners.models import HealthSample, Runner, RunnerEvent
+from runners.states import Reason, State, runbook_for
 
 
 def runbook_path(reason: str) -> str | None:
@@ -123,13 +123,10 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         return runner.ineligibility_reasons()
 
     def get_heartbeat_fresh(self, runner: Runner) -> bool:
-        deadline = runner.heartbeat_deadline
-        return bool(deadline and deadline > self._now())
+        return runner.heartbeat_is_fresh(self._now())
 
     def get_github_fresh(self, runner: Runner) -> bool:
-        seen = runner.github_seen_at
-        limit = settings.GITHUB_STATUS_STALE_AFTER
-        return bool(seen and (self._now() - seen).total_seconds() < limit)
+        return runner.github_is_fresh(self._now())
 
     def get_removed(self, runner: Runner) -> bool:
         return runner.removed_at is not None

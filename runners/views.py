@@ -10,10 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,16 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from deploys.models import EnvironmentRunner, WorkflowJob
+from deploys.models import WorkflowJob
 from runners.filters import RunnerFilterSet
-from runners.models import (
-    Reason,
-    Runner,
-    RunnerEvent,
-    RunnerSync,
-    State,
-    runbook_for,
-)
+from runners.freshness import SIGNALS
+from runners.models import Runner, RunnerEvent, RunnerSync
+from runners.states import Reason, State, runbook_for
 from runners.sync import sync_budget
 
 PAGE_SIZE = 50
@@ -42,37 +36,31 @@ TIMELINE_WINDOW = timedelta(hours=24)
 TIMELINE_MAX_EVENTS = 2_000
 RECENT_EVENTS = 50
 RECENT_JOBS = 20
+COVERAGE_LABELS = {
+    "github": "GitHub status",
+    "heartbeat": "Heartbeat",
+    "exporter": "Exporter",
+}
 
 
 # Fleet summary ----------------------------------------------------------------------
 
 
 def fleet_counts(now: datetime) -> dict[str, int]:
-    """Runners per health state, drained and removed, and how many have a fresh
-    reading of each signal, in one aggregate query.
+    """Runners per health state, drained and removed, and signal coverage, in one
+    aggregate query.
 
     Health states, drained and coverage count active runners only (removed ones are
-    history). Freshness uses the same limits as the health sweep, so "fresh" here
-    means what the sweep would trust."""
+    history). Coverage is ``Runner.objects.coverage()``, the count the coverage
+    metric reports too."""
     active = Q(removed_at__isnull=True)
-    github_fresh = Q(
-        github_seen_at__gt=now - timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
-    )
-    exporter_fresh = Q(
-        exporter_checked_at__gt=now - timedelta(seconds=settings.EXPORTER_STALE_AFTER)
-    )
     aggregates: dict[str, Any] = {
-        "active": Count("pk", filter=active),
         "removed": Count("pk", filter=Q(removed_at__isnull=False)),
         "drained": Count("pk", filter=active & Q(drained=True)),
-        "github_fresh": Count("pk", filter=active & github_fresh),
-        "heartbeat_fresh": Count("pk", filter=active & Q(heartbeat_deadline__gt=now)),
-        "exporter_fresh": Count("pk", filter=active & exporter_fresh),
     }
     for state in State:
         aggregates[str(state)] = Count("pk", filter=active & Q(state=state))
-    counts: dict[str, int] = Runner.objects.aggregate(**aggregates)
-    return counts
+    return Runner.objects.coverage(now, **aggregates)
 
 
 @dataclass(frozen=True)
@@ -115,8 +103,6 @@ class FleetRow:
 
     @classmethod
     def of(cls, runner: Runner, now: datetime, prefix: str = "/fleet/") -> FleetRow:
-        seen = runner.github_seen_at
-        github_limit = timedelta(seconds=settings.GITHUB_STATUS_STALE_AFTER)
         return cls(
             runner=runner,
             # Built here rather than with {% url %} per row: reversing costs more
@@ -126,10 +112,8 @@ class FleetRow:
             heartbeat_age=format_age(
                 now - runner.last_heartbeat_at if runner.last_heartbeat_at else None
             ),
-            heartbeat_fresh=bool(
-                runner.heartbeat_deadline and runner.heartbeat_deadline > now
-            ),
-            github_fresh=bool(seen and seen > now - github_limit),
+            heartbeat_fresh=runner.heartbeat_is_fresh(now),
+            github_fresh=runner.github_is_fresh(now),
         )
 
 
@@ -153,15 +137,6 @@ TABLE_COLUMNS = (
 )
 
 
-def with_pools(queryset: QuerySet[Runner]) -> QuerySet[Runner]:
-    """``queryset`` with each runner's places in environment pools loaded in one
-    more query (whatever the page size), ordered by environment name."""
-    entries = EnvironmentRunner.objects.select_related("environment").order_by(
-        "environment__name", "pk"
-    )
-    return queryset.prefetch_related(Prefetch("pool_entries", queryset=entries))
-
-
 @require_GET
 @role_required(Role.VIEWER)
 def fleet(request: HttpRequest) -> HttpResponse:
@@ -171,7 +146,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
     requests (``HX-Request``) only the live partial is rendered."""
     now = timezone.now()
     runners = Runner.objects.only(*TABLE_COLUMNS).order_by("name", "pk")
-    filterset = RunnerFilterSet(request.GET, queryset=with_pools(runners))
+    filterset = RunnerFilterSet(request.GET, queryset=runners.with_pools())
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = fleet_counts(now)
     prefix = reverse("runners:fleet")
@@ -182,9 +157,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "counts": counts,
         "states": [(str(state), counts[str(state)]) for state in State],
         "coverage": [
-            Coverage("GitHub status", counts["github_fresh"], counts["active"]),
-            Coverage("Heartbeat", counts["heartbeat_fresh"], counts["active"]),
-            Coverage("Exporter", counts["exporter_fresh"], counts["active"]),
+            Coverage(COVERAGE_LABELS[signal], counts[signal], counts["active"])
+            for signal in SIGNALS
         ],
         "now": now,
     }
@@ -342,7 +316,7 @@ def _detail_context(
 @role_required(Role.VIEWER)
 def detail(request: HttpRequest, name: str) -> HttpResponse:
     """One runner: eligibility, 24 h health bar, facts, events, jobs, drain form."""
-    runner = get_object_or_404(with_pools(Runner.objects.all()), name=name)
+    runner = get_object_or_404(Runner.objects.with_pools(), name=name)
     return render(request, "runners/detail.html", _detail_context(request, runner))
 
 
@@ -350,7 +324,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(Role.SRE)
 def drain(request: HttpRequest, name: str) -> HttpResponse:
     """Take the runner out of deploy rotation, with a reason (audited)."""
-    runner = get_object_or_404(with_pools(Runner.objects.all()), name=name)
+    runner = get_object_or_404(Runner.objects.with_pools(), name=name)
     form = DrainForm(request.POST)
     if not form.is_valid():
         ctx = _detail_context(request, runner, form)

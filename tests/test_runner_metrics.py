@@ -96,6 +96,30 @@ def test_fleet_counts_coverage_and_removed(client: Client) -> None:
     assert samples['controlplane_metrics_collector_up{collector="runners"}'] == 1
 
 
+def test_fleet_page_and_coverage_metric_agree_on_the_same_fleet(
+    client: Client, viewer_client: Client
+) -> None:
+    # prod-2's exporter was probed recently but was unreachable: a fresh
+    # observation, yet the exporter reports nothing, on the page as in the metric.
+    make_fleet()
+
+    samples = scrape(client)
+    page = viewer_client.get("/fleet/").context["coverage"]
+
+    metric = [
+        samples[f'controlplane_runner_signal_coverage{{signal="{signal}"}}']
+        for signal in ("github", "heartbeat", "exporter")
+    ]
+    active = sum(samples[f'controlplane_runners{{state="{s}"}}'] for s in State.values)
+    assert [(c.signal, c.fresh, c.total) for c in page] == [
+        ("GitHub status", metric[0], active),
+        ("Heartbeat", metric[1], active),
+        ("Exporter", metric[2], active),
+    ]
+    assert metric == [1, 1, 1]
+    assert active == 3
+
+
 def test_sync_budget_follows_the_fleet_size_and_the_token_limit(
     client: Client, settings: Any
 ) -> None:

@@ -1,14 +1,18 @@
-"""The Runner model: tokens, drain/undrain, eligibility, the rule table, runbooks."""
+"""The Runner model: tokens, drain/undrain, eligibility, freshness and coverage, the
+rule table, runbooks."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
 from runners.models import (
-    RULES,
     Flag,
     Reason,
     Runner,
@@ -18,6 +22,7 @@ from runners.models import (
     runbook_for,
     token_digest,
 )
+from runners.states import RULES
 
 pytestmark = pytest.mark.django_db
 
@@ -143,3 +148,89 @@ def test_event_runbook_follows_its_primary_reason() -> None:
     assert event.reason == "heartbeat_stale"
     assert event.runbook_slug == "runner-heartbeat-stale"
     assert event.as_dict()["runbook"] == "runner-heartbeat-stale"
+
+
+def test_freshness_filters_and_predicates_agree_at_each_limit(settings: Any) -> None:
+    settings.GITHUB_STATUS_STALE_AFTER = 900
+    settings.EXPORTER_STALE_AFTER = 180
+    now = timezone.now()
+
+    def ago(seconds: int) -> datetime:
+        return now - timedelta(seconds=seconds)
+
+    make_runner(
+        name="inside",
+        github_seen_at=ago(899),
+        heartbeat_deadline=ago(-1),
+        # A probe that failed is still a fresh observation.
+        exporter_checked_at=ago(179),
+        exporter_ok=False,
+    )
+    make_runner(
+        name="at-limit",
+        github_seen_at=ago(900),
+        heartbeat_deadline=now,
+        exporter_checked_at=ago(180),
+        exporter_ok=True,
+    )
+    make_runner(name="never")
+    # Freshness says nothing about removal: chain active() for that.
+    make_runner(
+        name="removed",
+        removed_at=now,
+        github_seen_at=now,
+        heartbeat_deadline=ago(-10),
+        exporter_checked_at=now,
+    )
+    runners = list(Runner.objects.all())
+
+    for queryset, predicate in [
+        (Runner.objects.github_fresh(now), Runner.github_is_fresh),
+        (Runner.objects.heartbeat_fresh(now), Runner.heartbeat_is_fresh),
+        (Runner.objects.exporter_fresh(now), Runner.exporter_is_fresh),
+    ]:
+        names = {runner.name for runner in queryset}
+        assert names == {"inside", "removed"}
+        assert names == {runner.name for runner in runners if predicate(runner, now)}
+    assert {runner.name for runner in Runner.objects.heartbeat_stale(now)} == {
+        "at-limit"
+    }
+
+
+def test_coverage_counts_the_signals_reporting_for_active_runners() -> None:
+    now = timezone.now()
+    make_runner(
+        name="everything",
+        # Offline is still a report: GitHub listed the runner.
+        github_status="offline",
+        github_seen_at=now,
+        heartbeat_deadline=now + timedelta(seconds=10),
+        exporter_checked_at=now,
+        exporter_ok=True,
+    )
+    make_runner(
+        name="exporter-down",
+        github_seen_at=now - timedelta(hours=2),
+        heartbeat_deadline=now - timedelta(seconds=1),
+        exporter_checked_at=now,
+        exporter_ok=False,
+    )
+    make_runner(name="never", drained=True)
+    make_runner(
+        name="removed",
+        removed_at=now,
+        github_seen_at=now,
+        heartbeat_deadline=now + timedelta(seconds=10),
+        exporter_checked_at=now,
+        exporter_ok=True,
+    )
+
+    counts = Runner.objects.coverage(now, drained=Count("pk", filter=Q(drained=True)))
+
+    assert counts == {
+        "active": 3,
+        "github": 1,
+        "heartbeat": 1,
+        "exporter": 1,
+        "drained": 1,
+    }

@@ -94,8 +94,7 @@ class Command(BaseCommand):
         for runner in runners:
             heartbeating = (
                 runner.heartbeat_token_digest is not None
-                and runner.heartbeat_deadline is not None
-                and runner.heartbeat_deadline > now
+                and runner.heartbeat_is_fresh(now)
             )
             if heartbeating and hosts[runner.name]:
                 continue
