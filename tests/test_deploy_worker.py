@@ -63,7 +63,9 @@ print(json.dumps({{
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=5, pickup_delay=3, job_duration=120) as s:
+    # The job lasts 10 real seconds: long enough that a worker killed just after
+    # the dispatch is killed mid-deploy even on a loaded machine.
+    with Simulator(time_scale=60, seed=5, pickup_delay=3, job_duration=600) as s:
         s.add_runner("prod-primary-1", ["production"])
         s.add_runner("prod-secondary-1", ["production"])
         yield s

@@ -439,8 +439,17 @@ def test_failed_webhook_deliveries_are_counted_not_retried(sim):
     sim.set_webhook("http://127.0.0.1:9/unreachable", "s")
     dispatch(sim, "staging-1")
     assert sim.webhooks.wait_idle(15)
-    # ping + requested + queued, each tried once.
-    assert sim.status()["webhooks"] == {"sent": 0, "failed": 3}
+    log = sim.state.deliveries()[::-1]  # oldest first
+    # ping + requested + queued (and, on a slow machine, the job's later events
+    # too), each tried exactly once: GitHub never retries by itself.
+    assert [(d["event"], d["action"]) for d in log[:3]] == [
+        ("ping", None),
+        ("workflow_run", "requested"),
+        ("workflow_job", "queued"),
+    ]
+    assert len({d["guid"] for d in log}) == len(log)
+    assert not any(d["redelivery"] for d in log)
+    assert sim.status()["webhooks"] == {"sent": 0, "failed": len(log)}
 
 
 def test_dispatch_without_run_details_answers_204_and_run_is_found_by_token(sim):
