@@ -151,18 +151,22 @@ class BrokerCollector:
 
     Counted from the folder at scrape time: the readers are worker processes whose
     own counters this web process cannot see, and the folder is the state an
-    operator acts on (the figure drops once they deal with the files).
+    operator acts on (the figure drops once they deal with the files). Other
+    brokers never set a message aside: 0, so the alert's series always exists.
     """
 
     name = "broker"
 
     def collect(self) -> Iterable[Metric]:
-        if not app.conf.broker_url.startswith(broker.SCHEMES):
-            return
+        embedded = app.conf.broker_url.startswith(broker.SCHEMES)
         yield GaugeMetricFamily(
             "controlplane_broker_unreadable_messages",
             "Broker messages that could not be decoded, set aside for inspection.",
-            value=broker.unreadable_messages(app.conf.broker_transport_options),
+            value=(
+                broker.unreadable_messages(app.conf.broker_transport_options)
+                if embedded
+                else 0
+            ),
         )
 
 
