@@ -115,8 +115,8 @@ def _update(
             lines.append(f"{task.name}: {field} {current[field]!r} -> {value!r}")
         else:
             lines.append(
-                f"{task.name}: {field} kept at {current[field]!r}, edited in the "
-                f"admin (the code declares {value!r})"
+                f"{task.name}: {field} kept at {current[field]!r}, not what the "
+                f"code last wrote (it declares {value!r})"
             )
     if changed:
         # save(), not update(): its signal tells a running beat to reload.

@@ -15,6 +15,9 @@ in the admin and is kept. A row with no such record (made by the data migrations
 before this table existed) is treated the same way: only fields equal to the code's
 declaration are the code's. To hand a field back to the code, set it in the admin to
 what the code declares. To stop a task, disable it: a deleted one is created again.
+
+The data migrations that first made these rows stay as history: they only create rows
+that do not exist yet, with the values this table declares, so they never undo it.
 """
 
 from __future__ import annotations

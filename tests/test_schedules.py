@@ -75,7 +75,7 @@ def test_an_admin_edit_survives_and_untouched_fields_still_follow_the_code() -> 
     assert task.description == "Slowed down during the migration to the new fleet."
     assert task.expire_seconds == 7
     assert f"{SWEEP}: schedule kept at 'every 30 seconds'" in lines[0]
-    assert "edited in the admin" in lines[0]
+    assert "not what the code last wrote (it declares 'every 7 seconds')" in lines[0]
 
     # Set back to what the code declares, the field is the code's again.
     task.interval, _ = IntervalSchedule.objects.get_or_create(every=7, period="seconds")
@@ -94,7 +94,7 @@ def test_rows_from_before_the_table_keep_values_that_differ_from_it() -> None:
     with override_settings(HEALTH_SWEEP_INTERVAL=5):
         lines = sync()
     assert lines == [
-        f"{SWEEP}: expire_seconds kept at 3, edited in the admin (the code declares 5)"
+        f"{SWEEP}: expire_seconds kept at 3, not what the code last wrote (it declares 5)"
     ]
     assert CodeSchedule.objects.count() == 12
     with override_settings(HEALTH_SWEEP_INTERVAL=6):
