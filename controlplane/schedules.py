@@ -1,12 +1,13 @@
 """Beat's periodic tasks, declared in code and written to the database after migrate.
 
 Each app declares its periodic tasks as :class:`Schedule` entries and registers them
-in its ``AppConfig.ready()``; ``controlplane.schedule_sync`` upserts them into django-celery-beat's
-``PeriodicTask`` rows, which beat reads. It runs after every ``manage.py migrate``
-(a ``post_migrate`` handler, connected in ``controlplane.apps``), so every path that
-makes a database current (``dev.py run``, the compose ``migrate`` service, the test
-database) also makes its schedules current, and a changed interval setting reaches
-beat at the next migrate, with no caller to forget.
+in its ``AppConfig.ready()``; ``controlplane.schedule_sync`` upserts them into
+django-celery-beat's ``PeriodicTask`` rows, which beat reads. It runs after every
+``manage.py migrate`` (a ``post_migrate`` handler, connected in
+``controlplane.apps``), so every path that makes a database current (``dev.py run``,
+the compose ``migrate`` service, the test database) also makes its schedules current,
+and a changed interval setting reaches beat at the next migrate, with no caller to
+forget.
 
 Admins may still edit the rows in the admin. :class:`~controlplane.models.CodeSchedule`
 keeps the values the code last wrote to each row: a field still holding that value is

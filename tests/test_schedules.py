@@ -1,4 +1,5 @@
-"""Periodic tasks declared in code reach beat's rows after migrate; admins' edits stay."""
+"""Periodic tasks declared in code reach beat's rows after migrate; admins' edits
+stay."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -86,6 +88,24 @@ def test_an_admin_edit_survives_and_untouched_fields_still_follow_the_code() -> 
     assert sweep().description.startswith("Slowed down")
 
 
+def test_an_edit_saved_in_the_admin_survives_migrate(admin_client_: Client) -> None:
+    url = f"/admin/django_celery_beat/periodictask/{sweep().pk}/change/"
+    form = admin_client_.get(url).context["adminform"].form
+    data = {
+        name: value
+        for name in form.fields
+        if (value := form[name].value()) is not None and value is not False
+    }
+    data["interval"] = IntervalSchedule.objects.create(every=20, period="seconds").pk
+    response = admin_client_.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert sweep().interval.every == 20
+
+    with override_settings(HEALTH_SWEEP_INTERVAL=7):
+        call_command("migrate", verbosity=0)
+    assert (sweep().interval.every, sweep().expire_seconds) == (20, 7)
+
+
 def test_rows_from_before_the_table_keep_values_that_differ_from_it() -> None:
     # A database migrated before the code recorded what it wrote: a differing value
     # may be an admin's edit, so it is kept; equal ones become the code's.
@@ -93,9 +113,8 @@ def test_rows_from_before_the_table_keep_values_that_differ_from_it() -> None:
     PeriodicTask.objects.filter(name=SWEEP).update(expire_seconds=3)
     with override_settings(HEALTH_SWEEP_INTERVAL=5):
         lines = sync()
-    assert lines == [
-        f"{SWEEP}: expire_seconds kept at 3, not what the code last wrote (it declares 5)"
-    ]
+    kept = "kept at 3, not what the code last wrote (it declares 5)"
+    assert lines == [f"{SWEEP}: expire_seconds {kept}"]
     assert CodeSchedule.objects.count() == 12
     with override_settings(HEALTH_SWEEP_INTERVAL=6):
         sync()
