@@ -43,6 +43,7 @@ def row_values(task: PeriodicTask) -> dict[str, Any]:
 
 
 def _apply(task: PeriodicTask, field: str, value: Any, using: str) -> None:
+    """Set one of the row's fields to its declared value (unsaved)."""
     if field != "schedule":
         setattr(task, field, value)
         return
