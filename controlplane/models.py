@@ -322,3 +322,24 @@ class AuthFailureCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}: {self.failures} failures"
+
+
+class CodeSchedule(models.Model):
+    """What the code last wrote to one periodic task (``controlplane.schedules``):
+    a field still holding that value is the code's to update, any other value is an
+    admin's edit and is kept."""
+
+    # django-celery-beat's PeriodicTask.name, which is unique and as long.
+    name = models.CharField(max_length=200)
+    # Field name to the value last written, as ``schedules.Schedule.values()`` gives.
+    values = models.JSONField(default=dict)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], name="codeschedule_name_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

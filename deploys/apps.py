@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from controlplane.schedules import register as register_schedules
+from deploys.schedules import SCHEDULES
+
 
 class DeploysConfig(AppConfig):
     name = "deploys"
@@ -13,3 +16,5 @@ class DeploysConfig(AppConfig):
 
         # Registers the secret rotation collector with /metrics.
         from deploys import secrets_metrics  # noqa: F401
+
+        register_schedules(*SCHEDULES)
