@@ -220,6 +220,8 @@ def run() -> None:
     except KeyboardInterrupt:
         log("stopping")
     finally:
+        # A second Ctrl-C while the children stop would leave them running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_all(procs)
 
 
