@@ -68,6 +68,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from controlplane.models import Notification, NotificationCursor
+from controlplane.runbooks import runbook_url
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +133,6 @@ def absolute(link: str) -> str:
     return settings.SITE_URL + "/" + link.lstrip("/")
 
 
-def runbook_url(slug: str) -> str:
-    return absolute(f"/runbooks/{slug}/") if slug else ""
-
-
 # Producers ----------------------------------------------------------------------------
 
 
@@ -192,7 +189,9 @@ def _row(
         subject=subject[:200],
         message=body[:2000],
         link=absolute(link)[:500],
-        runbook=(runbook if "://" in runbook else runbook_url(runbook))[:500],
+        runbook=absolute(runbook_url(runbook) if "://" not in runbook else runbook)[
+            :500
+        ],
         dedupe_key=(dedupe_key or f"{kind}:{uuid.uuid4().hex}")[:200],
         fields=fields,
         created_at=now or timezone.now(),
