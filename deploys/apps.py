@@ -11,5 +11,13 @@ class DeploysConfig(AppConfig):
         # Registers the deploy and notification collectors with /metrics.
         import deploys.metrics  # noqa: F401
 
+        # Models are importable only once the registry is ready, hence here.
+        from controlplane import notifications
+
         # Registers the secret rotation collector with /metrics.
-        from deploys import secrets_metrics  # noqa: F401
+        from deploys import (
+            notify,
+            secrets_metrics,  # noqa: F401
+        )
+
+        notifications.register_scanner(notify.SCANNER)

@@ -9,4 +9,11 @@ class RunnersConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the fleet collector with /metrics.
-        from runners import metrics  # noqa: F401
+        # Models are importable only once the registry is ready, hence here.
+        from controlplane import notifications
+        from runners import (
+            metrics,  # noqa: F401
+            notify,
+        )
+
+        notifications.register_scanner(notify.SCANNER)
