@@ -192,9 +192,7 @@ def draft(
         subject=subject[:200],
         message=body[:2000],
         link=absolute(link)[:500],
-        runbook=absolute(runbook_url(runbook) if "://" not in runbook else runbook)[
-            :500
-        ],
+        runbook=absolute(runbook if "://" in runbook else runbook_url(runbook))[:500],
         dedupe_key=(dedupe_key or f"{kind}:{uuid.uuid4().hex}")[:200],
         fields=fields,
         created_at=now or timezone.now(),

@@ -4,7 +4,7 @@ failed, failed over to another runner, or waits with no healthy runner."""
 from __future__ import annotations
 
 from django.db import models
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from controlplane.notifications import Draft, Kind, Scanner, Severity, draft
 from deploys.models import DeployAttempt, DeployEvent, DeployRun
@@ -14,18 +14,11 @@ def deploy_events() -> models.QuerySet[DeployEvent]:
     return DeployEvent.objects.select_related("run__environment", "attempt__runner")
 
 
-def _deploy_link(run_id: int) -> str:
-    try:
-        return reverse("deploys:run-detail", args=[run_id])
-    except NoReverseMatch:
-        return f"/api/v1/deploys/{run_id}/"
-
-
 def from_deploy_event(event: DeployEvent) -> Draft | None:
     Event = DeployEvent.Kind
     run = event.run
     env = run.environment.name
-    link = _deploy_link(run.pk)
+    link = reverse("deploys:run-detail", args=[run.pk])
     base = {"deploy": run.pk, "environment": env, "ref": run.ref}
     if event.kind == Event.FAILED:
         reason = run.reason or ""
