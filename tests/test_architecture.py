@@ -158,13 +158,25 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_the_graph_sees_imports_at_every_level() -> None:
     graph = import_graph()
 
-    # Module level, inside a function (ready()) and relative to the package.
+    # Module level, inside a function (ready()), under TYPE_CHECKING.
     assert "controlplane.audit" in graph["controlplane.middleware"]
     assert "runners.notify" in graph["runners.apps"]
+    assert "githubsim.simulator" in graph["githubsim.server"]
+    # A name imported from a module points at that module.
     assert "controlplane.notifications" in graph["runners.notify"]
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
         {"a", "b", "c"}
     ]
+
+
+def test_relative_imports_resolve_against_the_package() -> None:
+    modules = {"pkg.a", "pkg.sub", "pkg.sub.b", "pkg.sub.c"}
+    tree = ast.parse("from . import b\nfrom .. import a\n")
+
+    in_module = set(_imported(tree, "pkg.sub.c", False, modules))
+    in_package = set(_imported(tree, "pkg.sub", True, modules))
+
+    assert in_module == in_package == {"pkg.sub.b", "pkg.a"}
 
 
 def test_no_import_cycle() -> None:
