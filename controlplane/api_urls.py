@@ -1,12 +1,10 @@
 """The REST API under ``/api/v1/``, its OpenAPI schema and its docs page.
 
-Each app with an API defines ``router`` (a DRF ``DefaultRouter``-style router) in its
-``api.py``; ``APP_ROUTERS`` lists the apps whose routers are mounted here.
+Each app with an API defines ``router`` in its ``api.py``; this URLconf, a
+composition root, mounts each one explicitly.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
@@ -15,35 +13,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from controlplane.api import AuditEventViewSet, WhoAmIView
+from deploys import api as deploys_api
+from runners import api as runners_api
 
 router = SimpleRouter(trailing_slash=True)
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
-# Apps that mount their own router under /api/v1/ once their api.py defines one.
-APP_ROUTERS = ("runners", "deploys")
-
-
-def _app_router_urls() -> list[URLPattern | URLResolver]:
-    urls: list[URLPattern | URLResolver] = []
-    for app in APP_ROUTERS:
-        try:
-            module = importlib.import_module(f"{app}.api")
-        except ModuleNotFoundError as exc:
-            # Only a missing api.py is tolerated; an import error inside it is a bug
-            # and must surface.
-            if exc.name != f"{app}.api":
-                raise
-            continue
-        app_router = getattr(module, "router", None)
-        if app_router is not None:
-            urls.append(path("", include(app_router.urls)))
-    return urls
-
-
 v1_patterns: list[URLPattern | URLResolver] = [
     path("auth/whoami", WhoAmIView.as_view(), name="whoami"),
     path("", include(router.urls)),
-    *_app_router_urls(),
+    path("", include(runners_api.router.urls)),
+    path("", include(deploys_api.router.urls)),
 ]
 
 app_name = "api"

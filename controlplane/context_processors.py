@@ -13,16 +13,28 @@ from django.utils.functional import SimpleLazyObject
 
 from controlplane.roles import Role, role_of
 
-NAVIGATION = [
-    ("Fleet", "runners:fleet"),
-    ("Deploys", "deploys:run-list"),
-    ("Secrets", "deploys:secret-list"),
-    ("Webhooks", "deploys:webhook-list"),
+# (label, URL name) of each section, in display order. The apps add theirs with
+# ``register_section`` from their ``ready()``; these two are the floor's own.
+NAVIGATION: list[tuple[str, str]] = [
     ("Runbooks", "runbooks:index"),
     ("Audit", "audit-list"),
 ]
+_POSITIONS = {"runbooks:index": 80, "audit-list": 90}
 # Sections only some roles may open; the others are for every viewer.
-NAVIGATION_ROLES = {"deploys:webhook-list": Role.SRE}
+NAVIGATION_ROLES: dict[str, Role] = {}
+
+
+def register_section(
+    label: str, url_name: str, *, position: int, role: Role = Role.NONE
+) -> None:
+    """Show ``url_name`` in the navigation, ordered by ``position`` (the floor's
+    own sections sit at 80 and up), to users with at least ``role``."""
+    _POSITIONS[url_name] = position
+    # Registering again replaces the section rather than showing it twice.
+    NAVIGATION[:] = [s for s in NAVIGATION if s[1] != url_name] + [(label, url_name)]
+    NAVIGATION.sort(key=lambda section: _POSITIONS[section[1]])
+    if role > Role.NONE:
+        NAVIGATION_ROLES[url_name] = role
 
 
 @dataclass(frozen=True)

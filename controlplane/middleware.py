@@ -1,9 +1,8 @@
-"""Request ids for logs and audit rows, and session lifetime limits."""
+"""Request ids for logs and audit rows (see ``request_id``), and session lifetime
+limits."""
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import re
 import time
 import uuid
@@ -13,21 +12,10 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "request_id", default="-"
-)
+from controlplane import audit, request_id
+
 # Accept a caller's id only when it is short and harmless to log.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def current_request_id() -> str:
-    return _request_id.get()
-
-
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
-        return True
 
 
 class RequestIdMiddleware:
@@ -38,13 +26,13 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
-        request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
-        token = _request_id.set(request_id)
+        current = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id.bind(current)
         try:
             response = self.get_response(request)
         finally:
-            _request_id.reset(token)
-        response["X-Request-ID"] = request_id
+            request_id.unbind(token)
+        response["X-Request-ID"] = current
         return response
 
 
@@ -66,9 +54,6 @@ class SessionLimitsMiddleware:
             last_seen = session.get("last_seen", now)
             idle = now - last_seen > settings.SESSION_IDLE_TIMEOUT
             if idle or now - started > settings.SESSION_COOKIE_AGE:
-                # Imported here: the audit module imports this one for request ids.
-                from controlplane import audit
-
                 audit.record(
                     request.user,
                     "session-expired",

@@ -27,8 +27,10 @@ How a notification comes to be and leaves:
 2. **Event scanners.** Deploy and runner state changes already write event rows
    in the transaction that makes them (``DeployEvent`` from the deploy engine,
    ``RunnerEvent`` from the set-based health sweep, which writes them with
-   ``INSERT ... SELECT`` and so cannot call Python per row). ``scan_events()``
-   reads each table past a high-water mark (``NotificationCursor``) and turns the
+   ``INSERT ... SELECT`` and so cannot call Python per row). Each app registers a
+   ``Scanner`` for its table from its ``ready()`` (``deploys.notify``,
+   ``runners.notify``), so this module imports no app. ``scan_events()`` reads
+   each table past a high-water mark (``NotificationCursor``) and turns the
    events SREs act on into notifications: deploy failed, failover happened, no
    healthy runner, runner unhealthy, runner recovered. Events younger than
    ``NOTIFY_SCAN_GRACE`` wait for the next scan: ids are handed out before commit,
@@ -64,10 +66,10 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from controlplane.models import Notification, NotificationCursor
+from controlplane.runbooks import runbook_url
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +134,6 @@ def absolute(link: str) -> str:
     return settings.SITE_URL + "/" + link.lstrip("/")
 
 
-def runbook_url(slug: str) -> str:
-    return absolute(f"/runbooks/{slug}/") if slug else ""
-
-
 # Producers ----------------------------------------------------------------------------
 
 
@@ -158,12 +156,14 @@ def notify(
     (``runbook="deploy-failed"``). An empty ``dedupe_key`` makes every call new.
     """
     return _insert(
-        [_row(kind, subject, body, link, dedupe_key, runbook, severity, now, fields)]
+        [draft(kind, subject, body, link, dedupe_key, runbook, severity, now, fields)]
     )
 
 
 @dataclass
-class _Draft:
+class Draft:
+    """A notification before it is offered to each target; made by ``draft()``."""
+
     kind: str
     severity: str
     subject: str
@@ -175,7 +175,7 @@ class _Draft:
     created_at: datetime
 
 
-def _row(
+def draft(
     kind: str,
     subject: str,
     body: str,
@@ -185,21 +185,21 @@ def _row(
     severity: str | None,
     now: datetime | None,
     fields: dict[str, Any],
-) -> _Draft:
-    return _Draft(
+) -> Draft:
+    return Draft(
         kind=str(kind),
         severity=str(severity or SEVERITIES.get(kind, Severity.WARNING)),
         subject=subject[:200],
         message=body[:2000],
         link=absolute(link)[:500],
-        runbook=(runbook if "://" in runbook else runbook_url(runbook))[:500],
+        runbook=absolute(runbook if "://" in runbook else runbook_url(runbook))[:500],
         dedupe_key=(dedupe_key or f"{kind}:{uuid.uuid4().hex}")[:200],
         fields=fields,
         created_at=now or timezone.now(),
     )
 
 
-def _insert(drafts: Iterable[_Draft]) -> int:
+def _insert(drafts: Iterable[Draft]) -> int:
     configured = list(targets())
     rows = [
         Notification(
@@ -227,33 +227,45 @@ def _insert(drafts: Iterable[_Draft]) -> int:
 # Event scanners -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Scanner:
+    """An app's event table and how its events become notifications.
+
+    ``events`` returns the table's queryset (related rows selected); ``convert``
+    turns one event into a draft, or None for events nobody needs to hear about.
+    ``collapse`` may merge one batch's drafts (a storm of alike events into one
+    summary). ``source`` names the high-water mark in ``NotificationCursor``.
+    """
+
+    source: str
+    events: Callable[[], models.QuerySet[Any]]
+    convert: Callable[[Any], Draft | None]
+    collapse: Callable[[list[Draft]], list[Draft]] = list
+
+
+_scanners: dict[str, Scanner] = {}
+
+
+def register_scanner(scanner: Scanner) -> None:
+    """Scan ``scanner``'s table on every tick; apps call this from ``ready()``."""
+    _scanners[scanner.source] = scanner
+
+
 def scan_events(now: datetime | None = None) -> int:
-    """Turn deploy and runner events past each high-water mark into notifications;
+    """Turn events past each registered table's high-water mark into notifications;
     returns how many rows were offered to the outbox."""
-    from deploys.models import DeployEvent
-    from runners.models import RunnerEvent
-
     now = now or timezone.now()
-    deploy_events = DeployEvent.objects.select_related(
-        "run__environment", "attempt__runner"
-    )
-    return _scan("deploy_events", deploy_events, _from_deploy_event, now) + _scan(
-        "runner_events",
-        RunnerEvent.objects.select_related("runner"),
-        _from_runner_event,
-        now,
-    )
+    # In source order, whatever the order the apps registered in.
+    return sum(_scan(scanner, now) for _, scanner in sorted(_scanners.items()))
 
 
-def _scan(
-    source: str,
-    events: models.QuerySet[Any],
-    convert: Callable[[Any], _Draft | None],
-    now: datetime,
-) -> int:
+def _scan(scanner: Scanner, now: datetime) -> int:
+    source = scanner.source
     cursor, _ = NotificationCursor.objects.get_or_create(source=source)
     cutoff = now - timedelta(seconds=settings.NOTIFY_SCAN_GRACE)
-    batch = list(events.filter(pk__gt=cursor.last_id).order_by("pk")[:SCAN_BATCH])
+    batch = list(
+        scanner.events().filter(pk__gt=cursor.last_id).order_by("pk")[:SCAN_BATCH]
+    )
     # Stop at the first event still inside the grace period: everything after it
     # waits, so the mark never passes a row that may not be visible yet.
     ready = []
@@ -266,163 +278,13 @@ def _scan(
     with transaction.atomic():
         created = 0
         if targets():
-            drafts = [d for d in map(convert, ready) if d is not None]
-            created = _insert(_collapse_storms(drafts))
+            drafts = [d for d in map(scanner.convert, ready) if d is not None]
+            created = _insert(scanner.collapse(drafts))
         # Monotonic: a slower scanner that read fewer rows never moves it back.
         NotificationCursor.objects.filter(
             source=source, last_id__lt=ready[-1].pk
         ).update(last_id=ready[-1].pk, updated_at=now)
     return created
-
-
-def _collapse_storms(drafts: list[_Draft]) -> list[_Draft]:
-    """One summary per kind when more runners changed at once than
-    ``NOTIFY_RUNNER_STORM``: a fleet-wide blip is one message, not hundreds."""
-    kept: list[_Draft] = []
-    for kind, verb in (
-        (Kind.RUNNER_UNHEALTHY, "became unhealthy"),
-        (Kind.RUNNER_RECOVERED, "recovered"),
-    ):
-        group = [d for d in drafts if d.kind == kind]
-        if len(group) <= settings.NOTIFY_RUNNER_STORM:
-            continue
-        names = sorted({str(d.fields.get("runner", "")) for d in group})
-        shown = ", ".join(names[:20]) + (
-            f" and {len(names) - 20} more" if len(names) > 20 else ""
-        )
-        reasons = sorted({r for d in group for r in d.fields.get("reasons", [])[:1]})
-        kept.append(
-            _row(
-                kind,
-                f"{len(names)} runners {verb}",
-                shown,
-                reverse("runners:fleet"),
-                # The batch's first and last keys: a rescan of the same rows
-                # produces the same summary key.
-                f"{kind}-storm:{group[0].dedupe_key}:{group[-1].dedupe_key}",
-                group[0].runbook,
-                None,
-                group[-1].created_at,
-                {"runners": len(names), "reasons": reasons},
-            )
-        )
-        drafts = [d for d in drafts if d.kind != kind]
-    return drafts + kept
-
-
-def _deploy_link(run_id: int) -> str:
-    try:
-        return reverse("deploys:run-detail", args=[run_id])
-    except NoReverseMatch:
-        return f"/api/v1/deploys/{run_id}/"
-
-
-def _from_deploy_event(event: Any) -> _Draft | None:
-    from deploys.models import DeployAttempt, DeployEvent, DeployRun
-
-    Event = DeployEvent.Kind
-    run = event.run
-    env = run.environment.name
-    link = _deploy_link(run.pk)
-    base = {"deploy": run.pk, "environment": env, "ref": run.ref}
-    if event.kind == Event.FAILED:
-        reason = run.reason or ""
-        return _row(
-            Kind.DEPLOY_FAILED,
-            f"Deploy #{run.pk} of {run.ref} to {env} failed",
-            event.message,
-            link,
-            f"deploy-failed:{run.pk}",
-            run.runbook_slug or "deploy-failed",
-            # A freeze stopping a deploy is the policy working, not an outage.
-            Severity.WARNING if reason == DeployRun.Reason.FROZEN else None,
-            event.created_at,
-            {**base, "reason": reason},
-        )
-    if event.kind == Event.GATE_PASSED and event.attempt and event.attempt.number > 1:
-        # The new attempt's runner is known only here: the failover decision itself
-        # (a FAILOVER event) is written before the gate picks the next runner.
-        previous = (
-            DeployAttempt.objects.filter(run=run, number=event.attempt.number - 1)
-            .select_related("runner")
-            .first()
-        )
-        source = previous.runner.name if previous else ""
-        reason = previous.failover_reason if previous else ""
-        target = event.attempt.runner.name
-        return _row(
-            Kind.DEPLOY_FAILOVER,
-            f"Deploy #{run.pk} to {env} failed over from {source} to {target}",
-            f"Reason: {reason or 'unknown'}. Attempt {event.attempt.number} "
-            f"goes to {target}.",
-            link,
-            f"deploy-failover:{run.pk}:{event.attempt.number}",
-            "deploy-failed-over",
-            None,
-            event.created_at,
-            {**base, "from_runner": source, "to_runner": target, "reason": reason},
-        )
-    if event.kind == Event.GATE_WAITING and "considered" in (event.detail or {}):
-        passed_over = {
-            str(item.get("runner", "")): "; ".join(item.get("passed_over") or [])
-            for item in event.detail["considered"]
-            if isinstance(item, dict)
-        }
-        why = "\n".join(f"{name}: {text}" for name, text in passed_over.items())
-        return _row(
-            Kind.NO_HEALTHY_RUNNER,
-            f"Deploy #{run.pk} to {env} is waiting: no healthy runner in the pool",
-            why or event.message,
-            link,
-            # Once per run: the gate writes a new event whenever its reasons change.
-            f"no-healthy-runner:{run.pk}",
-            "deploy-no-healthy-runner",
-            None,
-            event.created_at,
-            {**base, "runners": passed_over},
-        )
-    return None
-
-
-def _from_runner_event(event: Any) -> _Draft | None:
-    from runners.models import RunnerEvent, State
-
-    if event.kind != RunnerEvent.Kind.STATE_CHANGE:
-        return None
-    runner = event.runner
-    link = reverse("runners:detail", args=[runner.name])
-    fields = {
-        "runner": runner.name,
-        "from_state": event.from_state,
-        "to_state": event.to_state,
-        "reasons": list(event.reasons or []),
-    }
-    if event.to_state == State.UNHEALTHY:
-        reason = event.reason
-        return _row(
-            Kind.RUNNER_UNHEALTHY,
-            f"Runner {runner.name} is unhealthy" + (f" ({reason})" if reason else ""),
-            event.message or f"{event.from_state} → unhealthy",
-            link,
-            f"runner-unhealthy:{event.pk}",
-            event.runbook_slug,
-            None,
-            event.created_at,
-            fields,
-        )
-    if event.from_state == State.UNHEALTHY:
-        return _row(
-            Kind.RUNNER_RECOVERED,
-            f"Runner {runner.name} recovered ({event.to_state})",
-            event.message or f"unhealthy → {event.to_state}",
-            link,
-            f"runner-recovered:{event.pk}",
-            "",
-            None,
-            event.created_at,
-            fields,
-        )
-    return None
 
 
 # Delivery -------------------------------------------------------------------------------

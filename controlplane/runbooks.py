@@ -38,6 +38,13 @@ FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 # Every page must cover these, in this order (the SRE reads top to bottom).
 SECTIONS = ("Symptoms", "Impact", "Diagnosis", "Remediation", "Escalation")
 
+
+def runbook_url(slug: str) -> str:
+    """The site path of runbook ``slug`` ("" for no slug). Alerts outside the site
+    link to pages by this path, so it stays fixed whatever the URLconf says."""
+    return f"/runbooks/{slug}/" if slug else ""
+
+
 # What the rendered Markdown may contain: structure, code, links and tables; no
 # scripts, styles, forms, iframes or event handlers, whatever the file says.
 ALLOWED_TAGS = {
@@ -91,7 +98,7 @@ class Runbook:
 
     @property
     def url(self) -> str:
-        return f"/runbooks/{self.slug}/"
+        return runbook_url(self.slug)
 
     @functools.cached_property
     def html(self) -> str:

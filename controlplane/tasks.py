@@ -10,7 +10,7 @@ from types import TracebackType
 
 from celery import shared_task
 
-from controlplane import broker
+from controlplane import broker, notifications
 from controlplane.celery import app
 from controlplane.models import TaskStatus
 
@@ -91,7 +91,5 @@ def check_broker(*, timeout: int = 2) -> None:
 def deliver_notifications() -> None:
     """Beat sends this every 5 s: new deploy and runner events become notifications,
     and due notifications are sent to the configured webhooks."""
-    from controlplane import notifications
-
     with tracked("notifications"):
         notifications.process()

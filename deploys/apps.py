@@ -11,10 +11,19 @@ class DeploysConfig(AppConfig):
     verbose_name = "Deploys and secrets"
 
     def ready(self) -> None:
-        # Registers the deploy and notification collectors with /metrics.
+        # What deploys add to the floor: their /metrics collectors (deploys,
+        # notifications, secret rotation; registered on import), their notification
+        # scanner, their navigation sections and their periodic tasks. Imported
+        # here: models load only once the app registry is ready.
         import deploys.metrics  # noqa: F401
+        import deploys.secrets_metrics  # noqa: F401
+        from controlplane import context_processors, notifications
+        from controlplane.roles import Role
+        from deploys import notify
 
-        # Registers the secret rotation collector with /metrics.
-        from deploys import secrets_metrics  # noqa: F401
-
+        notifications.register_scanner(notify.SCANNER)
+        section = context_processors.register_section
+        section("Deploys", "deploys:run-list", position=20)
+        section("Secrets", "deploys:secret-list", position=30)
+        section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)

@@ -653,7 +653,7 @@ class DeployRun(models.Model):
             self.attempts.exclude(state__in=DeployAttempt.FINAL_STATES).filter(
                 cancel_requested_at__isnull=True
             ).update(cancel_requested_at=now)
-            name = _actor_name(actor)
+            name = audit.actor_name(actor)
             DeployEvent.objects.create(
                 run=self,
                 kind=DeployEvent.Kind.CANCELLED,
@@ -666,14 +666,6 @@ class DeployRun(models.Model):
             transaction.on_commit(lambda: advance_run.delay(self.pk))
         self.refresh_from_db()
         return True
-
-
-def _actor_name(actor: audit.Actor) -> str:
-    if isinstance(actor, str):
-        return actor
-    if actor is not None and actor.is_authenticated:
-        return str(actor.get_username())
-    return "anonymous"
 
 
 DEPLOY_RUNBOOKS: dict[str, str] = {

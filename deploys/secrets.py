@@ -392,7 +392,7 @@ def rotate(
             rotated_at=now,
             source=SecretRotation.Source.CONTROL_PLANE,
             actor=user if user is not None and user.is_authenticated else None,
-            actor_name=_actor_name(actor),
+            actor_name=audit.actor_name(actor),
             key_id=key_id,
             github_updated_at=updated_at,
         )
@@ -413,14 +413,6 @@ def _read_back(target: Target, name: str) -> datetime | None:
     except GitHubError:
         return None  # the next audit attributes the change to this rotation
     return next((i.updated_at for i in infos if i.name.upper() == name.upper()), None)
-
-
-def _actor_name(actor: audit.Actor) -> str:
-    if isinstance(actor, str):
-        return actor
-    if actor is None or not actor.is_authenticated:
-        return "anonymous"
-    return str(actor.get_username())
 
 
 # Gate -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from controlplane import names as github_names
+from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
 from deploys.models import (
     MAX_FREEZE_MINUTES,
@@ -22,10 +23,6 @@ from deploys.models import (
     FreezeWindow,
 )
 from runners.models import Runner
-
-
-def runbook_path(slug: str) -> str | None:
-    return f"/runbooks/{slug}/" if slug else None
 
 
 class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
@@ -371,7 +368,7 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
         read_only_fields = fields
 
     def get_runbook(self, run: DeployRun) -> str | None:
-        return runbook_path(run.runbook_slug)
+        return runbook_url(run.runbook_slug) or None
 
 
 class DeployRunDetailSerializer(DeployRunSerializer):

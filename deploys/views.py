@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
+from controlplane.runbooks import runbook_url
 from deploys.filters import DeployRunFilterSet, WebhookDeliveryFilterSet
 from deploys.models import (
     DeployAttempt,
@@ -47,10 +48,6 @@ RECENT_DEPLOYS = 20
 # page of their own point at the closest one.
 FAILOVER_RUNBOOK = "deploy-failed-over"
 WAITING_RUNBOOK = "deploy-waiting-for-runner"
-
-
-def runbook_url(slug: str) -> str:
-    return f"/runbooks/{slug}/" if slug else ""
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

@@ -243,7 +243,7 @@ class Runner(models.Model):
         with transaction.atomic():
             self.drained = True
             self.drained_reason = reason[:500]
-            self.drained_by = _actor_name(actor)
+            self.drained_by = audit.actor_name(actor)
             self.drained_at = timezone.now()
             self.save(
                 update_fields=[
@@ -329,16 +329,8 @@ class Runner(models.Model):
             from_state=self.state,
             to_state=self.state,
             message=message[:500],
-            actor=_actor_name(actor),
+            actor=audit.actor_name(actor),
         )
-
-
-def _actor_name(actor: audit.Actor) -> str:
-    if isinstance(actor, User):
-        return actor.get_username()
-    if isinstance(actor, str):
-        return actor
-    return "system"
 
 
 class HealthSample(models.Model):

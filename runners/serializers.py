@@ -9,14 +9,14 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
 from runners.models import HealthSample, Runner, RunnerEvent
 from runners.states import Reason, State, runbook_for
 
 
 def runbook_path(reason: str) -> str | None:
-    slug = runbook_for(reason)
-    return f"/runbooks/{slug}/" if slug else None
+    return runbook_url(runbook_for(reason)) or None
 
 
 class PoolPlaceSerializer(serializers.Serializer[Any]):

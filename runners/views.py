@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
+from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
@@ -295,7 +296,7 @@ def _detail_context(
         "row": row,
         "reasons": [Reason(reason) for reason in runner.reasons],
         "reason_label": Reason(runner.reason).label if runner.reason else "",
-        "runbook_url": f"/runbooks/{slug}/" if slug else "",
+        "runbook_url": runbook_url(slug),
         "ineligible": runner.ineligibility_reasons(),
         "timeline": health_timeline(runner, now),
         "events": list(runner.events.all()[:RECENT_EVENTS]),
