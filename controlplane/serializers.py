@@ -109,6 +109,12 @@ def json_type_problem(
         return f"must be a JSON {name}"
     if not isinstance(value, expected):
         return f"must be a JSON {name}"
+    # The schema's maxLength is for the string as sent; DRF measures it only after
+    # trimming whitespace, so a longer string padded with spaces would pass.
+    max_length = getattr(field, "max_length", None)
+    if isinstance(field, serializers.CharField) and max_length is not None:
+        if isinstance(value, str) and len(value) > max_length:
+            return f"Ensure this field has no more than {max_length} characters."
     return None
 
 

@@ -333,3 +333,18 @@ def test_drain_refuses_a_non_string_reason(
 
     assert response.status_code == 400
     assert list(response.json()) == ["reason"]
+
+
+def test_a_string_padded_past_its_max_length_is_refused_not_trimmed(
+    admin_client: Client,
+) -> None:
+    key = "x" * 290 + " " * 20  # 310 characters as sent, 290 once trimmed
+
+    response = admin_client.post(
+        "/api/v1/secret-schedules/import/",
+        {"keys": [key]},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert "no more than 300 characters" in str(response.json()["keys"])
