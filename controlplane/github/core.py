@@ -37,13 +37,9 @@ def record_usage(counter: str, headers: Mapping[str, str] | None) -> None:
 
 
 class GatewayCore(Policy):
-    """Typed access to the GitHub REST API for one repository (and organization).
-
-    1. Build it with a token, or an App id + installation id + private key.
-    2. ``clock`` and ``sleep`` decide how time passes: tests pass the simulator's
-       scaled clock so rate-limit waits and backoffs happen in simulated time.
-    3. ``sink`` receives usage counters; by default they go to ``GitHubUsage``.
-    """
+    """What every resource's calls share: the checked base URLs, the PyGithub client
+    and its auth, error translation and the GET/POST/pagination helpers. Documented
+    for callers on :class:`~controlplane.github.GitHubGateway`."""
 
     def __init__(
         self,
