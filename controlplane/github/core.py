@@ -14,7 +14,6 @@ from github import Github
 from github.GithubException import GithubException
 
 from controlplane import names
-from controlplane.github import transport
 from controlplane.github.auth import TOKEN_REFRESH_MARGIN, build_auth
 from controlplane.github.errors import (
     GitHubAuthError,
@@ -26,6 +25,7 @@ from controlplane.github.errors import (
 )
 from controlplane.github.paths import repository_path, segment
 from controlplane.github.policy import Policy
+from controlplane.github.transport import ACTIVE
 from controlplane.github.types import Clock, RateBudget, Sleep, UsageSink
 from controlplane.models import GitHubUsage
 
@@ -134,13 +134,13 @@ class GatewayCore(Policy):
     @contextmanager
     def _call(self, operation: str) -> Iterator[None]:
         """Route PyGithub's requests through this gateway; translate its errors."""
-        marker = transport.ACTIVE.set(self)
+        marker = ACTIVE.set(self)
         try:
             yield
         except GithubException as exc:
             raise self._translate(operation, exc) from None
         finally:
-            transport.ACTIVE.reset(marker)
+            ACTIVE.reset(marker)
 
     def _get(
         self, operation: str, url: str, parameters: dict[str, Any] | None = None
