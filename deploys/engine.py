@@ -16,8 +16,6 @@ a claimed dispatch whose outcome was lost is found again by its correlation toke
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,8 +35,7 @@ from controlplane.github import (
     GitHubUnavailable,
     JobInfo,
     RunInfo,
-    gateway,
-    gateway_from_settings,
+    gateway_for,
 )
 from deploys.models import (
     DeployAttempt,
@@ -67,28 +64,6 @@ LOOKUP_MARGIN = timedelta(minutes=10)
 
 def _poll() -> timedelta:
     return timedelta(seconds=settings.DEPLOY_POLL_INTERVAL)
-
-
-# GitHub access --------------------------------------------------------------------------
-
-_gateways: dict[tuple[int, str], GitHubGateway] = {}
-_gateways_lock = threading.Lock()
-
-
-def gateway_for(repository: str) -> GitHubGateway:
-    """The gateway for an environment's repository (the configured one is shared)."""
-    if repository == settings.GITHUB_REPOSITORY:
-        return gateway()
-    key = (os.getpid(), repository)
-    with _gateways_lock:
-        if key not in _gateways:
-            _gateways[key] = gateway_from_settings(repository=repository)
-        return _gateways[key]
-
-
-def reset_gateways() -> None:
-    with _gateways_lock:
-        _gateways.clear()
 
 
 # Entry points ---------------------------------------------------------------------------

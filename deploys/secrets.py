@@ -23,7 +23,12 @@ from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.debug import sensitive_variables
 
 from controlplane import audit
-from controlplane.github import GitHubError, GitHubGateway, GitHubNotFound, SecretInfo
+from controlplane.github import (
+    GitHubError,
+    GitHubNotFound,
+    SecretInfo,
+    gateway_for,
+)
 from controlplane.notifications import Kind, notify
 from deploys.models import Environment
 from deploys.secret_models import SecretRotation, SecretRotationSchedule, Status
@@ -68,13 +73,6 @@ def generate_value() -> str:
     return random.token_urlsafe(GENERATED_BYTES)
 
 
-def _gateway(repository: str) -> GitHubGateway:
-    # The engine caches one gateway per repository; reuse it.
-    from deploys.engine import gateway_for
-
-    return gateway_for(repository)
-
-
 def target_of(schedule: SecretRotationSchedule) -> Target:
     return (
         schedule.scope,
@@ -85,7 +83,7 @@ def target_of(schedule: SecretRotationSchedule) -> Target:
 
 def list_target(target: Target) -> list[SecretInfo]:
     scope, repository, environment = target
-    return _gateway(repository).list_secrets(
+    return gateway_for(repository).list_secrets(
         scope,  # type: ignore[arg-type]
         environment or None,
     )
@@ -359,7 +357,7 @@ def rotate(
     scope, repository, environment = target
     try:
         # Inside the try: building the gateway checks the repository's name.
-        key_id = _gateway(repository).put_secret(
+        key_id = gateway_for(repository).put_secret(
             scope,  # type: ignore[arg-type]
             schedule.name,
             value,

@@ -40,13 +40,10 @@ def _fresh_github_gateways() -> Iterator[None]:
     by an earlier test points at that test's simulator, gone by now: calls to it
     would retry a dead port with backoff (minutes), or see another test's budget."""
     from controlplane.github import reset_gateway
-    from deploys.engine import reset_gateways
 
     reset_gateway()
-    reset_gateways()
     yield
     reset_gateway()
-    reset_gateways()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import engine
 from deploys.models import DeployRun, Environment
 from deploys.secret_models import SecretRotationSchedule
 from githubsim import Simulator
@@ -30,7 +29,6 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_REPOSITORY = "acme/deploy"
         settings.GITHUB_APP_ID = ""
         reset_gateway()
-        engine.reset_gateways()
         yield s
 
 

@@ -75,10 +75,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 1
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 def request_through_the_form(page: Any, base: str, user: User) -> DeployRun:

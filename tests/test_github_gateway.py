@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import socket
 import threading
 import traceback
@@ -9,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from controlplane.github import (
     JobInfo,
     StepInfo,
     gateway,
+    gateway_for,
     gateway_from_settings,
     reset_gateway,
 )
@@ -808,6 +811,47 @@ def test_gateway_factory_reads_settings_and_is_cached(
         assert gateway_from_settings(max_retries=0).max_retries == 0
     finally:
         reset_gateway()
+
+
+def test_one_cache_holds_a_gateway_per_repository(settings: Any) -> None:
+    settings.GITHUB_API_URL = "http://127.0.0.1:9"  # never called: clients are lazy
+    settings.GITHUB_REPOSITORY = REPO
+    settings.GITHUB_TOKEN = TOKEN
+    settings.GITHUB_APP_ID = ""
+    settings.GITHUB_ORGANIZATION = ""
+    configured = gateway()
+    other = gateway_for("acme/other")
+
+    assert gateway_for(REPO) is configured
+    assert gateway_for("acme/other") is other
+    assert other is not configured
+    assert other.repository == "acme/other"
+
+    reset_gateway()
+
+    assert gateway() is not configured
+    assert gateway_for("acme/other") is not other
+
+
+def test_only_the_gateway_package_imports_pygithub() -> None:
+    root = Path(__file__).resolve().parent.parent
+    package = root / "controlplane" / "github"
+    importers = []
+    for path in root.rglob("*.py"):
+        if path.is_relative_to(package) or not path.is_relative_to(root):
+            continue
+        if {".venv", "tests", "node_modules"} & set(path.relative_to(root).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module or ""]
+            if any(m == "github" or m.startswith("github.") for m in modules):
+                importers.append(str(path.relative_to(root)))
+
+    assert importers == []
 
 
 def test_parsed_times_are_utc(sim: Simulator) -> None:

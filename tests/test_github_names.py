@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from controlplane import names
 from controlplane.github import GitHubGateway, GitHubValidationError, reset_gateway
-from deploys import engine, secrets
+from deploys import secrets
 from deploys.models import Environment, SecretRotationSchedule
 from githubsim import Simulator
 from tests.conftest import logged_in
@@ -35,10 +35,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 0
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 def requests_seen(sim: Simulator) -> int:

@@ -31,7 +31,6 @@ from django.test import Client
 
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import engine
 from deploys import secrets as secret_rotation
 from deploys.models import SecretRotation, SecretRotationSchedule
 from githubsim import Simulator, repository_scope
@@ -71,10 +70,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 0
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import engine, secrets
+from deploys import secrets
 from deploys.models import Environment, SecretRotation, SecretRotationSchedule
 from githubsim import Simulator, environment_scope, repository_scope
 from githubsim.errors import ApiError, invalid
@@ -33,10 +33,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 0
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:

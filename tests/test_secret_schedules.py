@@ -18,7 +18,7 @@ from django.utils import timezone
 from controlplane import metrics
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import engine, secrets
+from deploys import secrets
 from deploys.models import Environment, SecretRotation, SecretRotationSchedule
 from deploys.secret_models import Status
 from githubsim import Simulator, environment_scope, repository_scope
@@ -41,10 +41,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 0
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:

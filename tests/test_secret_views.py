@@ -16,7 +16,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.github import reset_gateway
-from deploys import engine
 from deploys.models import Environment, SecretRotation, SecretRotationSchedule
 from githubsim import Simulator, repository_scope
 from githubsim.errors import invalid
@@ -37,10 +36,8 @@ def sim(settings: Any) -> Iterator[Simulator]:
         settings.GITHUB_APP_ID = ""
         settings.GITHUB_MAX_RETRIES = 0
         reset_gateway()
-        engine.reset_gateways()
         yield s
     reset_gateway()
-    engine.reset_gateways()
 
 
 def make_schedule(

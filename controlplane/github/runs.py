@@ -1,0 +1,173 @@
+"""Workflow runs and their jobs: dispatch, look-up by correlation token, cancel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from github.WorkflowRun import WorkflowRun
+
+from controlplane import names
+from controlplane.github.core import GatewayCore
+from controlplane.github.errors import GitHubValidationError
+from controlplane.github.paths import segment
+from controlplane.github.types import (
+    DispatchResult,
+    JobInfo,
+    RunInfo,
+    StepInfo,
+    parse_time,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_DISPATCH_INPUTS = 25
+
+
+def parse_run(data: Mapping[str, Any]) -> RunInfo:
+    name = str(data.get("name") or "")
+    return RunInfo(
+        id=int(data["id"]),
+        name=name,
+        display_title=str(data.get("display_title") or name),
+        status=data.get("status"),
+        conclusion=data.get("conclusion"),
+        html_url=str(data.get("html_url") or ""),
+        head_branch=data.get("head_branch"),
+        head_sha=str(data.get("head_sha") or ""),
+        event=str(data.get("event") or ""),
+        run_attempt=int(data.get("run_attempt") or 1),
+        created_at=parse_time(data.get("created_at")),
+        updated_at=parse_time(data.get("updated_at")),
+    )
+
+
+def parse_job(data: Mapping[str, Any]) -> JobInfo:
+    runner_id = data.get("runner_id")
+    return JobInfo(
+        id=int(data["id"]),
+        run_id=int(data["run_id"]),
+        name=str(data.get("name") or ""),
+        status=str(data.get("status") or ""),
+        conclusion=data.get("conclusion"),
+        runner_id=int(runner_id) if runner_id is not None else None,
+        runner_name=data.get("runner_name"),
+        labels=tuple(str(label) for label in data.get("labels") or ()),
+        html_url=data.get("html_url"),
+        started_at=parse_time(data.get("started_at")),
+        completed_at=parse_time(data.get("completed_at")),
+        steps=tuple(
+            StepInfo(
+                name=str(step.get("name") or ""),
+                number=int(step.get("number") or 0),
+                status=str(step.get("status") or ""),
+                conclusion=step.get("conclusion"),
+            )
+            for step in data.get("steps") or ()
+        ),
+    )
+
+
+class RunCalls(GatewayCore):
+    def dispatch_workflow(
+        self, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> DispatchResult:
+        """Dispatch ``workflow`` once. Never retried on an ambiguous failure.
+
+        Asks for the run's details; a server that rejects ``return_run_details``
+        (GitHub Enterprise Server without it) gets a plain dispatch, now and for the
+        rest of this gateway's life, and the result then has no ``run_id``.
+        """
+        if len(inputs) > MAX_DISPATCH_INPUTS:
+            raise GitHubValidationError(
+                f"dispatch_workflow: GitHub accepts at most {MAX_DISPATCH_INPUTS} inputs"
+            )
+        segment(names.Kind.WORKFLOW, workflow)  # PyGithub builds this URL itself
+        workflow_obj = self._github.get_repo(self.repository).get_workflow(workflow)
+        if self.run_details_supported is not False:
+            try:
+                with self._call("dispatch_workflow"):
+                    # A server that answers 204 despite the field yields True.
+                    run: object = workflow_obj.create_dispatch(
+                        ref, dict(inputs), throw=True, return_run_details=True
+                    )
+            except GitHubValidationError as exc:
+                if "return_run_details" not in exc.github_message:
+                    raise
+                # A 400/422 created nothing, so dispatching again is safe.
+                logger.info("GitHub rejects return_run_details; dispatching plainly")
+                self.run_details_supported = False
+            else:
+                if isinstance(run, WorkflowRun):
+                    self.run_details_supported = True
+                    return DispatchResult(run.id, run.url, run.html_url)
+                return DispatchResult(None, None, None)
+        with self._call("dispatch_workflow"):
+            workflow_obj.create_dispatch(ref, dict(inputs), throw=True)
+        return DispatchResult(None, None, None)
+
+    def list_workflow_runs(
+        self,
+        workflow: str | None = None,
+        *,
+        created_since: datetime | None = None,
+        status: str | None = None,
+        event: str | None = None,
+        branch: str | None = None,
+        max_pages: int = 10,
+    ) -> list[RunInfo]:
+        """Runs newest first, all pages up to ``max_pages``, pull requests excluded."""
+        if workflow is not None:
+            workflow_segment = segment(names.Kind.WORKFLOW, workflow)
+            url = f"{self._repo_url}/actions/workflows/{workflow_segment}/runs"
+        else:
+            url = f"{self._repo_url}/actions/runs"
+        # PyGithub would send exclude_pull_requests=1, which GitHub's schema rejects.
+        params: dict[str, Any] = {"exclude_pull_requests": "true"}
+        if created_since is not None:
+            since = created_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            params["created"] = f">={since}"
+        for key, value in (("status", status), ("event", event), ("branch", branch)):
+            if value is not None:
+                params[key] = value
+        items = self._pages(
+            "list_workflow_runs", url, "workflow_runs", params, max_pages=max_pages
+        )
+        return [parse_run(item) for item in items]
+
+    def find_run_by_token(
+        self, workflow: str, token: str, created_since: datetime
+    ) -> RunInfo | None:
+        """The dispatched run whose run-name carries ``token``, if GitHub has it yet."""
+        for run in self.list_workflow_runs(
+            workflow, created_since=created_since, event="workflow_dispatch"
+        ):
+            if token in run.display_title or token in run.name:
+                return run
+        return None
+
+    def get_run(self, run_id: int) -> RunInfo:
+        return parse_run(
+            self._get("get_run", f"{self._repo_url}/actions/runs/{run_id}")
+        )
+
+    def list_run_jobs(self, run_id: int) -> list[JobInfo]:
+        url = f"{self._repo_url}/actions/runs/{run_id}/jobs"
+        return [parse_job(item) for item in self._pages("list_run_jobs", url, "jobs")]
+
+    def get_job(self, job_id: int) -> JobInfo:
+        return parse_job(
+            self._get("get_job", f"{self._repo_url}/actions/jobs/{job_id}")
+        )
+
+    def cancel_run(self, run_id: int) -> None:
+        """Ask GitHub to cancel the run (202); 409 if it already completed."""
+        self._post("cancel_run", f"{self._repo_url}/actions/runs/{run_id}/cancel")
+
+    def force_cancel_run(self, run_id: int) -> None:
+        """Cancel even when the run ignores ``always()`` conditions (no PyGithub method)."""
+        self._post(
+            "force_cancel_run", f"{self._repo_url}/actions/runs/{run_id}/force-cancel"
+        )
