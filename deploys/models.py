@@ -21,6 +21,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from deploys import enqueue
 
 
 class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
@@ -513,6 +514,18 @@ class DeployRunQuerySet(models.QuerySet["DeployRun"]):
         """Runs whose deadline for another look has passed (the reconciler's scan)."""
         return self.filter(next_check_at__lte=now)
 
+    def wake_next_queued(self, environment_id: int) -> None:
+        """After commit, advance the oldest queued run of the environment, if any."""
+        next_id = (
+            self.queued()
+            .filter(environment_id=environment_id)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if next_id is not None:
+            enqueue.advance_on_commit(next_id)
+
 
 class DeployRun(models.Model):
     """One requested deploy of a ref to an environment, through its attempts."""
@@ -628,42 +641,86 @@ class DeployRun(models.Model):
     def current_attempt(self) -> DeployAttempt | None:
         return self.attempts.select_related("runner").order_by("-number").first()
 
-    def cancel(self, actor: audit.Actor, note: str = "") -> bool:
-        """Cancel the deploy (and, through the engine, its GitHub run); False when
-        it had already finished."""
-        from deploys import engine
-        from deploys.tasks import advance_run
+    def finish(
+        self,
+        state: str,
+        reason: str,
+        message: str,
+        now: datetime,
+        *,
+        attempt: DeployAttempt | None = None,
+        attempt_state: str | None = None,
+        conclusion: str = "",
+        cleanup: bool = False,
+        event_message: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the run to a final state, once; False when it had already finished.
 
-        now = timezone.now()
+        ``attempt`` ends in ``attempt_state`` (with GitHub's ``conclusion``) if
+        given; ``cleanup`` keeps a deadline so the engine comes back to cancel a
+        GitHub run that may still be going. The final event says ``event_message``
+        (default: ``message``) with ``detail``. The environment's next queued run is
+        woken after commit."""
+        kinds: dict[str, str] = {
+            self.State.SUCCEEDED: DeployEvent.Kind.SUCCEEDED,
+            self.State.FAILED: DeployEvent.Kind.FAILED,
+        }
         with transaction.atomic():
             moved = (
                 DeployRun.objects.filter(pk=self.pk)
                 .exclude(state__in=self.FINAL_STATES)
                 .update(
-                    state=self.State.CANCELLED,
-                    reason=self.Reason.CANCELLED,
-                    message=(note or "cancelled")[:500],
+                    state=state,
+                    reason=reason,
+                    message=message[:500],
                     finished_at=now,
-                    # The engine comes back at once to cancel the GitHub run.
-                    next_check_at=now,
+                    next_check_at=now if cleanup else None,
                 )
+            )
+            if not moved:
+                return False
+            if attempt is not None and attempt_state is not None:
+                fields: dict[str, Any] = {"state": attempt_state, "finished_at": now}
+                if conclusion:
+                    fields["conclusion"] = conclusion
+                DeployAttempt.objects.filter(pk=attempt.pk).exclude(
+                    state__in=DeployAttempt.FINAL_STATES
+                ).update(**fields)
+            DeployEvent.objects.create(
+                run=self,
+                attempt=attempt,
+                kind=kinds.get(state, DeployEvent.Kind.CANCELLED),
+                message=(event_message or message)[:500],
+                detail=detail or {},
+                created_at=now,
+            )
+            DeployRun.objects.wake_next_queued(self.environment_id)
+        return True
+
+    def cancel(self, actor: audit.Actor, note: str = "") -> bool:
+        """Cancel the deploy (and, through the engine, its GitHub run); False when
+        it had already finished."""
+        now = timezone.now()
+        name = _actor_name(actor)
+        with transaction.atomic():
+            moved = self.finish(
+                self.State.CANCELLED,
+                self.Reason.CANCELLED,
+                note or "cancelled",
+                now,
+                # The engine comes back at once to cancel the GitHub run.
+                cleanup=True,
+                event_message=f"cancelled by {name}" + (f": {note}" if note else ""),
+                detail={"by": name},
             )
             if not moved:
                 return False
             self.attempts.exclude(state__in=DeployAttempt.FINAL_STATES).filter(
                 cancel_requested_at__isnull=True
             ).update(cancel_requested_at=now)
-            name = _actor_name(actor)
-            DeployEvent.objects.create(
-                run=self,
-                kind=DeployEvent.Kind.CANCELLED,
-                message=f"cancelled by {name}" + (f": {note}" if note else ""),
-                detail={"by": name},
-                created_at=now,
-            )
             audit.record(actor, "deploy.cancel", self, note=note)
-            engine.wake_next_queued(self.environment_id)
-            transaction.on_commit(lambda: advance_run.delay(self.pk))
+            enqueue.advance_on_commit(self.pk)
         self.refresh_from_db()
         return True
 
