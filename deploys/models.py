@@ -6,13 +6,15 @@ from __future__ import annotations
 import calendar
 import re
 import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from controlplane import audit
@@ -22,6 +24,9 @@ from controlplane.names import (
     validate_workflow_file,
 )
 from deploys import enqueue
+
+if TYPE_CHECKING:
+    from runners.models import Runner
 
 
 class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
@@ -289,6 +294,39 @@ class Environment(models.Model):
         """The runner pool in order: the primary first, then the secondaries."""
         return list(self.pool_entries.select_related("runner").order_by("position"))
 
+    def pick_runner(
+        self,
+        tried: Mapping[int, Sequence[str]] | None = None,
+        pool: Sequence[EnvironmentRunner] | None = None,
+    ) -> tuple[Runner | None, list[PoolChoice]]:
+        """The runner a deploy goes to now, and every pool runner with why it is
+        passed over: the gate, the deploy form's preview and the API all ask this.
+
+        Pool order, healthy and not drained. ``tried`` maps a runner's pk to the
+        run's attempts on it: a tried runner is passed over while an untried one is
+        eligible (a failover goes to the next runner), and chosen again only when
+        every eligible runner has been tried. ``pool`` is the pool if already loaded.
+        """
+        tried = tried or {}
+        entries = self.pool() if pool is None else pool
+        health = [entry.runner.ineligibility_reasons() for entry in entries]
+        eligible = [
+            (len(tried.get(entry.runner_id, ())), entry.position, entry.runner)
+            for entry, why in zip(entries, health, strict=True)
+            if not why
+        ]
+        chosen = min(eligible, key=lambda e: (e[0], e[1]))[2] if eligible else None
+        choices: list[PoolChoice] = []
+        for entry, why in zip(entries, health, strict=True):
+            picked = chosen is not None and entry.runner_id == chosen.pk
+            passed_over = why
+            if not picked and not why and entry.runner_id in tried:
+                passed_over = ["already tried: " + ", ".join(tried[entry.runner_id])]
+            choices.append(
+                PoolChoice(entry.position, entry.runner, why, passed_over, picked)
+            )
+        return chosen, choices
+
     def set_pool(self, runners: list[Any]) -> None:
         """Replace the pool with ``runners`` in this order (position 0 = primary)."""
         self.pool_entries.all().delete()
@@ -321,6 +359,23 @@ class Environment(models.Model):
         if not self.change_ticket_pattern:
             return True
         return re.fullmatch(self.change_ticket_pattern, ticket) is not None
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    """One runner of a pool as the gate sees it now."""
+
+    position: int
+    runner: Runner
+    # Why the runner cannot take a deploy at all (its health, a drain).
+    ineligibility_reasons: list[str]
+    # Why the gate passes it over: the above, or that this run already tried it.
+    passed_over: list[str]
+    chosen: bool
+
+    @property
+    def eligible(self) -> bool:
+        return not self.ineligibility_reasons
 
 
 class EnvironmentRunner(models.Model):
@@ -513,6 +568,19 @@ class DeployRunQuerySet(models.QuerySet["DeployRun"]):
     def due(self, now: Any) -> DeployRunQuerySet:
         """Runs whose deadline for another look has passed (the reconciler's scan)."""
         return self.filter(next_check_at__lte=now)
+
+    def with_latest_attempt(self) -> DeployRunQuerySet:
+        """Runs with what a list row shows, in the one query that loads them: the
+        environment, the runner of the latest attempt (``runner_name``),
+        ``attempt_count`` and ``failover_count``."""
+        latest = DeployAttempt.objects.filter(run=OuterRef("pk")).order_by("-number")
+        return self.select_related("environment").annotate(
+            runner_name=Subquery(latest.values("runner__name")[:1]),
+            attempt_count=Count("attempts", distinct=True),
+            failover_count=Count(
+                "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
+            ),
+        )
 
     def wake_next_queued(self, environment_id: int) -> None:
         """After commit, advance the oldest queued run of the environment, if any."""

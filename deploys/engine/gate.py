@@ -62,43 +62,26 @@ def queued(run: DeployRun, now: datetime) -> bool:
 
 def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, Any]]]:
     """The runner the gate picks for the run's next attempt, and every runner it
-    considered with why each was passed over.
-
-    Pool order, healthy and not drained; a runner this run already tried is passed
-    over while an untried one is eligible (a failover goes to the next runner), and
-    chosen again only when every eligible runner has been tried.
-    """
+    considered with why each was passed over (see :meth:`Environment.pick_runner`;
+    a failover goes to a runner this run has not tried yet)."""
     tried: dict[int, list[str]] = {}
     for attempt in run.attempts.all():
         tried.setdefault(attempt.runner_id, []).append(
             f"attempt {attempt.number}"
             + (f" ({attempt.failover_reason})" if attempt.failover_reason else "")
         )
-    pool = run.environment.pool()
+    chosen, pool = run.environment.pick_runner(tried)
     considered: list[dict[str, Any]] = []
-    eligible: list[tuple[int, int, Runner]] = []
-    for entry in pool:
-        runner = entry.runner
-        why = runner.ineligibility_reasons()
+    for choice in pool:
         item: dict[str, Any] = {
-            "runner": runner.name,
-            "position": entry.position,
-            "state": runner.state,
-            "passed_over": why,
+            "runner": choice.runner.name,
+            "position": choice.position,
+            "state": choice.runner.state,
+            "passed_over": choice.passed_over,
         }
-        considered.append(item)
-        if not why:
-            eligible.append((len(tried.get(runner.pk, [])), entry.position, runner))
-    chosen: Runner | None = None
-    if eligible:
-        chosen = min(eligible, key=lambda e: (e[0], e[1]))[2]
-    for item, entry in zip(considered, pool, strict=True):
-        if chosen is not None and entry.runner_id == chosen.pk:
+        if choice.chosen:
             item["chosen"] = True
-        elif not item["passed_over"] and entry.runner_id in tried:
-            item["passed_over"] = [
-                "already tried: " + ", ".join(tried[entry.runner_id])
-            ]
+        considered.append(item)
     return chosen, considered
 
 
