@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -24,7 +24,7 @@ from controlplane import audit
 from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
-from deploys.models import DeployAttempt, DeployRun, Environment, FreezeWindow
+from deploys.models import DeployRun, Environment, FreezeWindow
 from deploys.secrets_api import SecretScheduleViewSet
 from deploys.serializers import (
     CancelSerializer,
@@ -198,7 +198,7 @@ class DeployRunViewSet(
 ):
     """Deploy runs, newest first. Viewers read; SREs request and cancel."""
 
-    queryset = DeployRun.objects.order_by("-created_at", "-pk")
+    queryset = DeployRun.objects.with_latest_attempt().order_by("-created_at", "-pk")
     serializer_class = DeployRunSerializer
     filterset_class = DeployRunFilterSet
     permission_classes = [IsViewer & ReadOnly | IsSRE]
@@ -206,16 +206,7 @@ class DeployRunViewSet(
     ordering = ["-created_at", "-pk"]
 
     def get_queryset(self) -> QuerySet[DeployRun]:
-        latest = DeployAttempt.objects.filter(run=OuterRef("pk")).order_by("-number")
-        queryset = (
-            super()
-            .get_queryset()
-            .select_related("environment")
-            .annotate(
-                attempt_count=Count("attempts", distinct=True),
-                runner=Subquery(latest.values("runner__name")[:1]),
-            )
-        )
+        queryset = super().get_queryset()
         if self.action == "retrieve":
             queryset = queryset.prefetch_related("attempts__runner", "events__attempt")
         return queryset

@@ -217,19 +217,17 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
 
     @extend_schema_field(PoolRunnerSerializer(many=True))
     def get_pool_status(self, env: Environment) -> list[dict[str, Any]]:
-        rows = []
-        for entry in env.pool():
-            why = entry.runner.ineligibility_reasons()
-            rows.append(
-                {
-                    "position": entry.position,
-                    "runner": entry.runner.name,
-                    "state": entry.runner.state,
-                    "eligible": not why,
-                    "ineligibility_reasons": why,
-                }
-            )
-        return rows
+        _, pool = env.pick_runner()
+        return [
+            {
+                "position": choice.position,
+                "runner": choice.runner.name,
+                "state": choice.runner.state,
+                "eligible": choice.eligible,
+                "ineligibility_reasons": choice.ineligibility_reasons,
+            }
+            for choice in pool
+        ]
 
     def validate_pool(self, names: list[str]) -> list[Runner]:
         if len(set(names)) != len(names):
@@ -340,6 +338,7 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
     )
     attempt_count = serializers.IntegerField(read_only=True, default=0)
     runner = serializers.CharField(
+        source="runner_name",
         read_only=True,
         allow_null=True,
         default=None,

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from controlplane import audit
 from controlplane.roles import Role, has_role
+from deploys import enqueue
 from deploys.models import (
     DeployEvent,
     DeployRun,
@@ -336,8 +337,6 @@ def prune_idempotency_records(now: datetime | None = None) -> int:
 def _create(
     user: User | AnonymousUser, env: Environment, ref: str, change_ticket: str
 ) -> DeployRun:
-    from deploys.tasks import advance_run
-
     now = timezone.now()
     requester = user if isinstance(user, User) else None
     run = DeployRun.objects.create(
@@ -365,5 +364,5 @@ def _create(
         ref=ref,
         change_ticket=change_ticket,
     )
-    transaction.on_commit(lambda: advance_run.delay(run.pk))
+    enqueue.advance_on_commit(run.pk)
     return run

@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -65,28 +65,9 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 # Deploys list ------------------------------------------------------------------------
 
 
-def _latest_attempt(field: str) -> Subquery:
-    return Subquery(
-        DeployAttempt.objects.filter(run=OuterRef("pk"))
-        .order_by("-number")
-        .values(field)[:1]
-    )
-
-
 def annotated_runs() -> QuerySet[DeployRun]:
-    """Runs with what a list row shows, in the one query that loads them: the
-    environment, the runner of the latest attempt, attempts and failovers."""
-    return (
-        DeployRun.objects.select_related("environment")
-        .annotate(
-            runner_name=_latest_attempt("runner__name"),
-            attempt_count=Count("attempts", distinct=True),
-            failover_count=Count(
-                "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
-            ),
-        )
-        .order_by("-created_at", "-pk")
-    )
+    """Runs as the lists show them, newest first."""
+    return DeployRun.objects.with_latest_attempt().order_by("-created_at", "-pk")
 
 
 @dataclass(frozen=True)
@@ -166,38 +147,15 @@ class DeployForm(forms.Form):
     )
 
 
-@dataclass(frozen=True)
-class PoolRow:
-    """One runner of a pool as the gate sees it right now."""
-
-    position: int
-    runner: Runner
-    passed_over: list[str]
-    chosen: bool
-
-
-def pool_preview(env: Environment) -> list[PoolRow]:
-    """The pool in order with why each runner would be passed over now; the first
-    eligible one is the one a new deploy would go to (its first attempt)."""
-    rows: list[PoolRow] = []
-    chosen = False
-    for entry in env.pool():
-        why = entry.runner.ineligibility_reasons()
-        pick = not why and not chosen
-        chosen = chosen or pick
-        rows.append(PoolRow(entry.position, entry.runner, why, pick))
-    return rows
-
-
 def _preview_context(env: Environment | None) -> dict[str, Any]:
     if env is None:
         return {"env": None}
     now = timezone.now()
-    pool = pool_preview(env)
+    chosen, pool = env.pick_runner()
     return {
         "env": env,
         "pool": pool,
-        "chosen": next((row.runner for row in pool if row.chosen), None),
+        "chosen": chosen,
         "freeze": env.freeze_at(now),
     }
 
@@ -422,10 +380,7 @@ def environment_list(request: HttpRequest) -> HttpResponse:
     )
     rows = []
     for env in envs.order_by("name", "pk"):
-        entries = list(env.pool_entries.all())
-        chosen = next(
-            (e.runner for e in entries if not e.runner.ineligibility_reasons()), None
-        )
+        chosen, _ = env.pick_runner(pool=list(env.pool_entries.all()))
         rows.append(EnvironmentRow(env, env.freeze_at(now), chosen))
     return render(request, "deploys/environment_list.html", {"rows": rows})
 
@@ -446,7 +401,7 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
     recent = list(runs.filter(state__in=DeployRun.FINAL_STATES)[:RECENT_DEPLOYS])
     return {
         "env": env,
-        "pool": pool_preview(env),
+        "pool": env.pick_runner()[1],
         "freeze": env.freeze_at(now),
         "frozen_until": env.frozen_until(now),
         "windows": [WindowRow(w, w.covers(now)) for w in env.freeze_windows.all()],

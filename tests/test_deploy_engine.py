@@ -487,8 +487,8 @@ def test_a_dispatch_recorded_by_two_racing_workers_shows_once_on_the_timeline(
     late = run.current_attempt()
     assert sender is not None and late is not None
 
-    engine._send_dispatch(run, sender, now)
-    engine._recover_dispatch(run, late, now)
+    engine.send_dispatch(run, sender, now)
+    engine.recover_dispatch(run, late, now)
 
     assert sim.state.request_count(DISPATCH) == 1
     assert kinds(run).count("dispatched") == 1

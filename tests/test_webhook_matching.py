@@ -136,7 +136,7 @@ def test_a_run_webhook_beating_the_dispatch_answer_is_the_dispatch_once(
 
     # The webhook is processed before the sender records GitHub's answer.
     deliver(payload, "workflow_run")
-    engine._record_dispatch(run, sender, clock(), result.run_id, result.html_url or "")
+    engine.record_dispatch(run, sender, clock(), result.run_id, result.html_url or "")
 
     kinds = list(run.events.values_list("kind", flat=True))
     assert kinds.count(DeployEvent.Kind.DISPATCHED) == 1

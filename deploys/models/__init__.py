@@ -1,0 +1,63 @@
+"""Deploys app: GitHub webhook deliveries and the workflow jobs they report;
+environments, their runner pools and the deploy runs sent to them."""
+
+from __future__ import annotations
+
+from deploys.models.environments import (
+    FREEZE_HORIZON,
+    MAX_FREEZE_MINUTES,
+    Environment,
+    EnvironmentRunner,
+    FreezeWindow,
+    PoolChoice,
+    validate_pattern,
+)
+from deploys.models.runs import (
+    CORRELATION_TOKEN,
+    DEPLOY_RUNBOOKS,
+    DeployAttempt,
+    DeployEvent,
+    DeployRun,
+    DeployRunQuerySet,
+    IdempotencyRecord,
+    new_correlation_token,
+)
+from deploys.models.webhooks import (
+    WebhookDelivery,
+    WebhookDeliveryQuerySet,
+    WebhookHook,
+    WebhookRedelivery,
+    WorkflowJob,
+    WorkflowJobQuerySet,
+)
+
+__all__ = [
+    "CORRELATION_TOKEN",
+    "DEPLOY_RUNBOOKS",
+    "FREEZE_HORIZON",
+    "MAX_FREEZE_MINUTES",
+    "DeployAttempt",
+    "DeployEvent",
+    "DeployRun",
+    "DeployRunQuerySet",
+    "Environment",
+    "EnvironmentRunner",
+    "FreezeWindow",
+    "IdempotencyRecord",
+    "PoolChoice",
+    "WebhookDelivery",
+    "WebhookDeliveryQuerySet",
+    "WebhookHook",
+    "WebhookRedelivery",
+    "WorkflowJob",
+    "WorkflowJobQuerySet",
+    "new_correlation_token",
+    "validate_pattern",
+]
+
+# Secret rotation schedules live in their own module; imported here so they belong to
+# this app's models.
+from deploys.secret_models import SecretRotation as SecretRotation  # noqa: E402
+from deploys.secret_models import (  # noqa: E402
+    SecretRotationSchedule as SecretRotationSchedule,
+)

@@ -1,0 +1,436 @@
+"""Deploy runs, their attempts and timeline, and the Idempotency-Keys of requests."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from controlplane import audit
+from deploys import enqueue
+from deploys.models.environments import Environment
+
+
+class DeployRunQuerySet(models.QuerySet["DeployRun"]):
+    def active(self) -> DeployRunQuerySet:
+        return self.filter(state__in=DeployRun.ACTIVE_STATES)
+
+    def queued(self) -> DeployRunQuerySet:
+        return self.filter(state=DeployRun.State.QUEUED)
+
+    def unfinished(self) -> DeployRunQuerySet:
+        return self.exclude(state__in=DeployRun.FINAL_STATES)
+
+    def due(self, now: Any) -> DeployRunQuerySet:
+        """Runs whose deadline for another look has passed (the reconciler's scan)."""
+        return self.filter(next_check_at__lte=now)
+
+    def with_latest_attempt(self) -> DeployRunQuerySet:
+        """Runs with what a list row shows, in the one query that loads them: the
+        environment, the runner of the latest attempt (``runner_name``),
+        ``attempt_count`` and ``failover_count``."""
+        latest = DeployAttempt.objects.filter(run=OuterRef("pk")).order_by("-number")
+        return self.select_related("environment").annotate(
+            runner_name=Subquery(latest.values("runner__name")[:1]),
+            attempt_count=Count("attempts", distinct=True),
+            failover_count=Count(
+                "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
+            ),
+        )
+
+    def wake_next_queued(self, environment_id: int) -> None:
+        """After commit, advance the oldest queued run of the environment, if any."""
+        next_id = (
+            self.queued()
+            .filter(environment_id=environment_id)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if next_id is not None:
+            enqueue.advance_on_commit(next_id)
+
+
+class DeployRun(models.Model):
+    """One requested deploy of a ref to an environment, through its attempts."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        GATING = "gating"
+        DISPATCHING = "dispatching"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Reason(models.TextChoices):
+        NONE = "", "none"
+        DEPLOY_FAILED = "deploy_failed", "a deploy step failed"
+        NO_HEALTHY_RUNNER = "no_healthy_runner", "no healthy runner"
+        MISSING_SECRETS = "missing_secrets", "required secrets missing"
+        MAX_ATTEMPTS = "max_attempts", "every attempt failed over"
+        DISPATCH_REJECTED = "dispatch_rejected", "GitHub refused the dispatch"
+        WRONG_RUNNER = "wrong_runner", "the job ran on another runner"
+        CANCELLED = "cancelled", "cancelled by a person"
+        FROZEN = "frozen", "the environment froze before the deploy started"
+
+    ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="deploys"
+    )
+    ref = models.CharField(max_length=255)
+    sha = models.CharField(max_length=40, blank=True)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requester_name = models.CharField(max_length=150, blank=True)
+    change_ticket = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    reason = models.CharField(
+        max_length=30, choices=Reason.choices, blank=True, default=Reason.NONE
+    )
+    message = models.CharField(max_length=500, blank=True)
+    # When the engine next has to look at this run (pickup timeout, poll, gate
+    # retry); None when nothing is pending. The reconciler scans it.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    gate_started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DeployRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # At most one active deploy per environment: the database decides, so
+            # two workers promoting queued runs at once cannot both win.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(state__in=["gating", "dispatching", "running"]),
+                name="deploy_one_active_per_env",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=[
+                        "queued",
+                        "gating",
+                        "dispatching",
+                        "running",
+                        "succeeded",
+                        "failed",
+                        "cancelled",
+                    ]
+                ),
+                name="deploy_state_valid",
+            ),
+        ]
+        indexes = [
+            # The reconciler: DeployRun.objects.due(now), runs with a deadline.
+            models.Index(
+                fields=["next_check_at"],
+                name="deploy_next_check_idx",
+                condition=Q(next_check_at__isnull=False),
+            ),
+            # The next queued run of an environment, oldest first.
+            models.Index(
+                fields=["environment", "created_at"],
+                name="deploy_queued_idx",
+                condition=Q(state="queued"),
+            ),
+            # The deploys list filtered by environment, newest first.
+            models.Index(
+                fields=["environment", "-created_at"], name="deploy_env_recent_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"deploy #{self.pk} of {self.ref} to {self.environment_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+    @property
+    def runbook_slug(self) -> str:
+        return DEPLOY_RUNBOOKS.get(self.reason, "")
+
+    def current_attempt(self) -> DeployAttempt | None:
+        return self.attempts.select_related("runner").order_by("-number").first()
+
+    def finish(
+        self,
+        state: str,
+        reason: str,
+        message: str,
+        now: datetime,
+        *,
+        attempt: DeployAttempt | None = None,
+        attempt_state: str | None = None,
+        conclusion: str = "",
+        cleanup: bool = False,
+        event_message: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the run to a final state, once; False when it had already finished.
+
+        ``attempt`` ends in ``attempt_state`` (with GitHub's ``conclusion``) if
+        given; ``cleanup`` keeps a deadline so the engine comes back to cancel a
+        GitHub run that may still be going. The final event says ``event_message``
+        (default: ``message``) with ``detail``. The environment's next queued run is
+        woken after commit."""
+        kinds: dict[str, str] = {
+            self.State.SUCCEEDED: DeployEvent.Kind.SUCCEEDED,
+            self.State.FAILED: DeployEvent.Kind.FAILED,
+        }
+        with transaction.atomic():
+            moved = (
+                DeployRun.objects.filter(pk=self.pk)
+                .exclude(state__in=self.FINAL_STATES)
+                .update(
+                    state=state,
+                    reason=reason,
+                    message=message[:500],
+                    finished_at=now,
+                    next_check_at=now if cleanup else None,
+                )
+            )
+            if not moved:
+                return False
+            if attempt is not None and attempt_state is not None:
+                fields: dict[str, Any] = {"state": attempt_state, "finished_at": now}
+                if conclusion:
+                    fields["conclusion"] = conclusion
+                DeployAttempt.objects.filter(pk=attempt.pk).exclude(
+                    state__in=DeployAttempt.FINAL_STATES
+                ).update(**fields)
+            DeployEvent.objects.create(
+                run=self,
+                attempt=attempt,
+                kind=kinds.get(state, DeployEvent.Kind.CANCELLED),
+                message=(event_message or message)[:500],
+                detail=detail or {},
+                created_at=now,
+            )
+            DeployRun.objects.wake_next_queued(self.environment_id)
+        return True
+
+    def cancel(self, actor: audit.Actor, note: str = "") -> bool:
+        """Cancel the deploy (and, through the engine, its GitHub run); False when
+        it had already finished."""
+        now = timezone.now()
+        name = audit.actor_name(actor)
+        with transaction.atomic():
+            moved = self.finish(
+                self.State.CANCELLED,
+                self.Reason.CANCELLED,
+                note or "cancelled",
+                now,
+                # The engine comes back at once to cancel the GitHub run.
+                cleanup=True,
+                event_message=f"cancelled by {name}" + (f": {note}" if note else ""),
+                detail={"by": name},
+            )
+            if not moved:
+                return False
+            self.attempts.exclude(state__in=DeployAttempt.FINAL_STATES).filter(
+                cancel_requested_at__isnull=True
+            ).update(cancel_requested_at=now)
+            audit.record(actor, "deploy.cancel", self, note=note)
+            enqueue.advance_on_commit(self.pk)
+        self.refresh_from_db()
+        return True
+
+
+DEPLOY_RUNBOOKS: dict[str, str] = {
+    DeployRun.Reason.NO_HEALTHY_RUNNER: "deploy-no-healthy-runner",
+    DeployRun.Reason.MISSING_SECRETS: "secret-missing",
+    DeployRun.Reason.MAX_ATTEMPTS: "deploy-failed-over",
+    DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
+    DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
+    DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+    DeployRun.Reason.FROZEN: "deploy-frozen",
+}
+
+
+def new_correlation_token() -> str:
+    # Short enough for a run-name, random enough never to match another run.
+    return "dpl-" + secrets.token_hex(12)
+
+
+# A correlation token inside a run's name (the reference workflows' run-name).
+CORRELATION_TOKEN = re.compile(r"\bdpl-[0-9a-f]{24}\b")
+
+
+class DeployAttempt(models.Model):
+    """One dispatch of a deploy run onto one runner."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # created, not dispatched yet
+        DISPATCHED = "dispatched"  # GitHub accepted it; waiting for a runner
+        RUNNING = "running"  # the job is in progress on a runner
+        CANCELLING = "cancelling"  # failing over: the old run is being cancelled
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class FailoverReason(models.TextChoices):
+        NONE = "", "none"
+        PICKUP_TIMEOUT = "pickup_timeout", "not picked up in time"
+        RUNNER_UNHEALTHY = "runner_unhealthy", "the runner turned unhealthy"
+        INFRASTRUCTURE = "infrastructure_failure", "runner lost or job cancelled"
+        DISPATCH_LOST = "dispatch_lost", "the dispatch left no run on GitHub"
+
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    run = models.ForeignKey(
+        DeployRun, on_delete=models.CASCADE, related_name="attempts"
+    )
+    number = models.PositiveSmallIntegerField()
+    runner = models.ForeignKey(
+        "runners.Runner", on_delete=models.PROTECT, related_name="deploy_attempts"
+    )
+    # The workflow's run-name carries it, so a run can be found after a crash.
+    token = models.CharField(max_length=64, unique=True, default=new_correlation_token)
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.PENDING
+    )
+    github_run_id = models.BigIntegerField(null=True, blank=True)
+    html_url = models.URLField(max_length=500, blank=True)
+    # The runner GitHub reports the job on (it must be the intended one).
+    job_runner_name = models.CharField(max_length=200, blank=True)
+    conclusion = models.CharField(max_length=20, blank=True)
+    failover_reason = models.CharField(
+        max_length=30, choices=FailoverReason.choices, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set by the one worker allowed to send this attempt's dispatch.
+    dispatch_claimed_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    picked_up_at = models.DateTimeField(null=True, blank=True)
+    # Cancelling the GitHub run: decided, cancel sent, force-cancel sent.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_sent_at = models.DateTimeField(null=True, blank=True)
+    force_cancelled_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "number"], name="attempt_number_uniq"
+            ),
+        ]
+        indexes = [
+            # Webhooks find the attempt of a workflow run by its GitHub run id.
+            models.Index(
+                fields=["github_run_id"],
+                name="attempt_github_run_idx",
+                condition=Q(github_run_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of run {self.run_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+
+class DeployEvent(models.Model):
+    """One entry of a deploy's timeline (also its audit trail)."""
+
+    class Kind(models.TextChoices):
+        REQUESTED = "requested"
+        BREAK_GLASS = "break_glass"
+        GATING = "gating"
+        GATE_WAITING = "gate_waiting"
+        GATE_PASSED = "gate_passed"
+        DISPATCHED = "dispatched"
+        DISPATCH_RECOVERED = "dispatch_recovered"
+        DISPATCH_RETRY = "dispatch_retry"
+        PICKED_UP = "picked_up"
+        FAILOVER = "failover"
+        CANCEL_SENT = "cancel_sent"
+        FORCE_CANCEL_SENT = "force_cancel_sent"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="events")
+    attempt = models.ForeignKey(
+        DeployAttempt,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.CharField(max_length=500, blank=True)
+    # Structured facts: the gate's runners considered and why each was passed over,
+    # GitHub run ids, conclusions. Never a secret.
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # A run's timeline in order.
+            models.Index(fields=["run", "created_at"], name="deploy_event_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.kind}"
+
+
+class IdempotencyRecord(models.Model):
+    """An ``Idempotency-Key`` a caller sent with a deploy request.
+
+    The key is reserved (committed) before the deploy is created, so a second
+    request with it while the first is in flight finds it and is told so (409);
+    the run and the first response are stored with it in the transaction that
+    creates the run, so a replay answers exactly what the first request got.
+    A refused request releases its key. Records are pruned after
+    ``IDEMPOTENCY_KEY_RETENTION``.
+    """
+
+    # A key means nothing across callers: "user:<pk>".
+    caller = models.CharField(max_length=150)
+    key = models.CharField(max_length=200)
+    # SHA-256 of the request body the key was first used with.
+    fingerprint = models.CharField(max_length=64)
+    # When the key was reserved (or an abandoned reservation taken over).
+    reserved_at = models.DateTimeField()
+    # Null while the first request is in flight.
+    run = models.ForeignKey(
+        DeployRun, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # The first response's body, for API requests; the UI replays by the run.
+    response = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["caller", "key"], name="idempotency_record_caller_key_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["reserved_at"], name="idempotency_reserved_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key}"
