@@ -36,19 +36,10 @@ MAX_LINES = 500
 # Import edges that close a cycle today, each with the part of issue 10 that
 # removes it. Without these edges the graph must be acyclic.
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # The 7-module deploy knot, held by function-local imports (build item 2, the
-    # engine as a package; item 1 moves deploys.secrets to the rotations app).
-    ("deploys.engine", "deploys.tasks"): "item 2: engine package",
-    ("deploys.models", "deploys.engine"): "item 2: DeployRun.finish()",
-    ("deploys.models", "deploys.tasks"): "item 2: DeployRun.finish()",
-    ("deploys.triggers", "deploys.tasks"): "item 2: engine package",
 }
 
 # Modules over MAX_LINES today, each with the part of issue 10 that splits it.
 KNOWN_LONG_MODULES: dict[str, str] = {
-    "deploys/engine.py": "item 2: the deploy engine as a package",
-    "deploys/models.py": "items 1 and 2: rotations app, engine package",
-    "deploys/views.py": "item 2: Environment.pick_runner() for the environment page",
     # Every branch adds a block to settings; split it once they are merged.
     "controlplane/settings.py": "after the merge of issue 10's branches",
 }
