@@ -20,7 +20,7 @@ router = SimpleRouter(trailing_slash=True)
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 # Apps that mount their own router under /api/v1/ once their api.py defines one.
-APP_ROUTERS = ("runners", "deploys")
+APP_ROUTERS = ("runners", "deploys", "rotations")
 
 
 def _app_router_urls() -> list[URLPattern | URLResolver]:

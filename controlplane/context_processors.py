@@ -16,7 +16,7 @@ from controlplane.roles import Role, role_of
 NAVIGATION = [
     ("Fleet", "runners:fleet"),
     ("Deploys", "deploys:run-list"),
-    ("Secrets", "deploys:secret-list"),
+    ("Secrets", "rotations:secret-list"),
     ("Webhooks", "deploys:webhook-list"),
     ("Runbooks", "runbooks:index"),
     ("Audit", "audit-list"),

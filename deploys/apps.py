@@ -5,11 +5,8 @@ from django.apps import AppConfig
 
 class DeploysConfig(AppConfig):
     name = "deploys"
-    verbose_name = "Deploys and secrets"
+    verbose_name = "Deploys"
 
     def ready(self) -> None:
         # Registers the deploy and notification collectors with /metrics.
         import deploys.metrics  # noqa: F401
-
-        # Registers the secret rotation collector with /metrics.
-        from deploys import secrets_metrics  # noqa: F401

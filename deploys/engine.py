@@ -44,10 +44,8 @@ from deploys.models import (
     DeployAttempt,
     DeployEvent,
     DeployRun,
-    Environment,
 )
-from deploys.secrets import overdue_for as overdue_secrets
-from deploys.secrets import required_names as required_secret_names
+from rotations import gate as secrets_gate
 from runners.models import Runner, State
 
 log = logging.getLogger(__name__)
@@ -385,31 +383,6 @@ def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, An
     return chosen, considered
 
 
-def _missing_secrets(env: Environment) -> list[str] | None:
-    """Required secrets GitHub does not have (repository, the environment of the
-    same name, or the organization); None when GitHub could not be asked.
-
-    Required: the environment's own list and every rotation schedule naming it."""
-    wanted = required_secret_names(env)
-    if not wanted:
-        return []
-    gw = gateway_for(env.repository)
-    try:
-        present = {s.name.upper() for s in gw.list_secrets("repository")}
-        try:
-            present |= {
-                s.name.upper() for s in gw.list_secrets("environment", env.name)
-            }
-        except GitHubNotFound:
-            pass  # no GitHub environment of that name: repository secrets only
-        if gw.organization and any(n not in present for n in wanted):
-            present |= {s.name.upper() for s in gw.list_secrets("organization")}
-    except GitHubError as exc:
-        log.warning("secret check for %s failed: %s", env.name, exc)
-        return None
-    return [name for name in wanted if name.upper() not in present]
-
-
 def _gating(run: DeployRun, now: datetime) -> bool:
     """Check the freeze and secrets, pick a runner, create the attempt; or wait,
     or give up."""
@@ -431,7 +404,7 @@ def _gating(run: DeployRun, now: datetime) -> bool:
         )
     started = run.gate_started_at or now
     expired = now >= started + timedelta(seconds=env.gate_timeout)
-    missing = _missing_secrets(env)
+    missing, overdue = secrets_gate.check(env, now, gateway_for)
     if missing:
         if expired:
             return _finish(
@@ -446,7 +419,6 @@ def _gating(run: DeployRun, now: datetime) -> bool:
     if missing is None:  # GitHub did not answer: try again shortly
         _recheck(run, now + _poll())
         return False
-    overdue = overdue_secrets(env, now) if env.block_on_overdue_secrets else []
     if overdue:
         if expired:
             return _finish(

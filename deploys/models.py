@@ -857,9 +857,3 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller} {self.key}"
-
-
-from deploys.secret_models import SecretRotation as SecretRotation  # noqa: E402
-from deploys.secret_models import (  # noqa: E402
-    SecretRotationSchedule as SecretRotationSchedule,
-)

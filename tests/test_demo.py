@@ -16,8 +16,8 @@ from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from deploys import engine
 from deploys.models import DeployRun, Environment
-from deploys.secret_models import SecretRotationSchedule
 from githubsim import Simulator
+from rotations.models import SecretRotationSchedule
 
 pytestmark = pytest.mark.django_db
 

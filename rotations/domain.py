@@ -25,8 +25,9 @@ from django.views.decorators.debug import sensitive_variables
 from controlplane import audit
 from controlplane.github import GitHubError, GitHubGateway, GitHubNotFound, SecretInfo
 from controlplane.notifications import Kind, notify
+from deploys.engine import gateway_for
 from deploys.models import Environment
-from deploys.secret_models import SecretRotation, SecretRotationSchedule, Status
+from rotations.models import SecretRotation, SecretRotationSchedule, Status
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ def generate_value() -> str:
 
 def _gateway(repository: str) -> GitHubGateway:
     # The engine caches one gateway per repository; reuse it.
-    from deploys.engine import gateway_for
-
     return gateway_for(repository)
 
 
@@ -421,30 +420,3 @@ def _actor_name(actor: audit.Actor) -> str:
     if actor is None or not actor.is_authenticated:
         return "anonymous"
     return str(actor.get_username())
-
-
-# Gate -------------------------------------------------------------------------------
-
-
-def overdue_for(env: Environment, now: datetime) -> list[str]:
-    """Names of the secrets ``env`` requires that are overdue for rotation."""
-    return list(
-        SecretRotationSchedule.objects.required_by(env)
-        .with_status(now)
-        .filter(status=Status.OVERDUE)  # type: ignore[misc]
-        .order_by("name")
-        .values_list("name", flat=True)
-    )
-
-
-def required_names(env: Environment) -> list[str]:
-    """Every secret ``env`` requires: its own list and the schedules naming it."""
-    names = [str(n).upper() for n in env.required_secrets or ()]
-    for name in (
-        SecretRotationSchedule.objects.required_by(env)
-        .order_by("name")
-        .values_list("name", flat=True)
-    ):
-        if name.upper() not in names:
-            names.append(name.upper())
-    return names
