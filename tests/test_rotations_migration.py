@@ -15,7 +15,8 @@ from controlplane.models import AuditEvent
 from deploys.models import Environment
 from rotations.models import SecretRotation, SecretRotationSchedule
 
-BEFORE = [("deploys", "0012_github_name_validators"), ("rotations", None)]
+OLD_DEPLOYS = ("deploys", "0012_github_name_validators")
+BEFORE: list[tuple[str, str | None]] = [OLD_DEPLOYS, ("rotations", None)]
 ROTATED_AT = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 
@@ -38,7 +39,7 @@ def test_schedules_and_rotations_survive_the_move() -> None:
     )
     try:
         executor = migrate(BEFORE)
-        old = executor.loader.project_state(BEFORE[:1]).apps
+        old = executor.loader.project_state(OLD_DEPLOYS).apps
         # Back in the old layout the models and their content type are the deploys
         # app's again.
         assert ContentType.objects.get(pk=content_type.pk).app_label == "deploys"
