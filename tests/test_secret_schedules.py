@@ -223,6 +223,17 @@ def test_beat_task_records_its_run(sim: Simulator) -> None:
     assert SecretRotationSchedule.objects.get().present is True
 
 
+def test_beat_row_names_the_audit_task() -> None:
+    # The task kept its dotted name when it moved apps: beat's row still finds it.
+    from django_celery_beat.models import PeriodicTask
+
+    from controlplane.celery import app
+    from rotations.tasks import audit_secrets
+
+    row = PeriodicTask.objects.get(name="Audit secrets against GitHub")
+    assert app.tasks[row.task].run is audit_secrets.run
+
+
 # API -----------------------------------------------------------------------------
 
 
