@@ -22,7 +22,6 @@ ROTATED_AT = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 def migrate(targets: list[tuple[str, str | None]]) -> MigrationExecutor:
     executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
     executor.migrate(targets)
     return MigrationExecutor(connection)
 
