@@ -14,6 +14,7 @@ from rest_framework.routers import SimpleRouter
 
 from controlplane.api import AuditEventViewSet, WhoAmIView
 from deploys import api as deploys_api
+from rotations import api as rotations_api
 from runners import api as runners_api
 
 router = SimpleRouter(trailing_slash=True)
@@ -24,6 +25,7 @@ v1_patterns: list[URLPattern | URLResolver] = [
     path("", include(router.urls)),
     path("", include(runners_api.router.urls)),
     path("", include(deploys_api.router.urls)),
+    path("", include(rotations_api.router.urls)),
 ]
 
 app_name = "api"

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "controlplane",
     "runners",
     "deploys",
+    "rotations",
 ]
 
 MIDDLEWARE = [

@@ -32,6 +32,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("fleet/", include("runners.urls")),
     path("", include("deploys.urls")),
+    path("", include("rotations.urls")),
     path("runbooks/", include("controlplane.runbook_urls")),
     path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),

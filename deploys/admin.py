@@ -16,8 +16,6 @@ from deploys.models import (
     Environment,
     EnvironmentRunner,
     FreezeWindow,
-    SecretRotation,
-    SecretRotationSchedule,
     WebhookDelivery,
     WebhookHook,
     WebhookRedelivery,
@@ -122,50 +120,6 @@ class DeployRunAdmin(_ModelAdmin):
         self, request: HttpRequest, obj: DeployRun | None = None
     ) -> bool:
         return False
-
-
-class RotationInline(_Inline):
-    model = SecretRotation
-    extra = 0
-    can_delete = False
-    fields = ["rotated_at", "source", "actor_name", "key_id"]
-    readonly_fields = ["rotated_at", "source", "actor_name", "key_id"]
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-@admin.register(SecretRotationSchedule)
-class SecretRotationScheduleAdmin(_ModelAdmin):
-    """Rotation schedules (audited); rotation itself happens on the secrets page."""
-
-    list_display = ["name", "scope", "environment", "interval_days", "next_due"]
-    list_filter = ["scope", "environment"]
-    search_fields = ["name", "owner"]
-    fields = [
-        "name",
-        "scope",
-        "repository",
-        "environment",
-        "interval_days",
-        "warning_days",
-        "owner",
-        "required_by",
-        "notes",
-    ]
-    filter_horizontal = ["required_by"]
-    inlines = [RotationInline]
-
-    def save_model(
-        self, request: HttpRequest, obj: SecretRotationSchedule, form: Any, change: bool
-    ) -> None:
-        super().save_model(request, obj, form, change)
-        action = "secret_schedule.update" if change else "secret_schedule.create"
-        audit.record(request.user, action, obj)
-
-    def delete_model(self, request: HttpRequest, obj: SecretRotationSchedule) -> None:
-        audit.record(request.user, "secret_schedule.delete", obj)
-        super().delete_model(request, obj)
 
 
 @admin.register(WebhookDelivery)

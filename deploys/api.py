@@ -25,7 +25,6 @@ from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
-from deploys.secrets_api import SecretScheduleViewSet
 from deploys.serializers import (
     CancelSerializer,
     DeployErrorSerializer,
@@ -347,4 +346,3 @@ router = SimpleRouter(trailing_slash=True)
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("freeze-windows", FreezeWindowViewSet, basename="freeze-window")
 router.register("deploys", DeployRunViewSet, basename="deploy")
-router.register("secret-schedules", SecretScheduleViewSet, basename="secret-schedule")

@@ -8,7 +8,7 @@ from deploys.schedules import SCHEDULES
 
 class DeploysConfig(AppConfig):
     name = "deploys"
-    verbose_name = "Deploys and secrets"
+    verbose_name = "Deploys"
 
     def ready(self) -> None:
         # What deploys add to the floor: their /metrics collectors (deploys,
@@ -16,7 +16,6 @@ class DeploysConfig(AppConfig):
         # scanner, their navigation sections and their periodic tasks. Imported
         # here: models load only once the app registry is ready.
         import deploys.metrics  # noqa: F401
-        import deploys.secrets_metrics  # noqa: F401
         from controlplane import context_processors, notifications
         from controlplane.roles import Role
         from deploys import notify
@@ -24,6 +23,5 @@ class DeploysConfig(AppConfig):
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
-        section("Secrets", "deploys:secret-list", position=30)
         section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)

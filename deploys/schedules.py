@@ -28,16 +28,6 @@ SCHEDULES = (
         ),
     ),
     Schedule(
-        name="Audit secrets against GitHub",
-        task="deploys.tasks.audit_secrets",
-        crontab="17 6 * * *",
-        queue="health",
-        description=(
-            "Lists secrets in GitHub for every rotation schedule: records "
-            "rotations made outside the control plane, flags missing secrets."
-        ),
-    ),
-    Schedule(
         name="Prune idempotency keys",
         task="deploys.tasks.prune_idempotency_keys",
         every=1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from deploys import engine, jobs, secrets, triggers, webhook_recovery
+from deploys import engine, jobs, triggers, webhook_recovery
 
 
 @shared_task
@@ -45,13 +45,6 @@ def reconcile_deploys() -> None:
     # Tracked so the ControlPlaneTaskStale alert sees the reconciler stop.
     with tracked("deploy_reconcile"):
         engine.reconcile()
-
-
-@shared_task
-def audit_secrets() -> None:
-    """Beat, daily: check every secret rotation schedule against GitHub."""
-    with tracked("secrets_audit"):
-        secrets.audit_schedules()
 
 
 @shared_task

@@ -14,13 +14,9 @@ from knox.models import AuthToken
 
 from controlplane.pagination import MAX_LIMIT, MAX_OFFSET
 from controlplane.parsers import MAX_DEPTH, nesting_problem
-from deploys.models import (
-    DeployAttempt,
-    Environment,
-    SecretRotation,
-    SecretRotationSchedule,
-)
+from deploys.models import DeployAttempt, Environment
 from deploys.serializers import DeployAttemptSerializer
+from rotations.models import SecretRotation, SecretRotationSchedule
 from runners.models import Runner
 from tests.conftest import logged_in
 

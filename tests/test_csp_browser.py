@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from deploys.models import DeployRun, Environment
-from deploys.secret_models import SecretRotationSchedule
+from rotations.models import SecretRotationSchedule
 from runners.models import Runner, RunnerEvent, State
 from tests.conftest import PASSWORD
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane.models import GitHubUsage, TaskStatus
 from deploys.metrics import DeployAlertCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
-from deploys.secret_models import SecretRotationSchedule
+from rotations.models import SecretRotationSchedule
 from runners.models import Reason, Runner, State
 from tests.conftest import ROOT
 

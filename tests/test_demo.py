@@ -15,8 +15,8 @@ from django.utils import timezone
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from deploys.models import DeployRun, Environment
-from deploys.secret_models import SecretRotationSchedule
 from githubsim import Simulator
+from rotations.models import SecretRotationSchedule
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,10 @@ from django.core.exceptions import ValidationError
 
 from controlplane import names
 from controlplane.github import GitHubGateway, GitHubValidationError, reset_gateway
-from deploys import secrets
-from deploys.models import Environment, SecretRotationSchedule
+from deploys.models import Environment
 from githubsim import Simulator
+from rotations import domain
+from rotations.models import SecretRotationSchedule
 from tests.conftest import logged_in
 
 REPO = "acme/deploy"
@@ -348,8 +349,8 @@ def test_rotation_of_a_traversing_repository_fails_in_the_gateway(
     schedule = SecretRotationSchedule.objects.get()
     before = requests_seen(sim)
 
-    with pytest.raises(secrets.RotationRefused, match="refusing to call GitHub"):
-        secrets.rotate(schedule, "value", admin_user)
+    with pytest.raises(domain.RotationRefused, match="refusing to call GitHub"):
+        domain.rotate(schedule, "value", admin_user)
 
     assert requests_seen(sim) == before
     assert not schedule.rotations.exists()

@@ -92,7 +92,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "deploys/environments/<slug:name>/redeploy-last-good/": Expect(
         302, 405, 405, 405, 405
     ),
-    # Secret rotation (deploys/secrets_api.py, deploys/secrets_views.py)
+    # Secret rotation (rotations/api.py, rotations/views.py)
     "api/v1/secret-schedules/": API_VIEWER,
     "api/v1/secret-schedules/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/secret-schedules/<pk>/rotate/": Expect(401, 403, 403, 403, 405),

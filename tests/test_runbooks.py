@@ -13,7 +13,7 @@ from pytest_django import DjangoAssertNumQueries
 
 from controlplane import runbooks
 from deploys.models import DEPLOY_RUNBOOKS, DeployAttempt, DeployRun
-from deploys.secret_models import Status as SecretStatus
+from rotations.models import Status as SecretStatus
 from runners.models import Reason, runbook_for
 from tests.conftest import ROOT, logged_in
 

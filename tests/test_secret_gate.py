@@ -13,10 +13,12 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from controlplane.github import reset_gateway
-from deploys import engine, secrets
-from deploys.models import DeployRun, Environment, SecretRotationSchedule
+from deploys import engine
+from deploys.models import DeployRun, Environment
 from deploys.triggers import request_deploy
 from githubsim import Simulator, repository_scope
+from rotations import domain
+from rotations.models import SecretRotationSchedule
 from runners.models import Runner, State
 
 REPO = "acme/deploy"
@@ -118,7 +120,7 @@ def test_overdue_secret_holds_the_deploy_when_the_environment_asks(
     waiting = run.events.get(kind="gate_waiting")
     assert waiting.detail == {"overdue_secrets": ["DEPLOY_KEY"]}
 
-    secrets.rotate(schedule, "fresh-value", admin_user)
+    domain.rotate(schedule, "fresh-value", admin_user)
     run = gate(run, 5)
     assert passed_the_gate(run)
 

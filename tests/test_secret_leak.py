@@ -31,11 +31,11 @@ from django.test import Client
 
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import secrets as secret_rotation
-from deploys.models import SecretRotation, SecretRotationSchedule
 from githubsim import Simulator, repository_scope
 from githubsim.errors import invalid
 from githubsim.secretstore import SecretStore
+from rotations import domain as secret_rotation
+from rotations.models import SecretRotation, SecretRotationSchedule
 from tests.conftest import SUITE_BROKER_URL
 
 REPO = "acme/deploy"

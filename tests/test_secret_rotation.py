@@ -12,11 +12,12 @@ from django.contrib.auth.models import User
 
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import secrets
-from deploys.models import Environment, SecretRotation, SecretRotationSchedule
+from deploys.models import Environment
 from githubsim import Simulator, environment_scope, repository_scope
 from githubsim.errors import ApiError, invalid
 from githubsim.secretstore import SecretStore
+from rotations import domain
+from rotations.models import SecretRotation, SecretRotationSchedule
 from tests.conftest import logged_in
 
 REPO = "acme/deploy"
@@ -59,7 +60,7 @@ def test_sealed_value_decrypts_in_the_simulator_to_the_original(
     schedule = make_schedule()
     key_id = sim.state.secret_store(repository_scope(REPO)).key_id
 
-    rotation = secrets.rotate(schedule, "new-deploy-key-ü", admin_user)
+    rotation = domain.rotate(schedule, "new-deploy-key-ü", admin_user)
 
     assert sim.state.decrypt_secret(repository_scope(REPO), "DEPLOY_KEY") == (
         "new-deploy-key-ü"
@@ -82,7 +83,7 @@ def test_environment_secret_is_put_into_its_github_environment(
     env = Environment.objects.create(name="production", repository=REPO)
     schedule = make_schedule("PROD_DB_PASSWORD", scope="environment", environment=env)
 
-    secrets.rotate(schedule, "prod-db-rotated", admin_user)
+    domain.rotate(schedule, "prod-db-rotated", admin_user)
 
     assert (
         sim.state.decrypt_secret(
@@ -96,10 +97,10 @@ def test_next_audit_does_not_mistake_our_rotation_for_an_external_one(
     sim: Simulator, admin_user: User
 ) -> None:
     schedule = make_schedule()
-    secrets.audit_schedules()
-    secrets.rotate(schedule, "rotated-here", admin_user)
+    domain.audit_schedules()
+    domain.rotate(schedule, "rotated-here", admin_user)
 
-    report = secrets.audit_schedules()
+    report = domain.audit_schedules()
 
     assert report.external == []
     assert list(schedule.rotations.values_list("source", flat=True)) == [
@@ -123,13 +124,13 @@ def test_github_failing_mid_rotation_records_nothing_as_rotated(
     status: int,
 ) -> None:
     schedule = make_schedule()
-    secrets.audit_schedules()
+    domain.audit_schedules()
     schedule.refresh_from_db()
     before = schedule.last_rotated_at
     refuse_puts(monkeypatch, error)
 
-    with pytest.raises(secrets.RotationRefused) as refused:
-        secrets.rotate(schedule, "never-stored", admin_user)
+    with pytest.raises(domain.RotationRefused) as refused:
+        domain.rotate(schedule, "never-stored", admin_user)
 
     assert refused.value.status == status
     assert not SecretRotation.objects.exists()

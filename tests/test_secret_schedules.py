@@ -18,10 +18,10 @@ from django.utils import timezone
 from controlplane import metrics
 from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
-from deploys import secrets
-from deploys.models import Environment, SecretRotation, SecretRotationSchedule
-from deploys.secret_models import Status
+from deploys.models import Environment
 from githubsim import Simulator, environment_scope, repository_scope
+from rotations import domain
+from rotations.models import SecretRotation, SecretRotationSchedule, Status
 from tests.conftest import logged_in
 
 REPO = "acme/deploy"
@@ -134,7 +134,7 @@ def test_urgency_order_is_computed_in_sql() -> None:
 def test_first_audit_takes_githubs_date_as_the_last_rotation(sim: Simulator) -> None:
     schedule = make_schedule("REGISTRY_TOKEN")
 
-    report = secrets.audit_schedules()
+    report = domain.audit_schedules()
 
     schedule.refresh_from_db()
     assert report.checked == 1
@@ -149,10 +149,10 @@ def test_first_audit_takes_githubs_date_as_the_last_rotation(sim: Simulator) -> 
 
 def test_change_made_outside_the_control_plane_is_recorded(sim: Simulator) -> None:
     schedule = make_schedule("DEPLOY_KEY")
-    secrets.audit_schedules()
+    domain.audit_schedules()
     sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "changed-by-hand")
 
-    report = secrets.audit_schedules()
+    report = domain.audit_schedules()
 
     assert report.external == ["DEPLOY_KEY"]
     rotation = schedule.rotations.get()
@@ -161,7 +161,7 @@ def test_change_made_outside_the_control_plane_is_recorded(sim: Simulator) -> No
     assert schedule.last_rotated_at == rotation.rotated_at
     assert AuditEvent.objects.filter(action="secret.rotated_externally").count() == 1
     # Seen once, recorded once.
-    assert secrets.audit_schedules().external == []
+    assert domain.audit_schedules().external == []
 
 
 def test_missing_secret_is_flagged(sim: Simulator) -> None:
@@ -171,7 +171,7 @@ def test_missing_secret_is_flagged(sim: Simulator) -> None:
         "PROD_DB_PASSWORD"
     )
 
-    report = secrets.audit_schedules()
+    report = domain.audit_schedules()
 
     assert report.missing == ["PROD_DB_PASSWORD"]
     schedule.refresh_from_db()
@@ -183,7 +183,7 @@ def test_one_list_call_per_target(sim: Simulator) -> None:
         make_schedule(name)
     sim.state.limits.reset_request_counts()
 
-    secrets.audit_schedules()
+    domain.audit_schedules()
 
     assert (
         sim.state.limits.request_count("GET /repos/{owner}/{repo}/actions/secrets") == 1
@@ -192,12 +192,12 @@ def test_one_list_call_per_target(sim: Simulator) -> None:
 
 def test_github_failure_keeps_the_previous_findings(sim: Simulator) -> None:
     schedule = make_schedule("DEPLOY_KEY")
-    secrets.audit_schedules()
+    domain.audit_schedules()
     schedule.refresh_from_db()
     checked = schedule.last_checked_at
     sim.set_faults(error_rate=1.0)
 
-    report = secrets.audit_schedules()
+    report = domain.audit_schedules()
 
     assert report.errors and "GitHubUnavailable" in report.errors[0]
     schedule.refresh_from_db()
@@ -208,7 +208,7 @@ def test_github_failure_keeps_the_previous_findings(sim: Simulator) -> None:
 
 def test_beat_task_records_its_run(sim: Simulator) -> None:
     from controlplane.models import TaskStatus
-    from deploys.tasks import audit_secrets
+    from rotations.tasks import audit_secrets
 
     make_schedule("DEPLOY_KEY")
 
@@ -218,6 +218,17 @@ def test_beat_task_records_its_run(sim: Simulator) -> None:
     assert status.last_success_at is not None
     assert status.last_failure_at is None
     assert SecretRotationSchedule.objects.get().present is True
+
+
+def test_beat_row_names_the_audit_task() -> None:
+    # The task kept its dotted name when it moved apps: beat's row still finds it.
+    from django_celery_beat.models import PeriodicTask
+
+    from controlplane.celery import app
+    from rotations.tasks import audit_secrets
+
+    row = PeriodicTask.objects.get(name="Audit secrets against GitHub")
+    assert app.tasks[row.task].run is audit_secrets.run
 
 
 # API -----------------------------------------------------------------------------
@@ -396,8 +407,8 @@ def test_audit_notifies_once_when_a_secret_turns_missing_or_overdue(
     make_schedule("NOT_THERE", owner="db-team")
     make_schedule("REGISTRY_TOKEN")  # 120 days old in the demo
 
-    secrets.audit_schedules()
-    secrets.audit_schedules()
+    domain.audit_schedules()
+    domain.audit_schedules()
 
     kinds = sorted(Notification.objects.values_list("kind", flat=True))
     assert kinds == ["secret_missing", "secret_overdue"]

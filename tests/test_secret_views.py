@@ -16,10 +16,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.github import reset_gateway
-from deploys.models import Environment, SecretRotation, SecretRotationSchedule
+from deploys.models import Environment
 from githubsim import Simulator, repository_scope
 from githubsim.errors import invalid
 from githubsim.secretstore import SecretStore
+from rotations.models import SecretRotation, SecretRotationSchedule
 from tests.conftest import logged_in
 
 REPO = "acme/deploy"

@@ -10,11 +10,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from controlplane.github import GitHubError, GitHubNotFound, gateway_for
 from deploys.engine.common import Kind, Run, event, finish, poll, recheck
-from deploys.models import DeployAttempt, DeployRun, Environment
-from deploys.secrets import overdue_for as overdue_secrets
-from deploys.secrets import required_names as required_secret_names
+from deploys.models import DeployAttempt, DeployRun
+from rotations import gate as secrets_gate
 from runners.models import Runner
 
 log = logging.getLogger(__name__)
@@ -85,31 +83,6 @@ def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, An
     return chosen, considered
 
 
-def _missing_secrets(env: Environment) -> list[str] | None:
-    """Required secrets GitHub does not have (repository, the environment of the
-    same name, or the organization); None when GitHub could not be asked.
-
-    Required: the environment's own list and every rotation schedule naming it."""
-    wanted = required_secret_names(env)
-    if not wanted:
-        return []
-    gw = gateway_for(env.repository)
-    try:
-        present = {s.name.upper() for s in gw.list_secrets("repository")}
-        try:
-            present |= {
-                s.name.upper() for s in gw.list_secrets("environment", env.name)
-            }
-        except GitHubNotFound:
-            pass  # no GitHub environment of that name: repository secrets only
-        if gw.organization and any(n not in present for n in wanted):
-            present |= {s.name.upper() for s in gw.list_secrets("organization")}
-    except GitHubError as exc:
-        log.warning("secret check for %s failed: %s", env.name, exc)
-        return None
-    return [name for name in wanted if name.upper() not in present]
-
-
 def gating(run: DeployRun, now: datetime) -> bool:
     """Check the freeze and secrets, pick a runner, create the attempt; or wait,
     or give up."""
@@ -131,7 +104,7 @@ def gating(run: DeployRun, now: datetime) -> bool:
         )
     started = run.gate_started_at or now
     expired = now >= started + timedelta(seconds=env.gate_timeout)
-    missing = _missing_secrets(env)
+    missing, overdue = secrets_gate.check(env, now)
     if missing:
         if expired:
             return finish(
@@ -146,7 +119,6 @@ def gating(run: DeployRun, now: datetime) -> bool:
     if missing is None:  # GitHub did not answer: try again shortly
         recheck(run, now + poll())
         return False
-    overdue = overdue_secrets(env, now) if env.block_on_overdue_secrets else []
     if overdue:
         if expired:
             return finish(

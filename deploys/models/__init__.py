@@ -54,10 +54,3 @@ __all__ = [
     "new_correlation_token",
     "validate_pattern",
 ]
-
-# Secret rotation schedules live in their own module; imported here so they belong to
-# this app's models.
-from deploys.secret_models import SecretRotation as SecretRotation  # noqa: E402
-from deploys.secret_models import (  # noqa: E402
-    SecretRotationSchedule as SecretRotationSchedule,
-)

@@ -33,9 +33,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.github import GitHubError
-from deploys import secrets, triggers
+from deploys import triggers
 from deploys.models import DeployRun, Environment
-from deploys.secret_models import SecretRotationSchedule
+from rotations import domain
+from rotations.models import SecretRotationSchedule
 from runners import sync
 from runners.models import Runner
 
@@ -164,7 +165,7 @@ def _schedules() -> int:
             schedule.required_by.set([envs[n] for n in required_by if n in envs])
             created += 1
     if SecretRotationSchedule.objects.filter(last_checked_at__isnull=True).exists():
-        secrets.audit_schedules(actor=ACTOR)
+        domain.audit_schedules(actor=ACTOR)
     return created
 
 

@@ -1,6 +1,6 @@
 """Secret rotation metrics for /metrics, computed from the database at scrape time.
 
-Registered from ``DeploysConfig.ready()``.
+Registered from ``RotationsConfig.ready()``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from controlplane import metrics
-from deploys.secret_models import SecretRotationSchedule, Status
+from rotations.models import SecretRotationSchedule, Status
 
 
 class SecretsCollector:

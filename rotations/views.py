@@ -18,8 +18,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from controlplane import runbooks
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from deploys import secrets
-from deploys.secret_models import SecretRotationSchedule, Status
+from rotations import domain
+from rotations.models import SecretRotationSchedule, Status
 
 TIMELINE_DAYS = 180
 MAX_HISTORY = 100
@@ -98,7 +98,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
         "can_audit": has_role(request.user, Role.SRE),
         "is_admin": has_role(request.user, Role.ADMIN),
     }
-    return render(request, "deploys/secrets/list.html", ctx)
+    return render(request, "rotations/list.html", ctx)
 
 
 def _detail_context(
@@ -128,9 +128,7 @@ def secret_detail(request: HttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(
         SecretRotationSchedule.objects.select_related("environment"), pk=pk
     )
-    return render(
-        request, "deploys/secrets/detail.html", _detail_context(request, schedule)
-    )
+    return render(request, "rotations/detail.html", _detail_context(request, schedule))
 
 
 @sensitive_post_parameters("value")
@@ -141,34 +139,34 @@ def secret_rotate(request: HttpRequest, pk: int) -> HttpResponse:
     """Rotate the secret in GitHub (admins, audited). The value is sealed inside
     this request; a refusal is shown and nothing is recorded as rotated."""
     # Error reports (Django's technical 500 page too) must not show the value.
-    secrets.protect_request(request)
+    domain.protect_request(request)
     schedule = get_object_or_404(
         SecretRotationSchedule.objects.select_related("environment"), pk=pk
     )
     form = RotateForm(request.POST)
     if not form.is_valid():
         ctx = _detail_context(request, schedule, form)
-        return render(request, "deploys/secrets/detail.html", ctx, status=400)
-    value = form.cleaned_data["value"] or secrets.generate_value()
+        return render(request, "rotations/detail.html", ctx, status=400)
+    value = form.cleaned_data["value"] or domain.generate_value()
     try:
-        rotation = secrets.rotate(schedule, value, request.user)
-    except secrets.RotationRefused as exc:
+        rotation = domain.rotate(schedule, value, request.user)
+    except domain.RotationRefused as exc:
         # A fresh, empty form: the refused value is not sent back to the browser.
         ctx = _detail_context(request, schedule)
         ctx["rotate_error"] = str(exc)
-        return render(request, "deploys/secrets/detail.html", ctx, status=502)
+        return render(request, "rotations/detail.html", ctx, status=502)
     messages.success(
         request,
         f"{schedule.name} rotated in GitHub (sealed with key {rotation.key_id}).",
     )
-    return redirect("deploys:secret-detail", pk=schedule.pk)
+    return redirect("rotations:secret-detail", pk=schedule.pk)
 
 
 @require_POST
 @role_required(Role.SRE)
 def secret_audit(request: HttpRequest) -> HttpResponse:
     """Check every schedule against GitHub now (audited)."""
-    report = secrets.audit_schedules(actor=request.user)
+    report = domain.audit_schedules(actor=request.user)
     text = f"Checked {report.checked} secret{'s' if report.checked != 1 else ''}"
     if report.missing:
         text += "; missing: " + ", ".join(report.missing)
@@ -178,7 +176,7 @@ def secret_audit(request: HttpRequest) -> HttpResponse:
     messages.add_message(request, level, text + ".")
     for error in report.errors:
         messages.error(request, f"Could not list {error}")
-    return redirect("deploys:secret-list")
+    return redirect("rotations:secret-list")
 
 
 @require_http_methods(["GET", "POST"])
@@ -187,13 +185,13 @@ def secret_import(request: HttpRequest) -> HttpResponse:
     """Propose schedules for secrets GitHub has; the admin ticks and confirms."""
     if request.method == "POST":
         keys = request.POST.getlist("key")
-        created = secrets.import_schedules(request.user, keys)
+        created = domain.import_schedules(request.user, keys)
         messages.success(
             request,
             f"Created {len(created)} schedule{'s' if len(created) != 1 else ''} "
             "with the default intervals.",
         )
-        return redirect("deploys:secret-list")
-    proposals, errors = secrets.propose_schedules()
+        return redirect("rotations:secret-list")
+    proposals, errors = domain.propose_schedules()
     ctx = {"proposals": proposals, "errors": errors}
-    return render(request, "deploys/secrets/import.html", ctx)
+    return render(request, "rotations/import.html", ctx)

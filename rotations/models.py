@@ -1,6 +1,7 @@
 """Secret rotation schedules and their rotation history (never a secret value).
 
-Imported by ``deploys.models`` so the models belong to the deploys app.
+The tables keep the names they had when these models lived in the deploys app, so
+moving the models to this app moved no data.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class SecretRotationSchedule(models.Model):
     objects = ScheduleQuerySet.as_manager()
 
     class Meta:
+        db_table = "deploys_secretrotationschedule"
         ordering = ["name", "pk"]
         constraints = [
             models.UniqueConstraint(
@@ -258,6 +260,7 @@ class SecretRotation(models.Model):
     github_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "deploys_secretrotation"
         ordering = ["-rotated_at", "-pk"]
         indexes = [
             # A schedule's rotation history, newest first, on its detail page.

@@ -31,7 +31,7 @@ from controlplane.github import (
 )
 from controlplane.notifications import Kind, notify
 from deploys.models import Environment
-from deploys.secret_models import SecretRotation, SecretRotationSchedule, Status
+from rotations.models import SecretRotation, SecretRotationSchedule, Status
 
 log = logging.getLogger(__name__)
 
@@ -411,30 +411,3 @@ def _read_back(target: Target, name: str) -> datetime | None:
     except GitHubError:
         return None  # the next audit attributes the change to this rotation
     return next((i.updated_at for i in infos if i.name.upper() == name.upper()), None)
-
-
-# Gate -------------------------------------------------------------------------------
-
-
-def overdue_for(env: Environment, now: datetime) -> list[str]:
-    """Names of the secrets ``env`` requires that are overdue for rotation."""
-    return list(
-        SecretRotationSchedule.objects.required_by(env)
-        .with_status(now)
-        .filter(status=Status.OVERDUE)  # type: ignore[misc]
-        .order_by("name")
-        .values_list("name", flat=True)
-    )
-
-
-def required_names(env: Environment) -> list[str]:
-    """Every secret ``env`` requires: its own list and the schedules naming it."""
-    names = [str(n).upper() for n in env.required_secrets or ()]
-    for name in (
-        SecretRotationSchedule.objects.required_by(env)
-        .order_by("name")
-        .values_list("name", flat=True)
-    ):
-        if name.upper() not in names:
-            names.append(name.upper())
-    return names
