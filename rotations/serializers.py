@@ -185,8 +185,14 @@ class ProposalsSerializer(serializers.Serializer[None]):
 
 
 class ImportSerializer(JSONTypesMixin, serializers.Serializer[None]):
+    """The proposal keys (from ``import-proposals``) to turn into schedules; a key
+    that matches no current proposal is ignored."""
+
+    # Keys are matched as sent: trimming would turn "  " into a blank the schema
+    # (minLength 1) allows but DRF then refuses.
     keys = serializers.ListField(
-        child=serializers.CharField(max_length=300), max_length=500
+        child=serializers.CharField(max_length=300, trim_whitespace=False),
+        max_length=500,
     )
 
 

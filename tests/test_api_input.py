@@ -16,6 +16,7 @@ from controlplane.pagination import MAX_LIMIT, MAX_OFFSET
 from controlplane.parsers import MAX_DEPTH, nesting_problem
 from deploys.models import DeployAttempt, Environment
 from deploys.serializers import DeployAttemptSerializer
+from githubsim import Simulator
 from rotations.models import SecretRotation, SecretRotationSchedule
 from runners.models import Runner
 from tests.conftest import logged_in
@@ -344,3 +345,20 @@ def test_a_string_padded_past_its_max_length_is_refused_not_trimmed(
 
     assert response.status_code == 400
     assert "no more than 300 characters" in str(response.json()["keys"])
+
+
+def test_a_whitespace_import_key_is_a_key_like_any_other(
+    admin_client: Client, settings: Any
+) -> None:
+    with Simulator(seed=5, demo=True) as sim:
+        settings.GITHUB_API_URL = sim.url
+        settings.GITHUB_TOKEN = "ghp_api_input_test"  # noqa: S105
+        response = admin_client.post(
+            "/api/v1/secret-schedules/import/",
+            {"keys": ["  "]},
+            content_type="application/json",
+        )
+
+    # The schema allows it (minLength 1): it matches no proposal, so nothing is made.
+    assert response.status_code == 201
+    assert response.json() == {"created": []}
