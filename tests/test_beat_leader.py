@@ -31,7 +31,7 @@ from controlplane.beat import LeaderScheduler
 from controlplane.celery import app as celery_app
 from controlplane.models import BEAT_LEASE, Lease
 from tests.conftest import logged_in, manage_shell
-from tests.test_celery_worker import start, stop
+from tests.processes import start, stop
 
 # Beat starts, reads its schedule and takes the free lease within this.
 START_WAIT_SECONDS = 60

@@ -21,7 +21,7 @@ from bench.broker import transport_options
 from controlplane import broker
 from controlplane.celery import app
 from tests.conftest import ROOT, manage_shell
-from tests.test_celery_worker import CELERY, stop
+from tests.processes import CELERY, stop
 
 QUEUE = Queue("work", Exchange("work", type="direct"), routing_key="work")
 # Sorts before any name the transport writes: a reader meets these first.

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,9 +11,9 @@ from django_celery_beat.models import PeriodicTask
 
 from controlplane.models import TaskStatus
 from controlplane.tasks import BEAT_TASK_STATUS, beat_tick, tracked
-from tests.conftest import ROOT, SUITE_BROKER_URL, manage_shell
+from tests.conftest import SUITE_BROKER_URL, manage_shell
+from tests.processes import start, stop
 
-CELERY = str(Path(sys.executable).with_name("celery"))
 # Beat's first tick comes one interval (15 s) after it starts, plus start-up time.
 TICK_WAIT_SECONDS = 90
 
@@ -27,31 +24,6 @@ from controlplane.models import TaskStatus
 status = TaskStatus.objects.filter(name="beat").first()
 print(json.dumps(status and status.last_success_at.isoformat()))
 """
-
-
-def start(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [CELERY, "-A", "controlplane", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(process: subprocess.Popen[bytes], log_dir: Path) -> int:
-    """SIGTERM (warm shutdown), then the exit code; a process that hangs fails the
-    test with the logs in ``log_dir``."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        logs = "\n".join(
-            f"--- {p.name}\n{p.read_text()}" for p in log_dir.glob("*.log")
-        )
-        pytest.fail(f"{process.args!r} did not stop within 30 s of SIGTERM\n{logs}")
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from deploys.models import DeployRun, Environment
 from rotations.models import SecretRotationSchedule
 from runners.models import Runner, RunnerEvent, State
 from tests.conftest import PASSWORD
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,

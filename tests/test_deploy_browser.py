@@ -19,8 +19,7 @@ from deploys.models import DeployRun
 from githubsim import Simulator
 from runners.models import State
 from tests.conftest import PASSWORD
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_deploy_engine import (
+from tests.deploying import (
     PRIMARY,
     REPO,
     SECONDARY,
@@ -30,6 +29,7 @@ from tests.test_deploy_engine import (
     make_env,
     mark,
 )
+from tests.processes import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,

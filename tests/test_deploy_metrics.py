@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.models import Notification
 from deploys.metrics import DeployCollector, NotificationCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
 from runners.models import Runner
+from tests.clients import scrape
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.django_db
@@ -67,17 +67,6 @@ def make_attempt(
         picked_up_at=dispatched + timedelta(seconds=pickup) if pickup else None,
         failover_reason=failover,
     )
-
-
-def scrape(client: Client) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Samples by name, then by sorted labels."""
-    text = client.get("/metrics").content.decode()
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = tuple(sorted(sample.labels.items()))
-            samples.setdefault(sample.name, {})[labels] = sample.value
-    return samples
 
 
 def make_history() -> None:

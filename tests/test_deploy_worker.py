@@ -19,7 +19,7 @@ import pytest
 
 from githubsim import Simulator
 from tests.conftest import manage_shell
-from tests.test_celery_worker import start, stop
+from tests.processes import start, stop
 
 DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
 WAIT_SECONDS = 90

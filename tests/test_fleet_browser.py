@@ -16,7 +16,7 @@ from githubsim import Simulator
 from runners import health
 from runners.models import Reason, Runner, State
 from tests.conftest import PASSWORD
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,

@@ -24,7 +24,7 @@ from githubsim import Simulator
 from runners.models import Runner, State
 
 # The engine tests' clock and helpers.
-from tests.test_deploy_engine import (
+from tests.deploying import (
     DISPATCH,
     PRIMARY,
     REPO,

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from githubsim import Simulator
-from tests.test_githubsim import (
+from tests.simhttp import (
     REPO,
     Captured,
     assert_rest_shape,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from runners.models import Flag, Runner
+from tests.clients import call_wsgi
 
 pytestmark = pytest.mark.django_db
 
@@ -201,38 +200,6 @@ def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
     assert beat(client, token).status_code == 204
     runner.refresh_from_db()
     assert runner.last_heartbeat_at is not None
-
-
-def call_wsgi(
-    path: str, method: str = "POST", token: str | None = None, body: bytes = b""
-) -> tuple[str, dict[str, str], bytes]:
-    """Call the production WSGI application (what gunicorn serves) directly."""
-    from controlplane.wsgi import application
-
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "127.0.0.1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": "application/json",
-    }
-    if token:
-        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-        answer.update(status=status, headers=dict(headers))
-
-    chunks = application(environ, start_response)
-    content = b"".join(chunks)
-    getattr(chunks, "close", lambda: None)()
-    return answer["status"], answer["headers"], content
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,8 +17,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, manage_shell
+from tests.processes import GUNICORN
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 SCRAPES = 30
 
 RECORD_USAGE = """

@@ -21,7 +21,7 @@ from knox.models import AuthToken
 from controlplane import throttle
 from controlplane.models import AuditEvent, AuthFailureCount
 from runners.models import Runner
-from tests.test_heartbeat import call_wsgi
+from tests.clients import call_wsgi
 
 pytestmark = [
     pytest.mark.django_db,

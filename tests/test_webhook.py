@@ -3,8 +3,6 @@ processing and retention."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from datetime import timedelta
@@ -24,8 +22,9 @@ from deploys.models import (
 )
 from deploys.webhooks import MAX_BODY_BYTES, signature_is_valid
 from runners.models import Runner
+from tests.clients import WEBHOOK_SECRET, sign
 
-SECRET = "webhook-test-secret"  # noqa: S105
+SECRET = WEBHOOK_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +32,6 @@ def _secret(settings: Any) -> None:
     settings.GITHUB_WEBHOOK_SECRET = SECRET
     settings.GITHUB_REPOSITORY = "acme/deploy"
     settings.GITHUB_ORGANIZATION = ""
-
-
-def sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def repository(full_name: str = "acme/deploy") -> dict[str, Any]:

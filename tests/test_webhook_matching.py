@@ -17,14 +17,14 @@ from deploys import engine, jobs
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, WebhookDelivery
 from deploys.triggers import request_deploy
 from githubsim import Simulator
-from tests.test_deploy_engine import (
+from tests.clients import sign
+from tests.deploying import (
     DISPATCH,
     PRIMARY,
     REPO,
     Clock,
     make_env,
 )
-from tests.test_webhook import sign
 
 pytestmark = pytest.mark.django_db
 SECRET = "matching-secret"  # noqa: S105

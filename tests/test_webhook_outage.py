@@ -21,8 +21,7 @@ import pytest
 from bench._processes import free_port
 from githubsim import Simulator
 from tests.conftest import ROOT, manage_shell
-from tests.test_celery_worker import start, stop
-from tests.test_metrics_multiprocess import GUNICORN
+from tests.processes import GUNICORN, start, stop
 
 REPO = "acme/deploy"
 SECRET = "outage-webhook-secret"  # noqa: S105

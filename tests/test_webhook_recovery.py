@@ -21,7 +21,7 @@ from deploys.tasks import recover_webhooks
 from githubsim import Simulator
 from githubsim.webhooks import HOOK_ID
 from tests.conftest import ROOT
-from tests.test_githubsim import Captured, dispatch
+from tests.simhttp import Captured, dispatch
 
 REPO = "acme/deploy"
 DOWN = "http://127.0.0.1:9"

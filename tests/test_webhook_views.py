@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from deploys.models import DeployRun, Environment, WebhookDelivery, WebhookRedelivery
-from tests.test_deploy_metrics import scrape
+from tests.clients import scrape
 
 pytestmark = pytest.mark.django_db
 Outcome = WebhookDelivery.Outcome
