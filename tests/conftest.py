@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -16,6 +17,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from controlplane.celery import app as celery_app
+from githubsim import Simulator
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +71,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "mark transactional tests with @pytest.mark.django_db(transaction=True, "
             "serialized_rollback=True): " + ", ".join(offenders)
         )
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest, settings: Any) -> Iterator[Simulator]:
+    """The GitHub simulator, configured by the test's ``@pytest.mark.sim(...)``.
+
+    The marker's keyword arguments go to ``Simulator``, except:
+    ``connect`` (default False): point the project's GitHub settings at it (a token,
+    ``repository``, no App) so the real gateway talks to it;
+    ``max_retries``: the gateway's ``GITHUB_MAX_RETRIES`` (settings default if absent);
+    ``settings``: further Django settings the test needs;
+    ``add_runners``: ``{name: labels}`` registered before the test starts.
+    """
+    marker = request.node.get_closest_marker("sim")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    connect = options.pop("connect", False)
+    repository = options.pop("repository", "acme/deploy")
+    max_retries = options.pop("max_retries", None)
+    extra_settings: dict[str, Any] = options.pop("settings", {})
+    add_runners: dict[str, list[str]] = options.pop("add_runners", {})
+    with Simulator(**options) as simulator:
+        if connect:
+            settings.GITHUB_API_URL = simulator.url
+            settings.GITHUB_TOKEN = "ghp_simulator_test_token"  # noqa: S105
+            settings.GITHUB_REPOSITORY = repository
+            settings.GITHUB_APP_ID = ""
+            if max_retries is not None:
+                settings.GITHUB_MAX_RETRIES = max_retries
+        for name, value in extra_settings.items():
+            setattr(settings, name, value)
+        for name, labels in add_runners.items():
+            simulator.add_runner(name, labels)
+        yield simulator
 
 
 def make_user(username: str, role: str | None) -> User:

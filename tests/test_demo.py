@@ -3,33 +3,19 @@ rotation schedules and first deploys, once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
-from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from deploys.models import DeployRun, Environment
 from githubsim import Simulator
 from rotations.models import SecretRotationSchedule
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(demo=True) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_demo_test_token"  # noqa: S105
-        settings.GITHUB_REPOSITORY = "acme/deploy"
-        settings.GITHUB_APP_ID = ""
-        reset_gateway()
-        yield s
+pytestmark = [pytest.mark.django_db, pytest.mark.sim(demo=True, connect=True)]
 
 
 def demo(sim: Simulator) -> str:

@@ -9,14 +9,13 @@ delays and job durations pass in milliseconds. The control plane's own deadlines
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
-from controlplane.github import gateway, reset_gateway
+from controlplane.github import gateway
 from deploys import engine
 from deploys.models import (
     DeployAttempt,
@@ -44,22 +43,18 @@ from tests.deploying import (
     mark,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(
-        time_scale=600, seed=11, pickup_delay=5, job_duration=20, cancel_delay=3
-    ) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_deploy_engine_test_token"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 1
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(
+        time_scale=600,
+        seed=11,
+        pickup_delay=5,
+        job_duration=20,
+        cancel_delay=3,
+        connect=True,
+        max_retries=1,
+    ),
+]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from runners import health, probe
 from runners.models import Flag, HealthSample, Reason, Runner, State
 from runners.tasks import probe_exporters
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sim(time_scale=1, seed=5)]
 
 NODE_EXPORTER = """\
 # HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
@@ -42,12 +42,6 @@ node_load1 5
 # TYPE node_network_receive_bytes_total counter
 node_network_receive_bytes_total{device="eth0"} 1.2e+10
 """
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(time_scale=1, seed=5) as s:
-        yield s
 
 
 def exporter_runner(sim: Simulator, name: str, **kw: Any) -> Runner:

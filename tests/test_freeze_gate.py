@@ -8,7 +8,6 @@ time; the control plane's "now" is a ``Clock`` a test moves forward.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,6 @@ from runners.models import Runner, State
 from tests.deploying import (
     DISPATCH,
     PRIMARY,
-    REPO,
     SECONDARY,
     Clock,
     drive,
@@ -36,18 +34,17 @@ from tests.deploying import (
     make_env,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=600, seed=5, pickup_delay=5, job_duration=20) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_freeze_gate_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 1
-        yield s
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(
+        time_scale=600,
+        seed=5,
+        pickup_delay=5,
+        job_duration=20,
+        connect=True,
+        max_retries=1,
+    ),
+]
 
 
 @pytest.fixture

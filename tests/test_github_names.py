@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from controlplane import names
-from controlplane.github import GitHubGateway, GitHubValidationError, reset_gateway
+from controlplane.github import GitHubGateway, GitHubValidationError
 from deploys.models import Environment
 from githubsim import Simulator
 from rotations import domain
@@ -26,18 +25,13 @@ REPO = "acme/deploy"
 TRAVERSAL = "octocat/Hello-World/../../../orgs/acme"
 
 
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=3) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_names_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_ORGANIZATION = ""
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = pytest.mark.sim(
+    time_scale=60,
+    seed=3,
+    connect=True,
+    max_retries=0,
+    settings={"GITHUB_ORGANIZATION": ""},
+)
 
 
 def requests_seen(sim: Simulator) -> int:

@@ -41,10 +41,7 @@ from githubsim import Simulator
 MAX_EXAMPLES = 10
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=7, runners=3) as s:
-        yield s
+pytestmark = pytest.mark.sim(time_scale=60, seed=7, runners=3)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ asks for it, while one is overdue; the gate event names the secret."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from controlplane.github import reset_gateway
 from deploys import engine
 from deploys.models import DeployRun, Environment
 from deploys.triggers import request_deploy
@@ -24,20 +22,17 @@ from runners.models import Runner, State
 REPO = "acme/deploy"
 DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=600, seed=3, pickup_delay=5, job_duration=20) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_secret_gate_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(
+        time_scale=600,
+        seed=3,
+        pickup_delay=5,
+        job_duration=20,
+        connect=True,
+        max_retries=0,
+    ),
+]
 
 
 def make_env(sim: Simulator, **kw: Any) -> Environment:

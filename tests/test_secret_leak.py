@@ -29,7 +29,6 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test import Client
 
-from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from githubsim import Simulator, repository_scope
 from githubsim.errors import invalid
@@ -40,7 +39,10 @@ from tests.conftest import SUITE_BROKER_URL
 
 REPO = "acme/deploy"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(time_scale=60, seed=9, demo=True, connect=True, max_retries=0),
+]
 
 
 def needles(canary: str) -> list[str]:
@@ -59,19 +61,6 @@ def needles(canary: str) -> list[str]:
 
 def hits(text: str, canary: str) -> int:
     return sum(text.count(needle) for needle in needles(canary))
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=9, demo=True) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_secret_leak_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
 
 
 @contextmanager

@@ -4,13 +4,11 @@ as rotated; only admins may rotate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
-from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from deploys.models import Environment
 from githubsim import Simulator, environment_scope, repository_scope
@@ -22,20 +20,10 @@ from tests.conftest import logged_in
 
 REPO = "acme/deploy"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=5, demo=True) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_secret_rotation_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(time_scale=60, seed=5, demo=True, connect=True, max_retries=0),
+]
 
 
 def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:

@@ -4,7 +4,6 @@ GitHub failure); the schedules API; the metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane import metrics
-from controlplane.github import reset_gateway
 from controlplane.models import AuditEvent
 from deploys.models import Environment
 from githubsim import Simulator, environment_scope, repository_scope
@@ -29,20 +27,10 @@ ROTATED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=5, demo=True) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_secret_schedules_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(time_scale=60, seed=5, demo=True, connect=True, max_retries=0),
+]
 
 
 def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:

@@ -5,7 +5,6 @@ the import of schedules for secrets GitHub has."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from controlplane.github import reset_gateway
 from deploys.models import Environment
 from githubsim import Simulator, repository_scope
 from githubsim.errors import invalid
@@ -25,20 +23,10 @@ from tests.conftest import logged_in
 
 REPO = "acme/deploy"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=60, seed=5, demo=True) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_secret_views_test"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 0
-        reset_gateway()
-        yield s
-    reset_gateway()
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(time_scale=60, seed=5, demo=True, connect=True, max_retries=0),
+]
 
 
 def make_schedule(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,20 +25,19 @@ from tests.deploying import (
     make_env,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(
+        time_scale=600,
+        seed=3,
+        pickup_delay=5,
+        job_duration=20,
+        connect=True,
+        max_retries=1,
+    ),
+]
 SECRET = "matching-secret"  # noqa: S105
 LIST_RUNS = "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(time_scale=600, seed=3, pickup_delay=5, job_duration=20) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_webhook_matching_token"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 1
-        yield s
 
 
 @pytest.fixture(autouse=True)

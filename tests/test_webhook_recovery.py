@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,30 +30,26 @@ ATTEMPTS = (
     "POST /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    with Simulator(
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.sim(
         time_scale=1,
         demo=True,
         seed=3,
         webhook_url=f"{DOWN}/github/webhook",
         webhook_secret="s",
-    ) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_webhook_recovery_token"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_ORGANIZATION = ""
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 1
-        settings.GITHUB_WEBHOOK_SCOPE = "repository"
-        settings.GITHUB_WEBHOOK_HOOK_ID = 0
-        settings.SITE_URL = DOWN
-        settings.WEBHOOK_RECOVERY_MAX_REQUESTS = 50
-        settings.WEBHOOK_REDELIVERY_MAX_ATTEMPTS = 3
-        yield s
+        connect=True,
+        max_retries=1,
+        settings={
+            "GITHUB_ORGANIZATION": "",
+            "GITHUB_WEBHOOK_SCOPE": "repository",
+            "GITHUB_WEBHOOK_HOOK_ID": 0,
+            "SITE_URL": DOWN,
+            "WEBHOOK_RECOVERY_MAX_REQUESTS": 50,
+            "WEBHOOK_REDELIVERY_MAX_ATTEMPTS": 3,
+        },
+    ),
+]
 
 
 def missed_while_down(sim: Simulator) -> list[str]:
