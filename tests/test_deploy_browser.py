@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from controlplane.github import reset_gateway
 from deploys import engine
 from deploys.models import DeployRun
 from githubsim import Simulator
@@ -21,7 +20,6 @@ from runners.models import State
 from tests.conftest import PASSWORD
 from tests.deploying import (
     PRIMARY,
-    REPO,
     SECONDARY,
     Clock,
     drive,
@@ -39,6 +37,16 @@ pytestmark = [
     pytest.mark.skipif(
         not os.path.exists(CHROMIUM),
         reason=f"{CHROMIUM} is not installed (apt-get install chromium)",
+    ),
+    # 600 simulated seconds a real second: pickups and jobs take milliseconds.
+    pytest.mark.sim(
+        time_scale=600,
+        seed=7,
+        pickup_delay=5,
+        job_duration=20,
+        cancel_delay=3,
+        connect=True,
+        max_retries=1,
     ),
 ]
 
@@ -61,22 +69,6 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             yield browser.new_context().new_page()
         finally:
             browser.close()
-
-
-@pytest.fixture
-def sim(settings: Any) -> Iterator[Simulator]:
-    # 600 simulated seconds a real second: pickups and jobs take milliseconds.
-    with Simulator(
-        time_scale=600, seed=7, pickup_delay=5, job_duration=20, cancel_delay=3
-    ) as s:
-        settings.GITHUB_API_URL = s.url
-        settings.GITHUB_TOKEN = "ghp_deploy_browser_test_token"  # noqa: S105
-        settings.GITHUB_REPOSITORY = REPO
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_MAX_RETRIES = 1
-        reset_gateway()
-        yield s
-    reset_gateway()
 
 
 def request_through_the_form(page: Any, base: str, user: User) -> DeployRun:

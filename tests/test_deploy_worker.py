@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +60,15 @@ print(json.dumps({{
 """
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    # The job lasts 10 real seconds: long enough that a worker killed just after
-    # the dispatch is killed mid-deploy even on a loaded machine.
-    with Simulator(time_scale=60, seed=5, pickup_delay=3, job_duration=600) as s:
-        s.add_runner("prod-primary-1", ["production"])
-        s.add_runner("prod-secondary-1", ["production"])
-        yield s
+# The job lasts 10 real seconds: long enough that a worker killed just after the
+# dispatch is killed mid-deploy even on a loaded machine.
+pytestmark = pytest.mark.sim(
+    time_scale=60,
+    seed=5,
+    pickup_delay=3,
+    job_duration=600,
+    add_runners={"prod-primary-1": ["production"], "prod-secondary-1": ["production"]},
+)
 
 
 @pytest.fixture

@@ -53,7 +53,9 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def sim(live_server: Any, settings: Any) -> Iterator[Simulator]:
+def heartbeating_sim(live_server: Any, settings: Any) -> Iterator[Simulator]:
+    # Not the shared ``sim``: its hosts heartbeat to this test's live server, whose
+    # address exists only once that fixture has started.
     settings.HEARTBEAT_STALE_AFTER = STALE_AFTER
     with Simulator(
         heartbeat_url=f"{live_server.url}/heartbeat", heartbeat_interval=0.5
@@ -75,14 +77,20 @@ def heartbeat_deadline() -> Any:
 
 
 def test_fleet_page_shows_a_killed_runner_turning_unhealthy(
-    live_server: Any, sim: Simulator, viewer: User, browser_page: Any, settings: Any
+    live_server: Any,
+    heartbeating_sim: Simulator,
+    viewer: User,
+    browser_page: Any,
+    settings: Any,
 ) -> None:
     from playwright.sync_api import expect
 
     # A registered runner whose host heartbeats with its own token.
     runner = Runner.objects.create(name=NAME, labels=["self-hosted", "linux"])
-    sim.add_runner(NAME, labels=["self-hosted", "linux"])
-    sim.set_heartbeat_token(NAME, runner.issue_heartbeat_token("ada-admin"))
+    heartbeating_sim.add_runner(NAME, labels=["self-hosted", "linux"])
+    heartbeating_sim.set_heartbeat_token(
+        NAME, runner.issue_heartbeat_token("ada-admin")
+    )
     assert wait_for(lambda: heartbeat_deadline() is not None), "no heartbeat arrived"
     for _ in range(settings.HEALTH_RISE_AFTER):
         health.sweep()
@@ -100,7 +108,7 @@ def test_fleet_page_shows_a_killed_runner_turning_unhealthy(
     page.evaluate("window.loadedOnce = true")
 
     # The host dies: its heartbeats stop, so the deadline they kept pushing passes.
-    sim.kill(NAME)
+    heartbeating_sim.kill(NAME)
     assert wait_for(lambda: heartbeat_deadline() < timezone.now()), (
         "heartbeats went on after the host was killed"
     )

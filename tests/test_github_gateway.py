@@ -7,7 +7,7 @@ import socket
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,11 +77,8 @@ class SimSleep:
             self.before_wake.pop(0)()
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    # 600 simulated seconds per real second: a one-minute rate-limit wait takes 0.1 s.
-    with Simulator(time_scale=600, seed=7, pickup_delay=30, job_duration=60) as s:
-        yield s
+# 600 simulated seconds per real second: a one-minute rate-limit wait takes 0.1 s.
+pytestmark = pytest.mark.sim(time_scale=600, seed=7, pickup_delay=30, job_duration=60)
 
 
 @pytest.fixture

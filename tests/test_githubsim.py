@@ -41,12 +41,9 @@ from tests.simhttp import (
 # Fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    # 600 sim seconds per real second: pickup 5 s, jobs 20 s and the 600 s lease are
-    # all well under two real seconds.
-    with Simulator(time_scale=600, demo=True, seed=7) as simulator:
-        yield simulator
+# 600 sim seconds per real second: pickup 5 s, jobs 20 s and the 600 s lease are all
+# well under two real seconds.
+pytestmark = pytest.mark.sim(time_scale=600, demo=True, seed=7)
 
 
 @pytest.fixture

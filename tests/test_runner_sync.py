@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -26,17 +25,14 @@ from runners import sync
 from runners.models import Runner, RunnerEvent, RunnerSync, token_digest
 from runners.tasks import sync_runners
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    # Sim time runs 60x: a killed host shows offline on GitHub at the next tick.
+    pytest.mark.sim(time_scale=60, seed=3, offline_lag=0.0, job_duration=36000),
+]
 
 TOKEN = "ghp_sync_test_token"  # noqa: S105
 TEMPLATE = "http://{name}.hosts.example:9100/metrics"
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    # Sim time runs 60x: a killed host shows offline on GitHub at the next tick.
-    with Simulator(time_scale=60, seed=3, offline_lag=0.0, job_duration=36000) as s:
-        yield s
 
 
 @pytest.fixture

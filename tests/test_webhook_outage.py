@@ -106,13 +106,14 @@ class Web:
             self.process = None
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    # 60 simulated seconds per real second: pickup 3 s and a 60 s job take ~1 s.
-    with Simulator(time_scale=60, seed=9, pickup_delay=3, job_duration=60) as s:
-        for runner in ENVIRONMENTS.values():
-            s.add_runner(runner, ["production"])
-        yield s
+# 60 simulated seconds per real second: pickup 3 s and a 60 s job take ~1 s.
+pytestmark = pytest.mark.sim(
+    time_scale=60,
+    seed=9,
+    pickup_delay=3,
+    job_duration=60,
+    add_runners={runner: ["production"] for runner in ENVIRONMENTS.values()},
+)
 
 
 @pytest.fixture
