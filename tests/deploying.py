@@ -14,6 +14,7 @@ from deploys import engine
 from deploys.models import DeployAttempt, DeployRun, Environment
 from githubsim import Simulator
 from runners.models import Reason, Runner, State
+from tests.factories import pool_runner
 
 REPO = "acme/deploy"
 PRIMARY = "prod-primary-1"
@@ -36,18 +37,13 @@ class Clock:
         self.offset += timedelta(seconds=seconds)
 
 
-def make_runner(name: str, state: str = State.HEALTHY, **kw: Any) -> Runner:
-    reason = "" if state == State.HEALTHY else Reason.HEARTBEAT_STALE
-    return Runner.objects.create(name=name, state=state, reason=reason, **kw)
-
-
 def make_env(
     sim: Simulator, names: tuple[str, ...] = (PRIMARY, SECONDARY), **kw: Any
 ) -> Environment:
     runners = []
     for name in names:
         sim.add_runner(name, ["production"])
-        runners.append(make_runner(name))
+        runners.append(pool_runner(name))
     options: dict[str, Any] = {
         "name": "production",
         "repository": REPO,

@@ -23,22 +23,11 @@ from deploys.models import (
     Environment,
     FreezeWindow,
 )
-from runners.models import Reason, Runner, State
+from runners.models import State
 from tests.conftest import logged_in
+from tests.factories import make_env, pool_runner
 
 pytestmark = pytest.mark.django_db
-
-
-def make_env(name: str = "production", *runners: Runner, **kw: Any) -> Environment:
-    kw.setdefault("repository", "acme/deploy")
-    env = Environment.objects.create(name=name, **kw)
-    env.set_pool(list(runners))
-    return env
-
-
-def make_runner(name: str, state: str = State.HEALTHY, **kw: Any) -> Runner:
-    reason = "" if state == State.HEALTHY else Reason.HEARTBEAT_STALE
-    return Runner.objects.create(name=name, state=state, reason=reason, **kw)
 
 
 def make_run(env: Environment, **kw: Any) -> DeployRun:
@@ -63,7 +52,7 @@ def form_key(html: str) -> str:
 def test_list_shows_state_runner_and_failovers_newest_first(
     viewer_client: Client,
 ) -> None:
-    primary, secondary = make_runner("p1"), make_runner("s1")
+    primary, secondary = pool_runner("p1"), pool_runner("s1")
     env = make_env("production", primary, secondary)
     now = timezone.now()
     old = make_run(
@@ -135,7 +124,7 @@ def test_list_htmx_poll_gets_the_table_only(viewer_client: Client) -> None:
 
 
 def bulk_runs(count: int) -> None:
-    runners = [make_runner(f"r{i}-{count}") for i in range(3)]
+    runners = [pool_runner(f"r{i}-{count}") for i in range(3)]
     envs = [make_env(f"env-{i}-{count}", *runners) for i in range(3)]
     for i in range(count):
         run = make_run(envs[i % 3], state=DeployRun.State.SUCCEEDED)
@@ -173,10 +162,10 @@ def test_list_query_count_does_not_grow_with_deploys(
 def test_form_shows_the_runner_chosen_now_and_why_the_primary_is_passed_over(
     sre_client: Client, sre: User
 ) -> None:
-    primary = make_runner("p1", State.UNHEALTHY)
-    drained = make_runner("p2")
+    primary = pool_runner("p1", State.UNHEALTHY)
+    drained = pool_runner("p2")
     drained.drain(sre, "kernel upgrade")
-    make_env("production", primary, drained, make_runner("s1"), default_ref="release")
+    make_env("production", primary, drained, pool_runner("s1"), default_ref="release")
 
     html = sre_client.get("/deploys/new/").content.decode()
 
@@ -188,8 +177,8 @@ def test_form_shows_the_runner_chosen_now_and_why_the_primary_is_passed_over(
 
 
 def test_preview_follows_the_environment_picked(sre_client: Client) -> None:
-    make_env("production", make_runner("p1"))
-    make_env("staging", make_runner("st1", State.UNHEALTHY), make_runner("st2"))
+    make_env("production", pool_runner("p1"))
+    make_env("staging", pool_runner("st1", State.UNHEALTHY), pool_runner("st2"))
 
     html = sre_client.get("/deploys/new/preview/?environment=staging").content.decode()
 
@@ -202,7 +191,7 @@ def test_preview_follows_the_environment_picked(sre_client: Client) -> None:
 def test_submitting_the_same_form_twice_gives_one_deploy(
     sre_client: Client, sre: User
 ) -> None:
-    env = make_env("production", make_runner("p1"))
+    env = make_env("production", pool_runner("p1"))
     key = form_key(sre_client.get("/deploys/new/").content.decode())
     data = {"environment": "production", "ref": "v1.2", "idempotency_key": key}
 
@@ -340,7 +329,7 @@ def test_viewer_cannot_request_a_deploy(viewer_client: Client) -> None:
 
 
 def failed_over_run() -> DeployRun:
-    primary, secondary = make_runner("p1", State.UNHEALTHY), make_runner("s1")
+    primary, secondary = pool_runner("p1", State.UNHEALTHY), pool_runner("s1")
     env = make_env("production", primary, secondary)
     now = timezone.now()
     run = make_run(
@@ -536,9 +525,9 @@ def test_redeploy_back_link_never_leaves_the_site(sre_client: Client) -> None:
 def test_environment_page_shows_pool_health_safeguards_active_and_queued(
     viewer_client: Client, sre: User
 ) -> None:
-    primary = make_runner("p1", State.UNHEALTHY)
-    secondary = make_runner("s1")
-    third = make_runner("s2")
+    primary = pool_runner("p1", State.UNHEALTHY)
+    secondary = pool_runner("s1")
+    third = pool_runner("s2")
     third.drain(sre, "disk swap")
     env = make_env(
         "production", primary, secondary, third, change_ticket_pattern="^C-\\d+$"
@@ -628,7 +617,7 @@ def test_environment_page_htmx_poll_gets_the_live_part(viewer_client: Client) ->
 def test_environment_index_shows_paused_frozen_and_counts(
     viewer_client: Client,
 ) -> None:
-    prod = make_env("production", make_runner("p1"))
+    prod = make_env("production", pool_runner("p1"))
     make_env("staging", paused=True)
     freeze(prod)
     make_run(prod, state=DeployRun.State.RUNNING)
@@ -647,7 +636,7 @@ def test_environment_index_shows_paused_frozen_and_counts(
 def bulk_envs(count: int, tag: str) -> None:
     for i in range(count):
         env = make_env(
-            f"env-{tag}-{i}", make_runner(f"a-{tag}-{i}"), make_runner(f"b-{tag}-{i}")
+            f"env-{tag}-{i}", pool_runner(f"a-{tag}-{i}"), pool_runner(f"b-{tag}-{i}")
         )
         freeze(env)
         make_run(env)
@@ -676,7 +665,7 @@ def test_environment_page_query_count_does_not_grow_with_deploys(
 ) -> None:
     client = logged_in(viewer)
     client.get("/")
-    env = make_env("production", make_runner("p1"), make_runner("s1"))
+    env = make_env("production", pool_runner("p1"), pool_runner("s1"))
     for _ in range(3):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     # session, user, role groups, environment, unfinished runs, recent runs,

@@ -19,15 +19,11 @@ from deploys.models import Environment, WorkflowJob
 from runners.models import Reason, Runner, RunnerEvent, State
 from runners.views import format_age, health_timeline
 from tests.conftest import logged_in
+from tests.factories import make_runner
 
 pytestmark = pytest.mark.django_db
 
 URL = "/fleet/"
-
-
-def make_runner(**kw: Any) -> Runner:
-    kw.setdefault("name", f"runner-{Runner.objects.count() + 1:05d}")
-    return Runner.objects.create(**kw)
 
 
 def make_fleet(count: int, **kw: Any) -> None:

@@ -17,6 +17,7 @@ from django.test import Client
 from controlplane.models import AuditEvent
 from deploys.models import Environment, FreezeWindow
 from tests.conftest import logged_in
+from tests.factories import make_env
 
 WINDOWS = "/api/v1/freeze-windows/"
 # A Wednesday.
@@ -34,10 +35,6 @@ def frozen_clock() -> Iterator[None]:
 @pytest.fixture
 def admin_client(admin_user: User) -> Client:
     return logged_in(admin_user)
-
-
-def make_env(name: str = "production") -> Environment:
-    return Environment.objects.create(name=name, repository="acme/deploy")
 
 
 def one_off(

@@ -23,15 +23,11 @@ from runners.models import (
     evaluate_flags,
 )
 from runners.tasks import sweep_health
+from tests.factories import make_runner
 
 pytestmark = pytest.mark.django_db
 
 STEP = timedelta(seconds=5)
-
-
-def make_runner(**kw: Any) -> Runner:
-    kw.setdefault("name", f"runner-{Runner.objects.count() + 1}")
-    return Runner.objects.create(**kw)
 
 
 def heartbeat_at(when: datetime) -> dict[str, Any]:

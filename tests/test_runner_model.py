@@ -23,13 +23,9 @@ from runners.models import (
     token_digest,
 )
 from runners.states import RULES
+from tests.factories import make_runner
 
 pytestmark = pytest.mark.django_db
-
-
-def make_runner(**kw: object) -> Runner:
-    kw.setdefault("name", "linux-prod-1")
-    return Runner.objects.create(**kw)
 
 
 def test_new_runner_is_unknown_never_seen_and_not_eligible() -> None:

@@ -15,6 +15,7 @@ from knox.models import AuthToken
 from controlplane.models import AuditEvent
 from deploys.models import Environment
 from runners.models import HealthSample, Reason, Runner, RunnerEvent, State
+from tests.factories import make_runner
 
 pytestmark = pytest.mark.django_db
 
@@ -59,11 +60,6 @@ RUNNER_FIELDS = {
 def token_client(user: User) -> Client:
     _, token = AuthToken.objects.create(user, timedelta(days=1))
     return Client(headers={"Authorization": f"Token {token}"})
-
-
-def make_runner(**kw: Any) -> Runner:
-    kw.setdefault("name", f"runner-{Runner.objects.count() + 1:05d}")
-    return Runner.objects.create(**kw)
 
 
 def names(body: dict[str, Any]) -> list[str]:

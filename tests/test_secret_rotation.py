@@ -15,8 +15,9 @@ from githubsim import Simulator, environment_scope, repository_scope
 from githubsim.errors import ApiError, invalid
 from githubsim.secretstore import SecretStore
 from rotations import domain
-from rotations.models import SecretRotation, SecretRotationSchedule
+from rotations.models import SecretRotation
 from tests.conftest import logged_in
+from tests.factories import make_schedule
 
 REPO = "acme/deploy"
 
@@ -24,12 +25,6 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.sim(time_scale=60, seed=5, demo=True, connect=True, max_retries=0),
 ]
-
-
-def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:
-    schedule = SecretRotationSchedule(name=name, **kw)
-    schedule.save()
-    return schedule
 
 
 def refuse_puts(monkeypatch: pytest.MonkeyPatch, error: ApiError) -> None:

@@ -21,6 +21,7 @@ from githubsim import Simulator, environment_scope, repository_scope
 from rotations import domain
 from rotations.models import SecretRotation, SecretRotationSchedule, Status
 from tests.conftest import logged_in
+from tests.factories import make_schedule
 
 REPO = "acme/deploy"
 ROTATED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -31,12 +32,6 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.sim(time_scale=60, seed=5, demo=True, connect=True, max_retries=0),
 ]
-
-
-def make_schedule(name: str = "DEPLOY_KEY", **kw: Any) -> SecretRotationSchedule:
-    schedule = SecretRotationSchedule(name=name, **kw)
-    schedule.save()
-    return schedule
 
 
 def status_in_sql(schedule: SecretRotationSchedule) -> str:
