@@ -14,7 +14,7 @@ from deploys import engine
 from deploys.models import DeployAttempt, DeployRun, Environment
 from githubsim import Simulator
 from runners.models import Reason, Runner, State
-from tests.factories import pool_runner
+from tests.factories import make_env, pool_runner
 
 REPO = "acme/deploy"
 PRIMARY = "prod-primary-1"
@@ -37,9 +37,11 @@ class Clock:
         self.offset += timedelta(seconds=seconds)
 
 
-def make_env(
+def simulated_env(
     sim: Simulator, names: tuple[str, ...] = (PRIMARY, SECONDARY), **kw: Any
 ) -> Environment:
+    """Production deploying ``deploy.yml`` at ``main`` on healthy runners ``names``,
+    each registered with the simulator too."""
     runners = []
     for name in names:
         sim.add_runner(name, ["production"])
@@ -51,9 +53,7 @@ def make_env(
         "default_ref": "main",
     }
     options.update(kw)
-    env = Environment.objects.create(**options)
-    env.set_pool(runners)
-    return env
+    return make_env(options.pop("name"), *runners, **options)
 
 
 def mark(name: str, state: str) -> None:

@@ -22,6 +22,12 @@ def make_runner(name: str | None = None, **kw: Any) -> Runner:
     return Runner.objects.create(name=name, **kw)
 
 
+def runner_with_token(name: str = "linux-prod-1", **kw: Any) -> tuple[Runner, str]:
+    """A runner and the heartbeat token an admin issued it."""
+    runner = make_runner(name, **kw)
+    return runner, runner.issue_heartbeat_token("ada-admin")
+
+
 def pool_runner(name: str, state: str = State.HEALTHY, **kw: Any) -> Runner:
     """A runner the health sweep has judged: ``state`` with the reason it records."""
     reason = "" if state == State.HEALTHY else Reason.HEARTBEAT_STALE

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from runners.models import Runner
+from tests.factories import runner_with_token
 
 AGENT = Path(__file__).resolve().parent.parent / "agent"
 SCRIPT = AGENT / "runner-heartbeat"
@@ -43,9 +44,9 @@ def runner_dir(tmp_path: Path) -> Path:
 
 
 def make_runner_with_token(tmp_path: Path) -> tuple[Runner, Path]:
-    runner = Runner.objects.create(name="linux-prod-1")
+    runner, token = runner_with_token()
     token_file = tmp_path / "token"
-    token_file.write_text(runner.issue_heartbeat_token("ada-admin") + "\n")
+    token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     return runner, token_file
 

@@ -24,8 +24,8 @@ from tests.deploying import (
     Clock,
     drive,
     final,
-    make_env,
     mark,
+    simulated_env,
 )
 from tests.processes import CHROMIUM, CHROMIUM_ARGS
 
@@ -97,7 +97,7 @@ def test_deploy_requested_in_the_form_reaches_succeeded_on_the_live_timeline(
 ) -> None:
     from playwright.sync_api import expect
 
-    make_env(sim)
+    simulated_env(sim)
     page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
 
@@ -128,7 +128,7 @@ def test_primary_killed_mid_job_shows_the_failover_on_the_live_timeline(
     settings.DEPLOY_FORCE_CANCEL_AFTER = 5.0
     # A long job, so the primary is still running it when its host dies.
     sim.configure(job_duration=3600)
-    make_env(sim)
+    simulated_env(sim)
     page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
     clock = Clock()

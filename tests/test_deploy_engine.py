@@ -39,8 +39,8 @@ from tests.deploying import (
     final,
     github_id,
     kinds,
-    make_env,
     mark,
+    simulated_env,
 )
 
 pytestmark = [
@@ -65,7 +65,7 @@ def clock() -> Clock:
 def test_happy_path_deploys_on_the_primary(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env, "main", idempotency_key="k1").run
 
     run = drive(run, final, clock)
@@ -96,7 +96,7 @@ def test_happy_path_deploys_on_the_primary(
 def test_unhealthy_primary_sends_the_deploy_to_the_secondary_with_the_reason(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     mark(PRIMARY, State.UNHEALTHY)
     run = request_deploy(sre, env).run
 
@@ -122,7 +122,7 @@ def test_unhealthy_primary_sends_the_deploy_to_the_secondary_with_the_reason(
 def test_drained_primary_is_passed_over_with_who_drained_it(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     Runner.objects.get(name=PRIMARY).drain(sre, "kernel upgrade")
     run = request_deploy(sre, env).run
 
@@ -141,7 +141,7 @@ def test_primary_killed_mid_job_fails_over_after_cancelling_its_run_first(
     settings.DEPLOY_FORCE_CANCEL_AFTER = 5.0
     # A long job, so the primary is still running it when its host dies.
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
     sim.configure(job_duration=20)
@@ -184,7 +184,7 @@ def test_job_lost_by_its_runner_fails_over_as_an_infrastructure_failure(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
     sim.configure(job_duration=3600, lease_timeout=60)
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
     sim.configure(job_duration=20)
@@ -209,7 +209,7 @@ def test_job_on_another_runner_is_cancelled_and_the_deploy_fails(
     # A runner that also carries the primary's label takes the job first.
     sim.add_runner("imposter", [PRIMARY])
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
 
     run = drive(run, lambda r: r.is_final and r.next_check_at is None, clock)
@@ -227,7 +227,7 @@ def test_genuine_failure_fails_fast_without_failover(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
     sim.set_outcome("failure")
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
 
     run = drive(run, final, clock)
@@ -245,7 +245,7 @@ def test_genuine_failure_fails_fast_without_failover(
 def test_job_not_picked_up_fails_over_after_the_pickup_timeout(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, pickup_timeout=120)
+    env = simulated_env(sim, pickup_timeout=120)
     # Dead host, but its last heartbeat is still fresh: the gate trusts it.
     sim.kill(PRIMARY)
     run = request_deploy(sre, env).run
@@ -271,7 +271,7 @@ def test_job_not_picked_up_fails_over_after_the_pickup_timeout(
 def test_max_attempts_bounds_the_failovers(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, max_attempts=2, pickup_timeout=30)
+    env = simulated_env(sim, max_attempts=2, pickup_timeout=30)
     sim.kill(PRIMARY)
     sim.kill(SECONDARY)
     run = request_deploy(sre, env).run
@@ -293,7 +293,7 @@ def test_max_attempts_bounds_the_failovers(
 def test_no_healthy_runner_waits_for_the_gate_timeout_then_fails(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, gate_timeout=60)
+    env = simulated_env(sim, gate_timeout=60)
     mark(PRIMARY, State.UNHEALTHY)
     mark(SECONDARY, State.UNKNOWN)
     run = request_deploy(sre, env).run
@@ -321,7 +321,7 @@ def test_no_healthy_runner_waits_for_the_gate_timeout_then_fails(
 def test_missing_required_secret_holds_the_gate(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, gate_timeout=30, required_secrets=["DEPLOY_KEY"])
+    env = simulated_env(sim, gate_timeout=30, required_secrets=["DEPLOY_KEY"])
     run = request_deploy(sre, env).run
 
     engine.advance(run.pk, now=clock())
@@ -340,7 +340,7 @@ def test_missing_required_secret_holds_the_gate(
 def test_crash_after_the_dispatch_was_sent_is_recovered_by_token(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     now = clock()
     engine.STEPS[DeployRun.State.QUEUED](run, now)
@@ -367,7 +367,7 @@ def test_crash_after_the_claim_before_sending_never_dispatches_that_attempt(
     sim: Simulator, clock: Clock, sre: User, settings: Any
 ) -> None:
     settings.DEPLOY_DISPATCH_LOOKUP_GRACE = 60.0
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     now = clock()
     engine.STEPS[DeployRun.State.QUEUED](run, now)
@@ -394,7 +394,7 @@ def test_crash_after_the_claim_before_sending_never_dispatches_that_attempt(
 def test_a_dispatch_recorded_by_two_racing_workers_shows_once_on_the_timeline(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     now = clock()
     engine.STEPS[DeployRun.State.QUEUED](run, now)
@@ -417,7 +417,7 @@ def test_a_dispatch_recorded_by_two_racing_workers_shows_once_on_the_timeline(
 
 def test_cancel_stops_the_github_run(sim: Simulator, clock: Clock, sre: User) -> None:
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
 
@@ -439,7 +439,7 @@ def test_queued_deploys_start_in_order_one_at_a_time(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     first = request_deploy(sre, env, "release-1").run
     second = request_deploy(sre, env, "release-2").run
     third = request_deploy(sre, env, "release-3").run
@@ -469,7 +469,7 @@ def test_queued_deploys_start_in_order_one_at_a_time(
 def test_reconciler_enqueues_due_runs_once_per_lease(
     sim: Simulator, clock: Clock, sre: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     later = clock() + timedelta(seconds=10)
 
@@ -484,7 +484,7 @@ def test_webhook_for_a_deploy_run_wakes_the_deploy(
 ) -> None:
     from deploys import jobs
 
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     run = drive(run, lambda r: r.attempts.filter(github_run_id__gt=0).exists(), clock)
     github_run_id = github_id(run)

@@ -13,18 +13,16 @@ from django.utils import timezone
 from controlplane.models import Notification
 from deploys.metrics import DeployCollector, NotificationCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
-from runners.models import Runner
 from tests.clients import scrape
 from tests.conftest import require_tool
+from tests.factories import make_env, make_runner
 
 pytestmark = pytest.mark.django_db
 
 
-def make_env(name: str) -> Environment:
-    env = Environment.objects.create(name=name, repository="acme/deploy")
-    runners = [Runner.objects.create(name=f"{name}-{i}") for i in (1, 2)]
-    env.set_pool(runners)
-    return env
+def env_of_two(name: str) -> Environment:
+    """An environment whose pool is two runners never seen yet."""
+    return make_env(name, make_runner(f"{name}-1"), make_runner(f"{name}-2"))
 
 
 def make_run(
@@ -70,7 +68,7 @@ def make_attempt(
 
 
 def make_history() -> None:
-    prod, staging = make_env("production"), make_env("staging")
+    prod, staging = env_of_two("production"), env_of_two("staging")
     ok = make_run(prod, "succeeded", queued=10, duration=100)
     make_attempt(ok, 1, pickup=4)
     failed_over = make_run(prod, "succeeded", queued=30, duration=300)
@@ -143,7 +141,7 @@ def test_one_query_per_family_whatever_the_history(
     histories: int, django_assert_num_queries: Any
 ) -> None:
     for n in range(histories):
-        env = make_env(f"env-{n}")
+        env = env_of_two(f"env-{n}")
         run = make_run(env, "succeeded", queued=1, duration=2)
         make_attempt(run, 1, pickup=1, failover="pickup_timeout")
         make_run(env, "queued")

@@ -34,6 +34,7 @@ from deploys.triggers import (
 )
 from runners.models import Runner, State
 from tests.conftest import logged_in
+from tests.factories import make_env, pool_runner
 
 pytestmark = pytest.mark.django_db
 
@@ -41,14 +42,13 @@ DEPLOYS = "/api/v1/deploys/"
 ENVIRONMENTS = "/api/v1/environments/"
 
 
-def make_env(name: str = "production", **kw: Any) -> Environment:
-    runners = [
-        Runner.objects.create(name=f"{name}-primary", state=State.HEALTHY, reason=""),
-        Runner.objects.create(name=f"{name}-secondary", state=State.HEALTHY, reason=""),
-    ]
-    env = Environment.objects.create(name=name, repository="acme/deploy", **kw)
-    env.set_pool(runners)
-    return env
+def env_with_pool(name: str = "production", **kw: Any) -> Environment:
+    """An environment whose pool is two healthy runners."""
+    primary, secondary = (
+        pool_runner(f"{name}-primary"),
+        pool_runner(f"{name}-secondary"),
+    )
+    return make_env(name, primary, secondary, **kw)
 
 
 def post_deploy(client: Client, body: dict[str, Any], key: str | None = None) -> Any:
@@ -60,7 +60,7 @@ def post_deploy(client: Client, body: dict[str, Any], key: str | None = None) ->
 
 
 def test_sre_requests_a_deploy_and_gets_202_with_the_queued_run(sre: User) -> None:
-    make_env()
+    env_with_pool()
 
     response = post_deploy(
         logged_in(sre), {"environment": "production", "ref": "v1.2.3"}, key="abc"
@@ -80,7 +80,7 @@ def test_sre_requests_a_deploy_and_gets_202_with_the_queued_run(sre: User) -> No
 
 
 def test_same_key_and_body_replays_the_same_run(sre: User) -> None:
-    make_env()
+    env_with_pool()
     client = logged_in(sre)
     body = {"environment": "production", "ref": "main", "change_ticket": "INFRA-1"}
 
@@ -94,7 +94,7 @@ def test_same_key_and_body_replays_the_same_run(sre: User) -> None:
 
 
 def test_same_key_with_another_body_is_422(sre: User) -> None:
-    make_env()
+    env_with_pool()
     client = logged_in(sre)
     post_deploy(client, {"environment": "production", "ref": "main"}, key="k")
 
@@ -107,7 +107,7 @@ def test_same_key_with_another_body_is_422(sre: User) -> None:
 
 
 def test_keys_are_scoped_to_the_caller(sre: User, admin_user: User) -> None:
-    make_env()
+    env_with_pool()
     body = {"environment": "production", "ref": "main"}
 
     mine = post_deploy(logged_in(sre), body, key="shared")
@@ -119,7 +119,7 @@ def test_keys_are_scoped_to_the_caller(sre: User, admin_user: User) -> None:
 
 
 def test_default_ref_is_part_of_the_fingerprint(sre: User) -> None:
-    env = make_env(default_ref="main")
+    env = env_with_pool(default_ref="main")
 
     first = request_deploy(sre, env, "", idempotency_key="k")
     again = request_deploy(sre, env, "main", idempotency_key="k")
@@ -133,7 +133,7 @@ def test_default_ref_is_part_of_the_fingerprint(sre: User) -> None:
 def test_a_replay_answers_the_first_response_not_the_run_as_it_is_now(
     sre: User,
 ) -> None:
-    make_env()
+    env_with_pool()
     client = logged_in(sre)
     body = {"environment": "production", "ref": "main"}
     first = post_deploy(client, body, key="replay-me")
@@ -152,7 +152,7 @@ def test_a_replay_answers_the_first_response_not_the_run_as_it_is_now(
 def test_a_key_whose_first_request_is_in_flight_is_409_with_retry_after(
     sre: User,
 ) -> None:
-    env = make_env()
+    env = env_with_pool()
     body = {"environment": "production", "ref": "main"}
     # What a request in flight has committed: its reservation, no run yet.
     IdempotencyRecord.objects.create(
@@ -174,7 +174,7 @@ def test_a_key_whose_first_request_is_in_flight_is_409_with_retry_after(
 def test_a_second_request_during_the_first_ones_transaction_is_refused(
     sre: User,
 ) -> None:
-    env = make_env()
+    env = env_with_pool()
     seen: list[str] = []
 
     def respond(run: DeployRun) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def test_a_second_request_during_the_first_ones_transaction_is_refused(
 
 
 def test_a_reservation_abandoned_by_a_dead_process_is_taken_over(sre: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     IdempotencyRecord.objects.create(
         caller=caller_of(sre),
         key="orphan",
@@ -215,7 +215,7 @@ def test_a_reservation_abandoned_by_a_dead_process_is_taken_over(sre: User) -> N
 
 
 def test_a_refused_request_releases_its_key(sre: User) -> None:
-    env = make_env(paused=True)
+    env = env_with_pool(paused=True)
     client = logged_in(sre)
     body = {"environment": "production", "ref": "main"}
     refused = post_deploy(client, body, key="after-the-pause")
@@ -233,7 +233,7 @@ def test_a_refused_request_releases_its_key(sre: User) -> None:
 
 def test_keys_are_kept_for_the_retention_then_pruned(sre: User, settings: Any) -> None:
     settings.IDEMPOTENCY_KEY_RETENTION_HOURS = 24
-    env = make_env()
+    env = env_with_pool()
     old = request_deploy(sre, env, "main", idempotency_key="old")
     IdempotencyRecord.objects.filter(key="old").update(
         reserved_at=timezone.now() - timedelta(hours=24, seconds=1)
@@ -271,7 +271,7 @@ def test_pruning_is_scheduled_hourly_in_the_database() -> None:
 def test_validation_errors_name_the_field(
     sre: User, body: dict[str, Any], field: str
 ) -> None:
-    make_env()
+    env_with_pool()
 
     response = post_deploy(logged_in(sre), body)
 
@@ -281,7 +281,7 @@ def test_validation_errors_name_the_field(
 
 
 def test_bad_idempotency_key_is_named(sre: User) -> None:
-    make_env()
+    env_with_pool()
 
     response = post_deploy(logged_in(sre), {"environment": "production"}, key="a b")
 
@@ -290,7 +290,7 @@ def test_bad_idempotency_key_is_named(sre: User) -> None:
 
 
 def test_change_ticket_must_match_the_environment_pattern(sre: User) -> None:
-    make_env(change_ticket_pattern=r"INFRA-\d+")
+    env_with_pool(change_ticket_pattern=r"INFRA-\d+")
     client = logged_in(sre)
 
     refused = post_deploy(client, {"environment": "production", "change_ticket": "x"})
@@ -304,7 +304,7 @@ def test_change_ticket_must_match_the_environment_pattern(sre: User) -> None:
 
 
 def test_paused_environment_refuses_deploys(sre: User) -> None:
-    make_env(paused=True, paused_reason="incident 77")
+    env_with_pool(paused=True, paused_reason="incident 77")
 
     response = post_deploy(logged_in(sre), {"environment": "production"})
 
@@ -314,7 +314,7 @@ def test_paused_environment_refuses_deploys(sre: User) -> None:
 
 
 def test_reject_policy_refuses_while_one_is_unfinished(sre: User) -> None:
-    env = make_env(policy=Environment.Policy.REJECT)
+    env = env_with_pool(policy=Environment.Policy.REJECT)
     request_deploy(sre, env, "main")
 
     with pytest.raises(DeployRefused) as refused:
@@ -325,7 +325,7 @@ def test_reject_policy_refuses_while_one_is_unfinished(sre: User) -> None:
 
 
 def test_queue_policy_queues_behind_the_running_one(sre: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     request_deploy(sre, env, "main")
 
     second = request_deploy(sre, env, "v2")
@@ -344,7 +344,7 @@ def test_unknown_environment_is_a_field_error() -> None:
 def test_only_sres_request_deploys(
     persona: str, request: pytest.FixtureRequest
 ) -> None:
-    make_env()
+    env_with_pool()
     user: User = request.getfixturevalue(persona)
 
     response = post_deploy(logged_in(user), {"environment": "production"})
@@ -357,8 +357,8 @@ def test_only_sres_request_deploys(
 
 
 def test_list_filters_by_environment_and_state(sre: User, viewer: User) -> None:
-    prod = make_env("production")
-    staging = make_env("staging")
+    prod = env_with_pool("production")
+    staging = env_with_pool("staging")
     done = request_deploy(sre, prod, "v1").run
     DeployRun.objects.filter(pk=done.pk).update(state=DeployRun.State.SUCCEEDED)
     request_deploy(sre, prod, "v2")
@@ -376,7 +376,7 @@ def test_list_filters_by_environment_and_state(sre: User, viewer: User) -> None:
 def test_list_query_count_does_not_grow_with_runs(
     sre: User, viewer: User, count: int, django_assert_num_queries: Any
 ) -> None:
-    env = make_env()
+    env = env_with_pool()
     runner = Runner.objects.get(name="production-primary")
     for n in range(count):
         run = request_deploy(sre, env, f"v{n}").run
@@ -395,7 +395,7 @@ def test_list_query_count_does_not_grow_with_runs(
 
 
 def test_detail_has_attempts_and_events(sre: User, viewer: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     run = request_deploy(sre, env, "main").run
     runner = Runner.objects.get(name="production-secondary")
     DeployAttempt.objects.create(
@@ -414,7 +414,7 @@ def test_detail_has_attempts_and_events(sre: User, viewer: User) -> None:
 
 
 def test_sre_cancels_a_queued_deploy(sre: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     run = request_deploy(sre, env, "main").run
     client = logged_in(sre)
 
@@ -433,7 +433,7 @@ def test_sre_cancels_a_queued_deploy(sre: User) -> None:
 
 
 def test_cancel_of_a_finished_deploy_is_409(sre: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     run = request_deploy(sre, env, "main").run
     DeployRun.objects.filter(pk=run.pk).update(state=DeployRun.State.SUCCEEDED)
 
@@ -444,7 +444,7 @@ def test_cancel_of_a_finished_deploy_is_409(sre: User) -> None:
 
 
 def test_viewer_cannot_cancel(sre: User, viewer: User) -> None:
-    run = request_deploy(sre, make_env(), "main").run
+    run = request_deploy(sre, env_with_pool(), "main").run
 
     response = logged_in(viewer).post(f"{DEPLOYS}{run.pk}/cancel/")
 
@@ -454,7 +454,7 @@ def test_viewer_cannot_cancel(sre: User, viewer: User) -> None:
 
 
 def test_redeploy_last_good_repeats_the_last_succeeded_ref(sre: User) -> None:
-    env = make_env()
+    env = env_with_pool()
     good = request_deploy(sre, env, "v1", "INFRA-1").run
     bad = request_deploy(sre, env, "v2").run
     DeployRun.objects.filter(pk=good.pk).update(
@@ -477,7 +477,7 @@ def test_redeploy_last_good_repeats_the_last_succeeded_ref(sre: User) -> None:
 
 
 def test_redeploy_without_a_good_deploy_names_the_environment(sre: User) -> None:
-    make_env()
+    env_with_pool()
 
     response = logged_in(sre).post(
         f"{DEPLOYS}redeploy-last-good/",
@@ -518,7 +518,7 @@ def test_admin_creates_an_environment_with_an_ordered_pool(admin_user: User) -> 
 
 
 def test_pool_order_changes_with_patch(admin_user: User) -> None:
-    make_env()
+    env_with_pool()
 
     response = logged_in(admin_user).patch(
         f"{ENVIRONMENTS}production/",
@@ -547,7 +547,7 @@ def test_pool_order_changes_with_patch(admin_user: User) -> None:
 def test_environment_validation_names_the_field(
     admin_user: User, body: dict[str, Any], field: str
 ) -> None:
-    make_env()
+    env_with_pool()
 
     response = logged_in(admin_user).patch(
         f"{ENVIRONMENTS}production/", body, content_type="application/json"
@@ -558,7 +558,7 @@ def test_environment_validation_names_the_field(
 
 
 def test_sre_reads_environments_with_pool_health_but_cannot_write(sre: User) -> None:
-    make_env()
+    env_with_pool()
     Runner.objects.filter(name="production-primary").update(
         state=State.UNHEALTHY, reason="heartbeat_stale"
     )
@@ -596,7 +596,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 def test_weekly_window_covers_its_span_across_midnight_and_week_end(
     moment: datetime, frozen: bool
 ) -> None:
-    env = make_env()
+    env = env_with_pool()
     # Friday 22:00 UTC for 56 hours: until Monday 06:00.
     window = FreezeWindow.objects.create(
         environment=env,
@@ -611,7 +611,7 @@ def test_weekly_window_covers_its_span_across_midnight_and_week_end(
 
 
 def test_one_off_window_covers_its_interval() -> None:
-    env = make_env()
+    env = env_with_pool()
     window = FreezeWindow.objects.create(
         environment=env,
         kind=FreezeWindow.Kind.ONE_OFF,
@@ -626,7 +626,7 @@ def test_one_off_window_covers_its_interval() -> None:
 
 
 def test_a_window_must_have_its_shape() -> None:
-    env = make_env()
+    env = env_with_pool()
     with pytest.raises(IntegrityError):
         FreezeWindow.objects.create(
             environment=env, kind=FreezeWindow.Kind.WEEKLY, reason="no times"
@@ -645,7 +645,7 @@ def freeze_now(env: Environment) -> FreezeWindow:
 
 
 def test_freeze_refuses_deploys_and_says_an_admin_may_break_glass(sre: User) -> None:
-    freeze_now(make_env())
+    freeze_now(env_with_pool())
 
     response = post_deploy(logged_in(sre), {"environment": "production"})
 
@@ -656,7 +656,7 @@ def test_freeze_refuses_deploys_and_says_an_admin_may_break_glass(sre: User) -> 
 
 
 def test_only_admins_break_glass(sre: User) -> None:
-    freeze_now(make_env())
+    freeze_now(env_with_pool())
 
     response = post_deploy(
         logged_in(sre),
@@ -671,7 +671,7 @@ def test_only_admins_break_glass(sre: User) -> None:
 def test_admin_breaks_glass_with_a_reason_audited_and_on_the_timeline(
     admin_user: User,
 ) -> None:
-    freeze_now(make_env())
+    freeze_now(env_with_pool())
 
     response = post_deploy(
         logged_in(admin_user),
@@ -687,7 +687,7 @@ def test_admin_breaks_glass_with_a_reason_audited_and_on_the_timeline(
 
 
 def test_environment_shows_the_freeze_in_force(sre: User) -> None:
-    freeze_now(make_env())
+    freeze_now(env_with_pool())
 
     data = logged_in(sre).get(f"{ENVIRONMENTS}production/").json()
 

@@ -31,7 +31,7 @@ from tests.deploying import (
     drive,
     final,
     kinds,
-    make_env,
+    simulated_env,
 )
 
 pytestmark = [
@@ -70,7 +70,7 @@ def test_a_deploy_queued_behind_another_fails_at_the_gate_once_frozen(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     first = request_deploy(sre, env, "v1").run
     second = request_deploy(sre, env, "v2").run
     first = drive(first, running, clock)
@@ -105,7 +105,7 @@ def test_a_deploy_queued_behind_another_fails_at_the_gate_once_frozen(
 def test_a_deploy_waiting_at_the_gate_fails_when_the_freeze_begins(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, gate_timeout=600)
+    env = simulated_env(sim, gate_timeout=600)
     Runner.objects.update(state=State.UNHEALTHY)
     run = request_deploy(sre, env).run
     engine.advance(run.pk, now=clock())
@@ -124,7 +124,7 @@ def test_a_break_glass_deploy_passes_the_gate_during_the_freeze(
     sim: Simulator, clock: Clock, admin_user: User, sre: User
 ) -> None:
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     first = request_deploy(sre, env, "v1").run
     first = drive(first, running, clock)
     freeze(env, clock() - timedelta(minutes=1))
@@ -145,7 +145,7 @@ def test_a_break_glass_deploy_passes_the_gate_during_the_freeze(
 def test_a_dispatched_deploy_failing_over_during_the_freeze_goes_on(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    env = make_env(sim, pickup_timeout=120)
+    env = simulated_env(sim, pickup_timeout=120)
     # A dead host whose last heartbeat is still fresh: the gate trusts it.
     sim.kill(PRIMARY)
     run = request_deploy(sre, env).run
@@ -166,7 +166,7 @@ def test_a_freeze_that_ended_lets_the_queued_deploy_go(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
     sim.configure(job_duration=3600)
-    env = make_env(sim)
+    env = simulated_env(sim)
     first = request_deploy(sre, env, "v1").run
     second = request_deploy(sre, env, "v2").run
     first = drive(first, running, clock)
@@ -188,7 +188,7 @@ def test_a_frozen_deploy_notifies_with_its_runbook(
     settings.NOTIFY_WEBHOOK_URLS = ["http://127.0.0.1:9/hook"]
     settings.NOTIFY_SLACK_WEBHOOK_URLS = []
     settings.NOTIFY_SCAN_GRACE = 0.0
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     freeze(env, clock())
 

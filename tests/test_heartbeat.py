@@ -11,8 +11,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from runners.models import Flag, Runner
+from runners.models import Flag
 from tests.clients import call_wsgi
+from tests.factories import runner_with_token
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +33,6 @@ def client() -> Client:
     return Client(enforce_csrf_checks=True)
 
 
-def make_runner(**kw: Any) -> tuple[Runner, str]:
-    kw.setdefault("name", "linux-prod-1")
-    runner = Runner.objects.create(**kw)
-    return runner, runner.issue_heartbeat_token("ada-admin")
-
-
 def beat(client: Client, token: str | None, body: Any = None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = body if isinstance(body, str | bytes) else json.dumps(body or {})
@@ -49,7 +44,7 @@ def beat(client: Client, token: str | None, body: Any = None) -> Any:
 def test_heartbeat_records_time_deadline_and_facts_in_one_query(
     client: Client, django_assert_num_queries: Any
 ) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     before = timezone.now()
     with django_assert_num_queries(1):
         response = beat(client, token, FACTS)
@@ -68,7 +63,7 @@ def test_heartbeat_records_time_deadline_and_facts_in_one_query(
 
 def test_first_seen_is_kept_on_later_heartbeats(client: Client) -> None:
     first = timezone.now() - timedelta(days=3)
-    runner, token = make_runner(first_seen_at=first)
+    runner, token = runner_with_token(first_seen_at=first)
     assert beat(client, token).status_code == 204
     runner.refresh_from_db()
     assert runner.first_seen_at == first
@@ -76,7 +71,7 @@ def test_first_seen_is_kept_on_later_heartbeats(client: Client) -> None:
 
 
 def test_low_disk_and_high_load_facts_are_flagged(client: Client) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     facts = {**FACTS, "disk_free_bytes": 5 * 2**30, "load1": 9.5}
     assert beat(client, token, facts).status_code == 204
     runner.refresh_from_db()
@@ -90,7 +85,7 @@ def test_low_disk_and_high_load_facts_are_flagged(client: Client) -> None:
 def test_missing_or_wrong_token_is_401_and_writes_nothing(
     client: Client, authorization: str | None
 ) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     headers = {}
     if authorization is not None:
         headers["Authorization"] = authorization.format(token=token)
@@ -104,7 +99,7 @@ def test_missing_or_wrong_token_is_401_and_writes_nothing(
 
 
 def test_revoked_and_rotated_tokens_stop_working(client: Client) -> None:
-    runner, old = make_runner()
+    runner, old = runner_with_token()
     new = runner.issue_heartbeat_token("ada-admin")
     assert beat(client, old).status_code == 401
     assert beat(client, new).status_code == 204
@@ -113,7 +108,7 @@ def test_revoked_and_rotated_tokens_stop_working(client: Client) -> None:
 
 
 def test_removed_runner_cannot_heartbeat(client: Client) -> None:
-    runner, token = make_runner(removed_at=timezone.now())
+    runner, token = runner_with_token(removed_at=timezone.now())
     assert beat(client, token).status_code == 401
     runner.refresh_from_db()
     assert runner.last_heartbeat_at is None
@@ -139,7 +134,7 @@ def test_removed_runner_cannot_heartbeat(client: Client) -> None:
 def test_malformed_facts_are_400_naming_the_field(
     client: Client, body: Any, message: str
 ) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     data = body if isinstance(body, str) else json.dumps(body)
     response = beat(client, token, data)
     assert response.status_code == 400
@@ -149,7 +144,7 @@ def test_malformed_facts_are_400_naming_the_field(
 
 
 def test_oversized_body_is_refused(client: Client) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     response = beat(client, token, json.dumps({"runner_version": "x" * 5000}))
     assert response.status_code == 413
     runner.refresh_from_db()
@@ -157,14 +152,14 @@ def test_oversized_body_is_refused(client: Client) -> None:
 
 
 def test_only_post_is_allowed(client: Client) -> None:
-    _, token = make_runner()
+    _, token = runner_with_token()
     response = client.get("/heartbeat", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 405
     assert response["Allow"] == "POST"
 
 
 def test_token_is_stored_only_as_a_digest() -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     runner.refresh_from_db()
     assert token.startswith("rhb_")
     assert runner.heartbeat_token_digest is not None
@@ -173,7 +168,7 @@ def test_token_is_stored_only_as_a_digest() -> None:
 
 
 def test_heartbeat_is_answered_before_the_other_middleware(client: Client) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     response = beat(client, token, FACTS)
     assert response.status_code == 204
     # Headers every other response gets from the security and request-id layers.
@@ -189,7 +184,7 @@ def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
 ) -> None:
     from django.db import connection
 
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     if connection.vendor != "postgresql":
         pytest.skip("SQLite connections do not die")
     # Kill the kept connection behind Django's back, as a database restart would.
@@ -204,7 +199,7 @@ def test_health_check_ping_is_replaced_by_a_retry_on_a_dead_connection(
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_wsgi_front_door_records_heartbeats_and_refuses_bad_ones() -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     status, headers, content = call_wsgi(
         "/heartbeat", token=token, body=json.dumps(FACTS).encode()
     )

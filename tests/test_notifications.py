@@ -24,7 +24,8 @@ from controlplane.tasks import deliver_notifications
 from deploys import engine
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
 from deploys.triggers import request_deploy
-from runners.models import Reason, Runner, RunnerEvent, State
+from runners.models import Runner, RunnerEvent, State
+from tests.factories import make_env, pool_runner
 
 SLACK_TOKEN = "T0SECRET/B0SECRET/slackhooktoken123"  # noqa: S105
 POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -86,25 +87,19 @@ def json_only(receiver: Receiver, settings: Any) -> Receiver:
     return receiver
 
 
-def make_env(*runner_states: str) -> Environment:
-    env = Environment.objects.create(name="production", repository="acme/deploy")
+def production_pool(*runner_states: str) -> Environment:
+    """Production, its pool one runner ``prod-N`` in each of ``runner_states``."""
     runners = [
-        Runner.objects.create(
-            name=f"prod-{i}",
-            state=state,
-            reason="" if state == State.HEALTHY else Reason.HEARTBEAT_STALE,
-        )
-        for i, state in enumerate(runner_states, 1)
+        pool_runner(f"prod-{i}", state) for i, state in enumerate(runner_states, 1)
     ]
-    env.set_pool(runners)
-    return env
+    return make_env("production", *runners)
 
 
 @pytest.mark.django_db
 def test_deploy_waiting_then_failed_for_no_healthy_runner_notifies_both_targets(
     receiver: Receiver, sre: User
 ) -> None:
-    env = make_env(State.UNHEALTHY, State.UNKNOWN)
+    env = production_pool(State.UNHEALTHY, State.UNKNOWN)
     env.gate_timeout = 60
     env.save()
     run = request_deploy(sre, env).run
@@ -192,7 +187,7 @@ def test_the_beat_task_sends_and_records_its_run(json_only: Receiver) -> None:
 def make_failover() -> tuple[DeployRun, DeployEvent]:
     """A run whose first attempt failed over from prod-1 and whose second went to
     prod-2: the rows the engine writes."""
-    env = make_env(State.UNHEALTHY, State.HEALTHY)
+    env = production_pool(State.UNHEALTHY, State.HEALTHY)
     primary, secondary = (entry.runner for entry in env.pool())
     run = DeployRun.objects.create(environment=env, ref="v1.2.3", state="dispatching")
     DeployAttempt.objects.create(

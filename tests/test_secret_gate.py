@@ -17,7 +17,8 @@ from deploys.triggers import request_deploy
 from githubsim import Simulator, repository_scope
 from rotations import domain
 from rotations.models import SecretRotationSchedule
-from runners.models import Runner, State
+from runners.models import State
+from tests.factories import make_env, make_runner
 
 REPO = "acme/deploy"
 DISPATCH = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
@@ -35,14 +36,11 @@ pytestmark = [
 ]
 
 
-def make_env(sim: Simulator, **kw: Any) -> Environment:
+def gated_env(sim: Simulator, **kw: Any) -> Environment:
+    """Production on one healthy runner the simulator knows, a 60 s gate timeout."""
     sim.add_runner("prod-primary-1", ["production"])
-    runner = Runner.objects.create(name="prod-primary-1", state=State.HEALTHY)
-    env = Environment.objects.create(
-        name="production", repository=REPO, gate_timeout=60, **kw
-    )
-    env.set_pool([runner])
-    return env
+    runner = make_runner("prod-primary-1", state=State.HEALTHY)
+    return make_env("production", runner, repository=REPO, gate_timeout=60, **kw)
 
 
 def require(env: Environment, name: str, days_ago: float) -> SecretRotationSchedule:
@@ -73,7 +71,7 @@ def gate(run: DeployRun, seconds: float = 0) -> DeployRun:
 def test_missing_scheduled_secret_holds_the_deploy_and_is_named(
     sim: Simulator, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = gated_env(sim)
     require(env, "DEPLOY_KEY", days_ago=1)
 
     run = gate(request_deploy(sre, env).run)
@@ -91,7 +89,7 @@ def test_missing_scheduled_secret_holds_the_deploy_and_is_named(
 def test_missing_scheduled_secret_fails_the_deploy_after_the_gate_timeout(
     sim: Simulator, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = gated_env(sim)
     require(env, "DEPLOY_KEY", days_ago=1)
     run = gate(request_deploy(sre, env).run)
 
@@ -105,7 +103,7 @@ def test_missing_scheduled_secret_fails_the_deploy_after_the_gate_timeout(
 def test_overdue_secret_holds_the_deploy_when_the_environment_asks(
     sim: Simulator, sre: User, admin_user: User
 ) -> None:
-    env = make_env(sim, block_on_overdue_secrets=True)
+    env = gated_env(sim, block_on_overdue_secrets=True)
     sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "old-value")
     schedule = require(env, "DEPLOY_KEY", days_ago=91)
 
@@ -123,7 +121,7 @@ def test_overdue_secret_holds_the_deploy_when_the_environment_asks(
 def test_overdue_secret_does_not_hold_an_environment_that_does_not_ask(
     sim: Simulator, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = gated_env(sim)
     sim.state.set_secret(repository_scope(REPO), "DEPLOY_KEY", "old-value")
     require(env, "DEPLOY_KEY", days_ago=400)
 
@@ -136,7 +134,7 @@ def test_overdue_secret_does_not_hold_an_environment_that_does_not_ask(
 def test_secret_required_by_another_environment_does_not_hold_this_one(
     sim: Simulator, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = gated_env(sim)
     staging = Environment.objects.create(name="staging", repository=REPO)
     require(staging, "STAGING_ONLY", days_ago=1)
 

@@ -20,6 +20,7 @@ from githubsim.errors import invalid
 from githubsim.secretstore import SecretStore
 from rotations.models import SecretRotation, SecretRotationSchedule
 from tests.conftest import logged_in
+from tests.factories import make_schedule
 
 REPO = "acme/deploy"
 
@@ -29,26 +30,25 @@ pytestmark = [
 ]
 
 
-def make_schedule(
+def aged_schedule(
     name: str, days_ago: float | None, **kw: Any
 ) -> SecretRotationSchedule:
+    """A schedule checked now, last rotated ``days_ago`` (never when None)."""
     now = timezone.now()
-    schedule = SecretRotationSchedule(
-        name=name,
+    return make_schedule(
+        name,
         last_rotated_at=None if days_ago is None else now - timedelta(days=days_ago),
         last_checked_at=now,
         present=kw.pop("present", True),
         **kw,
     )
-    schedule.save()
-    return schedule
 
 
 def test_list_is_sorted_overdue_then_missing_then_due_soon(viewer: User) -> None:
-    make_schedule("FRESH", 1)
-    make_schedule("DUE_SOON", 80)
-    make_schedule("GONE", 10, present=False)
-    make_schedule("OLD", 120)
+    aged_schedule("FRESH", 1)
+    aged_schedule("DUE_SOON", 80)
+    aged_schedule("GONE", 10, present=False)
+    aged_schedule("OLD", 120)
 
     response = logged_in(viewer).get("/secrets/")
 
@@ -64,9 +64,9 @@ def test_list_is_sorted_overdue_then_missing_then_due_soon(viewer: User) -> None
 def test_overdue_and_missing_link_their_runbooks_on_list_and_detail(
     viewer: User,
 ) -> None:
-    old = make_schedule("OLD", 120)
-    make_schedule("GONE", 10, present=False)
-    make_schedule("FRESH", 1)
+    old = aged_schedule("OLD", 120)
+    aged_schedule("GONE", 10, present=False)
+    aged_schedule("FRESH", 1)
     client = logged_in(viewer)
 
     html = client.get("/secrets/").content.decode()
@@ -79,8 +79,8 @@ def test_overdue_and_missing_link_their_runbooks_on_list_and_detail(
 
 
 def test_timeline_shows_what_falls_due_within_180_days(viewer: User) -> None:
-    make_schedule("SOON", 80)  # due in 10 days
-    make_schedule("LATER", 0, interval_days=365)  # due in a year
+    aged_schedule("SOON", 80)  # due in 10 days
+    aged_schedule("LATER", 0, interval_days=365)  # due in a year
 
     response = logged_in(viewer).get("/secrets/")
 
@@ -94,11 +94,11 @@ def test_list_query_count_does_not_grow_with_schedules(viewer: User) -> None:
     client = logged_in(viewer)
     client.get("/secrets/")  # the session and role lookups of a first request
     for i in range(3):
-        make_schedule(f"S{i}", 10).required_by.add(env)
+        aged_schedule(f"S{i}", 10).required_by.add(env)
     with CaptureQueriesContext(connection) as small:
         client.get("/secrets/")
     for i in range(3, 30):
-        make_schedule(f"S{i}", 10).required_by.add(env)
+        aged_schedule(f"S{i}", 10).required_by.add(env)
     with CaptureQueriesContext(connection) as large:
         client.get("/secrets/")
 
@@ -110,7 +110,7 @@ def test_list_query_count_does_not_grow_with_schedules(viewer: User) -> None:
 def test_viewer_sees_no_rotate_form_and_cannot_post_one(
     sim: Simulator, viewer: User, sre: User
 ) -> None:
-    schedule = make_schedule("DEPLOY_KEY", 10)
+    schedule = aged_schedule("DEPLOY_KEY", 10)
 
     page = logged_in(viewer).get(f"/secrets/{schedule.pk}/")
     assert page.status_code == 200
@@ -129,7 +129,7 @@ def test_viewer_sees_no_rotate_form_and_cannot_post_one(
 def test_admin_rotates_from_the_form_and_sees_it_in_the_history(
     sim: Simulator, admin_user: User
 ) -> None:
-    schedule = make_schedule("DEPLOY_KEY", 100)
+    schedule = aged_schedule("DEPLOY_KEY", 100)
     client = logged_in(admin_user)
 
     response = client.post(
@@ -150,7 +150,7 @@ def test_admin_rotates_from_the_form_and_sees_it_in_the_history(
 def test_admin_generates_a_value_from_the_form(
     sim: Simulator, admin_user: User
 ) -> None:
-    schedule = make_schedule("DEPLOY_KEY", 100)
+    schedule = aged_schedule("DEPLOY_KEY", 100)
 
     response = logged_in(admin_user).post(
         f"/secrets/{schedule.pk}/rotate/", {"generate": "on"}
@@ -165,7 +165,7 @@ def test_admin_generates_a_value_from_the_form(
 def test_form_without_value_or_generate_is_refused(
     sim: Simulator, admin_user: User
 ) -> None:
-    schedule = make_schedule("DEPLOY_KEY", 100)
+    schedule = aged_schedule("DEPLOY_KEY", 100)
 
     response = logged_in(admin_user).post(f"/secrets/{schedule.pk}/rotate/", {})
 
@@ -176,7 +176,7 @@ def test_form_without_value_or_generate_is_refused(
 def test_refused_rotation_is_shown_and_nothing_recorded(
     sim: Simulator, admin_user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schedule = make_schedule("DEPLOY_KEY", 100)
+    schedule = aged_schedule("DEPLOY_KEY", 100)
 
     def refuse(self: SecretStore, *args: Any, **kwargs: Any) -> bool:
         raise invalid("Bad request: key_id does not match", "key_id")
@@ -196,7 +196,7 @@ def test_refused_rotation_is_shown_and_nothing_recorded(
 
 
 def test_sre_runs_the_audit_from_the_list(sim: Simulator, sre: User) -> None:
-    schedule = make_schedule("NOT_IN_GITHUB", 10)
+    schedule = aged_schedule("NOT_IN_GITHUB", 10)
 
     response = logged_in(sre).post("/secrets/audit/", follow=True)
 
@@ -208,7 +208,7 @@ def test_sre_runs_the_audit_from_the_list(sim: Simulator, sre: User) -> None:
 
 def test_admin_imports_the_secrets_github_has(sim: Simulator, admin_user: User) -> None:
     Environment.objects.create(name="production", repository=REPO)
-    make_schedule("DEPLOY_KEY", 10)
+    aged_schedule("DEPLOY_KEY", 10)
     client = logged_in(admin_user)
 
     page = client.get("/secrets/import/")

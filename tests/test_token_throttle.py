@@ -20,8 +20,8 @@ from knox.models import AuthToken
 
 from controlplane import throttle
 from controlplane.models import AuditEvent, AuthFailureCount
-from runners.models import Runner
 from tests.clients import call_wsgi
+from tests.factories import runner_with_token
 
 pytestmark = [
     pytest.mark.django_db,
@@ -51,11 +51,6 @@ def beat(token: str, address: str = "10.0.0.1") -> Any:
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
     )
-
-
-def make_runner() -> tuple[Runner, str]:
-    runner = Runner.objects.create(name="linux-prod-1")
-    return runner, runner.issue_heartbeat_token("ada-admin")
 
 
 def test_repeated_bad_api_tokens_from_one_address_get_429(sre: User) -> None:
@@ -106,7 +101,7 @@ def test_an_api_token_lockout_ends_by_itself() -> None:
 def test_repeated_bad_heartbeat_tokens_get_429_and_good_ones_still_record(
     django_assert_num_queries: Any,
 ) -> None:
-    runner, token = make_runner()
+    runner, token = runner_with_token()
     answers = [beat("rhb_wrong").status_code for _ in range(LIMIT)]
 
     locked = beat("rhb_wrong")
@@ -150,7 +145,7 @@ def test_token_limit_and_period_come_from_settings() -> None:
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @override_settings(TOKEN_MAX_FAILURES_PER_ADDRESS=2)
 def test_wsgi_front_door_answers_429_with_retry_after() -> None:
-    _, token = make_runner()
+    _, token = runner_with_token()
     for _ in range(2):
         status, _, _ = call_wsgi("/heartbeat", token="rhb_wrong")
         assert status == "401 Unauthorized"

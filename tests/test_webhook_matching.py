@@ -22,7 +22,7 @@ from tests.deploying import (
     PRIMARY,
     REPO,
     Clock,
-    make_env,
+    simulated_env,
 )
 
 pytestmark = [
@@ -70,7 +70,7 @@ def test_run_webhook_with_the_token_records_a_lost_dispatch_answer_at_once(
     sim: Simulator, sre: User
 ) -> None:
     clock = Clock()
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     now = clock()
     engine.STEPS[DeployRun.State.QUEUED](run, now)
@@ -113,7 +113,7 @@ def test_a_run_webhook_beating_the_dispatch_answer_is_the_dispatch_once(
     sim: Simulator, sre: User
 ) -> None:
     clock = Clock()
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     engine.STEPS[DeployRun.State.QUEUED](run, clock())
     run.refresh_from_db()
@@ -148,7 +148,7 @@ def test_a_run_webhook_beating_the_dispatch_answer_is_the_dispatch_once(
 def test_a_token_of_a_finished_attempt_changes_nothing(
     sim: Simulator, sre: User
 ) -> None:
-    env = make_env(sim)
+    env = simulated_env(sim)
     run = request_deploy(sre, env).run
     clock = Clock()
     engine.STEPS[DeployRun.State.QUEUED](run, clock())
