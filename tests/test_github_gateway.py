@@ -799,15 +799,11 @@ def test_gateway_factory_reads_settings_and_is_cached(
     settings.GITHUB_API_URL = sim.url
     settings.GITHUB_ORGANIZATION = "acme"
     settings.GITHUB_TIMEOUT = 2.5
-    reset_gateway()
-    try:
-        first = gateway()
-        assert gateway() is first
-        assert first.runners_url == "/orgs/acme/actions/runners"
-        assert first.timeout == 2.5
-        assert gateway_from_settings(max_retries=0).max_retries == 0
-    finally:
-        reset_gateway()
+    first = gateway()
+    assert gateway() is first
+    assert first.runners_url == "/orgs/acme/actions/runners"
+    assert first.timeout == 2.5
+    assert gateway_from_settings(max_retries=0).max_retries == 0
 
 
 def test_one_cache_holds_a_gateway_per_repository(settings: Any) -> None:

@@ -17,7 +17,6 @@ from controlplane.github import (
     GitHubUnavailable,
     RunnersPage,
     gateway_from_settings,
-    reset_gateway,
 )
 from controlplane.models import GitHubUsage, TaskStatus
 from githubsim import Simulator
@@ -293,19 +292,15 @@ def test_sync_task_uses_the_configured_gateway_and_records_its_run(
 ) -> None:
     settings.GITHUB_API_URL = sim.url
     settings.GITHUB_TOKEN = TOKEN
-    reset_gateway()
-    try:
-        sim.add_runners(3)
-        sync_runners()
-        assert Runner.objects.count() == 3
-        status = TaskStatus.objects.get(name="runner_sync")
-        assert status.last_success_at is not None
-        # Not due again yet: the task does nothing and records nothing.
-        TaskStatus.objects.all().delete()
-        sync_runners()
-        assert not TaskStatus.objects.exists()
-    finally:
-        reset_gateway()
+    sim.add_runners(3)
+    sync_runners()
+    assert Runner.objects.count() == 3
+    status = TaskStatus.objects.get(name="runner_sync")
+    assert status.last_success_at is not None
+    # Not due again yet: the task does nothing and records nothing.
+    TaskStatus.objects.all().delete()
+    sync_runners()
+    assert not TaskStatus.objects.exists()
 
 
 def test_demo_command_wires_tokens_and_exporters_once(
@@ -313,30 +308,24 @@ def test_demo_command_wires_tokens_and_exporters_once(
 ) -> None:
     settings.GITHUB_API_URL = sim.url
     settings.GITHUB_TOKEN = TOKEN
-    reset_gateway()
-    try:
-        sim.add_runner("prod-1")
-        sim.add_runner("prod-2")
-        out = StringIO()
-        call_command("demo", "--simulator", sim.url, stdout=out)
-        assert "2 runners synced" in out.getvalue()
-        assert "2 heartbeat tokens issued" in out.getvalue()
-        for runner in Runner.objects.all():
-            token = sim.state.runner(runner.name).heartbeat_token
-            assert token is not None
-            assert token_digest(token) == runner.heartbeat_token_digest
-            assert token not in out.getvalue()
-            assert runner.exporter_url == (
-                f"{sim.url}/_sim/exporter/{runner.name}/metrics"
-            )
-        # Both heartbeat now; the simulator restarts for prod-2 only (token lost).
-        Runner.objects.update(heartbeat_deadline=timezone.now() + timedelta(seconds=20))
-        sim.set_heartbeat_token("prod-2", "")
-        kept = Runner.objects.get(name="prod-1").heartbeat_token_digest
-        out = StringIO()
-        call_command("demo", "--simulator", sim.url, stdout=out)
-        assert "1 heartbeat tokens issued, 0 exporter URLs set" in out.getvalue()
-        assert Runner.objects.get(name="prod-1").heartbeat_token_digest == kept
-        assert sim.state.runner("prod-2").heartbeat_token is not None
-    finally:
-        reset_gateway()
+    sim.add_runner("prod-1")
+    sim.add_runner("prod-2")
+    out = StringIO()
+    call_command("demo", "--simulator", sim.url, stdout=out)
+    assert "2 runners synced" in out.getvalue()
+    assert "2 heartbeat tokens issued" in out.getvalue()
+    for runner in Runner.objects.all():
+        token = sim.state.runner(runner.name).heartbeat_token
+        assert token is not None
+        assert token_digest(token) == runner.heartbeat_token_digest
+        assert token not in out.getvalue()
+        assert runner.exporter_url == (f"{sim.url}/_sim/exporter/{runner.name}/metrics")
+    # Both heartbeat now; the simulator restarts for prod-2 only (token lost).
+    Runner.objects.update(heartbeat_deadline=timezone.now() + timedelta(seconds=20))
+    sim.set_heartbeat_token("prod-2", "")
+    kept = Runner.objects.get(name="prod-1").heartbeat_token_digest
+    out = StringIO()
+    call_command("demo", "--simulator", sim.url, stdout=out)
+    assert "1 heartbeat tokens issued, 0 exporter URLs set" in out.getvalue()
+    assert Runner.objects.get(name="prod-1").heartbeat_token_digest == kept
+    assert sim.state.runner("prod-2").heartbeat_token is not None
