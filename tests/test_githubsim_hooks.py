@@ -26,13 +26,10 @@ ATTEMPTS = DELIVERY + "/attempts"
 DEAD_URL = "http://127.0.0.1:9/github/webhook"
 
 
-@pytest.fixture
-def hooked() -> Iterator[Simulator]:
-    # A control plane that is down: every delivery fails to connect.
-    with Simulator(
-        time_scale=600, demo=True, seed=7, webhook_url=DEAD_URL, webhook_secret="s"
-    ) as simulator:
-        yield simulator
+# A control plane that is down: every delivery fails to connect.
+pytestmark = pytest.mark.sim(
+    time_scale=600, demo=True, seed=7, webhook_url=DEAD_URL, webhook_secret="s"
+)
 
 
 @pytest.fixture
@@ -51,31 +48,31 @@ def log(sim: Simulator, **params: Any) -> requests.Response:
     return get(sim, f"{REPO}/hooks/{hook_id(sim)}/deliveries", params=params)
 
 
-def test_the_hook_is_listed_with_its_url_on_its_scope_only(hooked: Simulator) -> None:
-    [hook] = assert_rest_shape("GET", HOOKS, get(hooked, f"{REPO}/hooks"))
+def test_the_hook_is_listed_with_its_url_on_its_scope_only(sim: Simulator) -> None:
+    [hook] = assert_rest_shape("GET", HOOKS, get(sim, f"{REPO}/hooks"))
     assert hook["config"]["url"] == DEAD_URL
-    assert hook["url"].startswith(hooked.url)
-    org = get(hooked, "/orgs/acme/hooks")
+    assert hook["url"].startswith(sim.url)
+    org = get(sim, "/orgs/acme/hooks")
     assert assert_rest_shape("GET", "/orgs/{org}/hooks", org) == []
 
-    hooked.configure(webhook_scope="organization")
+    sim.configure(webhook_scope="organization")
 
     [org_hook] = assert_rest_shape(
-        "GET", "/orgs/{org}/hooks", get(hooked, "/orgs/acme/hooks")
+        "GET", "/orgs/{org}/hooks", get(sim, "/orgs/acme/hooks")
     )
     assert org_hook["type"] == "Organization"
-    assert get(hooked, f"{REPO}/hooks").json() == []
+    assert get(sim, f"{REPO}/hooks").json() == []
 
 
 def test_failed_deliveries_are_logged_newest_first_with_cursor_pages(
-    hooked: Simulator,
+    sim: Simulator,
 ) -> None:
     # No runner is called "nobody": the jobs stay queued and send nothing more.
-    dispatch(hooked, "nobody")
-    dispatch(hooked, "nobody", token="corr-2")
-    assert hooked.webhooks.wait_idle(15)
+    dispatch(sim, "nobody")
+    dispatch(sim, "nobody", token="corr-2")
+    assert sim.webhooks.wait_idle(15)
     # ping, then requested + queued per dispatch, each tried once and failed.
-    first = log(hooked, per_page=2)
+    first = log(sim, per_page=2)
     items = assert_rest_shape("GET", DELIVERIES, first)
     assert [i["status_code"] for i in items] == [0, 0]
     assert items[0]["status"] == "failed to connect to host"
@@ -98,56 +95,56 @@ def test_failed_deliveries_are_logged_newest_first_with_cursor_pages(
     ]
     assert len({i["guid"] for i in seen}) == 5
     assert not any(i["redelivery"] for i in seen)
-    assert log(hooked, status="success").json() == []
-    assert len(log(hooked, status="failure").json()) == 5
+    assert log(sim, status="success").json() == []
+    assert len(log(sim, status="failure").json()) == 5
 
 
 def test_redelivery_sends_the_same_event_with_the_same_guid(
-    hooked: Simulator, up: Captured
+    sim: Simulator, up: Captured
 ) -> None:
-    dispatch(hooked, "nobody")
-    assert hooked.webhooks.wait_idle(15)
-    hook = hook_id(hooked)
-    failed = next(i for i in log(hooked).json() if i["event"] == "workflow_run")
-    detail = get(hooked, f"{REPO}/hooks/{hook}/deliveries/{failed['id']}")
+    dispatch(sim, "nobody")
+    assert sim.webhooks.wait_idle(15)
+    hook = hook_id(sim)
+    failed = next(i for i in log(sim).json() if i["event"] == "workflow_run")
+    detail = get(sim, f"{REPO}/hooks/{hook}/deliveries/{failed['id']}")
     body = assert_rest_shape("GET", DELIVERY, detail)
     assert body["request"]["payload"]["workflow_run"]["display_title"].endswith(
         "[corr-1]"
     )
     assert body["request"]["headers"]["X-GitHub-Delivery"] == failed["guid"]
-    hooked.set_webhook(up.url, "s")  # the control plane is back
+    sim.set_webhook(up.url, "s")  # the control plane is back
 
-    answer = post(hooked, f"{REPO}/hooks/{hook}/deliveries/{failed['id']}/attempts")
+    answer = post(sim, f"{REPO}/hooks/{hook}/deliveries/{failed['id']}/attempts")
 
     assert answer.status_code == 202
     assert_rest_shape("POST", ATTEMPTS, answer)
-    assert hooked.webhooks.wait_idle(15)
+    assert sim.webhooks.wait_idle(15)
     [(event, payload, headers, _)] = [e for e in up.events() if e[0] != "ping"]
     assert event == "workflow_run"
     assert headers["x-github-delivery"] == failed["guid"]
     assert payload == body["request"]["payload"]
-    [again] = [i for i in log(hooked).json() if i["redelivery"]]
+    [again] = [i for i in log(sim).json() if i["redelivery"]]
     assert again["guid"] == failed["guid"]
     assert again["id"] > failed["id"]
     assert again["status_code"] == 204
 
 
 def test_unknown_hook_or_delivery_is_404_and_a_bad_cursor_400(
-    hooked: Simulator,
+    sim: Simulator,
 ) -> None:
-    assert get(hooked, f"{REPO}/hooks/1/deliveries").status_code == 404
-    hook = hook_id(hooked)
-    assert get(hooked, f"{REPO}/hooks/{hook}/deliveries/1").status_code == 404
-    bad = get(hooked, f"{REPO}/hooks/{hook}/deliveries", params={"cursor": "x"})
+    assert get(sim, f"{REPO}/hooks/1/deliveries").status_code == 404
+    hook = hook_id(sim)
+    assert get(sim, f"{REPO}/hooks/{hook}/deliveries/1").status_code == 404
+    bad = get(sim, f"{REPO}/hooks/{hook}/deliveries", params={"cursor": "x"})
     assert bad.status_code == 400
 
 
 def test_deliveries_older_than_three_days_cannot_be_redelivered(
-    hooked: Simulator,
+    sim: Simulator,
 ) -> None:
-    assert hooked.webhooks.wait_idle(15)
-    [ping] = log(hooked).json()
-    hooked.clock.advance(3 * 86400 + 1)
-    hook = hook_id(hooked)
-    answer = post(hooked, f"{REPO}/hooks/{hook}/deliveries/{ping['id']}/attempts")
+    assert sim.webhooks.wait_idle(15)
+    [ping] = log(sim).json()
+    sim.clock.advance(3 * 86400 + 1)
+    hook = hook_id(sim)
+    answer = post(sim, f"{REPO}/hooks/{hook}/deliveries/{ping['id']}/attempts")
     assert answer.status_code == 422
