@@ -68,6 +68,29 @@ def folders(options: dict[str, Any]) -> dict[str, Path]:
     }
 
 
+def embedded_options(folder: Path) -> dict[str, object]:
+    """Transport options for the embedded broker with its folders under ``folder``
+    (``filesystem://`` names this transport too)."""
+    options: dict[str, object] = {
+        "data_folder_in": str(folder / "out"),
+        "data_folder_out": str(folder / "out"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "staging_folder": str(folder / "staging"),
+        "unreadable_folder": str(folder / "unreadable"),
+        "store_processed": False,
+        # kombu sleeps this long whenever the folder is empty or the worker's
+        # prefetch is full; its 1 s default caps a worker at about one batch a
+        # second, slower than a few deploys' webhooks arrive, and adds a second
+        # to every hop of a deploy (request → gate → dispatch).
+        "polling_interval": 0.1,
+    }
+    # The transport creates the rest of its folders when it connects; web, worker
+    # and beat all need the queue folder, whichever starts first.
+    (folder / "out").mkdir(parents=True, exist_ok=True)
+    return options
+
+
 def unreadable_messages(options: dict[str, Any]) -> int:
     """How many messages readers have set aside (0 before any was)."""
     try:

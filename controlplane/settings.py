@@ -12,90 +12,26 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from controlplane import broker
+from controlplane.env import (
+    envbool,
+    envdatabase,
+    envfloat,
+    envint,
+    envlist,
+    envlogging,
+    envsecret,
+    envurl,
+    envurllist,
+)
 from controlplane.names import Kind as NameKind
 from controlplane.names import problem as github_name_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def envbool(name: str, default: bool) -> bool:
-    raw = os.getenv(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off")
-
-
-def envint(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.getenv(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.getenv(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def envlist(name: str, default: str) -> list[str]:
-    return [
-        item.strip() for item in os.getenv(name, default).split(",") if item.strip()
-    ]
-
-
-def envsecret(name: str, default: str = "") -> str:
-    """Read NAME, or the contents of the file named by NAME_FILE (Docker secrets)."""
-    path = os.getenv(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(
-                f"{name}_FILE points to {path!r}, which cannot be read: {exc.strerror}"
-            ) from None
-    return os.getenv(name, default)
-
-
-def envurl(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
-    value = os.getenv(name, default).strip()
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or (
-        parts.scheme.startswith("http") and not parts.netloc
-    ):
-        raise ImproperlyConfigured(
-            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
-            f", got {value!r}"
-        )
-    return value.rstrip("/")
-
 
 DEBUG = envbool("DEBUG", True)
 
@@ -173,27 +109,10 @@ TEMPLATES = [
 
 # Database -------------------------------------------------------------------
 
-_DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"
-DATABASE_URL = os.getenv("DATABASE_URL", _DEFAULT_DATABASE_URL)
-try:
-    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=600)
-except Exception as exc:  # dj-database-url raises several types
-    raise ImproperlyConfigured(
-        f"DATABASE_URL is not a usable database URL: {exc}"
-    ) from None
-if _database["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker and beat share the file: WAL lets readers run beside the writer,
-    # IMMEDIATE transactions take the write lock up front instead of failing with
-    # "database is locked" on upgrade, and busy_timeout waits for it.
-    _database["CONN_MAX_AGE"] = 0
-    _database["OPTIONS"] = {
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-else:
-    _database["CONN_HEALTH_CHECKS"] = True
-DATABASES = {"default": _database}
+DATABASE_URL = os.getenv(
+    "DATABASE_URL", f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"
+)
+DATABASES = {"default": envdatabase("DATABASE_URL", DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Auth, sessions, security -----------------------------------------------------
@@ -364,27 +283,11 @@ CELERY_BROKER_URL = envurl(
 if CELERY_BROKER_URL in {"safefs:", "filesystem:", "memory:"}:
     # envurl drops trailing slashes; kombu reads a bare "safefs:" as an AMQP host.
     CELERY_BROKER_URL += "//"
-if CELERY_BROKER_URL.startswith(("safefs", "filesystem")):
-    # controlplane.broker: kombu's filesystem transport made safe; "filesystem://"
-    # names it too.
-    _broker_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-        "data_folder_in": str(_broker_dir / "out"),
-        "data_folder_out": str(_broker_dir / "out"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "staging_folder": str(_broker_dir / "staging"),
-        "unreadable_folder": str(_broker_dir / "unreadable"),
-        "store_processed": False,
-        # kombu sleeps this long whenever the folder is empty or the worker's
-        # prefetch is full; its 1 s default caps a worker at about one batch a
-        # second, slower than a few deploys' webhooks arrive, and adds a second
-        # to every hop of a deploy (request → gate → dispatch).
-        "polling_interval": 0.1,
-    }
-    # The transport creates the rest of its folders when it connects; web, worker
-    # and beat all need the queue folder, whichever starts first.
-    (_broker_dir / "out").mkdir(parents=True, exist_ok=True)
+if CELERY_BROKER_URL.startswith(broker.SCHEMES):
+    # controlplane.broker: kombu's filesystem transport made safe, under var/broker/.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = broker.embedded_options(
+        VAR_DIR / "broker"
+    )
 else:
     # A message not acknowledged within the visibility timeout is delivered again.
     # It must exceed the longest task (hard limit below) plus the longest countdown
@@ -542,21 +445,8 @@ EXPORTER_PROBE_CONCURRENCY = envint("EXPORTER_PROBE_CONCURRENCY", 32, minimum=1)
 # Comma-separated webhook URLs: generic JSON receivers and Slack-compatible incoming
 # webhooks. They carry credentials (a Slack hook's path is its token), so they are
 # read like secrets (NAME or NAME_FILE) and never stored or logged.
-
-
-def _notify_urls(name: str) -> list[str]:
-    urls = [u.strip() for u in envsecret(name).split(",") if u.strip()]
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ImproperlyConfigured(
-                f"{name} must hold http:// or https:// URLs separated by commas"
-            )
-    return urls
-
-
-NOTIFY_WEBHOOK_URLS = _notify_urls("NOTIFY_WEBHOOK_URLS")
-NOTIFY_SLACK_WEBHOOK_URLS = _notify_urls("NOTIFY_SLACK_WEBHOOK_URLS")
+NOTIFY_WEBHOOK_URLS = envurllist("NOTIFY_WEBHOOK_URLS")
+NOTIFY_SLACK_WEBHOOK_URLS = envurllist("NOTIFY_SLACK_WEBHOOK_URLS")
 NOTIFY_TIMEOUT = envfloat("NOTIFY_TIMEOUT", 5.0, minimum=0.1)
 NOTIFY_MAX_ATTEMPTS = envint("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
 # Delay before the second attempt; each further one waits twice as long (capped).
@@ -606,31 +496,4 @@ WEBHOOK_REDELIVERY_MAX_ATTEMPTS = envint(
 
 # Logging ---------------------------------------------------------------------------------
 
-LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(
-        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}"
-    )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "controlplane.request_id.RequestIdFilter"}},
-    "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-        }
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # PyGithub logs request headers (the token) at DEBUG.
-        "github": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
-    },
-}
+LOG_LEVEL, LOGGING = envlogging("LOG_LEVEL")

@@ -5,11 +5,6 @@ The import graph is built with ``ast`` from every ``import`` statement in a modu
 wherever it stands (module level, inside a function, under ``TYPE_CHECKING``): an
 import that runs late still ties the two modules together. ``from a import b``
 points at the module ``a.b`` when there is one, otherwise at ``a``.
-
-The allow-lists below name offenders that other parts of issue 10 remove (the
-deploy engine package, the GitHub gateway package, the simulator split, the
-rotations app). A listed entry that no longer offends fails the test too, so the
-lists only shrink: delete the entry once its offence is gone.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bench", "controlplane", "deploys", "githubsim", "runners")
+PACKAGES = ("bench", "controlplane", "deploys", "githubsim", "rotations", "runners")
 FLOOR = "controlplane"
 # The only controlplane modules that may import an app: they assemble the apps
 # into one site and one worker.
@@ -32,16 +27,6 @@ COMPOSITION_ROOTS = {
     "controlplane.celery",
 }
 MAX_LINES = 500
-
-# Import edges that close a cycle today, each with the part of issue 10 that
-# removes it. Without these edges the graph must be acyclic.
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
-
-# Modules over MAX_LINES today, each with the part of issue 10 that splits it.
-KNOWN_LONG_MODULES: dict[str, str] = {
-    # Every branch adds a block to settings; split it once they are merged.
-    "controlplane/settings.py": "after the merge of issue 10's branches",
-}
 
 
 def _module_name(path: Path) -> str:
@@ -163,26 +148,7 @@ def test_relative_imports_resolve_against_the_package() -> None:
 
 
 def test_no_import_cycle() -> None:
-    graph = import_graph()
-    for (importer, imported), _why in KNOWN_CYCLE_EDGES.items():
-        assert imported in graph.get(importer, set()), (
-            f"{importer} no longer imports {imported}: remove it from KNOWN_CYCLE_EDGES"
-        )
-        graph[importer].discard(imported)
-
-    assert strongly_connected(graph) == []
-
-
-def test_every_known_cycle_edge_still_closes_a_cycle() -> None:
-    components = strongly_connected(import_graph())
-
-    stale = [
-        edge
-        for edge in KNOWN_CYCLE_EDGES
-        if not any(set(edge) <= component for component in components)
-    ]
-
-    assert stale == [], "no longer part of a cycle: remove from KNOWN_CYCLE_EDGES"
+    assert strongly_connected(import_graph()) == []
 
 
 def test_controlplane_imports_no_app_outside_its_composition_roots() -> None:
@@ -204,8 +170,4 @@ def test_no_module_is_longer_than_the_style_guide_allows() -> None:
         if "migrations" not in path.parts
     }
 
-    long = {path for path, lines in lengths.items() if lines > MAX_LINES}
-    assert long - set(KNOWN_LONG_MODULES) == set()
-    assert set(KNOWN_LONG_MODULES) - long == set(), (
-        "no longer too long: remove from KNOWN_LONG_MODULES"
-    )
+    assert {path: n for path, n in lengths.items() if n > MAX_LINES} == {}
