@@ -63,23 +63,10 @@ QUEUE = Queue("bench", EXCHANGE, routing_key="bench", durable=False)
 PADDING = "x" * 600
 
 
-def transport_options(folder: Path) -> dict[str, Any]:
-    """The control plane's embedded settings, on ``folder``."""
-    return {
-        "data_folder_in": str(folder / "out"),
-        "data_folder_out": str(folder / "out"),
-        "processed_folder": str(folder / "processed"),
-        "control_folder": str(folder / "control"),
-        "staging_folder": str(folder / "staging"),
-        "unreadable_folder": str(folder / "unreadable"),
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
-
-
 def connect(transport: str, folder: Path) -> Connection:
     return Connection(
-        transport=TRANSPORTS[transport], transport_options=transport_options(folder)
+        transport=TRANSPORTS[transport],
+        transport_options=broker.embedded_options(folder),
     )
 
 
@@ -213,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     counts = recorded(records)
     wanted = set(range(args.messages))
-    unreadable = broker.unreadable_messages(transport_options(folder))
+    unreadable = broker.unreadable_messages(broker.embedded_options(folder))
     left_in_queue = len(list((folder / "out").iterdir()))
     shutil.rmtree(folder)
     return {

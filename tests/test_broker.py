@@ -17,7 +17,6 @@ import pytest
 from django.test import Client
 from kombu import Connection, Exchange, Queue
 
-from bench.broker import transport_options
 from controlplane import broker
 from controlplane.celery import app
 from tests.conftest import ROOT, manage_shell
@@ -31,7 +30,7 @@ EARLY = "00000000000000000000_planted"
 def connect(folder: Path) -> Connection:
     for name in ("out", "processed"):
         (folder / name).mkdir(exist_ok=True)
-    return Connection("safefs://", transport_options=transport_options(folder))
+    return Connection("safefs://", transport_options=broker.embedded_options(folder))
 
 
 def publish(folder: Path, numbers: range, body_size: int = 100) -> None:
@@ -87,7 +86,7 @@ def test_an_unreadable_message_is_set_aside_counted_and_logged_and_the_next_deli
     assert f"{EARLY}-empty.work.msg" in warnings[0]
     assert "JSONDecodeError" in warnings[0]
 
-    options = transport_options(tmp_path)
+    options = broker.embedded_options(tmp_path)
     monkeypatch.setenv("CELERY_BROKER_URL", "safefs://")
     monkeypatch.setitem(app.conf, "broker_url", "safefs://")
     monkeypatch.setitem(app.conf, "broker_transport_options", options)
@@ -101,7 +100,7 @@ def test_json_of_the_wrong_shape_is_unreadable_too(tmp_path: Path) -> None:
     (tmp_path / "out" / f"{EARLY}.work.msg").write_text('["not", "a", "message"]')
     with connect(tmp_path) as connection:
         assert receive(connection) == 0
-    assert broker.unreadable_messages(transport_options(tmp_path)) == 1
+    assert broker.unreadable_messages(broker.embedded_options(tmp_path)) == 1
 
 
 @pytest.mark.slow
@@ -135,7 +134,7 @@ def test_a_reader_racing_many_writers_never_meets_a_partial_message(
         process.join(30)
 
     assert [p.exitcode for p in processes] == [0] * writers
-    assert broker.unreadable_messages(transport_options(tmp_path)) == 0
+    assert broker.unreadable_messages(broker.embedded_options(tmp_path)) == 0
     assert sorted(received) == list(range(writers * each))
 
 
