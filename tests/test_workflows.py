@@ -27,7 +27,9 @@ REFERENCE = ROOT / "deploys/workflows"
 RUNNER_LABELS = ["self-hosted", "${{ inputs.runner }}"]
 ENVIRONMENT = "${{ inputs.environment }}"
 # `uses: owner/repo@<full commit sha> # vX.Y.Z`
-PINNED_USES = re.compile(r"^\s*(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+PINNED_USES = re.compile(
+    r"^\s*(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$"
+)
 
 
 def shipped_workflows() -> list[Path]:
@@ -79,6 +81,7 @@ def pinned_jobs(doc: dict[Any, Any]) -> list[str]:
 
 def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     [found] = [s for s in job["steps"] if s.get("name") == name]
+    assert isinstance(found, dict)
     return found
 
 
