@@ -111,7 +111,7 @@ def test_actionlint_finds_nothing() -> None:
     assert result.stdout == ""
 
 
-def test_zizmor_finds_nothing_even_pedantic() -> None:
+def test_zizmor_finds_nothing_even_as_auditor() -> None:
     # Offline, without a GitHub token: the audits that would call GitHub are skipped.
     env = {
         k: v
@@ -123,7 +123,7 @@ def test_zizmor_finds_nothing_even_pedantic() -> None:
             require_tool("zizmor"),
             "--offline",
             "--persona",
-            "pedantic",
+            "auditor",
             "--color",
             "never",
             *map(str, shipped_workflows()),
