@@ -150,6 +150,20 @@ class Run:
 
 
 @dataclass
+class Command:
+    """What a workflow's self-hosted jobs run instead of lasting a duration
+    (:mod:`githubsim.commands`)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    hosts_dir: str | None = None
+    timeout: float = 120.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class Workflow:
     """A workflow file in a repository."""
 
@@ -159,6 +173,7 @@ class Workflow:
     name: str
     created_at: float
     jobs: list[JobSpec] = field(default_factory=default_jobs)
+    command: Command | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 from githubsim import shapes
 from githubsim.clock import SimClock
+from githubsim.commands import parse_command
 from githubsim.heartbeats import HeartbeatSender
 from githubsim.models import Config, Faults, Job, Run, Runner, Workflow
 from githubsim.server import SimHTTPServer
@@ -191,6 +192,23 @@ class Simulator:
         return self.state.set_workflow(
             repository or self.state.default_repository, workflow_file, specs, name
         )
+
+    def set_workflow_command(
+        self,
+        workflow_file: str,
+        command: dict[str, Any] | None,
+        *,
+        repository: str | None = None,
+    ) -> Workflow:
+        """Have the workflow's self-hosted jobs run ``command`` (None: stop), as
+        ``PUT .../workflows/{file}/command`` (:mod:`githubsim.commands`)."""
+        parsed = None if command is None else parse_command(command)
+        with self.state.lock:
+            flow = self.state.workflow(
+                repository or self.state.default_repository, workflow_file
+            )
+            flow.command = parsed
+            return flow
 
     def start_traffic(
         self,
