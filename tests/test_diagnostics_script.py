@@ -169,5 +169,7 @@ def test_redaction_removes_secret_looking_values(text: str) -> None:
 
 
 def test_redaction_keeps_ordinary_log_lines() -> None:
-    line = "[2026-12-02 01:01:05Z INFO Runner] Job deploy completed with result: Succeeded"
+    line = (
+        "[2026-12-02 01:01:05Z INFO Runner] Job deploy completed with result: Succeeded"
+    )
     assert redact(line) == line
