@@ -40,6 +40,8 @@ def summarize(runner: Runner, now: datetime) -> Summary:
         "-reported_at", "-pk"
     )[:2]
     latest, previous = (list(reports) + [None, None])[:2]
+    for run in [*history, *filter(None, (latest, previous))]:
+        run.runner = runner  # shown by name: no query per run
     return Summary(
         in_flight=in_flight,
         latest=latest,

@@ -72,6 +72,14 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/runners/<name>/rotate-token/": Expect(401, 403, 403, 403, 405),
     "api/v1/runners/<name>/samples/": Expect(401, 403, 404, 404, 404),
     "api/v1/runners/<name>/events/": Expect(401, 403, 404, 404, 404),
+    # Diagnostics without SSH (diagnostics/urls.py, diagnostics/api.py, /diagnostics)
+    "diagnostics": POST_ONLY,
+    "fleet/<str:name>/diagnostics/run/": Expect(302, 405, 405, 405, 405),
+    "fleet/<str:name>/diagnostics/install-agent/": Expect(302, 405, 405, 405, 405),
+    "fleet/<str:name>/diagnostics/<str:token>/": Expect(302, 403, 404, 404, 404),
+    "api/v1/runner-diagnostics/<name>/": Expect(401, 403, 404, 404, 404),
+    "api/v1/runner-diagnostics/<name>/run/": Expect(401, 403, 403, 405, 405),
+    "api/v1/runner-diagnostics/<name>/install-agent/": Expect(401, 403, 403, 405, 405),
     # Deploys (deploys/api.py)
     "api/v1/environments/": Expect(401, 403, 403, 200, 200),
     "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),
