@@ -51,11 +51,11 @@ def in_flight(runner: Runner, kind: str = HostRun.Kind.DIAGNOSTICS) -> HostRun:
     )
 
 
-def post(body: Any, token: str | None, **extra: Any) -> Any:
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+def post(body: Any, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     return Client().post(
-        "/diagnostics", data=data, content_type="application/json", **headers, **extra
+        "/diagnostics", data=data, content_type="application/json", headers=headers
     )
 
 
@@ -71,6 +71,7 @@ def test_report_is_recorded_redacted_again_and_ends_the_run() -> None:
     assert answer.status_code == 201, answer.content
     run.refresh_from_db()
     assert run.state == HostRun.State.SUCCEEDED
+    assert isinstance(run.report, dict)
     assert CANARY not in json.dumps(run.report)
     assert run.report["runner"]["diag"][0]["lines"] == ["Authorization: [REDACTED]"]
     assert run.facts == {

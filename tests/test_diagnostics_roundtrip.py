@@ -153,6 +153,7 @@ def test_a_failed_job_says_at_which_step(
     # The token on the host no longer works: the script's POST is refused, exit 1.
     Runner.objects.get(name=NAME).issue_heartbeat_token("ada-admin")
     run = request(sre_client)
+    assert run.github_run_id is not None
     github_run = sim.state.run_by_id(run.github_run_id)
     assert wait_for(lambda: github_run.status == "completed")
     assert github_run.conclusion == "failure"
@@ -173,6 +174,7 @@ def test_a_job_no_runner_picks_up_times_out_and_is_cancelled(
 ) -> None:
     sim.kill(NAME)  # the host is down; GitHub has not noticed yet
     run = request(sre_client)
+    assert run.github_run_id is not None
     github_run = sim.state.run_by_id(run.github_run_id)
 
     # Before the deadline the watch only looks again later.

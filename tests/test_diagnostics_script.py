@@ -71,6 +71,7 @@ def test_script_reports_the_stub_host_and_redacts_the_canary(
     assert run.state == HostRun.State.SUCCEEDED
     assert run.reported_at is not None
     report = run.report
+    assert isinstance(report, dict)
     assert leaked(json.dumps(report)) == []
     assert report["host"]["load1"] == 0.52
     assert report["host"]["uptime_seconds"] == 86400
