@@ -69,6 +69,7 @@ def host(sim: Simulator, live_server: Any, tmp_path: Path) -> dict[str, Any]:
                 "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
                 # Prometheus behind a firewall: nothing answers on port 9.
                 "PROMETHEUS_URL": "http://127.0.0.1:9",
+                "EXPORTER_URL": "http://127.0.0.1:9/metrics",
                 "DIAGNOSTICS_TIMEOUT": "2",
             },
             "hosts_dir": str(hosts),

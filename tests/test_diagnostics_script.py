@@ -60,6 +60,7 @@ def test_script_reports_the_stub_host_and_redacts_the_canary(
             "GITHUB_API_URL": live_server.url,
             # Nothing listens on port 9: the firewall question, answered "no".
             "PROMETHEUS_URL": "http://127.0.0.1:9",
+            "EXPORTER_URL": "http://127.0.0.1:9/metrics",
             "DIAGNOSTICS_TIMEOUT": "2",
         }
     )
