@@ -3,7 +3,14 @@ runner's directory with its listener and _diag logs, its systemd unit."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from githubsim import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / "diagnostics/workflows/runner-diagnostics.yml"
+SCRIPT = ROOT / "agent/runner-diagnostics"
 
 RUNNER_VERSION = "2.330.0"
 # A value that must never leave the host: it is in the runner's log, as a token and
@@ -56,3 +63,27 @@ def make_host_root(root: Path, name: str = "prod-primary-1") -> Path:
 def leaked(text: str) -> list[str]:
     """The canary values found in ``text``."""
     return [c for c in (CANARY, CANARY_PASSWORD, CANARY_KEY_LINE) if c in text]
+
+
+def simulate_diagnostics_workflow(
+    sim: Simulator, controlplane: str, hosts: Path
+) -> None:
+    """Give the simulator the shipped diagnostics workflow, its jobs running the real
+    script against ``<hosts>/<runner name>``, with the environment its step maps."""
+    sim.set_workflow("runner-diagnostics.yml", yaml=WORKFLOW.read_text())
+    sim.set_workflow_command(
+        "runner-diagnostics.yml",
+        {
+            "argv": [sys.executable, str(SCRIPT)],
+            "env": {
+                "CONTROLPLANE_URL": controlplane,
+                "DIAGNOSTICS_TOKEN": "${{ inputs.token }}",
+                "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
+                # Prometheus behind a firewall, no exporter: nothing on port 9.
+                "PROMETHEUS_URL": "http://127.0.0.1:9",
+                "EXPORTER_URL": "http://127.0.0.1:9/metrics",
+                "DIAGNOSTICS_TIMEOUT": "2",
+            },
+            "hosts_dir": str(hosts),
+        },
+    )

@@ -8,7 +8,6 @@ log never reaches the database, the pages, the job's log or the control plane's 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,16 +20,13 @@ from django.test import Client
 from controlplane.models import AuditEvent
 from diagnostics import domain
 from diagnostics.models import HostRun
-from diagnostics.redact import SCRIPT
 from diagnostics.tasks import dispatch_host_run
 from githubsim import Simulator
 from runners.models import Runner
-from tests.conftest import ROOT
 from tests.factories import runner_with_token
-from tests.hostroot import leaked, make_host_root
+from tests.hostroot import leaked, make_host_root, simulate_diagnostics_workflow
 
 NAME = "prod-primary-1"
-WORKFLOW = ROOT / "diagnostics/workflows/runner-diagnostics.yml"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -57,24 +53,7 @@ def host(sim: Simulator, live_server: Any, tmp_path: Path) -> dict[str, Any]:
     sim.set_heartbeat_token(NAME, token)
     hosts = tmp_path / "hosts"
     make_host_root(hosts / NAME, NAME)
-    sim.set_workflow("runner-diagnostics.yml", yaml=WORKFLOW.read_text())
-    sim.set_workflow_command(
-        "runner-diagnostics.yml",
-        {
-            "argv": [sys.executable, str(SCRIPT)],
-            # As the workflow's step maps them.
-            "env": {
-                "CONTROLPLANE_URL": live_server.url,
-                "DIAGNOSTICS_TOKEN": "${{ inputs.token }}",
-                "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
-                # Prometheus behind a firewall: nothing answers on port 9.
-                "PROMETHEUS_URL": "http://127.0.0.1:9",
-                "EXPORTER_URL": "http://127.0.0.1:9/metrics",
-                "DIAGNOSTICS_TIMEOUT": "2",
-            },
-            "hosts_dir": str(hosts),
-        },
-    )
+    simulate_diagnostics_workflow(sim, live_server.url, hosts)
     return {"runner": runner, "token": token, "root": hosts / NAME}
 
 
