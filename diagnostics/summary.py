@@ -33,13 +33,22 @@ class Summary:
 
 
 def summarize(runner: Runner, now: datetime) -> Summary:
-    """Two queries: the runner's recent runs, and its previous report."""
-    history = list(HostRun.objects.filter(runner=runner)[:HISTORY])
+    """One query for the runner's recent runs; a second one for its last two
+    reports only when the runs shown are not all it has."""
+    history = list(HostRun.objects.filter(runner=runner)[: HISTORY + 1])
+    complete = len(history) <= HISTORY
+    history = history[:HISTORY]
     in_flight = next((run for run in history if run.finished_at is None), None)
-    reports = HostRun.objects.filter(runner=runner, reported_at__isnull=False).order_by(
-        "-reported_at", "-pk"
-    )[:2]
-    latest, previous = (list(reports) + [None, None])[:2]
+    if complete:
+        reports = [run for run in history if run.reported_at is not None]
+        reports.sort(key=lambda run: (run.reported_at, run.pk), reverse=True)
+    else:
+        reports = list(
+            HostRun.objects.filter(runner=runner, reported_at__isnull=False).order_by(
+                "-reported_at", "-pk"
+            )[:2]
+        )
+    latest, previous = (reports + [None, None])[:2]
     for run in [*history, *filter(None, (latest, previous))]:
         run.runner = runner  # shown by name: no query per run
     return Summary(
