@@ -270,3 +270,38 @@ def test_workflow_with_no_job_on_the_runner_fails_as_wrong_runner(
     assert run.reason == DeployRun.Reason.WRONG_RUNNER
     assert f"no job of the GitHub run ran on {PRIMARY}" in run.message
     assert sim.state.request_count(DISPATCH) == 1
+
+
+def test_deploy_job_held_by_a_protection_rule_is_neither_late_nor_failed_over(
+    sim: Simulator, clock: Clock, sre: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GitHub holds the deploy job as ``waiting`` (required reviewers): the seam the
+    # simulator's environments hook.
+    release = sim.state._release
+
+    def hold(job: Any, now: float) -> None:
+        release(job, now)
+        if job.name == "deploy":
+            job.status = "waiting"
+
+    monkeypatch.setattr(sim.state, "_release", hold)
+    pipeline(sim)
+    env = simulated_env(sim, pickup_timeout=120)
+    run = request_deploy(sre, env).run
+    run = drive(run, lambda r: r.state == DeployRun.State.RUNNING, clock)
+    assert sim.wait_until(lambda: "deploy" in sim_jobs(sim, run))
+
+    clock.jump(3600)
+    engine.advance(run.pk, now=clock())
+    run.refresh_from_db()
+    assert run.state == DeployRun.State.RUNNING
+    assert not run.events.filter(kind=DeployEvent.Kind.FAILOVER).exists()
+    held_until = attempts(run)[0].job_blocked_at
+    assert held_until is not None
+
+    with sim.state.lock:  # approved
+        sim_jobs(sim, run)["deploy"].status = "queued"
+    run = drive(run, final, clock)
+    assert run.state == DeployRun.State.SUCCEEDED
+    assert attempts(run)[0].job_runner_name == PRIMARY
+    assert sim.state.request_count(DISPATCH) == 1
