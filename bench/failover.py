@@ -45,10 +45,10 @@ JOB_SECONDS = 300
 MID_JOB_SECONDS = 5.0
 POLL = 0.05
 REPOSITORY = "acme/deploy"
-# The multi-job scenario's workflow: the reference build → deploy → smoke shape, with
-# short jobs so a rebuild on failover costs little.
+# The multi-job scenario's workflow: the reference build → deploy → smoke shape. The
+# build outlasts the primary's turn to unhealthy, so the failover happens mid-build.
 MULTIJOB_WORKFLOW = "deploy-multijob.yml"
-MULTIJOB_SECONDS = {"build": 20, "deploy": 10, "smoke": 5}
+MULTIJOB_SECONDS = {"build": 45, "deploy": 10, "smoke": 5}
 # How long the build runs before the primary's host dies.
 MID_BUILD_SECONDS = 5.0
 
