@@ -430,3 +430,21 @@ def test_runner_list_can_show_a_busy_runner_as_idle(sim):
     # Idle runners are never shown busy.
     assert not any(r["busy"] for r in page["runners"] if r["name"] != "staging-1")
     assert control(sim, "POST", "/config", {"busy_false_rate": 2}).status_code == 422
+
+
+def test_ctl_loads_a_workflow_file_and_drives_traffic(sim, tmp_path, capsys):
+    from githubsim.cli import main as cli_main
+
+    path = tmp_path / "deploy.yml"
+    path.write_text(PIPELINE)
+    assert cli_main(["ctl", "--url", sim.url, "workflow", str(path)]) == 0
+    flow = control(sim, "GET", "/repos/acme/deploy/workflows/deploy.yml").json()
+    assert [job["needs"] for job in flow["jobs"]] == [[], ["build"], ["deploy"]]
+    assert flow["jobs"][1]["environment"] == "${{ inputs.environment }}"
+
+    assert cli_main(["ctl", "--url", sim.url, "traffic", "staging-2"]) == 0
+    step(sim, 5)
+    assert sim.state.runner("staging-2").busy is True
+    assert cli_main(["ctl", "--url", sim.url, "traffic", "--stop"]) == 0
+    assert sim.state.runner("staging-2").busy is False
+    capsys.readouterr()
