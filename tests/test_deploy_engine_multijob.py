@@ -121,6 +121,10 @@ def test_a_build_longer_than_the_pickup_timeout_never_fails_over(
     run = drive(run, final, clock)
     assert run.state == DeployRun.State.SUCCEEDED
     assert [a.runner.name for a in attempts(run)] == [PRIMARY]
+    picked = run.events.get(kind=DeployEvent.Kind.PICKED_UP)
+    assert "s after it was queued" in picked.message
+    # The pickup delay (5 s), not the build's 3000 s, by GitHub's clock.
+    assert picked.detail["queued_seconds"] < 600
     assert sim.state.request_count(DISPATCH) == 1
     assert sim.state.request_count(CANCEL) == 0
 

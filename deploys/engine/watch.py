@@ -95,7 +95,7 @@ def running(run: DeployRun, now: datetime) -> bool:
     if job.status == "completed" and job.conclusion == "skipped":
         # Never ran: a job it needs did not succeed (a failed build).
         return _run_failed(run, attempt, jobs, job, now)
-    progressed = _note_pickup(run, attempt, job, now)
+    progressed = _note_pickup(run, attempt, jobs, job, now)
     if job.status != "completed":
         if _runner_down(runner):
             return start_failover(
@@ -247,10 +247,18 @@ def _run_failed(
 
 
 def _note_pickup(
-    run: DeployRun, attempt: DeployAttempt, job: JobInfo, now: datetime
+    run: DeployRun,
+    attempt: DeployAttempt,
+    jobs: list[JobInfo],
+    job: JobInfo,
+    now: datetime,
 ) -> bool:
     if attempt.picked_up_at is not None or not job.runner_name:
         return False
+    first_created = min(
+        (j.created_at for j in jobs if j.created_at is not None),
+        default=job.created_at,
+    )
     with transaction.atomic():
         moved = DeployAttempt.objects.filter(
             pk=attempt.pk, picked_up_at__isnull=True, state=Attempt.DISPATCHED
@@ -259,15 +267,29 @@ def _note_pickup(
         )
         if moved:
             waited = (now - (attempt.dispatched_at or now)).total_seconds()
+            message = f"{job.runner_name} picked the job up after {waited:.0f} s"
+            queued: dict[str, float] = {}
+            if (
+                job.created_at
+                and job.started_at
+                and first_created
+                and job.created_at > first_created
+            ):
+                # The job was created late (it needed others): say how long it
+                # waited for a runner, by GitHub's own clock.
+                in_queue = (job.started_at - job.created_at).total_seconds()
+                message += f" ({in_queue:.0f} s after it was queued)"
+                queued = {"queued_seconds": round(in_queue, 3)}
             event(
                 run,
                 Kind.PICKED_UP,
-                f"{job.runner_name} picked the job up after {waited:.0f} s",
+                message,
                 now,
                 attempt=attempt,
                 runner=job.runner_name,
                 pickup_seconds=round(waited, 3),
                 job_id=job.id,
+                **queued,
             )
     return bool(moved)
 
