@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bench import emit
@@ -45,8 +46,9 @@ JOB_SECONDS = 300
 MID_JOB_SECONDS = 5.0
 POLL = 0.05
 REPOSITORY = "acme/deploy"
-# The multi-job scenario's workflow: the reference build → deploy → smoke shape. The
+# The multi-job scenario's workflow: the shipped build → deploy → smoke pipeline. The
 # build outlasts the primary's turn to unhealthy, so the failover happens mid-build.
+PIPELINE_FILE = Path(__file__).parent.parent / "deploys/workflows/deploy-pipeline.yml"
 MULTIJOB_WORKFLOW = "deploy-multijob.yml"
 MULTIJOB_SECONDS = {"build": 45, "deploy": 10, "smoke": 5}
 # How long the build runs before the primary's host dies.
@@ -66,15 +68,10 @@ def add_runners(stack: Stack) -> None:
         for name in (primary(scenario), secondary(scenario)):
             stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
     stack.sim("POST", "/_sim/config", {"job_duration": JOB_SECONDS})
-    from githubsim.workflows import BUILD_DEPLOY_SMOKE
-
-    jobs = [
-        {**spec, "duration": MULTIJOB_SECONDS[spec["name"]]}
-        for spec in BUILD_DEPLOY_SMOKE
-    ]
-    stack.sim(
-        "PUT", f"/_sim/repos/{REPOSITORY}/workflows/{MULTIJOB_WORKFLOW}", {"jobs": jobs}
-    )
+    path = f"/_sim/repos/{REPOSITORY}/workflows/{MULTIJOB_WORKFLOW}"
+    stack.sim("PUT", path, {"yaml": PIPELINE_FILE.read_text()})
+    for job, seconds in MULTIJOB_SECONDS.items():
+        stack.sim("POST", f"{path}/jobs/{job}", {"duration": seconds})
 
 
 class Bench:

@@ -9,6 +9,7 @@ time (``sim.clock.advance`` jumps it), the control plane's deadlines are crossed
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +51,11 @@ pytestmark = [
 ]
 
 
+SHIPPED_PIPELINE = (
+    Path(__file__).parent.parent / "deploys" / "workflows" / "deploy-pipeline.yml"
+)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -72,7 +78,8 @@ def sim_jobs(sim: Simulator, run: DeployRun, number: int = 1) -> dict[str, Any]:
 def test_multijob_deploy_succeeds_with_the_build_on_a_hosted_runner(
     sim: Simulator, clock: Clock, sre: User
 ) -> None:
-    pipeline(sim)
+    # The shipped reference pipeline, as a repository would hold it.
+    sim.set_workflow("deploy.yml", yaml=SHIPPED_PIPELINE.read_text())
     env = simulated_env(sim)
     run = request_deploy(sre, env, "main", idempotency_key="k1").run
 

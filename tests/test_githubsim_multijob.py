@@ -8,6 +8,7 @@ of a run. Responses and payloads are validated against GitHub's schemas.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -448,3 +449,52 @@ def test_ctl_loads_a_workflow_file_and_drives_traffic(sim, tmp_path, capsys):
     assert cli_main(["ctl", "--url", sim.url, "traffic", "--stop"]) == 0
     assert sim.state.runner("staging-2").busy is False
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        (
+            "deploy-pipeline.yml",
+            [
+                ("build", ["ubuntu-latest"], [], None),
+                (
+                    "deploy",
+                    ["self-hosted", "${{ inputs.runner }}"],
+                    ["build"],
+                    "${{ inputs.environment }}",
+                ),
+                ("smoke", ["ubuntu-latest"], ["deploy"], None),
+            ],
+        ),
+        (
+            "deploy.yml",
+            [
+                (
+                    "deploy",
+                    ["self-hosted", "${{ inputs.runner }}"],
+                    [],
+                    "${{ inputs.environment }}",
+                )
+            ],
+        ),
+    ],
+)
+def test_shipped_reference_workflows_load_and_run(sim, file, expected):
+    text = (Path(__file__).parent.parent / "deploys" / "workflows" / file).read_text()
+    response = control(
+        sim, "PUT", "/repos/acme/deploy/workflows/deploy.yml", {"yaml": text}
+    )
+    assert response.status_code == 200, response.text
+    flow = response.json()
+    assert [
+        (j["name"], j["runs_on"], j["needs"], j["environment"]) for j in flow["jobs"]
+    ] == expected
+    run_id = start(sim, "staging-1")
+    for _ in range(len(expected) * 2):
+        step(sim, sim.state.config.job_duration)
+    listed = jobs(sim, run_id)
+    assert listed["deploy"]["runner_name"] == "staging-1"
+    view = control(sim, "GET", f"/jobs/{listed['deploy']['id']}").json()
+    assert view["environment"] == "production"
+    assert run_of(sim, run_id)["conclusion"] == "success"
