@@ -27,35 +27,10 @@ from tests.simhttp import (
 
 pytestmark = pytest.mark.sim(time_scale=1, demo=True, seed=7)
 
-# The shape of the reference multi-job workflow: build on a hosted runner, deploy on the
-# pinned self-hosted runner in the environment, then smoke-test on a hosted runner.
-PIPELINE = """
-name: Deploy
-run-name: Deploy ${{ github.ref_name }} [${{ inputs.token }}]
-on:
-  workflow_dispatch:
-    inputs:
-      runner: {required: true, type: string}
-      token: {required: true, type: string}
-      environment: {required: true, type: string}
-permissions: {}
-jobs:
-  build:
-    runs-on: ubuntu-latest
-    steps:
-      - run: make build
-  deploy:
-    needs: build
-    runs-on: [self-hosted, "${{ inputs.runner }}"]
-    environment: ${{ inputs.environment }}
-    steps:
-      - run: make deploy
-  smoke:
-    needs: [deploy]
-    runs-on: ubuntu-latest
-    steps:
-      - run: make smoke
-"""
+WORKFLOWS = Path(__file__).parent.parent / "deploys" / "workflows"
+# The shipped reference pipeline: build on a GitHub-hosted runner, deploy on the pinned
+# self-hosted runner in the environment, then smoke-test on a hosted runner.
+PIPELINE = (WORKFLOWS / "deploy-pipeline.yml").read_text()
 
 
 @pytest.fixture
@@ -481,7 +456,7 @@ def test_ctl_loads_a_workflow_file_and_drives_traffic(sim, tmp_path, capsys):
     ],
 )
 def test_shipped_reference_workflows_load_and_run(sim, file, expected):
-    text = (Path(__file__).parent.parent / "deploys" / "workflows" / file).read_text()
+    text = (WORKFLOWS / file).read_text()
     response = control(
         sim, "PUT", "/repos/acme/deploy/workflows/deploy.yml", {"yaml": text}
     )
