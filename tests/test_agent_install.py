@@ -1,6 +1,7 @@
 """The agent installer, run for real by sh against a fake host root: no systemctl, so
 the user-level fallback (a crontab line); the token stays private and out of its
-output; the installed agent heartbeats; running it again upgrades in place."""
+output; the installed agent heartbeats; running it again upgrades in place; and the
+same through the agent-install workflow in the simulator."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ import os
 import shutil
 import stat
 import subprocess
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import Client
 
+from diagnostics import domain
+from diagnostics.models import HostRun
+from diagnostics.tasks import dispatch_host_run
+from githubsim import Simulator
+from tests.conftest import ROOT
 from tests.factories import runner_with_token
 
 AGENT = Path(__file__).resolve().parent.parent / "agent"
@@ -161,3 +170,62 @@ def test_installer_says_when_nothing_can_schedule_the_agent(
     assert result.returncode == 2
     assert "no way to schedule the agent" in result.stderr
     assert os.path.exists(host["root"] / "home/runner/.local/bin/runner-heartbeat")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.sim(connect=True, pickup_delay=0.1)
+def test_agent_installed_through_the_workflow_in_the_simulator(
+    live_server: Any, sim: Simulator, host: dict[str, Path], sre_client: Client
+) -> None:
+    """The runner page's offer end to end: dispatch, the simulated job runs the real
+    installer on the runner's fake root, the agent's first heartbeat arrives, the
+    watch sees the run succeed."""
+    runner, token = runner_with_token("prod-primary-1", github_status="online")
+    sim.add_runner("prod-primary-1", ["self-hosted", "linux"])
+    sim.set_heartbeat_token("prod-primary-1", token)
+    hosts = host["root"].parent / "hosts"
+    shutil.copytree(host["root"], hosts / "prod-primary-1", symlinks=True)
+    sim.set_workflow(
+        "runner-agent.yml",
+        yaml=(ROOT / "diagnostics/workflows/runner-agent.yml").read_text(),
+    )
+    sim.set_workflow_command(
+        "runner-agent.yml",
+        {
+            "argv": [str(host["tools"] / "sh"), str(INSTALLER)],
+            "env": {
+                "PATH": str(host["tools"]),
+                "HOME": "/home/runner",
+                "AGENT_SOURCE": str(AGENT),
+                "CONTROLPLANE_URL": live_server.url,
+                "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
+            },
+            "hosts_dir": str(hosts),
+        },
+    )
+    assert runner.last_heartbeat_at is None
+
+    answer = sre_client.post("/api/v1/runner-diagnostics/prod-primary-1/install-agent/")
+    assert answer.status_code == 202, answer.content
+    run = HostRun.objects.get(token=answer.json()["token"])
+    dispatch_host_run(run.pk)
+    run.refresh_from_db()
+    assert run.github_run_id is not None
+    github_run = sim.state.run_by_id(run.github_run_id)
+    deadline = time.monotonic() + 30
+    while github_run.status != "completed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert github_run.conclusion == "success", sim.state.run_jobs(github_run)[0].note
+
+    domain.watch(run, run.requested_at + timedelta(seconds=1))
+
+    run.refresh_from_db()
+    assert run.state == HostRun.State.SUCCEEDED
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is not None
+    note = sim.state.run_jobs(github_run)[0].note
+    assert "first heartbeat recorded" in note
+    assert token not in note
+    assert (
+        hosts / "prod-primary-1/home/runner/.config/runner-heartbeat/token"
+    ).exists()
