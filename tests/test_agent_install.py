@@ -21,6 +21,7 @@ from diagnostics import domain
 from diagnostics.models import HostRun
 from diagnostics.tasks import dispatch_host_run
 from githubsim import Simulator
+from runners.models import Runner
 from tests.conftest import ROOT
 from tests.factories import runner_with_token
 
@@ -203,7 +204,7 @@ def test_agent_installed_through_the_workflow_in_the_simulator(
             "hosts_dir": str(hosts),
         },
     )
-    assert runner.last_heartbeat_at is None
+    assert not Runner.objects.filter(last_heartbeat_at__isnull=False).exists()
 
     answer = sre_client.post("/api/v1/runner-diagnostics/prod-primary-1/install-agent/")
     assert answer.status_code == 202, answer.content
