@@ -43,6 +43,14 @@ def install_agent(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @role_required(Role.VIEWER)
+def panel(request: HttpRequest, name: str) -> HttpResponse:
+    """The runner page's diagnostics panel alone: what htmx polls while a run is in
+    flight, so the result appears without a reload."""
+    runner = get_object_or_404(Runner, name=name)
+    return render(request, "diagnostics/runner_section.html", {"runner": runner})
+
+
+@role_required(Role.VIEWER)
 def report(request: HttpRequest, name: str, token: str) -> HttpResponse:
     """One diagnostics run in full: its state, and its report if it sent one."""
     host_run = get_object_or_404(

@@ -76,6 +76,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "diagnostics": POST_ONLY,
     "fleet/<str:name>/diagnostics/run/": Expect(302, 405, 405, 405, 405),
     "fleet/<str:name>/diagnostics/install-agent/": Expect(302, 405, 405, 405, 405),
+    "fleet/<str:name>/diagnostics/panel/": Expect(302, 403, 404, 404, 404),
     "fleet/<str:name>/diagnostics/<str:token>/": Expect(302, 403, 404, 404, 404),
     "api/v1/runner-diagnostics/<name>/": Expect(401, 403, 404, 404, 404),
     "api/v1/runner-diagnostics/<name>/run/": Expect(401, 403, 403, 405, 405),
