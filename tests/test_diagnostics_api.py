@@ -201,6 +201,26 @@ def test_the_page_offers_the_agent_when_heartbeats_are_missing(
     assert HostRun.objects.get().kind == HostRun.Kind.AGENT_INSTALL
 
 
+def test_the_page_links_the_firewall_runbook_when_the_exporter_is_unreachable(
+    viewer_client: Client,
+) -> None:
+    runner, _ = runner_with_token(NAME, github_status="online")
+    page = viewer_client.get(f"/fleet/{NAME}/").content.decode()
+    assert 'id="exporter-unreachable-hint"' not in page
+    assert 'id="run-diagnostics"' not in page  # viewers read, SREs run
+
+    Runner.objects.filter(pk=runner.pk).update(
+        exporter_url="http://prod-primary-1:9100/metrics",
+        exporter_checked_at=timezone.now(),
+        exporter_ok=False,
+    )
+    page = viewer_client.get(f"/fleet/{NAME}/").content.decode()
+    hint = page[page.index('id="exporter-unreachable-hint"') :]
+    assert 'href="/runbooks/exporter-unreachable/"' in hint[:600]
+    assert viewer_client.get("/runbooks/exporter-unreachable/").status_code == 200
+    assert viewer_client.get("/runbooks/runner-no-ssh/").status_code == 200
+
+
 def test_dispatch_waits_while_the_github_budget_is_low(settings: Any) -> None:
     settings.GITHUB_TOKEN = "ghp_unused"  # noqa: S105
     runner, _ = runner_with_token(NAME)
