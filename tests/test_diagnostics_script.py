@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from diagnostics.models import HostRun
-from diagnostics.redact import SCRIPT, redact
+from diagnostics.redact import SCRIPT, redact, script
 from runners.models import Runner
 from tests.factories import runner_with_token
 from tests.hostroot import CANARY, RUNNER_VERSION, leaked, make_host_root
@@ -175,3 +175,17 @@ def test_redaction_keeps_ordinary_log_lines() -> None:
         "[2026-12-02 01:01:05Z INFO Runner] Job deploy completed with result: Succeeded"
     )
     assert redact(line) == line
+
+
+def test_a_report_too_large_drops_its_oldest_log_lines_first() -> None:
+    lines = [f"{n:03d} " + "é" * 390 for n in range(40)]  # \u00e9 is 6 bytes in JSON
+    report: dict[str, Any] = {
+        "runner": {"diag": [{"file": "Runner_1.log", "lines": list(lines)}]}
+    }
+
+    body = script.fitted("diag-1", report)
+
+    assert len(body) <= 60 * 1024
+    kept = json.loads(body)["report"]["runner"]["diag"][0]["lines"]
+    assert 0 < len(kept) < 40
+    assert kept == lines[-len(kept) :]  # the newest lines stay
