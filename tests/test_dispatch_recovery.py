@@ -111,9 +111,9 @@ def test_a_lost_dispatch_is_looked_up_every_second_and_unchanged_lists_cost_noth
     sim.clear_faults()
     run.refresh_from_db()
     assert run.state == DeployRun.State.DISPATCHING
-    assert run.next_check_at == run.attempts.get().dispatch_claimed_at + timedelta(
-        seconds=1
-    )
+    claimed = run.attempts.get().dispatch_claimed_at
+    assert claimed is not None
+    assert run.next_check_at == claimed + timedelta(seconds=1)
 
     clock.jump(1)
     engine.advance(run.pk, now=clock())  # a full answer: no run yet, and an ETag
