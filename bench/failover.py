@@ -216,7 +216,10 @@ def dispatch_answered_5xx(bench: Bench, timeout: float) -> dict[str, Any]:
 
 def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
     """The primary is healthy but busy with a long job GitHub gave it earlier (a
-    run started by hand), so GitHub keeps the deploy job queued."""
+    run started by hand). Its ``workflow_job`` webhook tells the gate, which waits
+    ``busy_wait`` for it and then takes the secondary (before the busy-aware gate,
+    the job sat queued on the primary until the pickup timeout; the key keeps its
+    name)."""
     call(
         f"{bench.stack.sim_url}/repos/{REPOSITORY}/actions/workflows/deploy.yml/"
         "dispatches",
