@@ -178,7 +178,8 @@ class RunCalls(GatewayCore):
         """The first page of a run list, from this gateway's copy when GitHub
         answers 304 Not Modified to its ETag."""
         key = url + "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        cached = self._run_pages.get(key)
+        with self._run_pages_lock:
+            cached = self._run_pages.get(key)
         headers = {"If-None-Match": cached[0]} if cached else {}
         with self._call("find_run_by_token"):
             status, response_headers, body = self._requester.requestJson(
@@ -192,9 +193,10 @@ class RunCalls(GatewayCore):
         items = list((data or {}).get("workflow_runs") or [])
         etag = response_headers.get("etag")
         if etag:
-            if len(self._run_pages) >= RUN_PAGES_KEPT:
-                self._run_pages.pop(next(iter(self._run_pages)))  # the oldest
-            self._run_pages[key] = (etag, items)
+            with self._run_pages_lock:
+                if len(self._run_pages) >= RUN_PAGES_KEPT:
+                    self._run_pages.pop(next(iter(self._run_pages)))  # the oldest
+                self._run_pages[key] = (etag, items)
         return items
 
     def get_run(self, run_id: int) -> RunInfo:
