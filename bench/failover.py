@@ -239,7 +239,13 @@ def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One way for a deploy to meet trouble, measured on its own environment."""
+    """One way for a deploy to meet trouble, measured on its own environment.
+
+    ``run(bench, timeout)`` returns ``seconds`` (the output under ``key``) and
+    ``timeline`` (printed), optionally ``output`` (more output keys of its own), and
+    any other facts to print. It may reshape its environment or the simulator's
+    workflow first; the runners and the environment are its alone.
+    """
 
     name: str  # of its environment and runners
     key: str  # its output key: the scenario's seconds
@@ -290,8 +296,11 @@ def measure(stack: Stack, timeout: float) -> dict[str, Any]:
         result = scenario.run(bench, timeout)
         details[scenario.name] = result
         output[scenario.key] = result["seconds"]
+        output.update(result.get("output", {}))
         facts = ", ".join(
-            f"{k} {v}" for k, v in result.items() if k not in ("seconds", "timeline")
+            f"{k} {v}"
+            for k, v in result.items()
+            if k not in ("seconds", "timeline", "output")
         )
         print(
             f"{scenario.name}: {result['seconds']} s"
