@@ -25,6 +25,7 @@ from deploys import engine, jobs
 from deploys.models import DeployEvent, DeployRun, Environment
 from deploys.triggers import request_deploy
 from githubsim import Simulator
+from runners import sync
 from runners.models import Runner
 from tests.clients import sign
 from tests.deploying import (
@@ -115,10 +116,13 @@ def test_busy_primary_is_waited_for_then_the_next_idle_runner_takes_the_deploy(
 ) -> None:
     env = simulated_env(sim, busy_wait=60)
     outside_job(sim, PRIMARY)
-    # GitHub's quirk: its runner list reads busy=false in the middle of the job.
-    Runner.objects.filter(name=PRIMARY).update(
-        github_busy=False, github_seen_at=timezone.now()
-    )
+    # GitHub's quirk: its runner list reads busy=false in the middle of the job,
+    # and the registry sync writes what it reads.
+    sim.configure(busy_false_rate=1.0)
+    sync.sync_fleet()
+    primary_row = Runner.objects.get(name=PRIMARY)
+    assert primary_row.github_busy is False
+    assert primary_row.github_is_fresh(timezone.now())
     run = request_deploy(sre, env).run
 
     engine.advance(run.pk, now=clock())
