@@ -22,6 +22,11 @@ outside, in the simulator (which runner holds which job, polled every 50 ms).
    the secondary picking the job up, with the environment's ``busy_wait`` and
    pickup timeout at their defaults.
 
+5. ``multijob_failover_seconds``: a multi-job workflow (build on a GitHub-hosted
+   runner → deploy on the pinned runner → smoke test); the primary host dies while
+   the build runs; from the death to the secondary picking the deploy job up (after
+   the new attempt's own build), and the deploy must succeed.
+
 Each scenario is a function of :data:`SCENARIOS`, with its own environment
 (``failover-<name>``) and runners (``fo-<name>-primary``, ``fo-<name>-secondary``),
 and adds one key to the output. It also reports the deploy's timeline (seconds from
@@ -35,6 +40,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bench import emit
@@ -46,6 +52,13 @@ JOB_SECONDS = 300
 MID_JOB_SECONDS = 5.0
 POLL = 0.05
 REPOSITORY = "acme/deploy"
+# The multi-job scenario's workflow: the shipped build → deploy → smoke pipeline. The
+# build outlasts the primary's turn to unhealthy, so the failover happens mid-build.
+PIPELINE_FILE = Path(__file__).parent.parent / "deploys/workflows/deploy-pipeline.yml"
+MULTIJOB_WORKFLOW = "deploy-multijob.yml"
+MULTIJOB_SECONDS = {"build": 45, "deploy": 10, "smoke": 5}
+# How long the build runs before the primary's host dies.
+MID_BUILD_SECONDS = 5.0
 
 
 def primary(scenario: str) -> str:
@@ -61,6 +74,10 @@ def add_runners(stack: Stack) -> None:
         for name in (primary(scenario.name), secondary(scenario.name)):
             stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
     stack.sim("POST", "/_sim/config", {"job_duration": JOB_SECONDS})
+    path = f"/_sim/repos/{REPOSITORY}/workflows/{MULTIJOB_WORKFLOW}"
+    stack.sim("PUT", path, {"yaml": PIPELINE_FILE.read_text()})
+    for job, seconds in MULTIJOB_SECONDS.items():
+        stack.sim("POST", f"{path}/jobs/{job}", {"duration": seconds})
 
 
 class Bench:
@@ -81,7 +98,9 @@ class Bench:
             env = Environment.objects.create(
                 name=f"failover-{scenario.name}",
                 repository=REPOSITORY,
-                workflow_file="deploy.yml",
+                workflow_file=(
+                    MULTIJOB_WORKFLOW if scenario.name == "multijob" else "deploy.yml"
+                ),
                 required_secrets=["DEPLOY_KEY"],
             )
             env.set_pool(
@@ -237,6 +256,48 @@ def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
     }
 
 
+def deploy_state(run_id: int) -> tuple[str, int | None]:
+    """The deploy's state and its current attempt's GitHub run id."""
+    from django.db import close_old_connections
+
+    from deploys.models import DeployRun
+
+    close_old_connections()
+    run = DeployRun.objects.get(pk=run_id)
+    attempt = run.attempts.order_by("-number").first()
+    return str(run.state), attempt.github_run_id if attempt else None
+
+
+def primary_dies_during_build(bench: Bench, timeout: float) -> dict[str, Any]:
+    """Multi-job workflow: the primary host dies while the build job runs."""
+    run_id, sent = bench.request("multijob")
+    github_run = wait_until(
+        lambda: deploy_state(run_id)[1], timeout, "the multi-job dispatch"
+    )
+
+    def building() -> bool:
+        jobs = bench.stack.sim("GET", f"/_sim/runs/{github_run}")["jobs"]
+        return any(j["name"] == "build" and j["status"] == "in_progress" for j in jobs)
+
+    wait_until(building, timeout, "the build job to start", step=POLL)
+    time.sleep(MID_BUILD_SECONDS)
+    killed = time.time()
+    bench.stack.kill_host(primary("multijob"))
+    picked_up = bench.seen(secondary("multijob"), ("in_progress",), timeout)
+    state = wait_until(
+        lambda: (
+            (s := deploy_state(run_id)[0]) in ("succeeded", "failed", "cancelled") and s
+        ),
+        timeout,
+        "the multi-job deploy to finish",
+    )
+    return {
+        "seconds": round(picked_up - killed, 3),
+        "state": state,
+        "timeline": bench.timeline(run_id, killed),
+    }
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One way for a deploy to meet trouble, measured on its own environment.
@@ -258,6 +319,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("midjob", "failover_seconds", primary_dies_mid_job, 20.0),
     Scenario("5xx", "dispatch_5xx_seconds", dispatch_answered_5xx, 10.0),
     Scenario("pickup", "pickup_timeout_failover_seconds", primary_never_picks_up),
+    Scenario("multijob", "multijob_failover_seconds", primary_dies_during_build),
 )
 
 
@@ -319,6 +381,8 @@ def measure(stack: Stack, timeout: float) -> dict[str, Any]:
             "targets": {s.key: s.target for s in SCENARIOS if s.target is not None},
         }
     )
+    if details["multijob"]["state"] != "succeeded":
+        output["multijob_failover_seconds"] = f"deploy {details['multijob']['state']}"
     return output
 
 
