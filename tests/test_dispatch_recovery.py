@@ -81,7 +81,8 @@ def test_dispatch_answered_5xx_is_found_by_its_token_at_once_without_a_second_di
     engine.advance(run.pk, now=clock())
 
     run.refresh_from_db()
-    assert run.state == DeployRun.State.RUNNING
+    # At the simulator's pace the job may even have finished within that advance.
+    assert run.state in (DeployRun.State.RUNNING, DeployRun.State.SUCCEEDED)
     [attempt] = attempts(run)
     [github_run] = sim.state.runs(REPO)
     assert attempt.github_run_id == github_run.id
