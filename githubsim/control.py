@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from githubsim.api import commits
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
 
 router = Router()
+router.include(commits.control)
 
 
 def number(body: dict[str, Any], key: str, default: float | None = None) -> float:

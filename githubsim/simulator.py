@@ -176,6 +176,20 @@ class Simulator:
     def lose_job(self, job_id: int) -> Job:
         return self.state.lose_job(job_id)
 
+    def push(self, ref: str = "main", repository: str | None = None) -> str:
+        """A new commit on branch ``ref`` of the default repository; its SHA."""
+        return self.state.push(repository or self.state.default_repository, ref).sha
+
+    def create_tag(
+        self, tag: str, target: str = "main", repository: str | None = None
+    ) -> str:
+        """Tag ``target`` (a ref or SHA) as ``tag``; the SHA it points at."""
+        repo = repository or self.state.default_repository
+        return self.state.create_tag(repo, tag, target)
+
+    def sha_of(self, ref: str, repository: str | None = None) -> str:
+        return self.state.resolve_ref(repository or self.state.default_repository, ref)
+
     def set_faults(self, **faults: Any) -> Faults:
         """e.g. ``error_rate=0.3, rate_limit_rate=0.1, latency_ms=200``."""
         return self.state.set_faults(**faults)

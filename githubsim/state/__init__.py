@@ -35,7 +35,8 @@ __all__ = ["SimState"]
 
 
 class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
-    """The simulated GitHub: repositories, runners, runs, jobs, secrets and limits."""
+    """The simulated GitHub: repositories, commits, runners, runs, jobs, secrets and
+    limits."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin
 
     def _reset_data(self) -> None:
         self._reset_repositories()
+        self._reset_commits()
         self._reset_runners()
         self._reset_runs()
         self._reset_secrets()

@@ -13,12 +13,13 @@ from githubsim import shapes
 from githubsim.clock import isoformat
 from githubsim.errors import ApiError, invalid, not_found
 from githubsim.models import Job, Run, Runner, Step
+from githubsim.state.commits import CommitsMixin
 from githubsim.state.runners import RunnersMixin
 
 MAX_INPUTS = 25
 
 
-class RunsMixin(RunnersMixin):
+class RunsMixin(RunnersMixin, CommitsMixin):
     """Runs and jobs by id, the active jobs the scheduler advances, and their webhooks."""
 
     def _reset_runs(self) -> None:
@@ -42,6 +43,7 @@ class RunsMixin(RunnersMixin):
                 )
             now = self.clock.now()
             branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+            head_sha = self.dispatch_sha(full_name, ref)
             target = str(inputs.get("runner") or "")
             job = Job(
                 id=self._next_job_id,
@@ -60,7 +62,7 @@ class RunsMixin(RunnersMixin):
                 ref=branch,
                 inputs=dict(inputs),
                 display_title=title,
-                head_sha=shapes.head_sha(branch),
+                head_sha=head_sha,
                 created_at=now,
                 updated_at=now,
                 job_id=job.id,
@@ -208,6 +210,7 @@ class RunsMixin(RunnersMixin):
         self._bump()
         self._emit_job("in_progress", job)
         self._emit_run("in_progress", run)
+        self.check_out(job, run, now)
 
     def _complete(
         self, job: Job, conclusion: str, now: float, lost: bool = False
