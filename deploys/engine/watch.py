@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from controlplane.github import GitHubError, JobInfo, gateway_for
+from deploys.engine.commits import check_head_sha
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -83,6 +84,8 @@ def running(run: DeployRun, now: datetime) -> bool:
         return False
     if job.runner_name and job.runner_name != runner.name:
         return _wrong_runner(run, attempt, job, now)
+    if (verdict := check_head_sha(run, attempt, job, now)) is not None:
+        return verdict
     progressed = _note_pickup(run, attempt, job, now)
     if job.status != "completed":
         if _runner_down(runner):
