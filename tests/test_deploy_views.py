@@ -27,7 +27,7 @@ from runners.models import State
 from tests.conftest import logged_in
 from tests.factories import make_env, pool_runner
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 
 def make_run(env: Environment, **kw: Any) -> DeployRun:
