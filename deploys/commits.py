@@ -162,3 +162,34 @@ def deployed_now() -> list[Deployed]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One succeeded deploy on an environment's history, with the compare view from
+    the commit it replaced."""
+
+    run: DeployRun
+    previous_sha: str
+    compare_url: str
+
+
+def deploy_history(env: Environment, limit: int = 20) -> list[HistoryRow]:
+    """The environment's succeeded deploys by commit, newest first (one query)."""
+    latest = DeployAttempt.objects.filter(run=OuterRef("pk")).order_by("-number")
+    runs = list(
+        DeployRun.objects.filter(environment=env, state=DeployRun.State.SUCCEEDED)
+        .annotate(
+            runner_name=Subquery(latest.values("runner__name")[:1]),
+            run_url=Subquery(latest.values("html_url")[:1]),
+        )
+        .order_by("-finished_at", "-pk")[: limit + 1]
+    )
+    rows: list[HistoryRow] = []
+    for run, older in zip(runs, [*runs[1:], None], strict=False):
+        if len(rows) == limit:
+            break
+        previous = older.sha if older is not None else ""
+        url = getattr(run, "run_url", "") or ""
+        rows.append(HistoryRow(run, previous, compare_url(env, previous, run.sha, url)))
+    return rows
