@@ -61,7 +61,7 @@ def deployed(
 def test_a_request_records_the_refs_sha_and_the_dispatch_passes_it(
     sim: Simulator, sre: User, clock: Clock
 ) -> None:
-    env = simulated_env(sim)
+    simulated_env(sim)
     sha = sim.push("main")
     response = logged_in(sre).post(
         DEPLOYS, {"environment": "production"}, content_type="application/json"
