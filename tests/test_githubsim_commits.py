@@ -157,6 +157,10 @@ def test_an_older_sha_on_the_ref_checks_out_and_succeeds(sim: Simulator):
         "Deploy",
         "Complete job",
     ]
+    listed = requests.get(f"{sim.url}/_sim/repos/acme/deploy/checkouts", timeout=10)
+    (run,) = listed.json()["runs"]
+    assert (run["id"], run["checked_out"], run["sha_input"]) == (run_id, old, old)
+    assert run["head_sha"] == sim.sha_of("main") != old
 
 
 def test_a_sha_not_on_the_ref_fails_fast_at_check_out(sim: Simulator):
@@ -175,6 +179,8 @@ def test_a_sha_not_on_the_ref_fails_fast_at_check_out(sim: Simulator):
         "Complete job": "skipped",
     }
     assert get(sim, f"{REPO}/actions/runs/{run_id}").json()["conclusion"] == "failure"
+    listed = requests.get(f"{sim.url}/_sim/repos/acme/deploy/checkouts", timeout=10)
+    assert listed.json()["runs"][0]["checked_out"] is None
 
 
 def test_control_push_and_tag_refuse_bad_input(sim: Simulator):

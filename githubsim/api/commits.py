@@ -171,3 +171,30 @@ def create_tag(request: Request) -> Reply:
         raise invalid("tag (a name) is required; target is a ref or SHA", "tag")
     sha = request.sim.state.create_tag(name, tag, target)
     return Reply(status=201, body={"ref": f"refs/tags/{tag}", "sha": sha})
+
+
+@control.add("GET", "/_sim/repos/{owner}/{repo}/checkouts")
+def list_checkouts(request: Request) -> Reply:
+    """Per run (newest 500): its ref, ``head_sha``, ``inputs.sha``, the commit its jobs
+    checked out (null if none did) and its conclusion; what benchmarks compare with
+    the commit the control plane asked for."""
+    name = control_repository(request)
+    state = request.sim.state
+    with state.lock:
+        runs = state.runs(name)[:500]
+        jobs_by_run: dict[int, list[Any]] = {}
+        for job in state.jobs():
+            jobs_by_run.setdefault(job.run_id, []).append(job)
+        body = [
+            {
+                "id": run.id,
+                "display_title": run.display_title,
+                "ref": run.ref,
+                "head_sha": run.head_sha,
+                "sha_input": run.inputs.get("sha"),
+                "checked_out": state.checked_out(run, jobs_by_run.get(run.id, [])),
+                "conclusion": run.conclusion,
+            }
+            for run in runs
+        ]
+    return Reply(body={"runs": body})

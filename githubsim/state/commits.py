@@ -166,6 +166,16 @@ class CommitsMixin(StateCore):
     ) -> None:
         raise NotImplementedError  # RunsMixin finishes jobs
 
+    def checked_out(self, run: Run, jobs: list[Job]) -> str | None:
+        """The commit the run's jobs checked out (``inputs.sha``, else the run's
+        ``head_sha``), or None while no "Check out" step has succeeded."""
+        for job in jobs:
+            if any(
+                s.name == "Check out" and s.conclusion == "success" for s in job.steps
+            ):
+                return str(run.inputs.get("sha") or run.head_sha)
+        return None
+
     # Questions ---------------------------------------------------------------------------
 
     def resolve_ref(self, full_name: str, ref: str) -> str:
