@@ -314,10 +314,6 @@ class DeployRunViewSet(
         parameters=[IDEMPOTENCY_KEY],
         responses={
             202: DeployRunDetailSerializer,
-            400: OpenApiResponse(
-                DeployErrorSerializer,
-                description="No earlier succeeded deploy of another commit.",
-            ),
             409: OpenApiResponse(
                 DeployErrorSerializer,
                 description="Refused by the environment's safeguards, or the "
@@ -343,16 +339,6 @@ class DeployRunViewSet(
         except DeployRequestError as exc:
             return _refusal(exc)
         return self._respond(result)
-
-    @extend_schema(responses=DeployedSerializer(many=True))
-    @action(
-        detail=False, methods=["get"], url_path="deployed-now", pagination_class=None
-    )
-    def deployed_now(self, request: Request) -> Response:
-        """Per environment, the commit deployed now: SHA, ref, who, when, change
-        ticket, runner, GitHub run and deployment, and the compare view against the
-        previous deploy."""
-        return Response(DeployedSerializer(deployed_now(), many=True).data)
 
     @extend_schema(
         request=CancelSerializer,
@@ -405,7 +391,24 @@ class DeployRunViewSet(
         return Response(self._render(run), status=status.HTTP_202_ACCEPTED)
 
 
+class DeployedNowViewSet(viewsets.GenericViewSet[Any]):
+    """What every environment runs now: ``GET /api/v1/deployed-now/``."""
+
+    serializer_class = DeployedSerializer
+    permission_classes = [IsViewer]
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(responses=DeployedSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        """Per environment, the commit deployed now: SHA, ref, who, when, change
+        ticket, runner, GitHub run and deployment, and the compare view against the
+        previous deploy."""
+        return Response(DeployedSerializer(deployed_now(), many=True).data)
+
+
 router = SimpleRouter(trailing_slash=True)
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("freeze-windows", FreezeWindowViewSet, basename="freeze-window")
 router.register("deploys", DeployRunViewSet, basename="deploy")
+router.register("deployed-now", DeployedNowViewSet, basename="deployed-now")

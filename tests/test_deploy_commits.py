@@ -297,7 +297,7 @@ def test_deployed_now_lists_each_environment_with_a_compare_link(
     first = deployed(sim, env, sre, clock)
     sim.push("main")
     second = deployed(sim, env, sre, clock)
-    response = logged_in(viewer).get(f"{DEPLOYS}deployed-now/")
+    response = logged_in(viewer).get("/api/v1/deployed-now/")
     assert response.status_code == 200
     rows = {row["environment"]: row for row in response.json()}
     assert rows["staging"]["sha"] is None
@@ -331,8 +331,8 @@ def test_deployed_now_query_count_does_not_grow_with_environments(
                 environment=env, ref="main", sha=f"{n:040x}", state=state
             )
     client = logged_in(viewer)
-    client.get(f"{DEPLOYS}deployed-now/")  # the session and permissions warm up
+    client.get("/api/v1/deployed-now/")  # the session and permissions warm up
     # session, user, roles; environments; their runs
     with django_assert_num_queries(5):
-        response = client.get(f"{DEPLOYS}deployed-now/")
+        response = client.get("/api/v1/deployed-now/")
     assert len(response.json()) == environments

@@ -82,7 +82,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/rollback/": Expect(401, 403, 403, 405, 405),
-    "api/v1/deploys/deployed-now/": API_VIEWER,
+    "api/v1/deployed-now/": API_VIEWER,
     # Deploys pages (deploys/views.py)
     "deploys/": HTML_VIEWER,
     "deploys/new/": Expect(302, 403, 403, 200, 200),
