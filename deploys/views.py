@@ -134,7 +134,8 @@ class DeployForm(forms.Form):
         max_length=255,
         required=False,
         strip=True,
-        help_text="Branch, tag or commit; empty deploys the environment's default ref.",
+        help_text="Branch or tag; empty deploys the environment's default ref. Its "
+        "commit now is recorded and deployed exactly.",
     )
     change_ticket = forms.CharField(max_length=100, required=False, strip=True)
     # Generated when the form is drawn: submitting the same form twice gives the

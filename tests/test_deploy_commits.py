@@ -336,3 +336,19 @@ def test_deployed_now_query_count_does_not_grow_with_environments(
     with django_assert_num_queries(5):
         response = client.get("/api/v1/deployed-now/")
     assert len(response.json()) == environments
+
+
+def test_the_deploy_form_names_an_unknown_ref_and_creates_nothing(
+    sim: Simulator, sre: User
+) -> None:
+    simulated_env(sim)
+    client = logged_in(sre)
+    response = client.post(
+        "/deploys/new/",
+        {"environment": "production", "ref": "typo-branch", "idempotency_key": "f-1"},
+    )
+    assert response.status_code == 400
+    assert "&#x27;typo-branch&#x27; is not a branch, tag or commit" in (
+        response.content.decode()
+    )
+    assert not DeployRun.objects.exists()
