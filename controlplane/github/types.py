@@ -90,6 +90,12 @@ class JobInfo:
     steps: tuple[StepInfo, ...]
     # The commit the run was created for: the ref's SHA at dispatch.
     head_sha: str = ""
+    # When GitHub created the job: for a job that ``needs`` others, once they succeeded.
+    created_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status != "completed"
 
     @property
     def failed_step(self) -> StepInfo | None:
