@@ -25,6 +25,7 @@ class DeploysConfig(AppConfig):
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
+        section("Deployed now", "deploys:deployed-now", position=22)
         section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)
         # A runner that falls wakes the deploys running on it (see the function).

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from githubsim.api import commits
 from githubsim.commands import parse_command
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
 from githubsim.workflows import outcome, parse_definition
 
 router = Router()
+router.include(commits.control)
 
 
 def number(body: dict[str, Any], key: str, default: float | None = None) -> float:

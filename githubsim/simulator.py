@@ -178,6 +178,20 @@ class Simulator:
     def lose_job(self, job_id: int) -> Job:
         return self.state.lose_job(job_id)
 
+    def push(self, ref: str = "main", repository: str | None = None) -> str:
+        """A new commit on branch ``ref`` of the default repository; its SHA."""
+        return self.state.push(repository or self.state.default_repository, ref).sha
+
+    def create_tag(
+        self, tag: str, target: str = "main", repository: str | None = None
+    ) -> str:
+        """Tag ``target`` (a ref or SHA) as ``tag``; the SHA it points at."""
+        repo = repository or self.state.default_repository
+        return self.state.create_tag(repo, tag, target)
+
+    def sha_of(self, ref: str, repository: str | None = None) -> str:
+        return self.state.resolve_ref(repository or self.state.default_repository, ref)
+
     def set_workflow(
         self,
         workflow_file: str = "deploy.yml",

@@ -88,7 +88,12 @@ def test_happy_path_deploys_on_the_primary(
     ]
     assert sim.state.request_count(DISPATCH) == 1
     dispatched = sim.state.get_run(REPO, github_id(run))
-    assert dispatched.inputs == {"runner": PRIMARY, "token": attempt.token}
+    assert dispatched.inputs == {
+        "runner": PRIMARY,
+        "token": attempt.token,
+        "sha": sim.sha_of("main"),
+    }
+    assert run.sha == dispatched.head_sha == sim.sha_of("main")
     assert attempt.token in dispatched.display_title
     assert run.next_check_at is None
 
@@ -441,6 +446,8 @@ def test_queued_deploys_start_in_order_one_at_a_time(
 ) -> None:
     sim.configure(job_duration=3600)
     env = simulated_env(sim)
+    for n in (1, 2, 3):
+        sim.create_tag(f"release-{n}")
     first = request_deploy(sre, env, "release-1").run
     second = request_deploy(sre, env, "release-2").run
     third = request_deploy(sre, env, "release-3").run

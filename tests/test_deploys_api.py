@@ -32,11 +32,12 @@ from deploys.triggers import (
     prune_idempotency_records,
     request_deploy,
 )
+from githubsim import Simulator
 from runners.models import Runner, State
 from tests.conftest import logged_in
 from tests.factories import make_env, pool_runner
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 DEPLOYS = "/api/v1/deploys/"
 ENVIRONMENTS = "/api/v1/environments/"
@@ -374,12 +375,17 @@ def test_list_filters_by_environment_and_state(sre: User, viewer: User) -> None:
 
 @pytest.mark.parametrize("count", [2, 12])
 def test_list_query_count_does_not_grow_with_runs(
-    sre: User, viewer: User, count: int, django_assert_num_queries: Any
+    sre: User,
+    viewer: User,
+    count: int,
+    django_assert_num_queries: Any,
+    github: Simulator,
 ) -> None:
     env = env_with_pool()
     runner = Runner.objects.get(name="production-primary")
     for n in range(count):
-        run = request_deploy(sre, env, f"v{n}").run
+        github.create_tag(f"release-{n}", github.push())
+        run = request_deploy(sre, env, f"release-{n}").run
         DeployAttempt.objects.create(run=run, number=1, runner=runner)
     client = logged_in(viewer)
     client.get(DEPLOYS)  # warm the session and role caches

@@ -90,6 +90,8 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deploys/rollback/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deployed-now/": API_VIEWER,
     # Deploys pages (deploys/views.py)
     "deploys/": HTML_VIEWER,
     "deploys/new/": Expect(302, 403, 403, 200, 200),
@@ -101,6 +103,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     "deploys/environments/<slug:name>/redeploy-last-good/": Expect(
         302, 405, 405, 405, 405
     ),
+    "deploys/environments/<slug:name>/rollback/": Expect(302, 403, 403, 404, 404),
+    # Exact commits (deploys/commit_views.py)
+    "deploys/deployed/": HTML_VIEWER,
     # Secret rotation (rotations/api.py, rotations/views.py)
     "api/v1/secret-schedules/": API_VIEWER,
     "api/v1/secret-schedules/<pk>/": Expect(401, 403, 404, 404, 404),

@@ -73,6 +73,7 @@ def parse_job(data: Mapping[str, Any]) -> JobInfo:
             )
             for step in data.get("steps") or ()
         ),
+        head_sha=str(data.get("head_sha") or ""),
     )
 
 
