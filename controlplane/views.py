@@ -22,33 +22,42 @@ from django.http import (
 from django.shortcuts import render
 from django.template import loader
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from controlplane import audit, throttle
-from controlplane.context_processors import navigation_entries
+from controlplane.board import build_board
 from controlplane.filters import AuditEventFilterSet
 from controlplane.liveness import stale_jobs
-from controlplane.models import BEAT_LEASE, AuditEvent, GitHubUsage, Lease, TaskStatus
+from controlplane.models import AuditEvent
 from controlplane.permissions import role_required
-from controlplane.roles import Role, role_of
+from controlplane.roles import Role
 
 AUDIT_PAGE_SIZE = 50
 
 
+@require_GET
 @role_required(Role.VIEWER)
 def home(request: HttpRequest) -> HttpResponse:
-    """What exists so far: the sections, the GitHub API budget, background tasks."""
-    ctx = {
-        "sections": [
-            e
-            for e in navigation_entries(request.path, role_of(request.user))
-            if e.url != "/"
-        ],
-        "usage": GitHubUsage.objects.filter(pk=1).first(),
-        "tasks": list(TaskStatus.objects.all()),
-        "beat_leader": Lease.objects.holder_of(BEAT_LEASE),
+    """The status board: open alerts, runners by state, environments, the last
+    deploys, what is overdue, background tasks (``controlplane.board``).
+
+    htmx polls this URL every 5 s; for those requests only the board is rendered.
+    The queries are a fixed number whatever the size of the fleet or history."""
+    now = timezone.now()
+    board = build_board(now)
+    ctx: dict[str, Any] = {
+        "alerts": board.alerts,
+        "panel_templates": [template for template, _ in board.panels.values()],
+        "now": now,
     }
-    return render(request, "controlplane/home.html", ctx)
+    for _, context in board.panels.values():
+        ctx.update(context)
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = "controlplane/_board.html" if is_htmx else "controlplane/home.html"
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @role_required(Role.VIEWER)

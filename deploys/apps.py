@@ -16,12 +16,17 @@ class DeploysConfig(AppConfig):
         # scanner, their navigation sections and their periodic tasks. Imported
         # here: models load only once the app registry is ready.
         import deploys.metrics  # noqa: F401
-        from controlplane import context_processors, notifications
+        from controlplane import board, context_processors, notifications
         from controlplane.roles import Role
         from deploys import notify
+        from deploys.board import deploys_panel
 
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
+        section("Environments", "deploys:environment-list", position=25)
         section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)
+        board.register_panel(
+            "deploys", "deploys/_board.html", deploys_panel, position=20
+        )

@@ -15,9 +15,13 @@ class RotationsConfig(AppConfig):
         # (registered on import), its navigation section and its periodic task.
         # Imported here: models load only once the app registry is ready.
         import rotations.metrics  # noqa: F401
-        from controlplane import context_processors
+        from controlplane import board, context_processors
+        from rotations.board import secrets_panel
 
         context_processors.register_section(
             "Secrets", "rotations:secret-list", position=30
         )
         register_schedules(*SCHEDULES)
+        board.register_panel(
+            "secrets", "rotations/_board.html", secrets_panel, position=30
+        )

@@ -16,9 +16,13 @@ class RunnersConfig(AppConfig):
         # periodic tasks. Imported here: models load only once the app registry is
         # ready.
         import runners.metrics  # noqa: F401
-        from controlplane import context_processors, notifications
+        from controlplane import board, context_processors, notifications
         from runners import notify
+        from runners.board import fleet_panel
 
         notifications.register_scanner(notify.SCANNER)
         context_processors.register_section("Fleet", "runners:fleet", position=10)
         register_schedules(*SCHEDULES)
+        board.register_panel(
+            "fleet", "runners/_board_fleet.html", fleet_panel, position=10
+        )

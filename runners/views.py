@@ -24,6 +24,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
+from runners import freshness
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
 from runners.models import Runner, RunnerEvent, RunnerSync
@@ -101,6 +102,8 @@ class FleetRow:
     heartbeat_age: str
     heartbeat_fresh: bool
     github_fresh: bool
+    # Non-empty while the stored state contradicts the live signals.
+    reevaluating: str
 
     @classmethod
     def of(cls, runner: Runner, now: datetime, prefix: str = "/fleet/") -> FleetRow:
@@ -115,6 +118,7 @@ class FleetRow:
             ),
             heartbeat_fresh=runner.heartbeat_is_fresh(now),
             github_fresh=runner.github_is_fresh(now),
+            reevaluating=freshness.reevaluating(runner, now),
         )
 
 
