@@ -67,7 +67,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-pk")
     )
     page = Paginator(filterset.qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    ctx = {"filter": filterset, "page_obj": page, "events": page.object_list}
+    events = list(page.object_list)
+    for event in events:
+        event.target_url = audit.target_url(event)
+    ctx = {"filter": filterset, "page_obj": page, "events": events}
     return render(request, "controlplane/audit_list.html", ctx)
 
 
@@ -110,14 +113,16 @@ class LoginView(auth_views.LoginView):
         self.request.session["started_at"] = self.request.session["last_seen"] = (
             time.time()
         )
-        audit.record(form.get_user(), "login", remote_addr=_client_addr(self.request))
+        audit.record(
+            form.get_user(), "session.login", remote_addr=_client_addr(self.request)
+        )
         return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         lockout = getattr(form, "lockout", None)
         audit.record(
             None,
-            "login",
+            "session.login",
             outcome=AuditEvent.Outcome.FAILURE,
             username=str(form.data.get("username", ""))[:150],
             remote_addr=_client_addr(self.request),
@@ -137,7 +142,7 @@ class LogoutView(auth_views.LogoutView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
-            audit.record(request.user, "logout")
+            audit.record(request.user, "session.logout")
         response = super().post(request, *args, **kwargs)
         messages.info(request, "You have been logged out.")
         return response
@@ -148,7 +153,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        audit.record(self.request.user, "password-change")
+        audit.record(self.request.user, "user.password_change")
         return response
 
 

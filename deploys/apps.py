@@ -15,8 +15,10 @@ class DeploysConfig(AppConfig):
         # notifications, secret rotation; registered on import), their notification
         # scanner, their navigation sections and their periodic tasks. Imported
         # here: models load only once the app registry is ready.
+        from django.urls import reverse
+
         import deploys.metrics  # noqa: F401
-        from controlplane import board, context_processors, notifications
+        from controlplane import audit, board, context_processors, notifications
         from controlplane.roles import Role
         from deploys import notify
         from deploys.board import deploys_panel
@@ -29,4 +31,12 @@ class DeploysConfig(AppConfig):
         register_schedules(*SCHEDULES)
         board.register_panel(
             "deploys", "deploys/_board.html", deploys_panel, position=20
+        )
+        audit.register_target_url(
+            "deploys.environment",
+            lambda _, name: reverse("deploys:environment-detail", args=[name]),
+        )
+        audit.register_target_url(
+            "deploys.deployrun",
+            lambda pk, _: reverse("deploys:run-detail", args=[int(pk)]),
         )

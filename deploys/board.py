@@ -5,6 +5,7 @@ whose condition holds, in a fixed number of queries whatever the history's size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +61,7 @@ def deploys_panel(now: datetime) -> PanelData:
     last_runs = {
         run.pk: run
         for run in DeployRun.objects.with_latest_attempt().filter(
-            pk__in=[e.last_pk for e in environments if e.last_pk]  # type: ignore[attr-defined]
+            pk__in=[e.last_pk for e in environments if e.last_pk]
         )
     }
     recent = list(DeployRun.objects.with_latest_attempt()[:LAST_DEPLOYS])
@@ -84,7 +85,7 @@ def deploys_panel(now: datetime) -> PanelData:
                 if active
                 else None,
                 queued=sum(1 for r in mine if r.state == DeployRun.State.QUEUED),
-                last=last_runs.get(env.last_pk),  # type: ignore[attr-defined]
+                last=last_runs.get(env.last_pk),
             )
         )
     return PanelData(
@@ -93,7 +94,7 @@ def deploys_panel(now: datetime) -> PanelData:
     )
 
 
-def _alerts(now: datetime, environments: list[Environment]) -> list[OpenAlert]:
+def _alerts(now: datetime, environments: Sequence[Environment]) -> list[OpenAlert]:
     names = {env.pk: env.name for env in environments}
     since = now - ALERT_WINDOW
     alerts: list[OpenAlert] = []
@@ -141,9 +142,9 @@ def _alerts(now: datetime, environments: list[Environment]) -> list[OpenAlert]:
         .annotate(n=Count("pk"))
         .order_by("run__environment_id", "failover_reason")
     )
-    for row in failovers:
-        env = names.get(row["run__environment_id"], "?")
-        reason = DeployAttempt.FailoverReason(row["failover_reason"]).label
+    for over in failovers:
+        env = names.get(over["run__environment_id"], "?")
+        reason = DeployAttempt.FailoverReason(over["failover_reason"]).label
         alerts.append(
             OpenAlert(
                 "DeployFailedOver",
@@ -161,10 +162,10 @@ def _alerts(now: datetime, environments: list[Environment]) -> list[OpenAlert]:
         .annotate(since=Min("run__created_at"), n=Count("pk"))
         .order_by("run__environment_id")
     )
-    for row in waiting:
-        if now - row["since"] < WAITING_FOR:
+    for wait in waiting:
+        if now - wait["since"] < WAITING_FOR:
             continue
-        env = names.get(row["run__environment_id"], "?")
+        env = names.get(wait["run__environment_id"], "?")
         alerts.append(
             OpenAlert(
                 "DeployWaitingForRunner",

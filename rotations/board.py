@@ -24,7 +24,7 @@ def secrets_panel(now: datetime) -> PanelData:
         due_soon=Count("pk", filter=Q(status=Status.DUE_SOON)),
     )
     urgent = list(
-        schedules.filter(status__in=problems)
+        schedules.filter(status__in=problems)  # type: ignore[misc]
         .select_related("environment")
         .order_by("urgency", "next_due", "name", "pk")[:NAMED]
     )

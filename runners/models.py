@@ -222,7 +222,7 @@ class Runner(models.Model):
             self.heartbeat_token_digest = token_digest(token)
             self.save(update_fields=["heartbeat_token_digest", "updated"])
             self._log(RunnerEvent.Kind.TOKEN_ROTATED, actor, "heartbeat token issued")
-            audit.record(actor, "runner.token_rotated", self)
+            audit.record(actor, "runner.token_issue", self)
         return token
 
     def revoke_heartbeat_token(self, actor: audit.Actor = None) -> None:
@@ -231,7 +231,7 @@ class Runner(models.Model):
             self.heartbeat_token_digest = None
             self.save(update_fields=["heartbeat_token_digest", "updated"])
             self._log(RunnerEvent.Kind.TOKEN_ROTATED, actor, "heartbeat token revoked")
-            audit.record(actor, "runner.token_revoked", self)
+            audit.record(actor, "runner.token_revoke", self)
 
     # Drain ----------------------------------------------------------------------------------
 
