@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Value, When
 from django.urls import reverse
 
 from controlplane.board import OpenAlert, PanelData
@@ -51,26 +51,29 @@ class NamedRunner:
 
 
 def fleet_panel(now: datetime) -> PanelData:
-    """Two queries: one aggregate (states, drained, coverage, reasons) and the
-    worst runners by name."""
-    active = Q(removed_at__isnull=True)
-    aggregates = {
-        "drained": Count("pk", filter=active & Q(drained=True)),
-        **{
-            f"state_{state}": Count("pk", filter=active & Q(state=state))
-            for state in State
-        },
-        **{
-            f"reason_{reason}": Count("pk", filter=active & Q(reason=reason))
-            for reason in Reason
-            if reason
-        },
-    }
-    counts = Runner.objects.coverage(now, **aggregates)
+    """Two queries: active runners counted by state, reason and drain flag (one
+    GROUP BY: cheaper over a large fleet than a conditional count per figure), and
+    the worst runners by name."""
+    counts: dict[str, int] = {"active": 0, "drained": 0}
+    counts.update({f"state_{state}": 0 for state in State})
+    counts.update({f"reason_{reason}": 0 for reason in Reason if reason})
+    groups = (
+        Runner.objects.active()
+        .values_list("state", "reason", "drained")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for state, reason, drained, n in groups:
+        counts["active"] += n
+        counts[f"state_{state}"] = counts.get(f"state_{state}", 0) + n
+        if reason:
+            counts[f"reason_{reason}"] = counts.get(f"reason_{reason}", 0) + n
+        if drained:
+            counts["drained"] += n
     prefix = reverse("runners:fleet")
     worst = (
         Runner.objects.active()
-        .exclude(state=State.HEALTHY)
+        .filter(state__in=list(RANK))
         .annotate(
             rank=Case(
                 *(When(state=s, then=Value(r)) for s, r in RANK.items()),

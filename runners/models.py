@@ -198,6 +198,13 @@ class Runner(models.Model):
                 name="runner_active_state_idx",
                 condition=Q(removed_at__isnull=True),
             ),
+            # The home page's runner counts (runners.board): active runners grouped
+            # by state, reason and drain flag, read from the index alone.
+            models.Index(
+                fields=["state", "reason", "drained"],
+                name="runner_active_board_idx",
+                condition=Q(removed_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
