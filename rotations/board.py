@@ -3,35 +3,54 @@ missing (the SecretOverdue and SecretMissing rules), most urgent first."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
 from django.urls import reverse
 
 from controlplane.board import OpenAlert, PanelData
-from rotations.models import SecretRotationSchedule, Status
+from rotations.models import URGENCY, SecretRotationSchedule, Status
 
 NAMED = 6
+PROBLEMS = (Status.OVERDUE, Status.MISSING)
 
 
 def secrets_panel(now: datetime) -> PanelData:
-    """Two queries: the counts by problem, and the most urgent schedules by name."""
-    problems = [Status.OVERDUE, Status.MISSING]
-    schedules = SecretRotationSchedule.objects.with_status(now)
-    counts = schedules.aggregate(
-        overdue=Count("pk", filter=Q(status=Status.OVERDUE)),
-        missing=Count("pk", filter=Q(status=Status.MISSING)),
-        due_soon=Count("pk", filter=Q(status=Status.DUE_SOON)),
+    """One query: schedules are an organisation's secrets (tens, not a fleet), so
+    their status is judged here with ``status_at``, the rule the SQL of
+    ``with_status`` also follows, rather than compiled into SQL twice."""
+    schedules = list(
+        SecretRotationSchedule.objects.select_related("environment").only(
+            "pk",
+            "name",
+            "scope",
+            "repository",
+            "environment__name",
+            "environment__repository",
+            "present",
+            "last_checked_at",
+            "next_due",
+            "warn_at",
+        )
     )
-    urgent = list(
-        schedules.filter(status__in=problems)  # type: ignore[misc]
-        .select_related("environment")
-        .order_by("urgency", "next_due", "name", "pk")[:NAMED]
-    )
+    statuses = {schedule.pk: schedule.status_at(now) for schedule in schedules}
+    for schedule in schedules:
+        schedule.status = statuses[schedule.pk]  # type: ignore[attr-defined]
+    tally = Counter(statuses.values())
+    counts = {
+        "overdue": tally[Status.OVERDUE],
+        "missing": tally[Status.MISSING],
+        "due_soon": tally[Status.DUE_SOON],
+    }
+    far = now + timedelta(days=36500)
+    urgent = sorted(
+        (s for s in schedules if statuses[s.pk] in PROBLEMS),
+        key=lambda s: (URGENCY[statuses[s.pk]], s.next_due or far, s.name, s.pk),
+    )[:NAMED]
     base = reverse("rotations:secret-list")
     alerts = []
     for schedule in urgent:
-        if schedule.status == Status.MISSING:  # type: ignore[attr-defined]
+        if statuses[schedule.pk] == Status.MISSING:
             alerts.append(
                 OpenAlert(
                     "SecretMissing",

@@ -54,3 +54,12 @@ def duration(seconds: float | None) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+@register.filter
+def since(then: datetime | None, now: datetime | None = None) -> str:
+    """``{{ runner.state_since|since:now }}``: how long since ``then``, as a
+    duration ("7 s", "12 min")."""
+    if then is None:
+        return "–"
+    return duration(((now or timezone.now()) - then).total_seconds())
