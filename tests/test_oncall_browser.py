@@ -78,11 +78,12 @@ def screenshot(page: Any, name: str) -> Path:
 
 def overflowing(page: Any, selector: str) -> list[str]:
     """The elements matching ``selector`` whose content is wider than they are."""
-    return page.eval_on_selector_all(
+    found: list[str] = page.eval_on_selector_all(
         selector,
         "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
         ".map(e => e.id || e.className || e.tagName)",
     )
+    return found
 
 
 # A server that can stop and start again ----------------------------------------------
@@ -177,7 +178,7 @@ def failover_scene() -> tuple[Runner, Runner, Environment]:
     """The demo's story: prod-primary-1 died mid-deploy, the deploy failed over to
     prod-secondary-1 and succeeded; staging is frozen; a secret is overdue."""
     now = timezone.now()
-    fresh = {
+    fresh: dict[str, Any] = {
         "heartbeat_deadline": now + timedelta(seconds=30),
         "last_heartbeat_at": now - timedelta(seconds=2),
         "github_status": "online",
