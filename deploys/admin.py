@@ -60,6 +60,10 @@ class SecretNamesField(forms.CharField):
         return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+# Environment fields counted in seconds, labelled so in the form.
+SECONDS_FIELDS = ("pickup_timeout", "gate_timeout", "busy_wait")
+
+
 class EnvironmentForm(_ModelForm):
     required_secrets = SecretNamesField(
         required=False,
@@ -75,6 +79,9 @@ class EnvironmentForm(_ModelForm):
             "before the next runner of the pool is tried.",
             "gate_timeout": "Seconds a deploy may wait for a healthy runner (or its "
             "secrets) before it fails.",
+            "busy_wait": "Seconds the gate waits for its preferred runner while that "
+            "runner is busy with another job, before it takes the next idle healthy "
+            "runner (0: never wait).",
             "max_attempts": "Dispatches per deploy, failovers included.",
             "paused_reason": "Shown wherever deploys to this environment are refused.",
         }
@@ -95,7 +102,7 @@ class EnvironmentAdmin(AuditedAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         # Timeouts are seconds: say so beside the box.
-        if db_field.name in ("pickup_timeout", "gate_timeout") and field is not None:
+        if db_field.name in SECONDS_FIELDS and field is not None:
             field.widget.attrs.update({"min": 1, "step": 1, "class": "seconds"})
             field.label = f"{field.label} (seconds)"
         return field

@@ -22,6 +22,8 @@ class DeploysConfig(AppConfig):
         from controlplane.roles import Role
         from deploys import notify
         from deploys.board import deploys_panel
+        from deploys.engine.failover import wake_on_fallen_runners
+        from runners import health
 
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
@@ -40,3 +42,5 @@ class DeploysConfig(AppConfig):
             "deploys.deployrun",
             lambda pk, _: reverse("deploys:run-detail", args=[int(pk)]),
         )
+        # A runner that falls wakes the deploys running on it (see the function).
+        health.on_transitions(wake_on_fallen_runners)

@@ -35,6 +35,7 @@ def env_form(env: Environment, **changes: str) -> dict[str, str]:
         "default_ref": env.default_ref,
         "pickup_timeout": str(env.pickup_timeout),
         "gate_timeout": str(env.gate_timeout),
+        "busy_wait": str(env.busy_wait),
         "max_attempts": str(env.max_attempts),
         "required_secrets": "\n".join(env.required_secrets),
         "policy": env.policy,
