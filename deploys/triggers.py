@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from controlplane import audit
 from controlplane.github import is_full_sha
+from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
 from deploys import enqueue
 from deploys.commits import CommitLookupError, resolve, rollback_target
@@ -130,6 +131,46 @@ def request_deploy(
     break_glass_reason: str = "",
     respond: Responder | None = None,
     sha: str = "",
+) -> DeployRequest:
+    """Create a queued deploy run (or replay the one the key created); a refused
+    request is audited as ``deploy.request`` with outcome ``denied`` and why."""
+    try:
+        return _request_deploy(
+            user,
+            environment,
+            ref,
+            change_ticket,
+            idempotency_key,
+            break_glass_reason,
+            respond,
+            sha,
+        )
+    except IdempotencyInProgress:
+        raise  # a retry while the first request is still being made: not refused
+    except DeployRequestError as exc:
+        name = environment.name if isinstance(environment, Environment) else environment
+        audit.record(
+            user,
+            "deploy.request",
+            outcome=AuditEvent.Outcome.DENIED,
+            environment=str(name)[:100],
+            ref=str(ref)[:255],
+            code=exc.code,
+            field=exc.field,
+            reason=exc.message,
+        )
+        raise
+
+
+def _request_deploy(
+    user: User | AnonymousUser,
+    environment: Environment | str,
+    ref: str,
+    change_ticket: str,
+    idempotency_key: str,
+    break_glass_reason: str,
+    respond: Responder | None,
+    sha: str,
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
