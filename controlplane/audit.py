@@ -9,12 +9,15 @@ action's name and says so in ``outcome``. The actions recorded today:
   ``api_token.lockout``, ``heartbeat.lockout``
 - ``user.create``, ``user.password_change``, ``api_token.issue``
 - ``runner.drain``, ``runner.undrain``, ``runner.token_issue``,
-  ``runner.token_revoke``, ``runner.update``, ``runner.delete``
+  ``runner.token_revoke``, ``runner.update``, ``runner.delete``,
+  ``runner.diagnostics_requested``, ``runner.agent_install_requested``,
+  ``runner.diagnostics_reported``
 - ``environment.create``, ``environment.update``, ``environment.delete``,
   ``environment.pool_update``
 - ``freeze_window.create``, ``freeze_window.update``, ``freeze_window.delete``
 - ``deploy.request`` (refused ones with outcome ``denied``), ``deploy.cancel``,
-  ``deploy.break_glass``
+  ``deploy.break_glass``, ``deploy.rollback``, ``deploy.review`` (an approval or
+  rejection sent to GitHub)
 - ``secret.rotate``, ``secret.audit``, ``secret.detect_external_rotation``
 - ``secret_schedule.create``, ``secret_schedule.update``,
   ``secret_schedule.delete``, ``secret_schedule.import``

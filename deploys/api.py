@@ -26,6 +26,7 @@ from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.commits import deployed_now
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
+from deploys.redeploy import redeploy_last_good, rollback
 from deploys.serializers import (
     CancelSerializer,
     DeployedSerializer,
@@ -42,9 +43,7 @@ from deploys.triggers import (
     DeployRequestError,
     GitHubUnreachable,
     IdempotencyInProgress,
-    redeploy_last_good,
     request_deploy,
-    rollback,
 )
 
 IDEMPOTENCY_KEY = OpenApiParameter(

@@ -35,10 +35,10 @@ from deploys.models import (
     FreezeWindow,
     WebhookDelivery,
 )
+from deploys.redeploy import redeploy_last_good
 from deploys.triggers import (
     DeployRefused,
     DeployRequestError,
-    redeploy_last_good,
     request_deploy,
 )
 from runners.models import Runner

@@ -208,7 +208,7 @@ def test_a_refused_deploy_request_is_audited(sre: User) -> None:
 def test_every_audited_action_in_the_code_is_named_object_verb() -> None:
     sources = [
         p
-        for folder in ("controlplane", "runners", "deploys", "rotations")
+        for folder in ("controlplane", "runners", "deploys", "rotations", "diagnostics")
         for p in Path(ROOT, folder).rglob("*.py")
         if "migrations" not in p.parts
     ]
