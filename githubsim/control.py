@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from githubsim.api import environments
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
 
@@ -182,3 +183,6 @@ def exporter(request: Request) -> Reply:
         # A dead host: the server closes the connection without answering.
         return Reply(status=0)
     return Reply(body=text.encode(), content_type="text/plain; version=0.0.4")
+
+
+router.include(environments.control)

@@ -3,7 +3,8 @@
 The HTTP server, the scheduler thread, the webhook and heartbeat senders and tests all go
 through :class:`SimState`. It is composed of one mixin per resource, each in its own module:
 :mod:`~githubsim.state.runners` (the fleet and its hosts), :mod:`~githubsim.state.runs` (runs,
-jobs and scheduling), :mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
+jobs and scheduling), :mod:`~githubsim.state.environments` (environments, protection
+rules, deployments), :mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
 webhook's delivery log), :mod:`~githubsim.state.faults` (faults, settings, request counts)
 and :mod:`~githubsim.state.heartbeats`, on the shared :mod:`~githubsim.state.core`. A new
 resource is a new mixin here. Lookups are dictionary-based so a 10,000-runner fleet costs
@@ -25,16 +26,18 @@ from githubsim.secretstore import (
     organization_scope,
     repository_scope,
 )
+from githubsim.state.environments import EnvironmentsMixin
 from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
-from githubsim.state.runs import RunsMixin
 from githubsim.state.secrets import SecretsMixin
 
 __all__ = ["SimState"]
 
 
-class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
+class SimState(
+    EnvironmentsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin
+):
     """The simulated GitHub: repositories, runners, runs, jobs, secrets and limits."""
 
     def __init__(
@@ -60,6 +63,7 @@ class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin
         self._reset_repositories()
         self._reset_runners()
         self._reset_runs()
+        self._reset_environments()
         self._reset_secrets()
         self._reset_hooks()
         self._reset_heartbeats()
@@ -112,6 +116,7 @@ class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin
             now = self.clock.now()
             self._mark_offline(now)
             self._advance_jobs(now)
+            self._advance_environments(now)
 
     def summary(self) -> dict[str, Any]:
         with self.lock:

@@ -71,7 +71,7 @@ class RunsMixin(RunnersMixin):
             self._jobs[job.id] = job
             self._active_jobs[job.id] = job
             self._emit_run("requested", run)
-            self._emit_job("queued", job)
+            self._release(job, now)
             return run
 
     def get_run(self, full_name: str, run_id: int) -> Run:
@@ -107,7 +107,7 @@ class RunsMixin(RunnersMixin):
             if run.status == "completed":
                 raise ApiError(409, "Cannot cancel a workflow run that is completed.")
             now = self.clock.now()
-            if force or job.status == "queued":
+            if force or job.status in ("queued", "waiting"):
                 job.note = job.note or ("force-cancelled" if force else "cancelled")
                 self._complete(job, "cancelled", now)
                 return
@@ -143,6 +143,18 @@ class RunsMixin(RunnersMixin):
                 "finish_at": _iso_or_none(job.finish_at),
                 "run_display_title": run.display_title,
             }
+
+    def _release(self, job: Job, now: float) -> None:
+        """The job is ready: queued for a runner, unless its environment holds it."""
+        environment = str(self._runs[job.run_id].inputs.get("environment") or "")
+        if self._held(job, environment or None, now):
+            return
+        job.status = "queued"
+        self._emit_job("queued", job)
+
+    def _held(self, job: Job, environment: str | None, now: float) -> bool:
+        """Whether a protection rule holds the job (the environments mixin decides)."""
+        return False
 
     def _lose_job(self, job_id: int, now: float, why: str) -> None:
         self._lose(self._jobs[job_id], now, why)
