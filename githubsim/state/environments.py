@@ -19,7 +19,7 @@ from typing import Any
 from githubsim import shapes
 from githubsim.clock import isoformat
 from githubsim.errors import invalid, not_found
-from githubsim.models import Job
+from githubsim.models import Job, Run
 from githubsim.state.core import ACTOR_ID, ACTOR_LOGIN
 from githubsim.state.environment_shapes import (
     Deployment,
@@ -29,18 +29,20 @@ from githubsim.state.environment_shapes import (
     Hold,
 )
 from githubsim.state.runs import RunsMixin
+from githubsim.state.secrets import SecretsMixin
 
 MAX_WAIT_TIMER = 43_200  # minutes: 30 days
 MAX_REVIEWERS = 6
 
 
-class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
+class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
     """Environments by repository and name, holds by job, deployments by id."""
 
     def _reset_environments(self) -> None:
         self._environments: dict[tuple[str, str], Environment] = {}
         self._deployments: dict[int, Deployment] = {}
         self._open_deployments: dict[int, Deployment] = {}
+        self._job_deployments: dict[int, Deployment] = {}
         self._holds: dict[int, Hold] = {}
         # Jobs whose protection rules passed: the next release queues them.
         self._passed: set[int] = set()
@@ -63,9 +65,16 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
             self._environments[(full_name, name.casefold())] = env
         return env
 
+    def _adopt_secret_environments(self, full_name: str) -> None:
+        """Environments that have secrets exist, as on GitHub."""
+        for scope in list(self._secret_stores):
+            if scope[0] == "environment" and scope[1] == full_name:
+                self._environment(full_name, str(scope[2]))
+
     def get_environment(self, full_name: str, name: str) -> Environment:
         with self.lock:
             self.repository_id(full_name)
+            self._adopt_secret_environments(full_name)
             env = self._environments.get((full_name, name.casefold()))
             if env is None:
                 raise not_found()
@@ -74,6 +83,7 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
     def environments(self, full_name: str) -> list[Environment]:
         with self.lock:
             self.repository_id(full_name)
+            self._adopt_secret_environments(full_name)
             return sorted(
                 (e for e in self._environments.values() if e.repository == full_name),
                 key=lambda e: e.name.casefold(),
@@ -186,7 +196,7 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
         self._release(job, now)
 
     def _advance_environments(self, now: float) -> None:
-        """Expire wait timers; bring deployment statuses up to date with their jobs."""
+        """Let jobs whose wait timer ran out (and need no review) go on."""
         for hold in list(self._holds.values()):
             job = self._jobs[hold.job_id]
             if job.status == "completed":
@@ -195,8 +205,13 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
                 hold.wait_until = None
                 if not hold.needs_review:
                     self._pass_hold(hold, now)
-        for deployment in list(self._open_deployments.values()):
-            self._follow_job(deployment, now)
+
+    def _emit_job(self, action: str, job: Job) -> None:
+        """Every change of a job's status is also one of its deployment's."""
+        super()._emit_job(action, job)
+        deployment = self._job_deployments.get(job.id)
+        if deployment is not None and deployment.id in self._open_deployments:
+            self._follow_job(deployment, self.clock.now())
 
     def _follow_job(self, deployment: Deployment, now: float) -> None:
         job = self._jobs[deployment.job_id]
@@ -247,6 +262,7 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
         self._next_deployment_id += 1
         self._deployments[deployment.id] = deployment
         self._open_deployments[deployment.id] = deployment
+        self._job_deployments[job.id] = deployment
         if self.webhook_sink is not None:
             base = self.public_url
             self.webhook_sink(
@@ -255,7 +271,7 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
                     "action": "created",
                     "deployment": self.deployment_json(base, deployment),
                     "workflow": shapes.workflow(base, self.workflows[run.workflow_id]),
-                    "workflow_run": self.run_json(base, run),
+                    "workflow_run": self._webhook_run(base, run),
                     "repository": self.repository_json(base, run.repository),
                     "sender": self.actor(base),
                 },
@@ -277,7 +293,9 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
                     "action": "created",
                     "deployment_status": self.status_json(base, deployment, status),
                     "deployment": self.deployment_json(base, deployment),
-                    "workflow_run": self.run_json(base, self._runs[deployment.run_id]),
+                    "workflow_run": self._webhook_run(
+                        base, self._runs[deployment.run_id]
+                    ),
                     "repository": self.repository_json(base, deployment.repository),
                     "sender": self.actor(base),
                 },
@@ -377,7 +395,7 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
                     {"type": "User", "reviewer": self.user_json(base, i)}
                     for i in env.reviewer_ids
                 ],
-                "workflow_run": self.run_json(base, run),
+                "workflow_run": self._webhook_run(base, run),
                 "workflow_job_runs": [
                     {
                         "id": job.id,
@@ -417,6 +435,15 @@ class EnvironmentsMixin(RunsMixin, EnvironmentShapesMixin):
         return deployment
 
     # Shapes ---------------------------------------------------------------------------
+
+    def _webhook_run(self, base: str, run: Run) -> dict[str, Any]:
+        """The run as deployment webhooks carry it: GitHub's "Deployment Workflow Run"
+        has no head commit and no repository descriptions."""
+        body = self.run_json(base, run)
+        body["head_commit"] = None
+        for key in ("repository", "head_repository"):
+            body[key] = {**body[key], "description": None}
+        return body
 
     def pending_json(self, base: str, hold: Hold, token: str) -> dict[str, Any]:
         env = self._environment(self._runs[hold.run_id].repository, hold.environment)
