@@ -10,7 +10,8 @@ counters behind /metrics.
 - :mod:`.transport`: routes every HTTP request PyGithub makes through the gateway.
 - :mod:`.policy`: retries, backoff, rate limits and budget, once per HTTP request.
 - :mod:`.paths`: URL segments checked against GitHub's name grammar.
-- :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`: the
+- :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`,
+  :mod:`.environments`: the
   calls, by resource, composed into :class:`GitHubGateway` in :mod:`.gateway`, which
   also keeps the process's one cache of gateways (:func:`gateway_for`).
 """
@@ -40,6 +41,7 @@ from controlplane.github.types import (
     HookInfo,
     HookScope,
     JobInfo,
+    PendingDeployment,
     PublicKey,
     RateBudget,
     RunInfo,
@@ -69,6 +71,7 @@ __all__ = [
     "HookInfo",
     "HookScope",
     "JobInfo",
+    "PendingDeployment",
     "PublicKey",
     "RateBudget",
     "RunInfo",

@@ -97,6 +97,7 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
     env = run.environment
     runner_name = attempt.runner.name
     inputs = {"runner": runner_name, "token": attempt.token}
+    inputs["environment"] = env.github_environment_name
     try:
         result = gateway_for(env.repository).dispatch_workflow(
             env.workflow_file, run.ref, inputs

@@ -79,6 +79,8 @@ class DeployRun(models.Model):
         WRONG_RUNNER = "wrong_runner", "the job ran on another runner"
         CANCELLED = "cancelled", "cancelled by a person"
         FROZEN = "frozen", "the environment froze before the deploy started"
+        APPROVAL_TIMEOUT = "approval_timeout", "not approved in GitHub in time"
+        REJECTED_IN_GITHUB = "rejected_in_github", "a reviewer rejected it in GitHub"
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
@@ -263,6 +265,8 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
     DeployRun.Reason.FROZEN: "deploy-frozen",
+    DeployRun.Reason.APPROVAL_TIMEOUT: "deploy-github-approval",
+    DeployRun.Reason.REJECTED_IN_GITHUB: "deploy-github-approval",
 }
 
 
@@ -364,6 +368,11 @@ class DeployEvent(models.Model):
         DISPATCH_RECOVERED = "dispatch_recovered"
         DISPATCH_RETRY = "dispatch_retry"
         PICKED_UP = "picked_up"
+        # The GitHub environment's protection rules hold the job; a review sent
+        # from here; the rules passed and the job is queued for its runner.
+        APPROVAL_WAITING = "approval_waiting"
+        APPROVAL_SENT = "approval_sent"
+        APPROVED = "approved"
         FAILOVER = "failover"
         CANCEL_SENT = "cancel_sent"
         FORCE_CANCEL_SENT = "force_cancel_sent"
