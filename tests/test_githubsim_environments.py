@@ -256,6 +256,12 @@ def test_rejection_fails_the_job_and_the_run(sim, receiver):
     assert sim.webhooks.wait_idle()
     rejected = [b for n, b, _, _ in receiver.events() if n == "deployment_review"]
     assert rejected[0]["action"] == "rejected"
+    approvals = "/repos/{owner}/{repo}/actions/runs/{run_id}/approvals"
+    [review] = assert_rest_shape(
+        "GET", approvals, get(sim, f"{REPO}/actions/runs/{run_id}/approvals")
+    )
+    assert (review["state"], review["user"]["login"]) == ("rejected", "alice")
+    assert review["comment"] == "not today"
     assert_webhook_shape("deployment-review-rejected", rejected[0])
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from controlplane.github.core import GatewayCore
 from controlplane.github.errors import GitHubValidationError
-from controlplane.github.types import PendingDeployment, parse_time
+from controlplane.github.types import PendingDeployment, Review, parse_time
 
 REVIEW_STATES = ("approved", "rejected")
 
@@ -34,6 +34,21 @@ class EnvironmentCalls(GatewayCore):
         url = f"{self._repo_url}/actions/runs/{int(run_id)}/pending_deployments"
         data = self._get("pending_deployments", url)
         return [parse_pending(item) for item in data or ()]
+
+    def run_reviews(self, run_id: int) -> list[Review]:
+        """Who approved or rejected the run's deployments, oldest first."""
+        url = f"{self._repo_url}/actions/runs/{int(run_id)}/approvals"
+        return [
+            Review(
+                state=str(item.get("state") or ""),
+                user=str((item.get("user") or {}).get("login") or ""),
+                comment=str(item.get("comment") or ""),
+                environments=tuple(
+                    str(e.get("name") or "") for e in item.get("environments") or ()
+                ),
+            )
+            for item in self._get("run_reviews", url) or ()
+        ]
 
     def review_pending_deployments(
         self, run_id: int, environment_ids: list[int], state: str, comment: str

@@ -189,3 +189,13 @@ class PendingDeployment:
         if not self.wait_timer or self.wait_timer_started_at is None:
             return None
         return self.wait_timer_started_at + timedelta(minutes=self.wait_timer)
+
+
+@dataclass(frozen=True)
+class Review:
+    """One approval or rejection of a run's deployments."""
+
+    state: str  # approved | rejected
+    user: str
+    comment: str
+    environments: tuple[str, ...]

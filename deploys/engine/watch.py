@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from controlplane.github import GitHubError, JobInfo, gateway_for
+from deploys.engine import approval
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -58,6 +59,8 @@ def running(run: DeployRun, now: datetime) -> bool:
         recheck(run, now + poll())
         return False
     job = _deploy_job(jobs, runner.name)
+    if approval.held(run, attempt, job, now):
+        return False
     if job is None or job.status in ("queued", "waiting", "pending", "requested"):
         if _runner_down(runner):
             return start_failover(

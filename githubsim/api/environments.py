@@ -108,6 +108,16 @@ def review_pending(request: Request) -> Reply:
         return Reply(body=[state.deployment_json(request.base, d) for d in deployments])
 
 
+@router.add("GET", REPO + "/actions/runs/{run_id}/approvals")
+def list_approvals(request: Request) -> Reply:
+    state = request.sim.state
+    return Reply(
+        body=state.approvals_json(
+            request.base, full_name(request), request.int_param("run_id")
+        )
+    )
+
+
 # Deployments ------------------------------------------------------------------------
 
 

@@ -43,6 +43,8 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
         self._deployments: dict[int, Deployment] = {}
         self._open_deployments: dict[int, Deployment] = {}
         self._job_deployments: dict[int, Deployment] = {}
+        # Reviews by run id: (environment names, state, user id, comment).
+        self._reviews: dict[int, list[tuple[list[str], str, int, str]]] = {}
         self._holds: dict[int, Hold] = {}
         # Jobs whose protection rules passed: the next release queues them.
         self._passed: set[int] = set()
@@ -351,6 +353,10 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
             now = self.clock.now()
             deployments = [self._deployments[h.deployment_id] for h in chosen]
             self._emit_review(run.id, chosen, state, comment, user_id, now)
+            names = sorted({h.environment for h in chosen})
+            self._reviews.setdefault(run.id, []).append(
+                (names, state, user_id, comment)
+            )
             for hold in chosen:
                 if state == "approved":
                     hold.needs_review = False
@@ -364,6 +370,27 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
                     self._complete(job, "failure", now)
                     self._follow_job(self._deployments[hold.deployment_id], now)
             return deployments
+
+    def approvals_json(self, base: str, full_name: str, run_id: int) -> list[Any]:
+        """The run's review log (``GET .../runs/{run_id}/approvals``)."""
+        with self.lock:
+            self.get_run(full_name, run_id)
+            return [
+                {
+                    "environments": [
+                        {
+                            **self._environment_ref(base, env),
+                            "created_at": isoformat(env.created_at),
+                            "updated_at": isoformat(env.updated_at),
+                        }
+                        for env in (self._environment(full_name, n) for n in names)
+                    ],
+                    "state": state,
+                    "user": self.user_json(base, user_id),
+                    "comment": comment,
+                }
+                for names, state, user_id, comment in self._reviews.get(run_id, [])
+            ]
 
     def can_approve(self, hold: Hold, token: str) -> bool:
         env = self._environment(self._runs[hold.run_id].repository, hold.environment)
