@@ -170,6 +170,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         model = Environment
         fields = [
             "name",
+            "github_environment",
             "repository",
             "workflow_file",
             "default_ref",
@@ -177,6 +178,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "pool_status",
             "pickup_timeout",
             "gate_timeout",
+            "approval_timeout",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -194,6 +196,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         extra_kwargs = {
             "pickup_timeout": {"min_value": 1, "max_value": 86400},
             "gate_timeout": {"min_value": 0, "max_value": 86400},
+            # GitHub holds a waiting job for up to 30 days.
+            "approval_timeout": {"min_value": 1, "max_value": 30 * 86400},
             "max_attempts": {"min_value": 1, "max_value": 10},
         }
 
@@ -289,6 +293,14 @@ class RedeploySerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]])
 
 class CancelSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class ReviewSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
+    state = serializers.ChoiceField(
+        choices=["approved", "rejected"],
+        help_text="Approve or reject the deployment GitHub's protection rules hold.",
+    )
+    comment = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):
