@@ -88,7 +88,11 @@ def test_happy_path_deploys_on_the_primary(
     ]
     assert sim.state.request_count(DISPATCH) == 1
     dispatched = sim.state.get_run(REPO, github_id(run))
-    assert dispatched.inputs == {"runner": PRIMARY, "token": attempt.token}
+    assert dispatched.inputs == {
+        "runner": PRIMARY,
+        "token": attempt.token,
+        "environment": "production",
+    }
     assert attempt.token in dispatched.display_title
     assert run.next_check_at is None
 

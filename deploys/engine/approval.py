@@ -127,8 +127,8 @@ def _waiting(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
             f"not approved in GitHub within {run.environment.approval_timeout} s "
             f"({message.removeprefix('waiting for approval in GitHub: ')})",
             now,
+            # The attempt stays open: the engine's final step cancels its run.
             attempt=attempt,
-            attempt_state=Attempt.CANCELLED,
             cleanup=True,
         )
         return True
