@@ -19,6 +19,12 @@ outside, in the simulator (which runner holds which job, polled every 50 ms).
    control plane); from the request to the secondary picking the job up, with the
    environment's pickup timeout at its default.
 
+4. ``approval_hold_failovers`` and ``approval_hold_dispatches``: the deploy job's
+   GitHub environment has required reviewers; the deploy is held 10 minutes of
+   simulated time (the engine is stepped on a clock jumped ahead, far past the
+   pickup timeout), then an SRE approves it through the API; counted once the
+   primary picks the job up (must be 0 failovers and 1 dispatch).
+
 Each scenario also reports the deploy's timeline (seconds from its start to each
 event), which shows where the time goes.
 """
@@ -33,7 +39,7 @@ from typing import Any
 from bench import emit
 from bench._processes import Stack, call, prepare, setup_django, wait_until
 
-SCENARIOS = ("dead", "midjob", "pickup")
+SCENARIOS = ("dead", "midjob", "pickup", "approval")
 # A deploy job runs five minutes: long enough to die in the middle of it.
 JOB_SECONDS = 300
 # How long the primary works on the job before its host dies.
@@ -206,11 +212,60 @@ def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
     }
 
 
+def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
+    """Held 10 simulated minutes by required reviewers, then approved."""
+    from datetime import timedelta
+
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from deploys import engine
+    from deploys.models import DeployEvent, DeployRun
+
+    # The control plane's GitHub user (the simulator's deploy-bot) is the reviewer.
+    bench.stack.sim(
+        "PUT",
+        f"/repos/{REPOSITORY}/environments/failover-approval",
+        {"reviewers": [{"type": "User", "id": 9_000_001}]},
+    )
+    run_id, sent = bench.request("approval")
+
+    def kinds() -> list[str]:
+        close_old_connections()
+        return list(
+            DeployEvent.objects.filter(run_id=run_id).values_list("kind", flat=True)
+        )
+
+    wait_until(lambda: "approval_waiting" in kinds(), timeout, "the deploy held")
+    offset = timedelta()
+    for _ in range(20):  # ten minutes of simulated time, 30 s a step
+        offset += timedelta(seconds=30)
+        engine.advance(run_id, now=timezone.now() + offset)
+    call(
+        f"{bench.stack.web_url}/api/v1/deploys/{run_id}/review/",
+        "POST",
+        {"state": "approved", "comment": "bench"},
+        {"Authorization": f"Token {bench.token}"},
+    )
+    bench.seen(primary("approval"), ("in_progress",), timeout)
+    close_old_connections()
+    run = DeployRun.objects.get(pk=run_id)
+    return {
+        "seconds": round(time.time() - sent, 3),
+        "failovers": kinds().count("failover"),
+        "dispatches": run.attempts.exclude(dispatched_at=None).count(),
+        "timeline": bench.timeline(run_id, sent),
+    }
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--only", choices=SCENARIOS, help="run one scenario (its keys only)"
+    )
     args = parser.parse_args()
 
     var_dir, database_url, env = prepare("failover")
@@ -218,13 +273,13 @@ def main() -> None:
         env, var_dir / "processes.log", webhooks=True, before_demo=add_runners
     ) as stack:
         setup_django(database_url)
-        result = measure(stack, args.timeout)
+        result = measure(stack, args.timeout, args.only)
         result["database"] = database_url.split(":", 1)[0]
     print(f"process logs: {var_dir / 'processes.log'}", flush=True)
     emit(result)
 
 
-def measure(stack: Stack, timeout: float) -> dict[str, Any]:
+def measure(stack: Stack, timeout: float, only: str | None = None) -> dict[str, Any]:
     bench = Bench(stack)
     runners = [name(s) for s in SCENARIOS for name in (primary, secondary)]
     wait_until(
@@ -240,12 +295,19 @@ def measure(stack: Stack, timeout: float) -> dict[str, Any]:
         ("dead", dead_primary),
         ("midjob", primary_dies_mid_job),
         ("pickup", primary_never_picks_up),
+        ("approval", approval_hold),
     ):
+        if only is not None and scenario != only:
+            continue
         results[scenario] = run(bench, timeout)
         print(f"{scenario}: {results[scenario]['seconds']} s", flush=True)
         for line in results[scenario]["timeline"]:
             print(f"    {line}", flush=True)
+    if only is not None:
+        return {f"{only}_{key}": value for key, value in results[only].items()}
     return {
+        "approval_hold_failovers": results["approval"]["failovers"],
+        "approval_hold_dispatches": results["approval"]["dispatches"],
         "dispatch_seconds": results["dead"]["seconds"],
         "failover_seconds": results["midjob"]["seconds"],
         "pickup_timeout_failover_seconds": results["pickup"]["seconds"],

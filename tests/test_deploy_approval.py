@@ -19,7 +19,6 @@ from githubsim import Simulator
 from githubsim.state.core import ACTOR_ID
 from tests.deploying import (
     DISPATCH,
-    PRIMARY,
     REPO,
     Clock,
     attempts,
