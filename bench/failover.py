@@ -223,10 +223,11 @@ def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
     from deploys.models import DeployEvent, DeployRun
 
     # The control plane's GitHub user (the simulator's deploy-bot) is the reviewer.
-    bench.stack.sim(
+    call(
+        f"{bench.stack.sim_url}/repos/{REPOSITORY}/environments/failover-approval",
         "PUT",
-        f"/repos/{REPOSITORY}/environments/failover-approval",
         {"reviewers": [{"type": "User", "id": 9_000_001}]},
+        {"Authorization": "token bench-token"},
     )
     run_id, sent = bench.request("approval")
 
