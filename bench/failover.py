@@ -216,11 +216,18 @@ def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
     """Held 10 simulated minutes by required reviewers, then approved."""
     from datetime import timedelta
 
+    from django.conf import settings
     from django.db import close_old_connections
     from django.utils import timezone
 
+    from controlplane.github import reset_gateway
     from deploys import engine
     from deploys.models import DeployEvent, DeployRun
+
+    # This process steps the engine too, on the jumped clock: same GitHub as the stack.
+    settings.GITHUB_API_URL = bench.stack.sim_url
+    settings.GITHUB_TOKEN = bench.stack.env["GITHUB_TOKEN"]
+    reset_gateway()
 
     # The control plane's GitHub user (the simulator's deploy-bot) is the reviewer.
     call(
