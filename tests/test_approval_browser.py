@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +42,13 @@ pytestmark = [
 ]
 
 REFRESH_TIMEOUT_MS = 15_000
+REFERENCE_WORKFLOW = Path(__file__).parent.parent / "deploys/workflows/deploy.yml"
+
+
+@pytest.fixture(autouse=True)
+def reference_workflow(sim: Simulator) -> None:
+    """The shipped workflow: its deploy job declares ``environment:`` from the input."""
+    sim.set_workflow(yaml=REFERENCE_WORKFLOW.read_text())
 
 
 @pytest.fixture

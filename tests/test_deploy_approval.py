@@ -5,6 +5,7 @@ plane."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,8 @@ from tests.deploying import (
     simulated_env,
 )
 
+REFERENCE_WORKFLOW = Path(__file__).parent.parent / "deploys/workflows/deploy.yml"
+
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.sim(
@@ -46,6 +49,12 @@ pytestmark = [
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(autouse=True)
+def reference_workflow(sim: Simulator) -> None:
+    """The shipped workflow: its deploy job declares ``environment:`` from the input."""
+    sim.set_workflow(yaml=REFERENCE_WORKFLOW.read_text())
 
 
 def protect(sim: Simulator, name: str = "production", **body: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,15 @@ DEPLOYMENTS = "/repos/{owner}/{repo}/deployments"
 STATUSES = DEPLOYMENTS + "/{deployment_id}/statuses"
 
 pytestmark = pytest.mark.sim(time_scale=600, demo=True, seed=7)
+
+
+REFERENCE_WORKFLOW = Path(__file__).parent.parent / "deploys/workflows/deploy.yml"
+
+
+@pytest.fixture(autouse=True)
+def reference_workflow(sim: Simulator) -> None:
+    """The shipped workflow: its deploy job declares ``environment:`` from the input."""
+    sim.set_workflow(yaml=REFERENCE_WORKFLOW.read_text())
 
 
 @pytest.fixture

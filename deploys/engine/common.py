@@ -15,6 +15,11 @@ Run = DeployRun.State
 Attempt = DeployAttempt.State
 Kind = DeployEvent.Kind
 
+# The inputs of every dispatch, which the reference workflows (deploys/workflows/)
+# declare, all required: GitHub refuses a dispatch that sends an input the workflow
+# does not declare or leaves out a required one.
+DISPATCH_INPUTS = ("runner", "token", "sha", "environment")
+
 
 def poll() -> timedelta:
     return timedelta(seconds=settings.DEPLOY_POLL_INTERVAL)
