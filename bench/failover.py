@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bench import emit
@@ -229,7 +230,14 @@ def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
     settings.GITHUB_TOKEN = bench.stack.env["GITHUB_TOKEN"]
     reset_gateway()
 
-    # The control plane's GitHub user (the simulator's deploy-bot) is the reviewer.
+    # The shipped workflow, whose deploy job declares the environment; the control
+    # plane's GitHub user (the simulator's deploy-bot) is the required reviewer.
+    workflow = Path(__file__).parent.parent / "deploys" / "workflows" / "deploy.yml"
+    bench.stack.sim(
+        "PUT",
+        f"/_sim/repos/{REPOSITORY}/workflows/deploy.yml",
+        {"yaml": workflow.read_text()},
+    )
     call(
         f"{bench.stack.sim_url}/repos/{REPOSITORY}/environments/failover-approval",
         "PUT",

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
