@@ -320,7 +320,8 @@ def measure(stack: Stack, timeout: float, only: str | None = None) -> dict[str, 
         for line in results[scenario]["timeline"]:
             print(f"    {line}", flush=True)
     if only is not None:
-        return {f"{only}_{key}": value for key, value in results[only].items()}
+        prefix = "approval_hold" if only == "approval" else only
+        return {f"{prefix}_{key}": value for key, value in results[only].items()}
     return {
         "approval_hold_failovers": results["approval"]["failovers"],
         "approval_hold_dispatches": results["approval"]["dispatches"],
