@@ -31,7 +31,8 @@ def approval_context(
                 break
             if event.kind not in HOLD_KINDS:
                 break
-    can_review = bool(held is not None and can_act and held.detail.get("reviewers"))
+    # GitHub said whether the control plane's GitHub user may review this one.
+    can_review = bool(held is not None and can_act and held.detail.get("can_approve"))
     return {"approval": held, "can_review": can_review}
 
 

@@ -222,6 +222,9 @@ def test_review_is_refused_with_a_clear_4xx_when_github_says_not_a_reviewer(
 
     assert response.status_code == 403
     assert "may not review deploys to production" in response.json()["detail"]
+    page = sre_client.get(f"/deploys/{run.pk}/").content.decode()
+    assert 'id="approve-button"' not in page
+    assert "not one of the reviewers: review it in GitHub" in page
     assert "alice" in response.json()["detail"]
     assert not AuditEvent.objects.filter(action="deploy.review").exists()
 
