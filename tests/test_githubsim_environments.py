@@ -354,3 +354,32 @@ def test_a_later_success_marks_the_earlier_deployment_inactive(sim):
     newer, older = get(sim, f"{REPO}/deployments").json()
     until(lambda: states_of(sim, newer["id"])[-1] == "success")
     assert states_of(sim, older["id"])[-1] == "inactive"
+
+
+def test_rejecting_the_pipelines_deploy_job_skips_smoke_and_fails_the_run(sim):
+    pipeline = REFERENCE_WORKFLOW.with_name("deploy-pipeline.yml")
+    sim.set_workflow(yaml=pipeline.read_text())
+    alice = add_user(sim, "alice", token="alice-token")
+    put_env(sim, "production", {"reviewers": [{"type": "User", "id": alice}]})
+    run_id = deploy(sim, "production")
+
+    def jobs() -> dict[str, dict[str, Any]]:
+        listed = get(sim, f"{REPO}/actions/runs/{run_id}/jobs").json()["jobs"]
+        return {job["name"]: job for job in listed}
+
+    # The build runs on GitHub's hosted runners; the deploy job then waits.
+    until(lambda: jobs().get("deploy", {}).get("status") == "waiting")
+    assert jobs()["build"]["conclusion"] == "success"
+    env_id = get(sim, f"{REPO}/environments/production").json()["id"]
+
+    post(
+        sim,
+        f"{REPO}/actions/runs/{run_id}/pending_deployments",
+        {"environment_ids": [env_id], "state": "rejected", "comment": "no"},
+        headers={"Authorization": "token alice-token"},
+    )
+
+    final = jobs()
+    assert final["deploy"]["conclusion"] == "failure"
+    assert final["smoke"]["conclusion"] == "skipped"
+    assert get(sim, f"{REPO}/actions/runs/{run_id}").json()["conclusion"] == "failure"
