@@ -19,7 +19,11 @@ outside, in the simulator (which runner holds which job, polled every 50 ms).
    control plane); from the request to the secondary picking the job up, with the
    environment's pickup timeout at its default.
 
-4. ``approval_hold_failovers`` and ``approval_hold_dispatches``: the deploy job's
+4. ``multijob_failover_seconds``: a multi-job workflow (build on a GitHub-hosted
+   runner → deploy on the pinned runner → smoke test); the primary host dies while
+   the build runs; from the death to the secondary picking the deploy job up (after
+   the new attempt's own build), and the deploy must succeed.
+5. ``approval_hold_failovers`` and ``approval_hold_dispatches``: the deploy job's
    GitHub environment has required reviewers; the deploy is held 10 minutes of
    simulated time (the engine is stepped on a clock jumped ahead, far past the
    pickup timeout), then an SRE approves it through the API; counted once the
@@ -40,13 +44,20 @@ from typing import Any
 from bench import emit
 from bench._processes import Stack, call, prepare, setup_django, wait_until
 
-SCENARIOS = ("dead", "midjob", "pickup", "approval")
+SCENARIOS = ("dead", "midjob", "pickup", "multijob", "approval")
 # A deploy job runs five minutes: long enough to die in the middle of it.
 JOB_SECONDS = 300
 # How long the primary works on the job before its host dies.
 MID_JOB_SECONDS = 5.0
 POLL = 0.05
 REPOSITORY = "acme/deploy"
+# The multi-job scenario's workflow: the shipped build → deploy → smoke pipeline. The
+# build outlasts the primary's turn to unhealthy, so the failover happens mid-build.
+PIPELINE_FILE = Path(__file__).parent.parent / "deploys/workflows/deploy-pipeline.yml"
+MULTIJOB_WORKFLOW = "deploy-multijob.yml"
+MULTIJOB_SECONDS = {"build": 45, "deploy": 10, "smoke": 5}
+# How long the build runs before the primary's host dies.
+MID_BUILD_SECONDS = 5.0
 
 
 def primary(scenario: str) -> str:
@@ -62,6 +73,10 @@ def add_runners(stack: Stack) -> None:
         for name in (primary(scenario), secondary(scenario)):
             stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
     stack.sim("POST", "/_sim/config", {"job_duration": JOB_SECONDS})
+    path = f"/_sim/repos/{REPOSITORY}/workflows/{MULTIJOB_WORKFLOW}"
+    stack.sim("PUT", path, {"yaml": PIPELINE_FILE.read_text()})
+    for job, seconds in MULTIJOB_SECONDS.items():
+        stack.sim("POST", f"{path}/jobs/{job}", {"duration": seconds})
 
 
 class Bench:
@@ -82,7 +97,9 @@ class Bench:
             env = Environment.objects.create(
                 name=f"failover-{scenario}",
                 repository=REPOSITORY,
-                workflow_file="deploy.yml",
+                workflow_file=(
+                    MULTIJOB_WORKFLOW if scenario == "multijob" else "deploy.yml"
+                ),
                 required_secrets=["DEPLOY_KEY"],
             )
             env.set_pool(
@@ -213,6 +230,48 @@ def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
     }
 
 
+def deploy_state(run_id: int) -> tuple[str, int | None]:
+    """The deploy's state and its current attempt's GitHub run id."""
+    from django.db import close_old_connections
+
+    from deploys.models import DeployRun
+
+    close_old_connections()
+    run = DeployRun.objects.get(pk=run_id)
+    attempt = run.attempts.order_by("-number").first()
+    return str(run.state), attempt.github_run_id if attempt else None
+
+
+def primary_dies_during_build(bench: Bench, timeout: float) -> dict[str, Any]:
+    """Multi-job workflow: the primary host dies while the build job runs."""
+    run_id, sent = bench.request("multijob")
+    github_run = wait_until(
+        lambda: deploy_state(run_id)[1], timeout, "the multi-job dispatch"
+    )
+
+    def building() -> bool:
+        jobs = bench.stack.sim("GET", f"/_sim/runs/{github_run}")["jobs"]
+        return any(j["name"] == "build" and j["status"] == "in_progress" for j in jobs)
+
+    wait_until(building, timeout, "the build job to start", step=POLL)
+    time.sleep(MID_BUILD_SECONDS)
+    killed = time.time()
+    bench.stack.kill_host(primary("multijob"))
+    picked_up = bench.seen(secondary("multijob"), ("in_progress",), timeout)
+    state = wait_until(
+        lambda: (
+            (s := deploy_state(run_id)[0]) in ("succeeded", "failed", "cancelled") and s
+        ),
+        timeout,
+        "the multi-job deploy to finish",
+    )
+    return {
+        "seconds": round(picked_up - killed, 3),
+        "state": state,
+        "timeline": bench.timeline(run_id, killed),
+    }
+
+
 def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
     """Held 10 simulated minutes by required reviewers, then approved."""
     from datetime import timedelta
@@ -311,6 +370,8 @@ def measure(stack: Stack, timeout: float, only: str | None = None) -> dict[str, 
         ("dead", dead_primary),
         ("midjob", primary_dies_mid_job),
         ("pickup", primary_never_picks_up),
+        ("multijob", primary_dies_during_build),
+        # Last: it makes deploy.yml the shipped workflow, with its environment.
         ("approval", approval_hold),
     ):
         if only is not None and scenario != only:
@@ -330,6 +391,11 @@ def measure(stack: Stack, timeout: float, only: str | None = None) -> dict[str, 
         "pickup_timeout_failover_seconds": results["pickup"]["seconds"],
         "pickup_timeout": pickup_timeout,
         "primary_unhealthy_after_death": results["midjob"]["primary_unhealthy_after"],
+        "multijob_failover_seconds": (
+            results["multijob"]["seconds"]
+            if results["multijob"]["state"] == "succeeded"
+            else f"deploy {results['multijob']['state']}"
+        ),
         "targets": {"dispatch_seconds": 2.0, "failover_seconds": 45.0},
     }
 

@@ -58,6 +58,7 @@ def parse_job(data: Mapping[str, Any]) -> JobInfo:
         html_url=data.get("html_url"),
         started_at=parse_time(data.get("started_at")),
         completed_at=parse_time(data.get("completed_at")),
+        created_at=parse_time(data.get("created_at")),
         steps=tuple(
             StepInfo(
                 name=str(step.get("name") or ""),

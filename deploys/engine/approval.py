@@ -6,8 +6,8 @@ The deploy says what it waits for (the reviewers from ``pending_deployments``, o
 when the wait timer ends) on its timeline, and has its own deadline, the
 environment's ``approval_timeout``: past it the deploy fails (``approval_timeout``)
 and its GitHub run is cancelled. A rejection in GitHub fails the deploy
-(``rejected_in_github``) naming who. Once the rules pass, the pickup clock starts
-then. SREs who are reviewers can approve or reject from here (:func:`review`).
+(``rejected_in_github``) naming who. Once the rules pass, the watch's pickup clock
+starts. SREs who are reviewers can approve or reject from here (:func:`review`).
 """
 
 from __future__ import annotations
@@ -38,11 +38,18 @@ log = logging.getLogger(__name__)
 def held(
     run: DeployRun, attempt: DeployAttempt, job: JobInfo | None, now: datetime
 ) -> bool:
-    """Whether protection rules account for the job's state now; the watch stops
-    here when True (the run has its next deadline)."""
+    """Whether protection rules account for the pinned job's state now; the watch
+    stops here when True (the run has its next deadline).
+
+    A runner gone bad is the watch's to handle even while the job is held: it fails
+    over at once, and the new run waits for its own approval."""
     if job is None:
         return False
     if job.status == "waiting":
+        if _runner_down(attempt):
+            return False
+        # The pickup clock starts no earlier than the last time the job was held.
+        DeployAttempt.objects.filter(pk=attempt.pk).update(job_blocked_at=now)
         return _waiting(run, attempt, now)
     if (
         job.status == "completed"
@@ -50,15 +57,8 @@ def held(
         and not job.runner_name
     ):
         return _maybe_rejected(run, attempt, job, now)
-    approved_at = _note_passed(run, attempt, now)
-    if approved_at is None or job.status != "queued" or _runner_down(attempt):
-        return False
-    # The pickup clock starts when the rules let the job go, not at the dispatch.
-    deadline = approved_at + timedelta(seconds=run.environment.pickup_timeout)
-    if now >= deadline:
-        return False
-    recheck(run, min(now + poll(), deadline))
-    return True
+    _note_passed(run, attempt, now)
+    return False
 
 
 def describe(pending: list[PendingDeployment]) -> str:
@@ -170,16 +170,12 @@ def _maybe_rejected(
     return True
 
 
-def _note_passed(
-    run: DeployRun, attempt: DeployAttempt, now: datetime
-) -> datetime | None:
-    """When the attempt's job was let go after a hold (noted once); None if never
-    held."""
+def _note_passed(run: DeployRun, attempt: DeployAttempt, now: datetime) -> None:
+    """Note once that the attempt's held job was let go."""
     if waiting_since(attempt) is None:
-        return None
-    passed = DeployEvent.objects.filter(attempt=attempt, kind=Kind.APPROVED).first()
-    if passed is not None:
-        return passed.created_at
+        return
+    if DeployEvent.objects.filter(attempt=attempt, kind=Kind.APPROVED).exists():
+        return
     with transaction.atomic():
         event(
             run,
@@ -189,7 +185,6 @@ def _note_passed(
             now,
             attempt=attempt,
         )
-    return now
 
 
 def _runner_down(attempt: DeployAttempt) -> bool:
