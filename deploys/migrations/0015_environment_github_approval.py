@@ -7,7 +7,7 @@ import controlplane.names
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0013_move_secret_rotation_to_rotations"),
+        ("deploys", "0014_attempt_job_blocked_at"),
     ]
 
     operations = [
