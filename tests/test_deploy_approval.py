@@ -18,8 +18,10 @@ from deploys.models import DeployRun
 from deploys.triggers import request_deploy
 from githubsim import Simulator
 from githubsim.state.core import ACTOR_ID
+from runners.models import State
 from tests.deploying import (
     DISPATCH,
+    PRIMARY,
     REPO,
     Clock,
     attempts,
@@ -27,6 +29,7 @@ from tests.deploying import (
     final,
     github_id,
     kinds,
+    mark,
     simulated_env,
 )
 
@@ -272,3 +275,22 @@ def test_deploy_page_shows_the_hold_and_the_review_buttons(
 
     assert "waiting for approval in GitHub: required reviewers deploy-bot" in page
     assert 'id="approve-button"' in page and 'id="reject-button"' in page
+
+
+def test_a_runner_gone_bad_while_held_fails_over_and_the_new_run_waits_too(
+    sim: Simulator, clock: Clock, sre: User
+) -> None:
+    protect(sim, reviewers=[{"type": "User", "id": reviewer(sim, "alice")}])
+    env = simulated_env(sim)
+    run = drive(request_deploy(sre, env, "main", idempotency_key="k1").run, held, clock)
+
+    mark(PRIMARY, State.UNHEALTHY)
+    run = drive(run, lambda r: r.attempts.count() == 2 and held_again(r), clock)
+
+    assert [a.failover_reason for a in attempts(run)][0] == "runner_unhealthy"
+    assert run.state == DeployRun.State.RUNNING
+    assert sim.state.get_run(REPO, github_id(run, 1)).conclusion == "cancelled"
+
+
+def held_again(run: DeployRun) -> bool:
+    return run.events.filter(kind="approval_waiting").count() == 2
