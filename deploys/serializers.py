@@ -178,6 +178,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "pool_status",
             "pickup_timeout",
             "gate_timeout",
+            "busy_wait",
             "approval_timeout",
             "max_attempts",
             "required_secrets",
@@ -198,6 +199,13 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "gate_timeout": {"min_value": 0, "max_value": 86400},
             # GitHub holds a waiting job for up to 30 days.
             "approval_timeout": {"min_value": 1, "max_value": 30 * 86400},
+            "busy_wait": {
+                "min_value": 0,
+                "max_value": 86400,
+                "help_text": "Seconds to wait for the preferred runner while it is "
+                "busy with another job before taking the next idle healthy runner "
+                "(0: never wait).",
+            },
             "max_attempts": {"min_value": 1, "max_value": 10},
         }
 

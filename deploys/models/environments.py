@@ -55,6 +55,9 @@ class Environment(models.Model):
     pickup_timeout = models.PositiveIntegerField(default=120)
     # Seconds a deploy may wait for a healthy runner (or its secrets) before failing.
     gate_timeout = models.PositiveIntegerField(default=300)
+    # Seconds the gate waits for the runner it prefers while that runner is busy with
+    # another job, before it takes the next idle healthy runner (0: never wait).
+    busy_wait = models.PositiveIntegerField(default=120)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Seconds a dispatched job may wait on the GitHub environment's protection rules
     # (required reviewers, a wait timer) before the deploy fails; never a failover.

@@ -7,7 +7,7 @@ import controlplane.names
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0014_attempt_job_blocked_at"),
+        ("deploys", "0015_environment_busy_wait"),
     ]
 
     operations = [
