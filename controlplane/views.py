@@ -28,7 +28,14 @@ from controlplane import audit, throttle
 from controlplane.context_processors import navigation_entries
 from controlplane.filters import AuditEventFilterSet
 from controlplane.liveness import stale_jobs
-from controlplane.models import BEAT_LEASE, AuditEvent, GitHubUsage, Lease, TaskStatus
+from controlplane.models import (
+    BEAT_LEASE,
+    AuditEvent,
+    GitHubPurposeUsage,
+    GitHubUsage,
+    Lease,
+    TaskStatus,
+)
 from controlplane.permissions import role_required
 from controlplane.roles import Role, role_of
 
@@ -45,6 +52,7 @@ def home(request: HttpRequest) -> HttpResponse:
             if e.url != "/"
         ],
         "usage": GitHubUsage.objects.filter(pk=1).first(),
+        "purposes": GitHubPurposeUsage.objects.shares(),
         "tasks": list(TaskStatus.objects.all()),
         "beat_leader": Lease.objects.holder_of(BEAT_LEASE),
     }

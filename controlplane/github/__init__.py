@@ -9,6 +9,7 @@ counters behind /metrics.
 - :mod:`.auth`: token or GitHub App installation credentials.
 - :mod:`.transport`: routes every HTTP request PyGithub makes through the gateway.
 - :mod:`.policy`: retries, backoff, rate limits and budget, once per HTTP request.
+- :mod:`.purpose`: why each request is made (sync, deploy_poll, dispatch, ...).
 - :mod:`.paths`: URL segments checked against GitHub's name grammar.
 - :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`: the
   calls, by resource, composed into :class:`GitHubGateway` in :mod:`.gateway`, which
@@ -32,6 +33,7 @@ from controlplane.github.gateway import (
     gateway_from_settings,
     reset_gateway,
 )
+from controlplane.github.purpose import Purpose, for_purpose
 from controlplane.github.types import (
     Clock,
     DispatchResult,
@@ -70,6 +72,7 @@ __all__ = [
     "HookScope",
     "JobInfo",
     "PublicKey",
+    "Purpose",
     "RateBudget",
     "RunInfo",
     "RunnerInfo",
@@ -79,6 +82,7 @@ __all__ = [
     "Sleep",
     "StepInfo",
     "UsageSink",
+    "for_purpose",
     "gateway",
     "gateway_for",
     "gateway_from_settings",

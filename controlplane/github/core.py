@@ -25,6 +25,7 @@ from controlplane.github.errors import (
 )
 from controlplane.github.paths import repository_path, segment
 from controlplane.github.policy import Policy
+from controlplane.github.purpose import current, default_purpose
 from controlplane.github.transport import ACTIVE
 from controlplane.github.types import Clock, RateBudget, Sleep, UsageSink
 from controlplane.models import GitHubUsage
@@ -33,7 +34,9 @@ PER_PAGE = 100
 
 
 def record_usage(counter: str, headers: Mapping[str, str] | None) -> None:
-    GitHubUsage.objects.record(counter=counter, headers=dict(headers or {}))
+    GitHubUsage.objects.record(
+        counter=counter, headers=dict(headers or {}), purpose=current()
+    )
 
 
 class GatewayCore(Policy):
@@ -136,7 +139,8 @@ class GatewayCore(Policy):
         """Route PyGithub's requests through this gateway; translate its errors."""
         marker = ACTIVE.set(self)
         try:
-            yield
+            with default_purpose(operation):
+                yield
         except GithubException as exc:
             raise self._translate(operation, exc) from None
         finally:
