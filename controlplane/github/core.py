@@ -166,9 +166,10 @@ class GatewayCore(Policy):
         parameters: dict[str, Any] | None = None,
         *,
         max_pages: int = 100,
+        first_page: int = 1,
     ) -> Iterator[dict[str, Any]]:
         """Yield the items of every page until a short page or ``max_pages``."""
-        for page in range(1, max_pages + 1):
+        for page in range(first_page, max_pages + 1):
             params = {**(parameters or {}), "per_page": PER_PAGE, "page": page}
             data = self._get(operation, url, params)
             items = data.get(item_key) or []
