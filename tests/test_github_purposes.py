@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from controlplane.github import GitHubConflict, gateway, gateway_from_settings
 from controlplane.models import GitHubPurposeUsage, GitHubUsage
@@ -17,6 +18,7 @@ from deploys import webhook_recovery
 from deploys.models import DeployRun
 from deploys.triggers import request_deploy
 from githubsim import Simulator
+from rotations import gate as secrets_gate
 from runners import sync
 from tests.deploying import REPO, Clock, drive, final, simulated_env
 
@@ -116,3 +118,22 @@ def test_the_budget_panel_and_metrics_show_the_share_by_purpose(
     assert (
         'controlplane_github_purpose_not_modified_total{purpose="sync"} 4.0' in metrics
     )
+
+
+def test_the_secret_gate_asks_again_for_free_while_the_secrets_are_unchanged(
+    sim: Simulator,
+) -> None:
+    env = simulated_env(sim, required_secrets=["DB_PASSWORD", "API_KEY"])
+    sim.state.set_secret(("repository", REPO), "DB_PASSWORD", "x")
+    now = timezone.now()
+
+    first, _ = secrets_gate.check(env, now)
+    spent = charged("secrets_gate")
+    again, _ = secrets_gate.check(env, now)
+    assert charged("secrets_gate") == spent  # answered 304
+    sim.state.set_secret(("repository", REPO), "API_KEY", "y")
+    after, _ = secrets_gate.check(env, now)
+
+    assert first == again == ["API_KEY"]
+    assert after == []
+    assert charged("secrets_gate") == spent + 1  # the changed list only

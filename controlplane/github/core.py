@@ -12,6 +12,7 @@ from typing import Any
 
 from github import Github
 from github.GithubException import GithubException
+from github.Requester import Requester
 
 from controlplane import names
 from controlplane.github.auth import TOKEN_REFRESH_MARGIN, build_auth
@@ -31,6 +32,8 @@ from controlplane.github.types import Clock, RateBudget, Sleep, UsageSink
 from controlplane.models import GitHubUsage
 
 PER_PAGE = 100
+# Answers kept for conditional requests (a few KB each), oldest dropped first.
+MAX_CACHED_ANSWERS = 512
 
 
 def record_usage(counter: str, headers: Mapping[str, str] | None) -> None:
@@ -82,6 +85,9 @@ class GatewayCore(Policy):
         # None until a dispatch tells whether the server accepts return_run_details.
         self.run_details_supported: bool | None = None
         self._write_lock = threading.RLock()
+        # (url, parameters) -> (ETag, answer) of conditional GETs.
+        self._answers: dict[tuple[str, tuple[Any, ...]], tuple[str, Any]] = {}
+        self._answers_lock = threading.Lock()
         self._secrets = [s for s in (token, private_key) if s]
         options: dict[str, Any] = {
             "base_url": self.base_url,
@@ -147,10 +153,39 @@ class GatewayCore(Policy):
             ACTIVE.reset(marker)
 
     def _get(
-        self, operation: str, url: str, parameters: dict[str, Any] | None = None
+        self,
+        operation: str,
+        url: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        conditional: bool = False,
     ) -> Any:
+        """GET ``url``; ``conditional``: send the ETag of the last answer to the same
+        request and reuse that answer on a 304, which costs no API budget."""
+        if not conditional:
+            with self._call(operation):
+                _, data = self._requester.requestJsonAndCheck("GET", url, parameters)
+            return data
+        key = (url, tuple(sorted((parameters or {}).items())))
+        with self._answers_lock:
+            cached = self._answers.get(key)
+        headers = {"If-None-Match": cached[0]} if cached else {}
         with self._call(operation):
-            _, data = self._requester.requestJsonAndCheck("GET", url, parameters)
+            status, response_headers, body = self._requester.requestJson(
+                "GET", url, parameters, headers=headers
+            )
+            data = json.loads(body) if body else None
+            if status >= 400:
+                raise Requester.createException(status, response_headers, data or {})
+        if status == 304 and cached is not None:
+            return cached[1]
+        etag = response_headers.get("etag")
+        if etag:
+            with self._answers_lock:
+                self._answers.pop(key, None)
+                self._answers[key] = (etag, data)
+                while len(self._answers) > MAX_CACHED_ANSWERS:
+                    self._answers.pop(next(iter(self._answers)))
         return data
 
     def _post(self, operation: str, url: str, body: Any = None) -> Any:
@@ -167,11 +202,12 @@ class GatewayCore(Policy):
         *,
         max_pages: int = 100,
         first_page: int = 1,
+        conditional: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Yield the items of every page until a short page or ``max_pages``."""
         for page in range(first_page, max_pages + 1):
             params = {**(parameters or {}), "per_page": PER_PAGE, "page": page}
-            data = self._get(operation, url, params)
+            data = self._get(operation, url, params, conditional=conditional)
             items = data.get(item_key) or []
             yield from items
             if len(items) < PER_PAGE:
