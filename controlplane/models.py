@@ -115,18 +115,21 @@ class GitHubPurposeUsageQuerySet(models.QuerySet["GitHubPurposeUsage"]):
     def shares(self) -> list[dict[str, Any]]:
         """Per purpose, most spent first: charged requests (responses that were not
         304), 304s, and the share of all charged requests."""
-        rows = [
-            {
-                "purpose": row.purpose,
-                "charged": row.requests_total - row.not_modified_total,
-                "not_modified": row.not_modified_total,
-            }
+        counts = [
+            (row.purpose, row.requests_total - row.not_modified_total, row)
             for row in self.all()
         ]
-        total = sum(r["charged"] for r in rows)
-        for r in rows:
-            r["share"] = r["charged"] / total if total else 0.0
-        return sorted(rows, key=lambda r: (-r["charged"], r["purpose"]))
+        total = sum(spent for _, spent, _ in counts)
+        rows = [
+            {
+                "purpose": purpose,
+                "charged": spent,
+                "not_modified": row.not_modified_total,
+                "share": spent / total if total else 0.0,
+            }
+            for purpose, spent, row in counts
+        ]
+        return sorted(rows, key=lambda r: (-int(r["charged"]), str(r["purpose"])))
 
 
 class GitHubPurposeUsage(models.Model):

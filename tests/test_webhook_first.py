@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from deploys import engine, jobs
+from deploys import engine, enqueue, jobs
 from deploys.models import DeployAttempt, DeployRun, WebhookDelivery, WorkflowJob
 from deploys.triggers import request_deploy
 from githubsim import Simulator
@@ -285,7 +285,7 @@ def test_a_deployment_status_webhook_is_recorded_and_wakes_the_deploy(
     attempt = run.attempts.get()
     assert attempt.github_run_id is not None
     woken: list[int] = []
-    monkeypatch.setattr(engine.enqueue, "advance_on_commit", woken.append)
+    monkeypatch.setattr(enqueue, "advance_on_commit", woken.append)
     payload = deployment_status_payload(sim, attempt.github_run_id, "in_progress")
     assert_webhook_shape("deployment-status-created", payload)
 
