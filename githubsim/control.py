@@ -9,6 +9,7 @@ from typing import Any
 
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
+from githubsim.workflows import outcome, parse_definition
 
 router = Router()
 
@@ -134,6 +135,112 @@ def get_job(request: Request) -> Reply:
 def lose_job(request: Request) -> Reply:
     state = request.sim.state
     return Reply(body=state.job_view(state.lose_job(request.int_param("job_id"))))
+
+
+@router.add("GET", "/_sim/runs/{run_id}")
+def get_run(request: Request) -> Reply:
+    """A run with all its jobs and the jobs still blocked on ``needs``."""
+    state = request.sim.state
+    with state.lock:
+        run = state.run_by_id(request.int_param("run_id"))
+        return Reply(body=state.run_view(run))
+
+
+# Workflow definitions ---------------------------------------------------------------------
+
+WORKFLOW = "/_sim/repos/{owner}/{repo}/workflows/{file}"
+
+
+def workflow_view(request: Request) -> dict[str, Any]:
+    state = request.sim.state
+    name = f"{request.params['owner']}/{request.params['repo']}"
+    flow = state.workflow(name, request.params["file"])
+    return {
+        "id": flow.id,
+        "path": flow.path,
+        "name": flow.name,
+        "jobs": [spec.as_dict() for spec in flow.jobs],
+    }
+
+
+@router.add("GET", WORKFLOW)
+def get_workflow(request: Request) -> Reply:
+    return Reply(body=workflow_view(request))
+
+
+@router.add("PUT", WORKFLOW)
+def put_workflow(request: Request) -> Reply:
+    """The workflow's jobs for later runs: ``{"yaml": "<file text>"}`` or
+    ``{"jobs": [{"name", "runs_on", "needs", "environment", "duration", "outcome"}]}``."""
+    name, specs = parse_definition(request.json_object())
+    params = request.params
+    request.sim.state.set_workflow(
+        f"{params['owner']}/{params['repo']}", params["file"], specs, name
+    )
+    return Reply(body=workflow_view(request))
+
+
+@router.add("POST", WORKFLOW + "/jobs/{job}")
+def set_workflow_job(request: Request) -> Reply:
+    """Change one job's ``duration`` (seconds, null for the default) or ``outcome``
+    (success, failure, null for the default) for later runs."""
+    body = request.json_object()
+    state = request.sim.state
+    with state.lock:
+        flow = state.workflow(
+            f"{request.params['owner']}/{request.params['repo']}",
+            request.params["file"],
+        )
+        job = request.params["job"]
+        spec = next((s for s in flow.jobs if s.name == job), None)
+        if spec is None:
+            raise ApiError(404, f"{flow.path} has no job {job!r}")
+        unknown = set(body) - {"duration", "outcome"}
+        if unknown:
+            raise ApiError(422, f"unknown fields {sorted(unknown)}: duration, outcome")
+        if "duration" in body:
+            spec.duration = (
+                None if body["duration"] is None else number(body, "duration")
+            )
+            if spec.duration is not None and spec.duration < 0:
+                raise ApiError(422, "duration cannot be negative")
+        if "outcome" in body:
+            spec.outcome = outcome(body["outcome"], job)
+    return Reply(body=workflow_view(request))
+
+
+# CI traffic ------------------------------------------------------------------------------
+
+
+@router.add("POST", "/_sim/traffic")
+def start_traffic(request: Request) -> Reply:
+    """Background CI jobs: ``{"runners": [names]}`` one on each, or ``{"labels": [...],
+    "count": N}`` on any matching runners; ``duration`` seconds, or until stopped."""
+    body = request.json_object()
+    state = request.sim.state
+    runners = labels_of(body, "runners")
+    labels = labels_of(body, "labels")
+    duration = None if body.get("duration") is None else number(body, "duration")
+    run = state.start_traffic(
+        str(body.get("repository") or state.default_repository),
+        runners=runners,
+        labels=labels,
+        count=int(number(body, "count", 1)),
+        duration=duration,
+    )
+    return Reply(status=201, body=state.run_view(run))
+
+
+@router.add("DELETE", "/_sim/traffic")
+def stop_traffic(request: Request) -> Reply:
+    return Reply(body={"stopped_runs": request.sim.state.stop_traffic()})
+
+
+def labels_of(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(422, f"{key} must be a list of strings")
+    return value
 
 
 @router.add("GET", "/_sim/faults")

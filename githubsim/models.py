@@ -58,9 +58,42 @@ class Step:
     completed_at: float | None = None
 
 
+# The runner input a workflow's pinned job targets: ``runs-on: [self-hosted, <runner>]``.
+RUNNER_EXPRESSION = "${{ inputs.runner }}"
+# Where the runs-on labels name no self-hosted runner, GitHub's hosted pool runs the job.
+HOSTED_RUNNER_GROUP = "GitHub Actions"
+
+
+@dataclass
+class JobSpec:
+    """One job of a workflow definition; ``runs_on`` and ``environment`` may hold
+    ``${{ inputs.NAME }}`` expressions, resolved from the dispatch inputs."""
+
+    name: str
+    runs_on: list[str]
+    needs: list[str] = field(default_factory=list)
+    environment: str | None = None
+    # Simulated seconds the job runs, and how it ends; None takes the config's.
+    duration: float | None = None
+    outcome: str | None = None
+
+    @property
+    def hosted(self) -> bool:
+        """Runs on a GitHub-hosted runner: its labels do not ask for ``self-hosted``."""
+        return "self-hosted" not in [label.casefold() for label in self.runs_on]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_jobs() -> list[JobSpec]:
+    """Today's single-job reference workflow: ``deploy`` on the runner named in inputs."""
+    return [JobSpec("deploy", ["self-hosted", RUNNER_EXPRESSION])]
+
+
 @dataclass
 class Job:
-    """The single ``deploy`` job of a workflow run."""
+    """One job of a workflow run, created once the jobs it needs have succeeded."""
 
     id: int
     run_id: int
@@ -79,6 +112,10 @@ class Job:
     cancel_at: float | None = None
     lease_expires_at: float | None = None
     note: str = ""
+    environment: str | None = None
+    hosted: bool = False
+    duration: float | None = None
+    outcome: str | None = None
 
     @property
     def active(self) -> bool:
@@ -99,11 +136,17 @@ class Run:
     head_sha: str
     created_at: float
     updated_at: float
-    job_id: int
+    # Jobs created so far, in creation order, and the resolved specs of those still
+    # blocked on their ``needs``.
+    job_ids: list[int] = field(default_factory=list)
+    blocked: list[JobSpec] = field(default_factory=list)
     status: str = "queued"
     conclusion: str | None = None
     run_started_at: float | None = None
     event: str = "workflow_dispatch"
+    cancelled: bool = False
+    # Background CI traffic (control API), not a deploy.
+    traffic: bool = False
 
 
 @dataclass
@@ -115,6 +158,7 @@ class Workflow:
     path: str
     name: str
     created_at: float
+    jobs: list[JobSpec] = field(default_factory=default_jobs)
 
 
 @dataclass
@@ -165,6 +209,11 @@ class Config:
     webhook_scope: str = "repository"
     heartbeat_url: str = ""
     heartbeat_interval: float = 10.0
+    # GitHub's quirk: the runner list shows busy=false for a runner in the middle of a
+    # job. The share of each ``busy_flap_period`` window a busy runner is shown idle:
+    # 0 never, 1 always, in between for a stable random share of (runner, job, window).
+    busy_false_rate: float = 0.0
+    busy_flap_period: float = 10.0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -11,7 +11,15 @@ import hashlib
 from typing import Any
 
 from githubsim.clock import isoformat
-from githubsim.models import READ_ONLY_LABEL_IDS, Job, Run, Runner, Step, Workflow
+from githubsim.models import (
+    HOSTED_RUNNER_GROUP,
+    READ_ONLY_LABEL_IDS,
+    Job,
+    Run,
+    Runner,
+    Step,
+    Workflow,
+)
 
 DOCS = "https://docs.github.com/rest"
 EPOCH_2020 = 1577836800.0  # creation time shown for the simulated repository and users
@@ -139,7 +147,10 @@ def repository(
     }
 
 
-def runner(item: Runner, custom_label_ids: dict[str, int]) -> dict[str, Any]:
+def runner(
+    item: Runner, custom_label_ids: dict[str, int], busy: bool | None = None
+) -> dict[str, Any]:
+    """A runner; ``busy`` overrides what it reports (GitHub's busy=false quirk)."""
     labels: list[dict[str, Any]] = [
         {"id": READ_ONLY_LABEL_IDS.get(name, 0), "name": name, "type": "read-only"}
         for name in ("self-hosted", item.os, item.arch)
@@ -153,7 +164,7 @@ def runner(item: Runner, custom_label_ids: dict[str, int]) -> dict[str, Any]:
         "name": item.name,
         "os": item.os,
         "status": item.status,
-        "busy": item.busy,
+        "busy": item.busy if busy is None else busy,
         "ephemeral": False,
         "runner_group_id": 1,
         "version": item.version,
@@ -195,6 +206,7 @@ def step(item: Step) -> dict[str, Any]:
 def job(base: str, item: Job, run: Run, flow: Workflow) -> dict[str, Any]:
     repo_url = f"{base}/repos/{run.repository}"
     assigned = item.runner_id is not None
+    group_id, group_name = (0, HOSTED_RUNNER_GROUP) if item.hosted else (1, "Default")
     return {
         "id": item.id,
         "run_id": item.run_id,
@@ -218,8 +230,8 @@ def job(base: str, item: Job, run: Run, flow: Workflow) -> dict[str, Any]:
         "labels": list(item.labels),
         "runner_id": item.runner_id,
         "runner_name": item.runner_name,
-        "runner_group_id": 1 if assigned else None,
-        "runner_group_name": "Default" if assigned else None,
+        "runner_group_id": group_id if assigned else None,
+        "runner_group_name": group_name if assigned else None,
     }
 
 

@@ -16,10 +16,11 @@ from typing import Any
 from githubsim import shapes
 from githubsim.clock import SimClock
 from githubsim.heartbeats import HeartbeatSender
-from githubsim.models import Config, Faults, Job, Runner
+from githubsim.models import Config, Faults, Job, Run, Runner, Workflow
 from githubsim.server import SimHTTPServer
 from githubsim.state import SimState
 from githubsim.webhooks import HOOK_ID, WebhookSender
+from githubsim.workflows import parse_definition
 
 TICK = 0.05  # real seconds between scheduler passes
 
@@ -175,6 +176,41 @@ class Simulator:
 
     def lose_job(self, job_id: int) -> Job:
         return self.state.lose_job(job_id)
+
+    def set_workflow(
+        self,
+        workflow_file: str = "deploy.yml",
+        *,
+        yaml: str | None = None,
+        jobs: list[dict[str, Any]] | None = None,
+        repository: str | None = None,
+    ) -> Workflow:
+        """Define a workflow from its file's text or a job list, as the control API."""
+        body: dict[str, Any] = {"yaml": yaml} if yaml is not None else {"jobs": jobs}
+        name, specs = parse_definition(body)
+        return self.state.set_workflow(
+            repository or self.state.default_repository, workflow_file, specs, name
+        )
+
+    def start_traffic(
+        self,
+        *,
+        runners: list[str] | None = None,
+        labels: list[str] | None = None,
+        count: int = 1,
+        duration: float | None = None,
+    ) -> Run:
+        """CI jobs of another workflow keeping runners busy (until stopped by default)."""
+        return self.state.start_traffic(
+            self.state.default_repository,
+            runners=runners,
+            labels=labels,
+            count=count,
+            duration=duration,
+        )
+
+    def stop_traffic(self) -> int:
+        return self.state.stop_traffic()
 
     def set_faults(self, **faults: Any) -> Faults:
         """e.g. ``error_rate=0.3, rate_limit_rate=0.1, latency_ms=200``."""

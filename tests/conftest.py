@@ -222,9 +222,11 @@ def manage_shell(env: dict[str, str], code: str) -> str:
 
 
 def require_tool(name: str) -> str:
-    """The path of a system tool a test drives (promtool, amtool): a skip when it is
-    missing, a failure when REQUIRE_TOOLS is set (CI installs them)."""
-    path = shutil.which(name)
+    """The path of a tool a test drives, from the virtualenv (actionlint, zizmor: dev
+    requirements) or the system (promtool, amtool): a skip when it is missing, a
+    failure when REQUIRE_TOOLS is set (CI installs them)."""
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.is_file() else shutil.which(name)
     if path is None:
         if os.environ.get("REQUIRE_TOOLS"):
             pytest.fail(f"{name} is required (REQUIRE_TOOLS is set) but not installed")

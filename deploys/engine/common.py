@@ -17,6 +17,11 @@ Run = DeployRun.State
 Attempt = DeployAttempt.State
 Kind = DeployEvent.Kind
 
+# The inputs of every dispatch, which the reference workflows (deploys/workflows/)
+# declare, all required: GitHub refuses a dispatch that sends an input the workflow
+# does not declare or leaves out a required one.
+DISPATCH_INPUTS = ("runner", "token", "sha", "environment")
+
 
 def poll() -> timedelta:
     """How often a deploy in flight is looked at (its timers, its runner, its jobs)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from githubsim import shapes
 from githubsim.api.common import ORG, REPO
 from githubsim.routing import Reply, Request, Router
 
@@ -17,11 +16,7 @@ def list_runners(request: Request) -> Reply:
         # The name filter finds at most one runner; no need to touch the page cache.
         with state.lock:
             found = state.find_runner(name)
-            runners = (
-                []
-                if found is None
-                else [shapes.runner(found, state.custom_label_ids())]
-            )
+            runners = [] if found is None else [state.runner_json(found)]
         return Reply(body={"total_count": len(runners), "runners": runners})
     body, etag = state.runners_page(page, per_page)
     reply = Reply(body=body, etag=etag)
@@ -35,7 +30,7 @@ def get_runner(request: Request) -> Reply:
     state = request.sim.state
     with state.lock:
         runner = state.runner(request.int_param("runner_id"))
-        return Reply(body=shapes.runner(runner, state.custom_label_ids()))
+        return Reply(body=state.runner_json(runner))
 
 
 def delete_runner(request: Request) -> Reply:

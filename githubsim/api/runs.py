@@ -141,10 +141,19 @@ def list_run_jobs(request: Request) -> Reply:
     state = request.sim.state
     with state.lock:
         run = state.get_run(full_name(request), request.int_param("run_id"))
-        job = state.get_job(run.repository, run.job_id)
-        return Reply(
-            body={"total_count": 1, "jobs": [state.job_json(request.base, job)]}
+        jobs = state.run_jobs(run)
+        page, per_page = request.page()
+        chunk = jobs[(page - 1) * per_page : page * per_page]
+        reply = Reply(
+            body={
+                "total_count": len(jobs),
+                "jobs": [state.job_json(request.base, job) for job in chunk],
+            }
         )
+    link = request.link_header(page, per_page, len(jobs))
+    if link:
+        reply.headers["Link"] = link
+    return reply
 
 
 @router.add("GET", REPO + "/actions/jobs/{job_id}")

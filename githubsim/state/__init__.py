@@ -2,8 +2,9 @@
 
 The HTTP server, the scheduler thread, the webhook and heartbeat senders and tests all go
 through :class:`SimState`. It is composed of one mixin per resource, each in its own module:
-:mod:`~githubsim.state.runners` (the fleet and its hosts), :mod:`~githubsim.state.runs` (runs,
-jobs and scheduling), :mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
+:mod:`~githubsim.state.runners` (the fleet and its hosts), :mod:`~githubsim.state.runs` (runs
+and their jobs' ``needs``) on :mod:`~githubsim.state.scheduling` (jobs on runners),
+:mod:`~githubsim.state.traffic` (CI jobs keeping runners busy), :mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
 webhook's delivery log), :mod:`~githubsim.state.faults` (faults, settings, request counts)
 and :mod:`~githubsim.state.heartbeats`, on the shared :mod:`~githubsim.state.core`. A new
 resource is a new mixin here. Lookups are dictionary-based so a 10,000-runner fleet costs
@@ -28,13 +29,13 @@ from githubsim.secretstore import (
 from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
-from githubsim.state.runs import RunsMixin
 from githubsim.state.secrets import SecretsMixin
+from githubsim.state.traffic import TrafficMixin
 
 __all__ = ["SimState"]
 
 
-class SimState(RunsMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
+class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
     """The simulated GitHub: repositories, runners, runs, jobs, secrets and limits."""
 
     def __init__(

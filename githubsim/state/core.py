@@ -16,7 +16,7 @@ from githubsim import shapes
 from githubsim.clock import SimClock
 from githubsim.errors import not_found
 from githubsim.limits import Limits
-from githubsim.models import Config, Faults, Workflow
+from githubsim.models import Config, Faults, JobSpec, Workflow
 
 WebhookSink = Callable[[str, dict[str, Any]], None]
 
@@ -70,6 +70,35 @@ class StateCore:
                 "Deploy",
                 shapes.EPOCH_2020,
             )
+
+    def set_workflow(
+        self,
+        full_name: str,
+        workflow_file: str,
+        jobs: list[JobSpec],
+        name: str | None = None,
+    ) -> Workflow:
+        """Define a workflow's jobs (later runs use them), adding the file if new."""
+        with self.lock:
+            self.repository_id(full_name)
+            file = workflow_file.rsplit("/", 1)[-1]
+            for flow in self.workflows.values():
+                if flow.repository == full_name and flow.path.endswith("/" + file):
+                    break
+            else:
+                workflow_id = 6_000_000 + len(self.workflows) + 1
+                flow = Workflow(
+                    workflow_id,
+                    full_name,
+                    f".github/workflows/{file}",
+                    name or file.rsplit(".", 1)[0],
+                    shapes.EPOCH_2020,
+                )
+                self.workflows[workflow_id] = flow
+            flow.jobs = list(jobs)
+            if name:
+                flow.name = name
+            return flow
 
     def repository_id(self, full_name: str) -> int:
         try:

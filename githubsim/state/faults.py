@@ -32,6 +32,9 @@ class FaultsMixin(StateCore):
             if self.config.webhook_scope not in ("repository", "organization"):
                 self.config.webhook_scope = "repository"
                 raise ApiError(422, "webhook_scope must be repository or organization")
+            if self.config.busy_false_rate > 1:
+                self.config.busy_false_rate = 1.0
+                raise ApiError(422, "busy_false_rate is a share from 0 to 1")
             if self.config.outcome not in ("success", "failure"):
                 self.config.outcome = "success"
                 raise ApiError(422, "outcome must be success or failure")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import zlib
 from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any
@@ -34,7 +35,7 @@ class RunnersMixin(StateCore):
         # scanning the fleet (entries that no longer match the dict are stale).
         self._heartbeat_due: dict[int, float] = {}
         self._heartbeat_heap: list[tuple[float, int]] = []
-        self._page_cache: dict[tuple[int, int], tuple[int, bytes, str]] = {}
+        self._page_cache: dict[tuple[int, int], tuple[tuple[int, int], bytes, str]] = {}
 
     @abstractmethod
     def _lose_job(self, job_id: int, now: float, why: str) -> None:
@@ -197,11 +198,35 @@ class RunnersMixin(StateCore):
 
     # Views ---------------------------------------------------------------------------------
 
+    def _quirk_window(self) -> int:
+        """The busy=false window now; 0 when the quirk does not depend on time."""
+        rate = self.config.busy_false_rate
+        if rate <= 0 or rate >= 1 or self.config.busy_flap_period <= 0:
+            return 0
+        return 1 + int(self.clock.now() // self.config.busy_flap_period)
+
+    def reported_busy(self, runner: Runner) -> bool:
+        """``busy`` as GitHub reports it: now and then false in the middle of a job."""
+        rate = self.config.busy_false_rate
+        if runner.job_id is None or rate <= 0:
+            return runner.busy
+        if rate >= 1:
+            return False
+        key = f"{runner.id}:{runner.job_id}:{self._quirk_window()}".encode()
+        return zlib.crc32(key) / 2**32 >= rate
+
+    def runner_json(self, runner: Runner) -> dict[str, Any]:
+        """A runner as GitHub's runner endpoints answer."""
+        return shapes.runner(
+            runner, self._custom_label_ids, busy=self.reported_busy(runner)
+        )
+
     def runner_view(self, runner: Runner) -> dict[str, Any]:
         """A runner as the control API shows it: GitHub's view plus the host's truth."""
         with self.lock:
             return {
                 **shapes.runner(runner, self._custom_label_ids),
+                "reported_busy": self.reported_busy(runner),
                 "alive": runner.alive,
                 "job_id": runner.job_id,
                 "heartbeats": runner.heartbeats,
@@ -216,27 +241,26 @@ class RunnersMixin(StateCore):
         """One page of the runner list as JSON bytes and its ETag, cached per version."""
         with self.lock:
             key = (page, per_page)
+            # A page changes with the fleet, and with the busy=false window.
+            current = (self.version, self._quirk_window())
             cached = self._page_cache.get(key)
-            if cached is not None and cached[0] == self.version:
+            if cached is not None and cached[0] == current:
                 return cached[1], cached[2]
             if cached is not None or len(self._page_cache) > 1000:
                 # Any change invalidates every page; drop the stale ones together.
                 self._page_cache = {
-                    k: v for k, v in self._page_cache.items() if v[0] == self.version
+                    k: v for k, v in self._page_cache.items() if v[0] == current
                 }
             start = (page - 1) * per_page
             ids = self._runner_ids[start : start + per_page]
             body = json.dumps(
                 {
                     "total_count": len(self._runner_ids),
-                    "runners": [
-                        shapes.runner(self._runners[i], self._custom_label_ids)
-                        for i in ids
-                    ],
+                    "runners": [self.runner_json(self._runners[i]) for i in ids],
                 }
             ).encode()
             etag = f'"{hashlib.sha256(body).hexdigest()[:40]}"'
-            self._page_cache[key] = (self.version, body, etag)
+            self._page_cache[key] = (current, body, etag)
             return body, etag
 
     def runner_count(self) -> int:
