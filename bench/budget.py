@@ -15,7 +15,9 @@ processed as the task would.
 
 ``--deploys`` environments (two runners each, the secret gate checking one
 required secret) each deploy again as soon as their deploy ends, so that many are
-always in flight; a deploy job takes ``--job-seconds``.
+always in flight; a deploy job takes ``--job-seconds``. The rest of the fleet runs
+CI: ``--ci-jobs-per-minute`` jobs of ``--ci-job-minutes`` each start every minute
+(busy runners change the runner list's pages and send job webhooks).
 
 Prints one JSON object: ``budget_share`` (requests charged to the budget, i.e. not
 304, over the hourly rate limit; the target is at most 0.20), ``by_purpose``
@@ -77,6 +79,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--tick", type=float, default=2.0)
     parser.add_argument("--job-seconds", type=float, default=300.0)
+    parser.add_argument("--ci-jobs-per-minute", type=int, default=50)
+    parser.add_argument("--ci-job-minutes", type=float, default=10.0)
     args = parser.parse_args()
     import time_machine
 
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         for pair in pools:
             for name in pair:
                 sim.add_runner(name)
-        sim.add_runners(args.runners - 2 * len(pools), prefix="ci")
+        sim.add_runners(args.runners - 2 * len(pools), prefix="ci", labels=["ci"])
         sim.state.set_secret(("repository", REPOSITORY), "DEPLOY_KEY", "x")
         sim.webhooks.wait_idle()
         inbox.take()  # the ping
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         client = Client()
         started = timezone.now()
         end = started + timedelta(minutes=args.minutes)
-        next_recovery = started
+        next_recovery = next_ci = next_report = started
         finished = 0
         active: dict[int, int] = {}
         now = started
@@ -204,6 +208,18 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
             if now >= next_recovery:
                 webhook_recovery.recover(now)
                 next_recovery = now + RECOVERY_EVERY
+            if now >= next_ci and args.ci_jobs_per_minute:
+                # Everything else the fleet runs: busy runners, job webhooks.
+                sim.state.start_traffic(
+                    REPOSITORY,
+                    labels=["ci"],
+                    count=args.ci_jobs_per_minute,
+                    duration=args.ci_job_minutes * 60,
+                )
+                next_ci = now + timedelta(minutes=1)
+            if now >= next_report:
+                progress(now - started, GitHubPurposeUsage)
+                next_report = now + timedelta(minutes=10)
             now = step(args.tick)
         limit = sim.state.config.rate_limit
     inbox.server.shutdown()
@@ -212,6 +228,12 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         Counter(WebhookDelivery.objects.values_list("outcome", flat=True))
     )
     return result
+
+
+def progress(elapsed: timedelta, GitHubPurposeUsage: Any) -> None:
+    shares = GitHubPurposeUsage.objects.shares()
+    spent = ", ".join(f"{r['purpose']} {r['charged']}" for r in shares)
+    print(f"{elapsed} simulated: {spent or 'nothing charged yet'}", flush=True)
 
 
 def _deliver_webhooks(
