@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from controlplane.github import GitHubConflict, gateway, gateway_from_settings
+from controlplane.github.purpose import OPERATION_PURPOSES
 from controlplane.models import GitHubPurposeUsage, GitHubUsage
 from deploys import webhook_recovery
 from deploys.models import DeployRun
@@ -137,3 +140,16 @@ def test_the_secret_gate_asks_again_for_free_while_the_secrets_are_unchanged(
     assert first == again == ["API_KEY"]
     assert after == []
     assert charged("secrets_gate") == spent + 1  # the changed list only
+
+
+def test_every_gateway_operation_has_a_purpose() -> None:
+    source = "".join(
+        path.read_text()
+        for path in (Path(__file__).parent.parent / "controlplane" / "github").glob(
+            "*.py"
+        )
+    )
+    operations = set(re.findall(r'\._(?:get|post|pages|call)\(\s*"([a-z_]+)"', source))
+
+    assert {"dispatch_workflow", "list_workflow_runs", "force_cancel_run"} <= operations
+    assert operations <= set(OPERATION_PURPOSES), operations - set(OPERATION_PURPOSES)
