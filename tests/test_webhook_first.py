@@ -29,8 +29,8 @@ pytestmark = [
     pytest.mark.sim(
         time_scale=600,
         seed=5,
-        # 0.1 s and 1 s of real time: the first poll, right after the dispatch,
-        # sees the job queued; the rest the test learns from webhooks.
+        # 0.1 s and 1 s of real time: the job is still queued when the deploy
+        # reaches running; the rest the test learns from webhooks.
         pickup_delay=60,
         job_duration=600,
         connect=True,

@@ -47,8 +47,13 @@ def github_poll_interval(attempt: DeployAttempt, now: datetime) -> timedelta:
 
 
 def poll_due(attempt: DeployAttempt, now: datetime) -> bool:
-    """Nothing was heard of the run, by webhook or poll, for a poll interval."""
-    heard = [t for t in (attempt.polled_at, attempt.webhook_seen_at) if t is not None]
+    """Nothing was heard of the run, by webhook or poll, for a poll interval since
+    it was dispatched (a run just dispatched is known: its job waits in the queue)."""
+    heard = [
+        t
+        for t in (attempt.dispatched_at, attempt.polled_at, attempt.webhook_seen_at)
+        if t is not None
+    ]
     return not heard or now - max(heard) >= github_poll_interval(attempt, now)
 
 
