@@ -177,6 +177,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "pool_status",
             "pickup_timeout",
             "gate_timeout",
+            "busy_wait",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -194,6 +195,13 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         extra_kwargs = {
             "pickup_timeout": {"min_value": 1, "max_value": 86400},
             "gate_timeout": {"min_value": 0, "max_value": 86400},
+            "busy_wait": {
+                "min_value": 0,
+                "max_value": 86400,
+                "help_text": "Seconds to wait for the preferred runner while it is "
+                "busy with another job before taking the next idle healthy runner "
+                "(0: never wait).",
+            },
             "max_attempts": {"min_value": 1, "max_value": 10},
         }
 

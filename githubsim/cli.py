@@ -141,6 +141,17 @@ def ctl(args: argparse.Namespace) -> int:
         request = (
             ("POST", "/_sim/config", body) if body else ("GET", "/_sim/config", None)
         )
+    elif c == "workflow":
+        path = f"/_sim/repos/{args.repository}/workflows/{Path(args.file).name}"
+        request = ("PUT", path, {"yaml": Path(args.file).read_text()})
+    elif c == "traffic":
+        if args.stop:
+            request = ("DELETE", "/_sim/traffic", None)
+        else:
+            body = {"runners": args.runners, "labels": args.labels, "count": args.count}
+            if args.duration is not None:
+                body["duration"] = args.duration
+            request = ("POST", "/_sim/traffic", body)
     elif c == "jobs":
         request = ("GET", "/_sim/jobs", None)
     elif c == "reset":
@@ -217,6 +228,17 @@ def parser() -> argparse.ArgumentParser:
     cmds.add_parser("outcome").add_argument("outcome", choices=["success", "failure"])
     p = cmds.add_parser("config", help="show, or set KEY=VALUE settings")
     p.add_argument("settings", nargs="*")
+    p = cmds.add_parser("workflow", help="define a workflow's jobs from its file")
+    p.add_argument("file", help="a workflow file, e.g. deploys/workflows/deploy.yml")
+    p.add_argument("--repository", default="acme/deploy")
+    p = cmds.add_parser(
+        "traffic", help="start (or --stop) CI jobs keeping runners busy"
+    )
+    p.add_argument("runners", nargs="*", help="one CI job on each of these runners")
+    p.add_argument("--labels", nargs="*", default=[], help="or jobs on these labels")
+    p.add_argument("--count", type=int, default=1, help="jobs on --labels")
+    p.add_argument("--duration", type=float, help="seconds; default until stopped")
+    p.add_argument("--stop", action="store_true", help="stop all CI traffic")
     cmds.add_parser("jobs")
     cmds.add_parser("reset")
     cmds.add_parser("status")

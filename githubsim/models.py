@@ -182,6 +182,9 @@ class Faults:
     too_many_requests_rate: float = 0.0
     latency_ms: float = 0.0
     reject_return_run_details: bool = False
+    # The next N workflow dispatches create their run, then answer 502 (a gateway
+    # timeout in front of a backend that did the work): the client cannot tell.
+    dispatch_errors_after_create: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -183,3 +183,18 @@ def parse_definition(body: Mapping[str, Any]) -> tuple[str | None, list[JobSpec]
             raise invalid("name must be a string")
         return name, parse_job_list(body["jobs"])
     raise invalid('send {"yaml": "<workflow file text>"} or {"jobs": [...]}')
+
+
+# The shape of the reference multi-job deploy workflow, as a job list for
+# ``PUT /_sim/repos/{owner}/{repo}/workflows/{file}``: build on a GitHub-hosted runner,
+# deploy on the pinned self-hosted runner in the dispatch's environment, then smoke-test.
+BUILD_DEPLOY_SMOKE: list[dict[str, Any]] = [
+    {"name": "build", "runs_on": ["ubuntu-latest"]},
+    {
+        "name": "deploy",
+        "runs_on": ["self-hosted", "${{ inputs.runner }}"],
+        "needs": ["build"],
+        "environment": "${{ inputs.environment }}",
+    },
+    {"name": "smoke", "runs_on": ["ubuntu-latest"], "needs": ["deploy"]},
+]

@@ -513,8 +513,21 @@ def test_admin_creates_an_environment_with_an_ordered_pool(admin_user: User) -> 
     assert [e.runner.name for e in env.pool()] == ["c", "a"]
     assert response.json()["pool"] == ["c", "a"]
     assert response.json()["pickup_timeout"] == 120
+    assert response.json()["busy_wait"] == 120
     assert response.json()["max_attempts"] == 3
     assert AuditEvent.objects.filter(action="environment.create").count() == 1
+
+
+def test_busy_wait_is_set_per_environment(admin_user: User) -> None:
+    env_with_pool()
+
+    response = logged_in(admin_user).patch(
+        f"{ENVIRONMENTS}production/", {"busy_wait": 0}, content_type="application/json"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["busy_wait"] == 0
+    assert Environment.objects.get(name="production").busy_wait == 0
 
 
 def test_pool_order_changes_with_patch(admin_user: User) -> None:
@@ -542,6 +555,9 @@ def test_pool_order_changes_with_patch(admin_user: User) -> None:
         ({"change_ticket_pattern": "("}, "change_ticket_pattern"),
         ({"required_secrets": ["not a name"]}, "required_secrets"),
         ({"max_attempts": 0}, "max_attempts"),
+        ({"busy_wait": -1}, "busy_wait"),
+        ({"busy_wait": 86401}, "busy_wait"),
+        ({"busy_wait": "soon"}, "busy_wait"),
     ],
 )
 def test_environment_validation_names_the_field(

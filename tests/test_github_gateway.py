@@ -430,6 +430,8 @@ def test_dispatch_returns_the_run_and_the_run_can_be_followed(sim: Simulator) ->
     assert job.runner_name == "prod-primary-1"
     assert job.conclusion == "success" and job.steps
     assert not job.is_genuine_failure and not job.is_infrastructure_failure
+    assert job.created_at is not None and job.created_at >= run.created_at
+    assert not job.active
 
 
 def test_dispatch_falls_back_when_run_details_are_rejected(

@@ -8,6 +8,7 @@ of a run. Responses and payloads are validated against GitHub's schemas.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,35 +27,10 @@ from tests.simhttp import (
 
 pytestmark = pytest.mark.sim(time_scale=1, demo=True, seed=7)
 
-# The shape of the reference multi-job workflow: build on a hosted runner, deploy on the
-# pinned self-hosted runner in the environment, then smoke-test on a hosted runner.
-PIPELINE = """
-name: Deploy
-run-name: Deploy ${{ github.ref_name }} [${{ inputs.token }}]
-on:
-  workflow_dispatch:
-    inputs:
-      runner: {required: true, type: string}
-      token: {required: true, type: string}
-      environment: {required: true, type: string}
-permissions: {}
-jobs:
-  build:
-    runs-on: ubuntu-latest
-    steps:
-      - run: make build
-  deploy:
-    needs: build
-    runs-on: [self-hosted, "${{ inputs.runner }}"]
-    environment: ${{ inputs.environment }}
-    steps:
-      - run: make deploy
-  smoke:
-    needs: [deploy]
-    runs-on: ubuntu-latest
-    steps:
-      - run: make smoke
-"""
+WORKFLOWS = Path(__file__).parent.parent / "deploys" / "workflows"
+# The shipped reference pipeline: build on a GitHub-hosted runner, deploy on the pinned
+# self-hosted runner in the environment, then smoke-test on a hosted runner.
+PIPELINE = (WORKFLOWS / "deploy-pipeline.yml").read_text()
 
 
 @pytest.fixture
@@ -430,3 +406,70 @@ def test_runner_list_can_show_a_busy_runner_as_idle(sim):
     # Idle runners are never shown busy.
     assert not any(r["busy"] for r in page["runners"] if r["name"] != "staging-1")
     assert control(sim, "POST", "/config", {"busy_false_rate": 2}).status_code == 422
+
+
+def test_ctl_loads_a_workflow_file_and_drives_traffic(sim, tmp_path, capsys):
+    from githubsim.cli import main as cli_main
+
+    path = tmp_path / "deploy.yml"
+    path.write_text(PIPELINE)
+    assert cli_main(["ctl", "--url", sim.url, "workflow", str(path)]) == 0
+    flow = control(sim, "GET", "/repos/acme/deploy/workflows/deploy.yml").json()
+    assert [job["needs"] for job in flow["jobs"]] == [[], ["build"], ["deploy"]]
+    assert flow["jobs"][1]["environment"] == "${{ inputs.environment }}"
+
+    assert cli_main(["ctl", "--url", sim.url, "traffic", "staging-2"]) == 0
+    step(sim, 5)
+    assert sim.state.runner("staging-2").busy is True
+    assert cli_main(["ctl", "--url", sim.url, "traffic", "--stop"]) == 0
+    assert sim.state.runner("staging-2").busy is False
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        (
+            "deploy-pipeline.yml",
+            [
+                ("build", ["ubuntu-latest"], [], None),
+                (
+                    "deploy",
+                    ["self-hosted", "${{ inputs.runner }}"],
+                    ["build"],
+                    "${{ inputs.environment }}",
+                ),
+                ("smoke", ["ubuntu-latest"], ["deploy"], None),
+            ],
+        ),
+        (
+            "deploy.yml",
+            [
+                (
+                    "deploy",
+                    ["self-hosted", "${{ inputs.runner }}"],
+                    [],
+                    "${{ inputs.environment }}",
+                )
+            ],
+        ),
+    ],
+)
+def test_shipped_reference_workflows_load_and_run(sim, file, expected):
+    text = (WORKFLOWS / file).read_text()
+    response = control(
+        sim, "PUT", "/repos/acme/deploy/workflows/deploy.yml", {"yaml": text}
+    )
+    assert response.status_code == 200, response.text
+    flow = response.json()
+    assert [
+        (j["name"], j["runs_on"], j["needs"], j["environment"]) for j in flow["jobs"]
+    ] == expected
+    run_id = start(sim, "staging-1")
+    for _ in range(len(expected) * 2):
+        step(sim, sim.state.config.job_duration)
+    listed = jobs(sim, run_id)
+    assert listed["deploy"]["runner_name"] == "staging-1"
+    view = control(sim, "GET", f"/jobs/{listed['deploy']['id']}").json()
+    assert view["environment"] == "production"
+    assert run_of(sim, run_id)["conclusion"] == "success"

@@ -88,6 +88,12 @@ class JobInfo:
     started_at: datetime | None
     completed_at: datetime | None
     steps: tuple[StepInfo, ...]
+    # When GitHub created the job: for a job that ``needs`` others, once they succeeded.
+    created_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status != "completed"
 
     @property
     def failed_step(self) -> StepInfo | None:

@@ -320,6 +320,9 @@ class DeployAttempt(models.Model):
     # Set by the one worker allowed to send this attempt's dispatch.
     dispatch_claimed_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Last seen with the pinned job not yet queued for a runner (blocked on the jobs it
+    # needs, or on a protection rule): the pickup clock starts no earlier.
+    job_blocked_at = models.DateTimeField(null=True, blank=True)
     picked_up_at = models.DateTimeField(null=True, blank=True)
     # Cancelling the GitHub run: decided, cancel sent, force-cancel sent.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
