@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from controlplane.github import GitHubError, JobInfo
+from controlplane.github import GitHubError, JobInfo, gateway_for
 from deploys.engine.common import (
     Attempt,
     Kind,
