@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0013_move_secret_rotation_to_rotations"),
+        ("deploys", "0015_environment_busy_wait"),
     ]
 
     operations = [
