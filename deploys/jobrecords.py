@@ -38,8 +38,8 @@ def record_job(job: dict[str, Any]) -> tuple[WorkflowJob, bool]:
         ):
             for name, value in fields.items():
                 # A later event can lack what an earlier one had (runner of a job
-                # that was cancelled while queued): keep what we know. A poll
-                # does not know when the job was created: keep the webhook's.
+                # that was cancelled while queued): keep what we know, and when
+                # the job was created as first recorded.
                 if value not in ("", None, []) and name != "created_at":
                     setattr(record, name, value)
             record.status = fields["status"]

@@ -230,7 +230,7 @@ class WorkflowJob(models.Model):
             "labels": list(job.labels),
             "runner_name": job.runner_name,
             "html_url": job.html_url,
-            "created_at": iso(job.started_at or now),
+            "created_at": iso(job.created_at or job.started_at or now),
             "started_at": iso(job.started_at),
             "completed_at": iso(job.completed_at),
             "steps": [
@@ -258,6 +258,7 @@ class WorkflowJob(models.Model):
             html_url=self.html_url or None,
             started_at=self.started_at,
             completed_at=self.completed_at,
+            created_at=self.created_at,
             steps=tuple(
                 StepInfo(
                     name=str(step.get("name") or ""),
