@@ -39,6 +39,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "get_job": Purpose.DEPLOY_POLL,
     "dispatch_workflow": Purpose.DISPATCH,
     "list_workflow_runs": Purpose.DISPATCH_LOOKUP,
+    "find_run_by_token": Purpose.DISPATCH_LOOKUP,
     "cancel_run": Purpose.CANCEL,
     "force_cancel_run": Purpose.CANCEL,
     "list_secrets": Purpose.SECRETS_AUDIT,
