@@ -90,9 +90,15 @@ RATE_LIMIT_LOW = 0.1
 
 def operations_panel(now: datetime) -> PanelData:
     """Background tasks (which watched ones are stale), the beat leader and the
-    GitHub API budget: three queries."""
+    GitHub API budget with its share by purpose: four queries."""
     from controlplane.liveness import stale_among
-    from controlplane.models import BEAT_LEASE, GitHubUsage, Lease, TaskStatus
+    from controlplane.models import (
+        BEAT_LEASE,
+        GitHubPurposeUsage,
+        GitHubUsage,
+        Lease,
+        TaskStatus,
+    )
 
     tasks = list(TaskStatus.objects.order_by("name"))
     stale = stale_among(tasks, now)
@@ -135,6 +141,7 @@ def operations_panel(now: datetime) -> PanelData:
             "stale_jobs": stale,
             "stale_names": stale_names,
             "usage": usage,
+            "purposes": GitHubPurposeUsage.objects.shares(),
             "beat_leader": Lease.objects.holder_of(BEAT_LEASE),
         },
         alerts,

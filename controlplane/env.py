@@ -40,7 +40,9 @@ def envint(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
-def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+def envfloat(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
     raw = os.getenv(name)
     if raw is None or raw.strip() == "":
         return default
@@ -50,6 +52,8 @@ def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -37,7 +37,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from controlplane import broker
 from controlplane.celery import app
-from controlplane.models import BEAT_LEASE, GitHubUsage, Lease, TaskStatus
+from controlplane.models import (
+    BEAT_LEASE,
+    GitHubPurposeUsage,
+    GitHubUsage,
+    Lease,
+    TaskStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +120,29 @@ class GitHubUsageCollector:
         ):
             if value is not None:
                 yield GaugeMetricFamily(name, documentation, value=value)
+
+
+class GitHubPurposeCollector:
+    """GitHub API responses by why they were requested (the budget by purpose)."""
+
+    name = "github_purpose"
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "controlplane_github_purpose_requests",
+            "Responses received from the GitHub API, by why they were requested.",
+            labels=["purpose"],
+        )
+        not_modified = CounterMetricFamily(
+            "controlplane_github_purpose_not_modified",
+            "GitHub responses that were 304 Not Modified (free), by purpose.",
+            labels=["purpose"],
+        )
+        for row in GitHubPurposeUsage.objects.all():
+            requests.add_metric([row.purpose], row.requests_total)
+            not_modified.add_metric([row.purpose], row.not_modified_total)
+        yield requests
+        yield not_modified
 
 
 class TaskStatusCollector:
@@ -225,6 +254,7 @@ def render() -> bytes:
 
 
 register(GitHubUsageCollector())
+register(GitHubPurposeCollector())
 register(TaskStatusCollector())
 register(BrokerCollector())
 register(BeatLeaderCollector())

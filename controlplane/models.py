@@ -48,8 +48,17 @@ class AuditEvent(models.Model):
 
 
 class GitHubUsageQuerySet(models.QuerySet["GitHubUsage"]):
-    def record(self, *, counter: str, headers: dict[str, Any] | None = None) -> None:
-        """Count one response and note the budget the response reported."""
+    def record(
+        self,
+        *,
+        counter: str,
+        headers: dict[str, Any] | None = None,
+        purpose: str = "",
+    ) -> None:
+        """Count one response and note the budget the response reported; responses
+        and 304s are also counted under the request's ``purpose``."""
+        if purpose and counter in GitHubPurposeUsage.COUNTERS:
+            GitHubPurposeUsage.objects.record(purpose, counter)
         updates: dict[str, Any] = {
             counter: F(counter) + 1,
             "observed_at": timezone.now(),
@@ -94,6 +103,53 @@ class GitHubUsage(models.Model):
 
     def __str__(self) -> str:
         return f"GitHub usage: {self.requests_total} requests"
+
+
+class GitHubPurposeUsageQuerySet(models.QuerySet["GitHubPurposeUsage"]):
+    def record(self, purpose: str, counter: str) -> None:
+        if not self.filter(purpose=purpose).update(**{counter: F(counter) + 1}):
+            # First use of this purpose (a racing creator is harmless).
+            self.get_or_create(purpose=purpose)
+            self.filter(purpose=purpose).update(**{counter: F(counter) + 1})
+
+    def shares(self) -> list[dict[str, Any]]:
+        """Per purpose, most spent first: charged requests (responses that were not
+        304), 304s, and the share of all charged requests."""
+        counts = [
+            (row.purpose, row.requests_total - row.not_modified_total, row)
+            for row in self.all()
+        ]
+        total = sum(spent for _, spent, _ in counts)
+        rows = [
+            {
+                "purpose": purpose,
+                "charged": spent,
+                "not_modified": row.not_modified_total,
+                "share": spent / total if total else 0.0,
+            }
+            for purpose, spent, row in counts
+        ]
+        return sorted(rows, key=lambda r: (-int(r["charged"]), str(r["purpose"])))
+
+
+class GitHubPurposeUsage(models.Model):
+    """GitHub API responses counted by why they were requested (sync, deploy_poll,
+    dispatch, ...: ``controlplane.github.purpose``), by every process."""
+
+    COUNTERS = ("requests_total", "not_modified_total")
+
+    purpose = models.CharField(max_length=40, primary_key=True)
+    requests_total = models.BigIntegerField(default=0)
+    not_modified_total = models.BigIntegerField(default=0)
+
+    objects = GitHubPurposeUsageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["purpose"]
+        verbose_name_plural = "GitHub usage by purpose"
+
+    def __str__(self) -> str:
+        return f"{self.purpose}: {self.requests_total} requests"
 
 
 class TaskStatusQuerySet(models.QuerySet["TaskStatus"]):

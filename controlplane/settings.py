@@ -384,6 +384,10 @@ GITHUB_MAX_RATE_LIMIT_WAIT = envfloat("GITHUB_MAX_RATE_LIMIT_WAIT", 900.0)
 # Seconds between looks at a deploy in flight (GitHub polled as the fallback for
 # missing webhooks; the reconciler beat runs every 2 s to honour it).
 DEPLOY_POLL_INTERVAL = envfloat("DEPLOY_POLL_INTERVAL", 2.0, minimum=0.1)
+# While webhooks for a run arrive (one within DEPLOY_WEBHOOK_QUIET_AFTER s), GitHub
+# is polled DEPLOY_POLL_SLOWDOWN times less often; webhooks advance the deploy.
+DEPLOY_POLL_SLOWDOWN = envfloat("DEPLOY_POLL_SLOWDOWN", 4.0, minimum=1.0)
+DEPLOY_WEBHOOK_QUIET_AFTER = envfloat("DEPLOY_WEBHOOK_QUIET_AFTER", 120.0)
 # Seconds a cancelled run may ignore the cancel before it is force-cancelled.
 DEPLOY_FORCE_CANCEL_AFTER = envfloat("DEPLOY_FORCE_CANCEL_AFTER", 5.0)
 # Seconds to keep looking for a dispatched run by its correlation token before the
@@ -418,11 +422,7 @@ LOAD_PER_CPU_MAX = envfloat("LOAD_PER_CPU_MAX", 2.0)
 
 # Share of the token's hourly GitHub budget the runner sync may spend in steady state
 # (its interval grows with the number of pages); never more often than the floor.
-GITHUB_BUDGET_SHARE = envfloat("GITHUB_BUDGET_SHARE", 0.2, minimum=0.001)
-if GITHUB_BUDGET_SHARE > 1:
-    raise ImproperlyConfigured(
-        f"GITHUB_BUDGET_SHARE must be at most 1, got {GITHUB_BUDGET_SHARE}"
-    )
+GITHUB_BUDGET_SHARE = envfloat("GITHUB_BUDGET_SHARE", 0.2, minimum=0.001, maximum=1)
 RUNNER_SYNC_MIN_INTERVAL = envint("RUNNER_SYNC_MIN_INTERVAL", 15, minimum=1)
 # Where each runner's Prometheus exporter answers, "{name}" standing for the runner's
 # name (e.g. http://{name}:9100/metrics); set at sync time for runners with no URL

@@ -11,19 +11,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from deploys import engine
+from deploys.jobrecords import record_job
 from deploys.models import (
     CORRELATION_TOKEN,
     DeployAttempt,
     WebhookDelivery,
     WebhookRedelivery,
-    WorkflowJob,
 )
-from runners.models import Runner
 
 log = logging.getLogger(__name__)
 
-# Webhooks arrive in any order: never let an older event move a job backwards.
-_STATUS_RANK = {"queued": 0, "waiting": 0, "in_progress": 1, "completed": 2}
 # A delivery older than this and still unprocessed lost its queue message.
 PENDING_GRACE = timedelta(seconds=30)
 
@@ -103,13 +100,69 @@ def _apply(delivery: WebhookDelivery) -> None:
             delivery.reason = (
                 f"run {github_run_id} is not a deploy of this control plane"
             )
+    elif delivery.event == "deployment_status":
+        attempt = _apply_deployment_status(delivery, payload)
     else:
         delivery.outcome = Outcome.IGNORED
         delivery.reason = f"the control plane does not use {delivery.event} events"
     if attempt is not None:
         delivery.deploy_run_id = attempt.run_id
-        # The deploy watching this run looks at once instead of at its next poll.
+        _note_webhook(attempt, delivery.event, payload)
+        # The deploy watching this run acts on what the payload said at once, with
+        # no GitHub call (the jobs are recorded above; see engine.common).
         engine.wake_for_github_run(delivery.github_run_id or 0)
+
+
+def _apply_deployment_status(
+    delivery: WebhookDelivery, payload: dict[str, Any]
+) -> DeployAttempt | None:
+    """A GitHub deployment of a deploy's run changed state (queued, in_progress,
+    success, failure, ...): matched through the run that created it."""
+    Outcome = WebhookDelivery.Outcome
+    status = payload["deployment_status"]
+    deployment = payload["deployment"]
+    run = payload.get("workflow_run")
+    str(status["state"])  # a status without a state is malformed
+    int(deployment["id"])
+    if not isinstance(run, dict):
+        delivery.outcome = Outcome.UNMATCHED
+        delivery.reason = (
+            f"deployment {deployment['id']} was not created by a workflow run"
+        )
+        return None
+    delivery.github_run_id = int(run["id"])
+    attempt = _attempt_of(delivery.github_run_id)
+    if attempt is None:
+        delivery.outcome = Outcome.UNMATCHED
+        delivery.reason = (
+            f"run {delivery.github_run_id} is not a deploy of this control plane"
+        )
+        return None
+    delivery.outcome = Outcome.MATCHED
+    return attempt
+
+
+def _note_webhook(attempt: DeployAttempt, event: str, payload: dict[str, Any]) -> None:
+    """Record on the attempt that a webhook spoke of its run, and what it said of
+    the run or its deployment (job facts live in the job records)."""
+    mine = DeployAttempt.objects.filter(pk=attempt.pk)
+    fields: dict[str, Any] = {"webhook_seen_at": timezone.now()}
+    if event == "workflow_run":
+        run = payload["workflow_run"]
+        status = str(run.get("status") or "")[:20]
+        if status != "completed":
+            # Out of order: a late "requested" never reopens a completed run.
+            mine = mine.exclude(github_run_status="completed")
+        fields["github_run_status"] = status
+        fields["github_run_conclusion"] = str(run.get("conclusion") or "")[:20]
+    elif event == "deployment_status":
+        fields["github_deployment_id"] = int(payload["deployment"]["id"])
+        state = str(payload["deployment_status"]["state"])[:20]
+        fields["github_deployment_state"] = state
+    if not mine.update(**fields):
+        DeployAttempt.objects.filter(pk=attempt.pk).update(
+            webhook_seen_at=fields["webhook_seen_at"]
+        )
 
 
 def _attempt_of(github_run_id: int) -> DeployAttempt | None:
@@ -118,41 +171,6 @@ def _attempt_of(github_run_id: int) -> DeployAttempt | None:
         .only("pk", "run_id")
         .first()
     )
-
-
-def record_job(job: dict[str, Any]) -> tuple[WorkflowJob, bool]:
-    """Upsert a workflow job from a webhook (or poll) and note its runner's busy state.
-
-    Returns the job and whether it names a registered runner (its runner, or for a
-    queued job a runner whose name is one of its labels).
-    """
-    fields = WorkflowJob.fields_from_payload(job)
-    existing = (
-        WorkflowJob.objects.select_for_update().filter(github_id=job["id"]).first()
-    )
-    if existing is None:
-        record = WorkflowJob.objects.create(github_id=job["id"], **fields)
-    else:
-        record = existing
-        if _STATUS_RANK.get(fields["status"], 0) >= _STATUS_RANK.get(
-            existing.status, 0
-        ):
-            for name, value in fields.items():
-                # A later event can lack what an earlier one had (runner of a job
-                # that was cancelled while queued): keep what we know.
-                if value not in ("", None, []):
-                    setattr(record, name, value)
-            record.status = fields["status"]
-            record.updated_at = timezone.now()
-            record.save()
-    if record.runner_name:
-        # GitHub's runner list is known to lag on busy; the job events are fresher.
-        known = Runner.objects.filter(name=record.runner_name).update(
-            github_busy=record.status == WorkflowJob.Status.IN_PROGRESS
-        )
-        return record, bool(known)
-    labels = [str(label) for label in record.labels or ()]
-    return record, Runner.objects.filter(name__in=labels).exists()
 
 
 def process_pending(now: Any = None, *, limit: int = 500) -> int:

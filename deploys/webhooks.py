@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # GitHub caps payloads at 25 MB; workflow events are a few KB. Anything this big is
 # not a workflow event from GitHub.
 MAX_BODY_BYTES = 1024 * 1024
-PROCESSED_EVENTS = frozenset({"workflow_job", "workflow_run"})
+PROCESSED_EVENTS = frozenset({"workflow_job", "workflow_run", "deployment_status"})
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # Per process (summed across gunicorn workers by /metrics): the WebhookSignatureFailures
 # alert watches it. Both reasons start at 0 so a first failure is an increase.

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from controlplane.github import GitHubError, GitHubNotFound, gateway_for
+from controlplane.github import (
+    GitHubError,
+    GitHubGateway,
+    GitHubNotFound,
+    Purpose,
+    for_purpose,
+    gateway_for,
+)
 from deploys.models import Environment
 from rotations.models import SecretRotationSchedule, Status
 
@@ -36,19 +43,24 @@ def _missing(env: Environment) -> list[str] | None:
         return []
     gw = gateway_for(env.repository)
     try:
-        present = {s.name.upper() for s in gw.list_secrets("repository")}
-        try:
-            present |= {
-                s.name.upper() for s in gw.list_secrets("environment", env.name)
-            }
-        except GitHubNotFound:
-            pass  # no GitHub environment of that name: repository secrets only
-        if gw.organization and any(n not in present for n in wanted):
-            present |= {s.name.upper() for s in gw.list_secrets("organization")}
+        with for_purpose(Purpose.SECRETS_GATE):
+            present = _present(gw, env, wanted)
     except GitHubError as exc:
         log.warning("secret check for %s failed: %s", env.name, exc)
         return None
     return [name for name in wanted if name.upper() not in present]
+
+
+def _present(gw: GitHubGateway, env: Environment, wanted: list[str]) -> set[str]:
+    """Upper-cased names of the secrets the deploy job would see."""
+    present = {s.name.upper() for s in gw.list_secrets("repository")}
+    try:
+        present |= {s.name.upper() for s in gw.list_secrets("environment", env.name)}
+    except GitHubNotFound:
+        pass  # no GitHub environment of that name: repository secrets only
+    if gw.organization and any(n not in present for n in wanted):
+        present |= {s.name.upper() for s in gw.list_secrets("organization")}
+    return present
 
 
 def overdue_for(env: Environment, now: datetime) -> list[str]:

@@ -227,6 +227,9 @@ def test_primary_unhealthy_while_the_build_runs_fails_over_at_once(
     run = request_deploy(sre, env).run
     run = drive(run, lambda r: r.state == DeployRun.State.RUNNING, clock)
     assert sim.wait_until(lambda: sim_jobs(sim, run)["build"].status == "in_progress")
+    # Until the engine has looked (a poll interval after the dispatch), it knows
+    # only that the run is starting.
+    run = drive(run, lambda r: r.attempts.get().polled_at is not None, clock)
 
     mark(PRIMARY, State.UNHEALTHY)
     run = drive(run, lambda r: r.attempts.count() == 2, clock)

@@ -33,7 +33,7 @@ from controlplane.github import (
     gateway_from_settings,
     reset_gateway,
 )
-from controlplane.models import GitHubUsage
+from controlplane.models import GitHubPurposeUsage, GitHubUsage
 from githubsim import (
     Simulator,
     environment_scope,
@@ -758,11 +758,14 @@ def test_counters_and_budget_are_recorded_in_github_usage(
     )
     first = gh.list_runners_page(1)
 
-    # Two counters (request, 304), one UPDATE each once the row exists.
-    with django_assert_num_queries(2):
+    # Two counters (request, 304), one UPDATE each once the row exists, and one
+    # each under the request's purpose.
+    with django_assert_num_queries(4):
         gh.list_runners_page(1, etag=first.etag)
 
     usage = GitHubUsage.objects.get()
+    sync = GitHubPurposeUsage.objects.get(purpose="sync")
+    assert (sync.requests_total, sync.not_modified_total) == (2, 1)
     assert (usage.requests_total, usage.not_modified_total) == (2, 1)
     assert usage.errors_total == usage.retries_total == 0
     limit, left, _, reset = sim.state.limits.budget(TOKEN)

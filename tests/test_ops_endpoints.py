@@ -185,7 +185,12 @@ def test_each_collector_makes_one_query_whatever_the_row_count(
     GitHubUsage.objects.record(counter="requests_total")
     for n in range(jobs):
         TaskStatus.objects.record(f"job-{n}", ok=True, duration=1.0)
-    for collector in (metrics.GitHubUsageCollector(), metrics.TaskStatusCollector()):
+        GitHubUsage.objects.record(counter="requests_total", purpose=f"purpose-{n}")
+    for collector in (
+        metrics.GitHubUsageCollector(),
+        metrics.GitHubPurposeCollector(),
+        metrics.TaskStatusCollector(),
+    ):
         with django_assert_num_queries(1):
             list(collector.collect())
 

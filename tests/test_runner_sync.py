@@ -18,7 +18,7 @@ from controlplane.github import (
     RunnersPage,
     gateway_from_settings,
 )
-from controlplane.models import GitHubUsage, TaskStatus
+from controlplane.models import GitHubPurposeUsage, GitHubUsage, TaskStatus
 from githubsim import Simulator
 from runners import sync
 from runners.models import Runner, RunnerEvent, RunnerSync, token_digest
@@ -208,6 +208,7 @@ def test_query_count_grows_with_pages_not_runners(
     sim: Simulator, gw: GitHubGateway
 ) -> None:
     GitHubUsage.objects.create(pk=1)
+    GitHubPurposeUsage.objects.create(purpose="sync")
 
     def first_sweep(size: int) -> int:
         sim.reset()
@@ -234,9 +235,10 @@ def test_unchanged_sweep_costs_the_same_queries_at_two_fleet_sizes(
 ) -> None:
     sim.add_runners(size)
     sync.sync_fleet(gw=gw)
-    # Load the sync row, take the lease, 2 x (count a request, count its 304), read
-    # the rate limit; in a savepoint: active ids, seen_at, exporter URLs, save pages.
-    with django_assert_num_queries(13):
+    # Load the sync row, take the lease, 2 x (count a request, count its 304, both
+    # again under the sync purpose), read the rate limit; in a savepoint: active
+    # ids, seen_at, exporter URLs, save pages.
+    with django_assert_num_queries(17):
         result = sync.sync_fleet(gw=gw)
     assert result.not_modified == 2
 

@@ -9,6 +9,7 @@ counters behind /metrics.
 - :mod:`.auth`: token or GitHub App installation credentials.
 - :mod:`.transport`: routes every HTTP request PyGithub makes through the gateway.
 - :mod:`.policy`: retries, backoff, rate limits and budget, once per HTTP request.
+- :mod:`.purpose`: why each request is made (sync, deploy_poll, dispatch, ...).
 - :mod:`.paths`: URL segments checked against GitHub's name grammar.
 - :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`,
   :mod:`.commits`, :mod:`.environments`: the
@@ -34,6 +35,7 @@ from controlplane.github.gateway import (
     gateway_from_settings,
     reset_gateway,
 )
+from controlplane.github.purpose import Purpose, for_purpose
 from controlplane.github.types import (
     Clock,
     DispatchResult,
@@ -47,6 +49,7 @@ from controlplane.github.types import (
     RateBudget,
     Review,
     RunInfo,
+    RunJobs,
     RunnerInfo,
     RunnersPage,
     SecretInfo,
@@ -76,9 +79,11 @@ __all__ = [
     "JobInfo",
     "PendingDeployment",
     "PublicKey",
+    "Purpose",
     "RateBudget",
     "Review",
     "RunInfo",
+    "RunJobs",
     "RunnerInfo",
     "RunnersPage",
     "SecretInfo",
@@ -86,6 +91,7 @@ __all__ = [
     "Sleep",
     "StepInfo",
     "UsageSink",
+    "for_purpose",
     "gateway",
     "gateway_for",
     "gateway_from_settings",

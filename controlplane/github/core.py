@@ -12,6 +12,7 @@ from typing import Any
 
 from github import Github
 from github.GithubException import GithubException
+from github.Requester import Requester
 
 from controlplane import names
 from controlplane.github.auth import TOKEN_REFRESH_MARGIN, build_auth
@@ -25,15 +26,20 @@ from controlplane.github.errors import (
 )
 from controlplane.github.paths import repository_path, segment
 from controlplane.github.policy import Policy
+from controlplane.github.purpose import current, default_purpose
 from controlplane.github.transport import ACTIVE
 from controlplane.github.types import Clock, RateBudget, Sleep, UsageSink
 from controlplane.models import GitHubUsage
 
 PER_PAGE = 100
+# Answers kept for conditional requests (a few KB each), oldest dropped first.
+MAX_CACHED_ANSWERS = 512
 
 
 def record_usage(counter: str, headers: Mapping[str, str] | None) -> None:
-    GitHubUsage.objects.record(counter=counter, headers=dict(headers or {}))
+    GitHubUsage.objects.record(
+        counter=counter, headers=dict(headers or {}), purpose=current()
+    )
 
 
 class GatewayCore(Policy):
@@ -82,6 +88,9 @@ class GatewayCore(Policy):
         self._run_pages: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._run_pages_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        # (url, parameters) -> (ETag, answer) of conditional GETs.
+        self._answers: dict[tuple[str, tuple[Any, ...]], tuple[str, Any]] = {}
+        self._answers_lock = threading.Lock()
         self._secrets = [s for s in (token, private_key) if s]
         options: dict[str, Any] = {
             "base_url": self.base_url,
@@ -139,17 +148,47 @@ class GatewayCore(Policy):
         """Route PyGithub's requests through this gateway; translate its errors."""
         marker = ACTIVE.set(self)
         try:
-            yield
+            with default_purpose(operation):
+                yield
         except GithubException as exc:
             raise self._translate(operation, exc) from None
         finally:
             ACTIVE.reset(marker)
 
     def _get(
-        self, operation: str, url: str, parameters: dict[str, Any] | None = None
+        self,
+        operation: str,
+        url: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        conditional: bool = False,
     ) -> Any:
+        """GET ``url``; ``conditional``: send the ETag of the last answer to the same
+        request and reuse that answer on a 304, which costs no API budget."""
+        if not conditional:
+            with self._call(operation):
+                _, data = self._requester.requestJsonAndCheck("GET", url, parameters)
+            return data
+        key = (url, tuple(sorted((parameters or {}).items())))
+        with self._answers_lock:
+            cached = self._answers.get(key)
+        headers = {"If-None-Match": cached[0]} if cached else {}
         with self._call(operation):
-            _, data = self._requester.requestJsonAndCheck("GET", url, parameters)
+            status, response_headers, body = self._requester.requestJson(
+                "GET", url, parameters, headers=headers
+            )
+            data = json.loads(body) if body else None
+            if status >= 400:
+                raise Requester.createException(status, response_headers, data or {})
+        if status == 304 and cached is not None:
+            return cached[1]
+        etag = response_headers.get("etag")
+        if etag:
+            with self._answers_lock:
+                self._answers.pop(key, None)
+                self._answers[key] = (etag, data)
+                while len(self._answers) > MAX_CACHED_ANSWERS:
+                    self._answers.pop(next(iter(self._answers)))
         return data
 
     def _post(self, operation: str, url: str, body: Any = None) -> Any:
@@ -165,11 +204,13 @@ class GatewayCore(Policy):
         parameters: dict[str, Any] | None = None,
         *,
         max_pages: int = 100,
+        first_page: int = 1,
+        conditional: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Yield the items of every page until a short page or ``max_pages``."""
-        for page in range(1, max_pages + 1):
+        for page in range(first_page, max_pages + 1):
             params = {**(parameters or {}), "per_page": PER_PAGE, "page": page}
-            data = self._get(operation, url, params)
+            data = self._get(operation, url, params, conditional=conditional)
             items = data.get(item_key) or []
             yield from items
             if len(items) < PER_PAGE:

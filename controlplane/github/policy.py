@@ -36,6 +36,7 @@ from controlplane.github.errors import (
     GitHubRateLimited,
     GitHubUnavailable,
 )
+from controlplane.github.purpose import Purpose, for_purpose
 from controlplane.github.types import Clock, RateBudget, Sleep, UsageSink
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,19 @@ class Policy:
         """Send one request: count every attempt, retry what is safe, obey limits."""
         idempotent = is_idempotent(verb, path)
         route = urllib.parse.urlsplit(path).path
+        if route.endswith("/access_tokens"):
+            # Counted apart from the call that happened to need a fresh token.
+            with for_purpose(Purpose.INSTALLATION_TOKEN):
+                return self._send(verb, route, idempotent, send)
+        return self._send(verb, route, idempotent, send)
+
+    def _send(
+        self,
+        verb: str,
+        route: str,
+        idempotent: bool,
+        send: Callable[[], requests.Response],
+    ) -> requests.Response:
         retries = 0
         streak = 0
         waited = 0.0

@@ -19,6 +19,7 @@ from controlplane.github.types import (
     DispatchResult,
     JobInfo,
     RunInfo,
+    RunJobs,
     StepInfo,
     parse_time,
 )
@@ -202,13 +203,39 @@ class RunCalls(GatewayCore):
         return items
 
     def get_run(self, run_id: int) -> RunInfo:
-        return parse_run(
-            self._get("get_run", f"{self._repo_url}/actions/runs/{run_id}")
-        )
+        """The run; conditional, so asking again about an unchanged run is free."""
+        url = f"{self._repo_url}/actions/runs/{run_id}"
+        return parse_run(self._get("get_run", url, conditional=True))
 
     def list_run_jobs(self, run_id: int) -> list[JobInfo]:
         url = f"{self._repo_url}/actions/runs/{run_id}/jobs"
         return [parse_job(item) for item in self._pages("list_run_jobs", url, "jobs")]
+
+    def list_run_jobs_if_changed(self, run_id: int, etag: str | None = None) -> RunJobs:
+        """The run's jobs, conditional on ``etag`` (of the first page).
+
+        A 304 (the list is as it was when ``etag`` was given; free) carries no jobs:
+        keep the previous answer's. Further pages, rare (100 jobs a page), are read
+        unconditionally.
+        """
+        url = f"{self._repo_url}/actions/runs/{run_id}/jobs"
+        headers = {"If-None-Match": etag} if etag else {}
+        with self._call("list_run_jobs"):
+            status, response_headers, body = self._requester.requestJson(
+                "GET", url, {"per_page": PER_PAGE, "page": 1}, headers=headers
+            )
+            data = json.loads(body) if body else None
+            if status >= 400:
+                raise Requester.createException(status, response_headers, data or {})
+        if status == 304:
+            return RunJobs([], etag, True)
+        assert isinstance(data, dict)
+        items = list(data.get("jobs") or ())
+        if len(items) >= PER_PAGE:
+            items += self._pages("list_run_jobs", url, "jobs", first_page=2)
+        return RunJobs(
+            [parse_job(item) for item in items], response_headers.get("etag"), False
+        )
 
     def get_job(self, job_id: int) -> JobInfo:
         return parse_job(

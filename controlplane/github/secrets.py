@@ -43,7 +43,8 @@ class SecretCalls(GatewayCore):
                 created_at=parse_time(item.get("created_at")),
                 updated_at=parse_time(item.get("updated_at")),
             )
-            for item in self._pages("list_secrets", url, "secrets")
+            # Conditional: secret lists rarely change, and a 304 is free.
+            for item in self._pages("list_secrets", url, "secrets", conditional=True)
         ]
 
     def get_public_key(

@@ -114,6 +114,16 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class RunJobs:
+    """A run's jobs from a conditional request; ``not_modified``: the list is as it
+    was when ``etag`` was sent (a free 304), and ``jobs`` is empty."""
+
+    jobs: list[JobInfo]
+    etag: str | None
+    not_modified: bool
+
+
+@dataclass(frozen=True)
 class DispatchResult:
     """``run_id`` is None when the server cannot return run details; find the run by
     its correlation token then."""

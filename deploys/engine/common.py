@@ -9,7 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from deploys.models import DeployAttempt, DeployEvent, DeployRun
+from controlplane.github import GitHubError, JobInfo, gateway_for
+from deploys.jobrecords import record_job
+from deploys.models import DeployAttempt, DeployEvent, DeployRun, WorkflowJob
 
 Run = DeployRun.State
 Attempt = DeployAttempt.State
@@ -22,7 +24,78 @@ DISPATCH_INPUTS = ("runner", "token", "sha", "environment")
 
 
 def poll() -> timedelta:
+    """How often a deploy in flight is looked at (its timers, its runner, its jobs)."""
     return timedelta(seconds=settings.DEPLOY_POLL_INTERVAL)
+
+
+# Webhook-first tracking -----------------------------------------------------------------
+
+
+def webhooks_flowing(attempt: DeployAttempt, now: datetime) -> bool:
+    """A webhook about the attempt's run was applied recently."""
+    seen = attempt.webhook_seen_at
+    quiet = timedelta(seconds=settings.DEPLOY_WEBHOOK_QUIET_AFTER)
+    return seen is not None and now - seen <= quiet
+
+
+def github_poll_interval(attempt: DeployAttempt, now: datetime) -> timedelta:
+    """How often GitHub is asked about the attempt's jobs: slower while webhooks
+    for its run keep arriving (they are the fast path), normal once they stop."""
+    if webhooks_flowing(attempt, now):
+        return poll() * settings.DEPLOY_POLL_SLOWDOWN
+    return poll()
+
+
+def poll_due(attempt: DeployAttempt, now: datetime) -> bool:
+    """Nothing was heard of the run, by webhook or poll, for a poll interval since
+    it was dispatched (a run just dispatched is known: its job waits in the queue)."""
+    heard = [
+        t
+        for t in (attempt.dispatched_at, attempt.polled_at, attempt.webhook_seen_at)
+        if t is not None
+    ]
+    return not heard or now - max(heard) >= github_poll_interval(attempt, now)
+
+
+def observed_jobs(
+    run: DeployRun, attempt: DeployAttempt, now: datetime
+) -> list[JobInfo]:
+    """The jobs of the attempt's GitHub run, webhook-first.
+
+    1. When a poll is due (:func:`poll_due`), ask GitHub, conditional on the ETag of
+       the last answer (an unchanged list answers 304, which costs no budget), and
+       record what it says as a webhook would have.
+    2. Answer from the job records that webhooks and polls keep, newest state of
+       each job (a webhook just applied is fresher than any poll).
+
+    A failed poll raises :class:`GitHubError`, unless webhooks are flowing for the
+    run: then their facts stand and the poll is tried again at its next interval.
+    """
+    github_run_id = attempt.github_run_id
+    assert github_run_id is not None
+    if poll_due(attempt, now):
+        try:
+            answer = gateway_for(run.environment.repository).list_run_jobs_if_changed(
+                github_run_id, attempt.jobs_etag or None
+            )
+        except GitHubError:
+            if not webhooks_flowing(attempt, now):
+                raise
+            answer = None
+        with transaction.atomic():
+            for job in answer.jobs if answer else ():
+                record_job(WorkflowJob.payload_from_info(job, now))
+            fields: dict[str, Any] = {"polled_at": now}
+            if answer is not None:
+                fields["jobs_etag"] = (answer.etag or "")[:200]
+            DeployAttempt.objects.filter(pk=attempt.pk).update(**fields)
+        attempt.polled_at = now
+    return [
+        job.as_info()
+        for job in WorkflowJob.objects.filter(run_id=github_run_id).order_by(
+            "github_id"
+        )
+    ]
 
 
 # Timeline and deadlines -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from deploys.engine.common import (
     event,
     finish,
     next_attempt,
+    observed_jobs,
     poll,
     recheck,
 )
@@ -80,9 +81,7 @@ def running(run: DeployRun, now: datetime) -> bool:
         return recover_dispatch(run, attempt, now)
     runner = Runner.objects.get(pk=attempt.runner_id)
     try:
-        jobs = gateway_for(run.environment.repository).list_run_jobs(
-            attempt.github_run_id
-        )
+        jobs = observed_jobs(run, attempt, now)
     except GitHubError as exc:
         log.warning("polling deploy %s failed: %s", run.pk, exc)
         recheck(run, now + poll())

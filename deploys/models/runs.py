@@ -335,6 +335,17 @@ class DeployAttempt(models.Model):
     cancel_sent_at = models.DateTimeField(null=True, blank=True)
     force_cancelled_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Webhook-first tracking: when a webhook about this attempt's run was last
+    # applied, when GitHub was last polled for its jobs (and the ETag that answer
+    # carried: an unchanged list answers 304 for free), and what workflow_run and
+    # deployment_status webhooks said of the run and its GitHub deployment.
+    webhook_seen_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    jobs_etag = models.CharField(max_length=200, blank=True)
+    github_run_status = models.CharField(max_length=20, blank=True)
+    github_run_conclusion = models.CharField(max_length=20, blank=True)
+    github_deployment_id = models.BigIntegerField(null=True, blank=True)
+    github_deployment_state = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["run", "number", "pk"]

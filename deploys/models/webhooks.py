@@ -9,6 +9,8 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from controlplane.github import JobInfo, StepInfo
+
 
 class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
     def older_than(self, cutoff: datetime) -> WebhookDeliveryQuerySet:
@@ -167,6 +169,9 @@ class WorkflowJob(models.Model):
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # name, number, status and conclusion of each step: a failed step tells a broken
+    # deploy from a lost runner without asking GitHub.
+    steps = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = WorkflowJobQuerySet.as_manager()
@@ -198,4 +203,69 @@ class WorkflowJob(models.Model):
             "created_at": job.get("created_at") or job.get("started_at"),
             "started_at": job.get("started_at"),
             "completed_at": job.get("completed_at"),
+            "steps": [
+                {
+                    "name": str(step.get("name") or ""),
+                    "number": int(step.get("number") or 0),
+                    "status": str(step.get("status") or ""),
+                    "conclusion": step.get("conclusion"),
+                }
+                for step in job.get("steps") or ()
+            ],
         }
+
+    @staticmethod
+    def payload_from_info(job: JobInfo, now: datetime) -> dict[str, Any]:
+        """A ``workflow_job`` object as a webhook would carry it, from a polled job."""
+
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "id": job.id,
+            "run_id": job.run_id,
+            "name": job.name,
+            "status": job.status,
+            "conclusion": job.conclusion,
+            "labels": list(job.labels),
+            "runner_name": job.runner_name,
+            "html_url": job.html_url,
+            "created_at": iso(job.created_at or job.started_at or now),
+            "started_at": iso(job.started_at),
+            "completed_at": iso(job.completed_at),
+            "steps": [
+                {
+                    "name": s.name,
+                    "number": s.number,
+                    "status": s.status,
+                    "conclusion": s.conclusion,
+                }
+                for s in job.steps
+            ],
+        }
+
+    def as_info(self) -> JobInfo:
+        """The job as the engine reads it, whether a webhook or a poll reported it."""
+        return JobInfo(
+            id=self.github_id,
+            run_id=self.run_id,
+            name=self.name,
+            status=self.status,
+            conclusion=self.conclusion or None,
+            runner_id=None,
+            runner_name=self.runner_name or None,
+            labels=tuple(str(label) for label in self.labels or ()),
+            html_url=self.html_url or None,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            created_at=self.created_at,
+            steps=tuple(
+                StepInfo(
+                    name=str(step.get("name") or ""),
+                    number=int(step.get("number") or 0),
+                    status=str(step.get("status") or ""),
+                    conclusion=step.get("conclusion"),
+                )
+                for step in self.steps or ()
+            ),
+        )
