@@ -407,6 +407,16 @@ HEALTH_SWEEP_INTERVAL = envint("HEALTH_SWEEP_INTERVAL", 5, minimum=1)
 HEALTH_FALL_AFTER = envint("HEALTH_FALL_AFTER", 2, minimum=1)
 HEALTH_RISE_AFTER = envint("HEALTH_RISE_AFTER", 3, minimum=1)
 HEALTH_RETENTION_DAYS = envint("HEALTH_RETENTION_DAYS", 14, minimum=1)
+# A runner holding an active deploy attempt is watched closer: the heartbeat's answer
+# tells its agent to beat every HEARTBEAT_DEPLOY_INTERVAL seconds (agents that do not
+# follow the answer keep the interval and deadline above), its heartbeats are stale
+# after HEARTBEAT_DEPLOY_STALE_AFTER (two beats missed, the third late), and only
+# those runners are checked every HEALTH_DEPLOY_CHECK_INTERVAL seconds, with the
+# same HEALTH_FALL_AFTER observations: a deploying runner's dead host is unhealthy
+# within 6 + 2 x 1 = 8 s of its last heartbeat, and the failover starts.
+HEARTBEAT_DEPLOY_INTERVAL = envint("HEARTBEAT_DEPLOY_INTERVAL", 2, minimum=1)
+HEARTBEAT_DEPLOY_STALE_AFTER = envint("HEARTBEAT_DEPLOY_STALE_AFTER", 6, minimum=1)
+HEALTH_DEPLOY_CHECK_INTERVAL = envint("HEALTH_DEPLOY_CHECK_INTERVAL", 1, minimum=1)
 # A GitHub status or exporter reading older than this counts as no reading at all.
 GITHUB_STATUS_STALE_AFTER = envint("GITHUB_STATUS_STALE_AFTER", 900, minimum=1)
 EXPORTER_STALE_AFTER = envint("EXPORTER_STALE_AFTER", 180, minimum=1)

@@ -6,6 +6,18 @@ from controlplane.schedules import register as register_schedules
 from deploys.schedules import SCHEDULES
 
 
+def runners_holding_deploys() -> list[int]:
+    """The runners of the active (not final) deploy attempts."""
+    from deploys.models import DeployAttempt
+
+    return list(
+        DeployAttempt.objects.exclude(state__in=DeployAttempt.FINAL_STATES)
+        .order_by()
+        .values_list("runner_id", flat=True)
+        .distinct()
+    )
+
+
 class DeploysConfig(AppConfig):
     name = "deploys"
     verbose_name = "Deploys"
@@ -20,7 +32,7 @@ class DeploysConfig(AppConfig):
         from controlplane.roles import Role
         from deploys import notify
         from deploys.engine.failover import wake_on_fallen_runners
-        from runners import health
+        from runners import deploying, health
 
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
@@ -29,3 +41,6 @@ class DeploysConfig(AppConfig):
         register_schedules(*SCHEDULES)
         # A runner that falls wakes the deploys running on it (see the function).
         health.on_transitions(wake_on_fallen_runners)
+        # A runner holding an active attempt heartbeats faster and is checked
+        # every second (runners.deploying).
+        deploying.register_holders(runners_holding_deploys)
