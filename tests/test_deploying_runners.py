@@ -20,13 +20,17 @@ from tests.factories import make_env, runner_with_token
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-# Ten simulated seconds a real second: the fleet beats every real second, a deploying
-# runner every 0.2 s.
-TIME_SCALE = 10
+# Five simulated seconds a real second: the simulated fleet beats every 10 simulated
+# seconds, which the control plane here expects as every 2 real seconds; a runner
+# holding a deploy is asked for one every real second. The agents follow the answer
+# in the control plane's (real) seconds.
+TIME_SCALE = 5
 
 
 @pytest.fixture
-def fleet(live_server: Any) -> Iterator[Simulator]:
+def fleet(live_server: Any, settings: Any) -> Iterator[Simulator]:
+    settings.HEARTBEAT_INTERVAL = 2
+    settings.HEARTBEAT_DEPLOY_INTERVAL = 1
     with Simulator(
         time_scale=TIME_SCALE, heartbeat_url=f"{live_server.url}/heartbeat"
     ) as sim:
@@ -52,6 +56,12 @@ def sim_runner(sim: Simulator, name: str) -> dict[str, Any]:
     answer = requests.get(f"{sim.url}/_sim/runners/{name}", timeout=5)
     assert answer.status_code == 200
     return dict(answer.json())
+
+
+def beats_every(sim: Simulator, name: str, seconds: int) -> Callable[[], bool]:
+    """The simulated agent sends its heartbeats ``seconds`` control-plane seconds
+    apart (the simulator shows its own, sped-up seconds)."""
+    return lambda: sim_runner(sim, name)["heartbeat_interval"] == seconds * TIME_SCALE
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 20) -> bool:
@@ -107,16 +117,13 @@ def test_a_deploying_runner_beats_faster_and_returns_to_normal_after_the_deploy(
 ) -> None:
     runner = enrol(fleet, "deploy-1")
     assert eventually(beaten_after(runner, None))
-    assert sim_runner(fleet, "deploy-1")["heartbeat_interval"] == 10
+    assert eventually(beats_every(fleet, "deploy-1", settings.HEARTBEAT_INTERVAL))
     assert deadline_after(runner) == settings.HEARTBEAT_STALE_AFTER
 
     attempt = hold_deploy(runner)
     assert deploying.mark_holders() == (1, 0)
     assert eventually(
-        lambda: (
-            sim_runner(fleet, "deploy-1")["heartbeat_interval"]
-            == settings.HEARTBEAT_DEPLOY_INTERVAL
-        )
+        beats_every(fleet, "deploy-1", settings.HEARTBEAT_DEPLOY_INTERVAL)
     )
     runner.refresh_from_db()
     assert eventually(beaten_after(runner, runner.last_heartbeat_at))
@@ -125,12 +132,7 @@ def test_a_deploying_runner_beats_faster_and_returns_to_normal_after_the_deploy(
     attempt.state = DeployAttempt.State.SUCCEEDED
     attempt.save(update_fields=["state"])
     assert deploying.mark_holders() == (0, 1)
-    assert eventually(
-        lambda: (
-            sim_runner(fleet, "deploy-1")["heartbeat_interval"]
-            == settings.HEARTBEAT_INTERVAL
-        )
-    )
+    assert eventually(beats_every(fleet, "deploy-1", settings.HEARTBEAT_INTERVAL))
     runner.refresh_from_db()
     assert eventually(beaten_after(runner, runner.last_heartbeat_at))
     assert deadline_after(runner) == settings.HEARTBEAT_STALE_AFTER
@@ -144,10 +146,7 @@ def test_a_deploying_runner_that_stops_beating_turns_unhealthy_within_the_short_
     hold_deploy(runner)
     deploying.mark_holders()
     assert eventually(
-        lambda: (
-            sim_runner(fleet, "deploy-1")["heartbeat_interval"]
-            == settings.HEARTBEAT_DEPLOY_INTERVAL
-        )
+        beats_every(fleet, "deploy-1", settings.HEARTBEAT_DEPLOY_INTERVAL)
     )
     runner.refresh_from_db()
     assert eventually(beaten_after(runner, runner.last_heartbeat_at))
@@ -194,6 +193,7 @@ def test_an_older_agent_keeps_its_interval_and_the_normal_deadline(
     assert runner.holds_deploy
     assert deadline_after(runner) == settings.HEARTBEAT_STALE_AFTER
     view = sim_runner(fleet, "deploy-1")
+    # It never heard an interval: it keeps the fleet's 10 simulated seconds.
     assert (view["heartbeat_follows_interval"], view["heartbeat_interval"]) == (
         False,
         10,

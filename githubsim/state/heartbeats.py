@@ -48,7 +48,12 @@ class HeartbeatsMixin(RunnersMixin):
 
     def heartbeat_answered(self, beat: Heartbeat, interval: float | None) -> None:
         """The control plane answered ``beat`` with the next ``interval``: an agent
-        that follows it sends its next heartbeat that long after this one."""
+        that follows it sends its next heartbeat that long after this one.
+
+        The control plane counts real seconds (its deadlines are on its own clock),
+        so on a sped-up simulator the interval is that many real seconds."""
+        if interval is not None:
+            interval *= self.clock.time_scale
         with self.lock:
             runner_id = self._by_name.get(beat.runner_name)
             runner = None if runner_id is None else self._runners[runner_id]
