@@ -393,27 +393,18 @@ DEPLOY_RECONCILE_LEASE = envfloat("DEPLOY_RECONCILE_LEASE", 30.0, minimum=1.0)
 
 # Runner health ------------------------------------------------------------------------------
 
-# Runner hosts heartbeat every HEARTBEAT_INTERVAL seconds (the agent's timer). A
-# heartbeat older than HEARTBEAT_STALE_AFTER is stale; the sweep runs every
-# HEALTH_SWEEP_INTERVAL and needs HEALTH_FALL_AFTER bad observations in a row to mark a
-# runner down, so a dead host turns unhealthy at most
-# STALE_AFTER + FALL_AFTER x SWEEP_INTERVAL seconds (18 + 2 x 5 = 28, leaving 2 s for
-# beat and worker delays under the 30 s promise) after its last heartbeat. One missed
-# heartbeat is stale for 2 s only, which no two sweeps both see, so it never counts.
-# HEALTH_RISE_AFTER good observations in a row bring a runner back.
+# Heartbeats every HEARTBEAT_INTERVAL s, stale after HEARTBEAT_STALE_AFTER, a sweep every
+# HEALTH_SWEEP_INTERVAL, HEALTH_FALL_AFTER bad observations in a row: a dead host is
+# unhealthy <= 18 + 2 x 5 = 28 s after its last heartbeat (under the 30 s promise); one
+# missed heartbeat is stale 2 s only, never seen by two sweeps. A runner holding a deploy:
+# every HEARTBEAT_DEPLOY_INTERVAL, stale after HEARTBEAT_DEPLOY_STALE_AFTER, checked every
+# HEALTH_DEPLOY_CHECK_INTERVAL: unhealthy <= 6 + 2 x 1 = 8 s (runners.deploying).
 HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 10, minimum=1)
 HEARTBEAT_STALE_AFTER = envint("HEARTBEAT_STALE_AFTER", 18, minimum=1)
 HEALTH_SWEEP_INTERVAL = envint("HEALTH_SWEEP_INTERVAL", 5, minimum=1)
 HEALTH_FALL_AFTER = envint("HEALTH_FALL_AFTER", 2, minimum=1)
 HEALTH_RISE_AFTER = envint("HEALTH_RISE_AFTER", 3, minimum=1)
 HEALTH_RETENTION_DAYS = envint("HEALTH_RETENTION_DAYS", 14, minimum=1)
-# A runner holding an active deploy attempt is watched closer: the heartbeat's answer
-# tells its agent to beat every HEARTBEAT_DEPLOY_INTERVAL seconds (agents that do not
-# follow the answer keep the interval and deadline above), its heartbeats are stale
-# after HEARTBEAT_DEPLOY_STALE_AFTER (two beats missed, the third late), and only
-# those runners are checked every HEALTH_DEPLOY_CHECK_INTERVAL seconds, with the
-# same HEALTH_FALL_AFTER observations: a deploying runner's dead host is unhealthy
-# within 6 + 2 x 1 = 8 s of its last heartbeat, and the failover starts.
 HEARTBEAT_DEPLOY_INTERVAL = envint("HEARTBEAT_DEPLOY_INTERVAL", 2, minimum=1)
 HEARTBEAT_DEPLOY_STALE_AFTER = envint("HEARTBEAT_DEPLOY_STALE_AFTER", 6, minimum=1)
 HEALTH_DEPLOY_CHECK_INTERVAL = envint("HEALTH_DEPLOY_CHECK_INTERVAL", 1, minimum=1)
