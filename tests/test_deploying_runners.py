@@ -219,3 +219,36 @@ def test_the_check_reads_only_the_runners_holding_a_deploy(
     with django_assert_max_num_queries(3):
         assert deploying.mark_holders() == (0, 0)
     assert list(Runner.objects.filter(holds_deploy=True)) == [runners[0]]
+
+
+def test_one_stale_observation_is_not_enough_and_a_late_heartbeat_resets_it(
+    client: Any,
+) -> None:
+    runner, token = runner_with_token("deploy-1", holds_deploy=True)
+    hold_deploy(runner)
+    headers = {"Authorization": f"Bearer {token}", "X-Heartbeat-Follow-Interval": "1"}
+    assert (
+        client.post("/heartbeat", "{}", "application/json", headers=headers).status_code
+        == 204
+    )
+    healthy(runner)
+    last = runner.last_heartbeat_at
+    assert last is not None
+    late = last + timedelta(seconds=settings.HEARTBEAT_DEPLOY_STALE_AFTER + 1)
+
+    # One check sees the deadline passed: counted, not concluded.
+    deploying.check(late)
+    runner.refresh_from_db()
+    assert (runner.state, runner.bad_streak) == (State.HEALTHY, 1)
+
+    # The late heartbeat lands before the next check: the streak is gone.
+    assert (
+        client.post("/heartbeat", "{}", "application/json", headers=headers).status_code
+        == 204
+    )
+    runner.refresh_from_db()
+    fresh = runner.last_heartbeat_at
+    assert fresh is not None
+    deploying.check(fresh + timedelta(seconds=1))
+    runner.refresh_from_db()
+    assert (runner.state, runner.bad_streak) == (State.HEALTHY, 0)
