@@ -398,20 +398,19 @@ DEPLOY_RECONCILE_LEASE = envfloat("DEPLOY_RECONCILE_LEASE", 30.0, minimum=1.0)
 
 # Runner health ------------------------------------------------------------------------------
 
-# Runner hosts heartbeat every HEARTBEAT_INTERVAL seconds (the agent's timer). A
-# heartbeat older than HEARTBEAT_STALE_AFTER is stale; the sweep runs every
-# HEALTH_SWEEP_INTERVAL and needs HEALTH_FALL_AFTER bad observations in a row to mark a
-# runner down, so a dead host turns unhealthy at most
-# STALE_AFTER + FALL_AFTER x SWEEP_INTERVAL seconds (18 + 2 x 5 = 28, leaving 2 s for
-# beat and worker delays under the 30 s promise) after its last heartbeat. One missed
-# heartbeat is stale for 2 s only, which no two sweeps both see, so it never counts.
-# HEALTH_RISE_AFTER good observations in a row bring a runner back.
+# Heartbeat every 10 s, stale after 18, swept every 5, 2 bad observations in a row: a dead
+# host is unhealthy <= 18 + 2 x 5 = 28 s after its last heartbeat; one missed heartbeat is
+# stale 2 s only, never seen by two sweeps. A runner holding a deploy beats every 2 s,
+# stale after 6, checked every 1 s: unhealthy <= 6 + 2 x 1 = 8 s (runners.deploying).
 HEARTBEAT_INTERVAL = envint("HEARTBEAT_INTERVAL", 10, minimum=1)
 HEARTBEAT_STALE_AFTER = envint("HEARTBEAT_STALE_AFTER", 18, minimum=1)
 HEALTH_SWEEP_INTERVAL = envint("HEALTH_SWEEP_INTERVAL", 5, minimum=1)
 HEALTH_FALL_AFTER = envint("HEALTH_FALL_AFTER", 2, minimum=1)
 HEALTH_RISE_AFTER = envint("HEALTH_RISE_AFTER", 3, minimum=1)
 HEALTH_RETENTION_DAYS = envint("HEALTH_RETENTION_DAYS", 14, minimum=1)
+HEARTBEAT_DEPLOY_INTERVAL = envint("HEARTBEAT_DEPLOY_INTERVAL", 2, minimum=1)
+HEARTBEAT_DEPLOY_STALE_AFTER = envint("HEARTBEAT_DEPLOY_STALE_AFTER", 6, minimum=1)
+HEALTH_DEPLOY_CHECK_INTERVAL = envint("HEALTH_DEPLOY_CHECK_INTERVAL", 1, minimum=1)
 # A GitHub status or exporter reading older than this counts as no reading at all.
 GITHUB_STATUS_STALE_AFTER = envint("GITHUB_STATUS_STALE_AFTER", 900, minimum=1)
 EXPORTER_STALE_AFTER = envint("EXPORTER_STALE_AFTER", 180, minimum=1)

@@ -6,6 +6,18 @@ from controlplane.schedules import register as register_schedules
 from deploys.schedules import SCHEDULES
 
 
+def runners_holding_deploys() -> list[int]:
+    """The runners of the active (not final) deploy attempts."""
+    from deploys.models import DeployAttempt
+
+    return list(
+        DeployAttempt.objects.exclude(state__in=DeployAttempt.FINAL_STATES)
+        .order_by()
+        .values_list("runner_id", flat=True)
+        .distinct()
+    )
+
+
 class DeploysConfig(AppConfig):
     name = "deploys"
     verbose_name = "Deploys"
@@ -23,7 +35,7 @@ class DeploysConfig(AppConfig):
         from deploys import notify
         from deploys.board import deploys_panel
         from deploys.engine.failover import wake_on_fallen_runners
-        from runners import health
+        from runners import deploying, health
 
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
@@ -45,3 +57,6 @@ class DeploysConfig(AppConfig):
         )
         # A runner that falls wakes the deploys running on it (see the function).
         health.on_transitions(wake_on_fallen_runners)
+        # A runner holding an active attempt heartbeats faster and is checked
+        # every second (runners.deploying).
+        deploying.register_holders(runners_holding_deploys)

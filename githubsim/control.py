@@ -109,6 +109,11 @@ def runner_action(request: Request) -> Reply:
         runner = state.fill_disk(name, number(body, "free_percent", 3.0))
     elif action == "load":
         runner = state.set_load(name, number(body, "load1"))
+    elif action == "agent":
+        follows = body.get("follows_interval", True)
+        if not isinstance(follows, bool):
+            raise ApiError(422, "follows_interval must be true or false")
+        runner = state.set_heartbeat_agent(name, follows)
     elif action == "token":
         runner = state.set_heartbeat_token(name, str(body.get("token") or ""))
     elif action == "remove":

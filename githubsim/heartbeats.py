@@ -13,6 +13,16 @@ from githubsim.state import SimState
 
 TICK = 0.05  # real seconds between checks for due heartbeats
 TIMEOUT = 5.0
+INTERVAL_HEADER = "X-Heartbeat-Interval"
+
+
+def answered_interval(value: str | None) -> float | None:
+    """The next interval the control plane answered: whole seconds from 1 to 3600,
+    else None (keep the fleet's interval), as the real agent reads it."""
+    if value is None or not value.strip().isdigit():
+        return None
+    seconds = int(value.strip())
+    return float(seconds) if 1 <= seconds <= 3600 else None
 
 
 class HeartbeatSender:
@@ -59,15 +69,21 @@ class HeartbeatSender:
             },
             method="POST",
         )
+        if beat.follows_interval:
+            request.add_header("X-Heartbeat-Follow-Interval", "1")
         ok = False
+        interval: float | None = None
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 ok = 200 <= response.status < 300
+                interval = answered_interval(response.headers.get(INTERVAL_HEADER))
         except (OSError, ValueError):
             ok = False
         finally:
             with self._lock:
                 self._in_flight.discard(beat.runner_name)
+        if ok and beat.follows_interval:
+            self.state.heartbeat_answered(beat, interval)
         with self.state.lock:
             if ok:
                 self.state.heartbeats_sent += 1

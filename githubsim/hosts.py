@@ -15,6 +15,10 @@ class Heartbeat:
     runner_name: str
     token: str
     body: dict[str, Any]
+    # The simulated time it was due, and whether the agent follows the answer's
+    # interval (then it says so in the request).
+    at: float = 0.0
+    follows_interval: bool = False
 
 
 def heartbeat_body(runner: Runner, now: float) -> dict[str, Any]:

@@ -29,6 +29,11 @@ class Runner:
     job_id: int | None = None
     heartbeats: bool = True
     heartbeat_token: str | None = None
+    # The agent follows the interval the control plane answers (an older agent keeps
+    # the fleet's interval); the interval last answered, in simulated seconds, None
+    # before any answer.
+    heartbeat_follows_interval: bool = True
+    heartbeat_interval: float | None = None
     disk_total_bytes: int = 100 * GIB
     disk_free_bytes: int = 60 * GIB
     load1: float = 0.25

@@ -232,8 +232,11 @@ def _notify_transitions(now: datetime) -> None:
             logger.exception("health transition listener %r failed", listener)
 
 
-def sweep(now: datetime | None = None) -> SweepResult:
-    """Evaluate the health of every runner at ``now`` (default: the current time).
+def sweep(
+    now: datetime | None = None, runners: QuerySet[Runner] | None = None
+) -> SweepResult:
+    """Evaluate the health of every runner (or of ``runners`` only: the deploying
+    runners' check) at ``now`` (default: the current time).
 
     1. Observe: store each runner's signal flags, writing only the rows whose flags
        changed, and a ``HealthSample`` for each heartbeat or GitHub signal that
@@ -250,9 +253,10 @@ def sweep(now: datetime | None = None) -> SweepResult:
     with transaction.atomic():
         if not _claim_sweep():
             return SweepResult(observed_changes=0, transitions=0, skipped=True)
-        changes = _observe(now)
-        _count_streaks()
-        transitions = _transition(now)
+        fleet = Runner.objects.all() if runners is None else runners
+        changes = _observe(now, fleet)
+        _count_streaks(fleet)
+        transitions = _transition(now, fleet)
         if transitions:
             moment = now
             transaction.on_commit(lambda: _notify_transitions(moment))
@@ -319,13 +323,13 @@ def bulk_insert(objs: Sequence[HealthSample] | Sequence[RunnerEvent]) -> None:
 _insert = bulk_insert
 
 
-def _observe(now: datetime) -> int:
+def _observe(now: datetime, fleet: QuerySet[Runner]) -> int:
     # 1. A sample for each runner whose heartbeat or GitHub reading changed, computed
     #    from the old and new flags before the new ones are stored.
     for source, mask, good, words in _SAMPLED:
         new = F("signal")
         rows = (
-            Runner.objects.alias(signal=observed_flags_expression(now, mask))
+            fleet.alias(signal=observed_flags_expression(now, mask))
             .filter(~Q(Exact(F("observed_flags").bitand(int(mask)), new)))
             .order_by()
             .annotate(
@@ -355,17 +359,17 @@ def _observe(now: datetime) -> int:
         _insert_from_select(HealthSample, rows)
     # 2. Store the new flags where they changed.
     return (
-        Runner.objects.alias(flags=observed_flags_expression(now))
+        fleet.alias(flags=observed_flags_expression(now))
         .exclude(observed_flags=F("flags"))
         .update(observed_flags=F("flags"))
     )
 
 
-def _count_streaks() -> None:
+def _count_streaks(fleet: QuerySet[Runner]) -> None:
     worse = GreaterThan(F("observed_rank"), F("current_rank"))
     better = LessThan(F("observed_rank"), F("current_rank"))
     same = Exact(F("observed_rank"), F("current_rank"))
-    Runner.objects.alias(
+    fleet.alias(
         observed_rank=_observed_rank(),
         current_rank=_current_rank(),
         observed_reason=_observed_reason(),
@@ -382,8 +386,8 @@ def _count_streaks() -> None:
     )
 
 
-def _transition(now: datetime) -> int:
-    due = Runner.objects.filter(
+def _transition(now: datetime, fleet: QuerySet[Runner]) -> int:
+    due = fleet.filter(
         Q(bad_streak__gte=settings.HEALTH_FALL_AFTER)
         | Q(good_streak__gte=settings.HEALTH_RISE_AFTER)
     ).order_by()

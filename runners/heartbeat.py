@@ -6,7 +6,12 @@ body, and run one UPDATE found by the token digest's unique index. No read, no
 session, no CSRF token, no user, no serializer, and no per-request compilation of
 the statement (see ``record_heartbeat``). Answers:
 
-- 204: recorded;
+- 204: recorded; to an agent that sends ``X-Heartbeat-Follow-Interval: 1`` (it will
+  follow the answer), the header ``X-Heartbeat-Interval: <seconds>`` says when to
+  send the next one: ``HEARTBEAT_DEPLOY_INTERVAL`` while the runner holds a deploy,
+  ``HEARTBEAT_INTERVAL`` otherwise. Only such an agent's heartbeats get the shorter
+  ``HEARTBEAT_DEPLOY_STALE_AFTER`` deadline: an agent that does not follow keeps its
+  own interval and the normal deadline;
 - 400 ``{"error": ...}``: the body is not a JSON object of known facts (names them);
 - 401 ``{"error": ...}``: missing, unknown or revoked token (nothing written);
 - 429 ``{"error": ...}`` with ``Retry-After``: a wrong token from an address that sent
@@ -41,6 +46,9 @@ from runners.models import Runner, token_digest
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
+# The agent says it follows the answer's interval (request), the answer gives it.
+FOLLOW_META = "HTTP_X_HEARTBEAT_FOLLOW_INTERVAL"
+INTERVAL_HEADER = "X-Heartbeat-Interval"
 _MAX_INT = 2**62  # far above any disk or uptime, far below JSON/DB integer limits
 
 
@@ -122,21 +130,41 @@ def _update_sql(vendor: str) -> str:
     def col(name: str) -> str:
         return quote(str(cast("Field[Any, Any]", meta.get_field(name)).column))
 
+    # The deadline depends on the row (does the runner hold a deploy?) and on the
+    # agent (does it follow the answer's interval?); RETURNING tells the answer
+    # which interval that was, still in one statement.
+    holds = col("holds_deploy")
     return (
         f"UPDATE {quote(meta.db_table)} SET {col('last_heartbeat_at')} = %s, "
-        f"{col('heartbeat_deadline')} = %s, "
+        f"{col('heartbeat_deadline')} = CASE WHEN {holds} AND %s THEN %s ELSE %s END, "
         f"{col('first_seen_at')} = COALESCE({col('first_seen_at')}, %s), "
         f"{col('facts')} = %s, {col('facts_problems')} = %s "
-        f"WHERE {col('heartbeat_token_digest')} = %s AND {col('removed_at')} IS NULL"
+        f"WHERE {col('heartbeat_token_digest')} = %s AND {col('removed_at')} IS NULL "
+        f"RETURNING {holds}"
     )
 
 
+# What record_heartbeat found: no such active runner, a runner that holds no deploy,
+# one that holds a deploy.
+NOT_FOUND, RECORDED, RECORDED_DEPLOYING = 0, 1, 2
+
+
 def record_heartbeat(
-    digest: str, now: datetime, facts: dict[str, Any], problems: int
+    digest: str,
+    now: datetime,
+    facts: dict[str, Any],
+    problems: int,
+    *,
+    follows: bool = False,
 ) -> int:
     """Record a heartbeat of the active runner whose token has ``digest``: one
-    UPDATE through the digest's unique index, no read first. Returns the rows
-    changed: 0 for an unknown or revoked token or a removed runner.
+    UPDATE through the digest's unique index, no read first. Returns ``NOT_FOUND``
+    for an unknown or revoked token or a removed runner, else ``RECORDED`` or, when
+    the runner holds a deploy, ``RECORDED_DEPLOYING``.
+
+    The deadline is ``HEARTBEAT_STALE_AFTER`` from now, or the shorter
+    ``HEARTBEAT_DEPLOY_STALE_AFTER`` when the runner holds a deploy and its agent
+    ``follows`` the answer's interval (it will beat every HEARTBEAT_DEPLOY_INTERVAL).
 
     Same effect as ``Runner.objects.filter(heartbeat_token_digest=digest,
     removed_at__isnull=True).update(...)``, at a fraction of the CPU cost.
@@ -146,8 +174,13 @@ def record_heartbeat(
     deadline = ops.adapt_datetimefield_value(
         now + timedelta(seconds=settings.HEARTBEAT_STALE_AFTER)
     )
+    short_deadline = ops.adapt_datetimefield_value(
+        now + timedelta(seconds=settings.HEARTBEAT_DEPLOY_STALE_AFTER)
+    )
     params = [
         when,
+        follows,
+        short_deadline,
         deadline,
         when,
         Runner._meta.get_field("facts").get_db_prep_save(facts, connection),
@@ -174,11 +207,17 @@ def record_heartbeat(
         return _execute(sql, params)
 
 
+def _outcome(row: Any) -> int:
+    if row is None:
+        return NOT_FOUND
+    return RECORDED_DEPLOYING if row[0] else RECORDED
+
+
 def _execute(sql: str, params: list[Any]) -> int:
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return int(cursor.rowcount)
+            return _outcome(cursor.fetchone())
     # Django's PostgreSQL cursors bind parameters client-side, sending the statement
     # as new text each time. A server-side-binding cursor lets psycopg prepare the
     # UPDATE once per connection (after a few uses) and send only the parameters:
@@ -194,30 +233,36 @@ def _execute(sql: str, params: list[Any]) -> int:
     )
     with wrapped as cursor:
         cursor.execute(sql, params)
-        return int(cursor.rowcount)
+        return _outcome(cursor.fetchone())
 
 
 def handle(
-    method: str, authorization: str, content_length: str, read: Callable[[int], bytes]
-) -> tuple[int, str]:
-    """Answer one heartbeat request: ``(status, error message)``, the message empty
-    on success (204). Shared by the Django view and the WSGI front door."""
+    method: str,
+    authorization: str,
+    content_length: str,
+    read: Callable[[int], bytes],
+    follow: str = "",
+) -> tuple[int, str, int]:
+    """Answer one heartbeat request: ``(status, error message, next interval)``,
+    the message empty on success (204), the interval 0 unless the agent said it
+    follows it (``follow``, the X-Heartbeat-Follow-Interval header, is "1"). Shared
+    by the Django view and the WSGI front door."""
     if method != "POST":
-        return 405, "use POST"
+        return 405, "use POST", 0
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
-        return 401, "send the runner's token as Authorization: Bearer <token>"
+        return 401, "send the runner's token as Authorization: Bearer <token>", 0
     try:
         length = int(content_length or 0)
     except ValueError:
-        return 400, "bad Content-Length"
+        return 400, "bad Content-Length", 0
     if length > MAX_BODY_BYTES:
-        return 413, f"body must be at most {MAX_BODY_BYTES} bytes"
+        return 413, f"body must be at most {MAX_BODY_BYTES} bytes", 0
     try:
         facts = parse_facts(read(min(length, MAX_BODY_BYTES)) if length > 0 else b"")
     except BadFacts as exc:
-        return 400, str(exc)
+        return 400, str(exc), 0
     problems = assess_host(
         disk_free_bytes=facts.get("disk_free_bytes"),
         disk_total_bytes=facts.get("disk_total_bytes"),
@@ -225,9 +270,17 @@ def handle(
         cpus=facts.get("cpus"),
     )
     now = timezone.now()
-    if not record_heartbeat(token_digest(token), now, facts, int(problems)):
-        return 401, "unknown or revoked runner token"
-    return 204, ""
+    follows = follow.strip() == "1"
+    outcome = record_heartbeat(
+        token_digest(token), now, facts, int(problems), follows=follows
+    )
+    if outcome == NOT_FOUND:
+        return 401, "unknown or revoked runner token", 0
+    if not follows:
+        return 204, "", 0
+    if outcome == RECORDED_DEPLOYING:
+        return 204, "", settings.HEARTBEAT_DEPLOY_INTERVAL
+    return 204, "", settings.HEARTBEAT_INTERVAL
 
 
 def throttle_refusal(meta: Mapping[str, Any], error: str) -> tuple[int, str, int]:
@@ -251,14 +304,18 @@ def throttle_refusal(meta: Mapping[str, Any], error: str) -> tuple[int, str, int
 @login_not_required
 def receive(request: HttpRequest) -> HttpResponse:
     """Record a heartbeat for the runner whose token is in ``Authorization: Bearer``."""
-    status, error = handle(
+    status, error, interval = handle(
         request.method or "",
         request.META.get("HTTP_AUTHORIZATION", ""),
         request.META.get("CONTENT_LENGTH", ""),
         request.read,
+        request.META.get(FOLLOW_META, ""),
     )
     if status == 204:
-        return HttpResponse(status=204)
+        recorded = HttpResponse(status=204)
+        if interval:
+            recorded[INTERVAL_HEADER] = str(interval)
+        return recorded
     retry_after = 0
     if status == 401:
         status, error, retry_after = throttle_refusal(request.META, error)
@@ -299,13 +356,14 @@ class HeartbeatApp:
     ) -> Any:
         if environ.get("PATH_INFO") != "/heartbeat":
             return self.application(environ, start_response)
-        retry_after = 0
+        retry_after = interval = 0
         try:
-            status, error = handle(
+            status, error, interval = handle(
                 environ.get("REQUEST_METHOD", ""),
                 environ.get("HTTP_AUTHORIZATION", ""),
                 environ.get("CONTENT_LENGTH", ""),
                 environ["wsgi.input"].read,
+                environ.get(FOLLOW_META, ""),
             )
             if status == 401:
                 status, error, retry_after = throttle_refusal(environ, error)
@@ -315,6 +373,8 @@ class HeartbeatApp:
         finally:
             connection.close_if_unusable_or_obsolete()
         headers = [("Content-Length", "0")]
+        if interval:
+            headers.append((INTERVAL_HEADER, str(interval)))
         body = b""
         if status != 204:
             body = json.dumps({"error": error}).encode()

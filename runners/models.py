@@ -7,6 +7,8 @@ Writers of the signal columns:
   the runner), in bulk;
 - the heartbeat endpoint (``runners.heartbeat``) sets ``last_heartbeat_at``,
   ``heartbeat_deadline``, ``facts`` and ``facts_problems`` in one UPDATE;
+- the deploying runners' check (``runners.deploying``) alone writes
+  ``holds_deploy``;
 - the exporter probe sets ``exporter_ok``, ``exporter_problems``,
   ``exporter_checked_at`` and ``exporter_detail``;
 - the health sweep (``runners.health``) alone writes ``observed_flags``, the streaks,
@@ -146,6 +148,10 @@ class Runner(models.Model):
     facts = models.JSONField(default=dict, blank=True)
     # Flag.DISK_LOW / Flag.LOAD_HIGH judged from those facts when they arrived.
     facts_problems = models.PositiveIntegerField(default=0)
+    # The runner holds an active deploy attempt: an agent that follows the answer's
+    # interval is told to beat every HEARTBEAT_DEPLOY_INTERVAL seconds, and its
+    # heartbeats get the HEARTBEAT_DEPLOY_STALE_AFTER deadline (runners.deploying).
+    holds_deploy = models.BooleanField(default=False)
 
     # Exporter probe ----------------------------------------------------------------------
     # True: reachable and parsed; False: unreachable or unparseable; None: never probed.
@@ -190,6 +196,13 @@ class Runner(models.Model):
                 fields=["bad_streak", "good_streak"],
                 name="runner_streak_idx",
                 condition=Q(bad_streak__gt=0) | Q(good_streak__gt=0),
+            ),
+            # The deploying runners' check, every second: the few runners holding
+            # a deploy. Heartbeats only read the column, so they stay HOT updates.
+            models.Index(
+                fields=["holds_deploy"],
+                name="runner_holds_deploy_idx",
+                condition=Q(holds_deploy=True),
             ),
             # The fleet list filtered by state, ordered by name; deploy gating's
             # eligible_for_deploy().

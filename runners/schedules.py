@@ -21,6 +21,19 @@ SCHEDULES = (
         ),
     ),
     Schedule(
+        name="Deploying runners' health check",
+        task="runners.tasks.check_deploying_runners",
+        every=Setting("HEALTH_DEPLOY_CHECK_INTERVAL"),
+        queue="health",
+        expire_seconds=Setting("HEALTH_DEPLOY_CHECK_INTERVAL"),
+        description=(
+            "Marks the runners holding an active deploy (their agents are told to "
+            "heartbeat every HEARTBEAT_DEPLOY_INTERVAL) and evaluates their health "
+            "only; a deploying runner's dead host turns unhealthy within "
+            "HEARTBEAT_DEPLOY_STALE_AFTER + HEALTH_FALL_AFTER checks."
+        ),
+    ),
+    Schedule(
         name="Runner history retention",
         task="runners.tasks.prune_health_history",
         every=1,

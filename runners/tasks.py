@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from runners import health, probe, sync
+from runners import deploying, health, probe, sync
 
 
 @shared_task(ignore_result=True)
@@ -13,6 +13,14 @@ def sweep_health() -> None:
     """Evaluate the whole fleet's health (every HEALTH_SWEEP_INTERVAL seconds)."""
     with tracked("health_sweep"):
         health.sweep()
+
+
+@shared_task(ignore_result=True)
+def check_deploying_runners() -> None:
+    """Evaluate the health of the runners holding a deploy (every
+    HEALTH_DEPLOY_CHECK_INTERVAL seconds)."""
+    with tracked("deploying_check"):
+        deploying.check()
 
 
 @shared_task(ignore_result=True)

@@ -20,7 +20,11 @@ def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 
 
 def call_wsgi(
-    path: str, method: str = "POST", token: str | None = None, body: bytes = b""
+    path: str,
+    method: str = "POST",
+    token: str | None = None,
+    body: bytes = b"",
+    extra: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, str], bytes]:
     """Call the production WSGI application (what gunicorn serves) directly."""
     from controlplane.wsgi import application
@@ -40,6 +44,7 @@ def call_wsgi(
     }
     if token:
         environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    environ.update(extra or {})
     answer: dict[str, Any] = {}
 
     def start_response(status: str, headers: list[tuple[str, str]]) -> None:

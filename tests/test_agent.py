@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,60 @@ def test_agent_reads_the_systemd_credential_and_fails_on_a_revoked_token(
     assert "HTTP 401" in result.stderr
     runner.refresh_from_db()
     assert runner.last_heartbeat_at == first
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_agent_follows_the_shorter_interval_while_its_runner_holds_a_deploy(
+    live_server: Any, tmp_path: Path, settings: Any
+) -> None:
+    # The timer starts the agent every 3 s here; holding a deploy, the answer asks
+    # for a heartbeat every second, so one run sends more than one.
+    settings.HEARTBEAT_DEPLOY_INTERVAL = 1
+    runner, token_file = make_runner_with_token(tmp_path)
+    env = {
+        "CONTROLPLANE_URL": live_server.url,
+        "HEARTBEAT_TOKEN_FILE": str(token_file),
+        "RUNNER_DIR": str(tmp_path / "missing"),
+        "HEARTBEAT_PERIOD": "3",
+    }
+    Runner.objects.filter(pk=runner.pk).update(holds_deploy=True)
+    result = run_agent(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    runner.refresh_from_db()
+    assert runner.first_seen_at is not None
+    assert runner.last_heartbeat_at is not None
+    assert runner.last_heartbeat_at > runner.first_seen_at
+    assert runner.heartbeat_deadline == runner.last_heartbeat_at + timedelta(
+        seconds=settings.HEARTBEAT_DEPLOY_STALE_AFTER
+    )
+
+    # Back to one heartbeat per start, with the normal deadline, after the deploy.
+    Runner.objects.filter(pk=runner.pk).update(
+        holds_deploy=False, first_seen_at=None, last_heartbeat_at=None
+    )
+    result = run_agent(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    runner.refresh_from_db()
+    assert runner.last_heartbeat_at is not None
+    assert runner.last_heartbeat_at == runner.first_seen_at
+    assert runner.heartbeat_deadline == runner.last_heartbeat_at + timedelta(
+        seconds=settings.HEARTBEAT_STALE_AFTER
+    )
+
+
+def test_agent_refuses_a_bad_period(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("rhb_abc\n")
+    result = run_agent(
+        tmp_path,
+        {
+            "CONTROLPLANE_URL": "http://127.0.0.1:9",
+            "HEARTBEAT_TOKEN_FILE": str(token_file),
+            "HEARTBEAT_PERIOD": "ten",
+        },
+    )
+    assert result.returncode == 2
+    assert "HEARTBEAT_PERIOD must be a whole number" in result.stderr
 
 
 @pytest.mark.parametrize(

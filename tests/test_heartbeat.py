@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from runners.models import Flag
+from runners.models import Flag, Runner
 from tests.clients import call_wsgi
 from tests.factories import runner_with_token
 
@@ -228,3 +228,69 @@ def test_wsgi_front_door_passes_other_requests_to_django() -> None:
     assert status.startswith("200")
     assert json.loads(content) == {"status": "ok"}
     assert "X-Request-ID" in headers
+
+
+# The interval answered to agents that follow it ---------------------------------------
+
+
+def deadline_seconds(runner: Runner) -> float:
+    assert runner.heartbeat_deadline and runner.last_heartbeat_at
+    return (runner.heartbeat_deadline - runner.last_heartbeat_at).total_seconds()
+
+
+def follow(client: Client, token: str) -> Any:
+    return client.post(
+        "/heartbeat",
+        data=json.dumps(FACTS),
+        content_type="application/json",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Heartbeat-Follow-Interval": "1",
+        },
+    )
+
+
+def test_an_agent_that_follows_is_told_the_normal_interval(
+    client: Client, django_assert_num_queries: Any
+) -> None:
+    runner, token = runner_with_token()
+    with django_assert_num_queries(1):
+        response = follow(client, token)
+    assert response.status_code == 204
+    assert response.headers["X-Heartbeat-Interval"] == str(settings.HEARTBEAT_INTERVAL)
+    runner.refresh_from_db()
+    assert deadline_seconds(runner) == settings.HEARTBEAT_STALE_AFTER
+
+
+def test_a_runner_holding_a_deploy_is_told_to_beat_faster_with_a_shorter_deadline(
+    client: Client, django_assert_num_queries: Any
+) -> None:
+    runner, token = runner_with_token(holds_deploy=True)
+    with django_assert_num_queries(1):
+        response = follow(client, token)
+    assert response.status_code == 204
+    assert response.headers["X-Heartbeat-Interval"] == str(
+        settings.HEARTBEAT_DEPLOY_INTERVAL
+    )
+    runner.refresh_from_db()
+    assert deadline_seconds(runner) == settings.HEARTBEAT_DEPLOY_STALE_AFTER
+
+
+def test_an_agent_that_does_not_follow_keeps_the_normal_deadline(
+    client: Client,
+) -> None:
+    runner, token = runner_with_token(holds_deploy=True)
+    response = beat(client, token, FACTS)
+    assert response.status_code == 204
+    assert "X-Heartbeat-Interval" not in response.headers
+    runner.refresh_from_db()
+    assert deadline_seconds(runner) == settings.HEARTBEAT_STALE_AFTER
+
+
+def test_wsgi_front_door_answers_the_interval() -> None:
+    _, token = runner_with_token(holds_deploy=True)
+    status, headers, _ = call_wsgi(
+        "/heartbeat", token=token, extra={"HTTP_X_HEARTBEAT_FOLLOW_INTERVAL": "1"}
+    )
+    assert status == "204 No Content"
+    assert headers["X-Heartbeat-Interval"] == str(settings.HEARTBEAT_DEPLOY_INTERVAL)

@@ -355,6 +355,13 @@ class DeployAttempt(models.Model):
             ),
         ]
         indexes = [
+            # The deploying runners' check, every second: the runners of the
+            # active attempts (runners.deploying); few rows among all attempts.
+            models.Index(
+                fields=["runner"],
+                name="attempt_active_runner_idx",
+                condition=~Q(state__in=("succeeded", "failed", "cancelled")),
+            ),
             # Webhooks find the attempt of a workflow run by its GitHub run id.
             models.Index(
                 fields=["github_run_id"],

@@ -231,6 +231,9 @@ class RunnersMixin(StateCore):
                 "job_id": runner.job_id,
                 "heartbeats": runner.heartbeats,
                 "heartbeat_token_set": runner.heartbeat_token is not None,
+                "heartbeat_follows_interval": runner.heartbeat_follows_interval,
+                "heartbeat_interval": runner.heartbeat_interval
+                or self.config.heartbeat_interval,
                 "disk_free_bytes": runner.disk_free_bytes,
                 "disk_total_bytes": runner.disk_total_bytes,
                 "load1": runner.load1,
