@@ -42,7 +42,16 @@ class FreezeWindowInline(_Inline):
 
 @admin.register(Environment)
 class EnvironmentAdmin(_ModelAdmin):
-    list_display = ["name", "repository", "workflow_file", "policy", "paused"]
+    list_display = [
+        "name",
+        "repository",
+        "workflow_file",
+        "policy",
+        "heartbeat_policy",
+        "exporter_policy",
+        "paused",
+    ]
+    list_filter = ["heartbeat_policy", "exporter_policy"]
     search_fields = ["name", "repository"]
     inlines = [PoolInline, FreezeWindowInline]
 

@@ -79,6 +79,7 @@ def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, An
         }
         if choice.chosen:
             item["chosen"] = True
+        item.update(choice.decision_detail())  # signal policy notes, trust override
         considered.append(item)
     return chosen, considered
 
