@@ -24,6 +24,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
+from runners import trust, trust_views
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
 from runners.models import Runner, RunnerEvent, RunnerSync
@@ -285,8 +286,11 @@ class DrainForm(forms.Form):
     )
 
 
-def _detail_context(
-    request: HttpRequest, runner: Runner, form: DrainForm | None = None
+def detail_context(
+    request: HttpRequest,
+    runner: Runner,
+    form: DrainForm | None = None,
+    trust_form: Any = None,
 ) -> dict[str, Any]:
     now = timezone.now()
     row = FleetRow.of(runner, now, reverse("runners:fleet"))
@@ -310,6 +314,7 @@ def _detail_context(
             now - runner.github_seen_at if runner.github_seen_at else None
         ),
         "now": now,
+        **trust_views.context(request, runner, trust_form),
     }
 
 
@@ -318,7 +323,7 @@ def _detail_context(
 def detail(request: HttpRequest, name: str) -> HttpResponse:
     """One runner: eligibility, 24 h health bar, facts, events, jobs, drain form."""
     runner = get_object_or_404(Runner.objects.with_pools(), name=name)
-    return render(request, "runners/detail.html", _detail_context(request, runner))
+    return render(request, "runners/detail.html", detail_context(request, runner))
 
 
 @require_POST
@@ -328,7 +333,7 @@ def drain(request: HttpRequest, name: str) -> HttpResponse:
     runner = get_object_or_404(Runner.objects.with_pools(), name=name)
     form = DrainForm(request.POST)
     if not form.is_valid():
-        ctx = _detail_context(request, runner, form)
+        ctx = detail_context(request, runner, form)
         return render(request, "runners/detail.html", ctx, status=400)
     runner.drain(request.user, form.cleaned_data["reason"])
     messages.success(request, f"{runner.name} is drained: deploys will not use it.")
@@ -343,4 +348,42 @@ def undrain(request: HttpRequest, name: str) -> HttpResponse:
     if runner.drained:
         runner.undrain(request.user)
         messages.success(request, f"{runner.name} is back in deploy rotation.")
+    return redirect("runners:detail", name=runner.name)
+
+
+@require_POST
+@role_required(Role.SRE)
+def trust_grant(request: HttpRequest, name: str) -> HttpResponse:
+    """Trust the runner for deploys for a few hours, with a reason (audited)."""
+    runner = get_object_or_404(Runner.objects.with_pools(), name=name)
+    form = trust_views.TrustForm(request.POST)
+    if form.is_valid():
+        try:
+            trust.grant(
+                runner,
+                request.user,
+                form.cleaned_data["reason"],
+                timedelta(hours=form.cleaned_data["hours"]),
+                timezone.now(),
+            )
+        except trust.TrustRefused as exc:
+            form.add_error(None, str(exc))
+    if not form.is_valid():
+        ctx = detail_context(request, runner, trust_form=form)
+        return render(request, "runners/detail.html", ctx, status=400)
+    messages.success(
+        request,
+        f"{runner.name} is trusted for deploys until "
+        f"{runner.trusted_until:%Y-%m-%d %H:%M} UTC.",
+    )
+    return redirect("runners:detail", name=runner.name)
+
+
+@require_POST
+@role_required(Role.SRE)
+def trust_clear(request: HttpRequest, name: str) -> HttpResponse:
+    """End the runner's trust override now (audited)."""
+    runner = get_object_or_404(Runner, name=name)
+    if trust.clear(runner, request.user, timezone.now()):
+        messages.success(request, f"{runner.name} is no longer trusted for deploys.")
     return redirect("runners:detail", name=runner.name)

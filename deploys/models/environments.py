@@ -19,7 +19,8 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
-from runners.eligibility import SignalPolicy, Verdict, judge, trust_text
+from runners.eligibility import SignalPolicy as SignalPolicy
+from runners.eligibility import Verdict, judge, trust_text
 
 if TYPE_CHECKING:
     from runners.models import Runner
