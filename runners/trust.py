@@ -76,9 +76,12 @@ def grant(
 
 
 def clear(runner: Runner, actor: audit.Actor, now: datetime) -> bool:
-    """End the override early (audited). False when none was in force."""
-    if not runner.trusted_at_now(now):
+    """End the override early, or dismiss one that ran out (which ends the
+    ``ControlPlaneRunnerTrustOutlived`` alert), audited. False when there is
+    neither."""
+    if runner.trusted_until is None:
         return False
+    in_force = runner.trusted_at_now(now)
     with transaction.atomic():
         reason = runner.trusted_reason
         runner.trusted_until = None
@@ -86,8 +89,9 @@ def clear(runner: Runner, actor: audit.Actor, now: datetime) -> bool:
         runner.trusted_reason = ""
         runner.trusted_at = None
         runner.save(update_fields=[*_FIELDS, "updated"])
-        runner._log(RunnerEvent.Kind.UNTRUSTED, actor, f"ended early: {reason}")
-        audit.record(actor, "runner.untrust", runner, reason=reason)
+        how = "ended early" if in_force else "dismissed after it ran out"
+        runner._log(RunnerEvent.Kind.UNTRUSTED, actor, f"{how}: {reason}")
+        audit.record(actor, "runner.untrust", runner, reason=reason, how=how)
     return True
 
 
