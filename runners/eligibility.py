@@ -165,12 +165,8 @@ def _relaxed_health(
         return [_state_text(state, reasons[0] if reasons else _missing(masked))]
     # The latest observation is good enough: the fleet state still holds the runner
     # while it falls or recovers on a signal this policy counts.
-    source = _REASON_SIGNAL.get(runner.reason)
-    counts = source == "github" or (
-        source == "host" and any(p == SignalPolicy.REQUIRED for p in policy.values())
-    )
-    if source in policy:
-        counts = policy[source] == SignalPolicy.REQUIRED
+    source = _REASON_SIGNAL.get(runner.reason, "")
+    counts = source == "github" or policy.get(source) == SignalPolicy.REQUIRED
     if runner.state != State.HEALTHY and counts:
         return [_state_text(runner.state, runner.reason)]
     return []
