@@ -136,6 +136,10 @@ TABLE_COLUMNS = (
     "state_since",
     "drained",
     "drained_reason",
+    # The trust override badge.
+    "trusted_until",
+    "trusted_by",
+    "trusted_reason",
 )
 
 

@@ -163,8 +163,9 @@ def test_the_seed_production_deploys_by_policy_and_override(
         assert badge in client.get(url).content.decode(), url
     # It ends by itself: no task, no SRE.
     primary.refresh_from_db()
-    assert primary.trusted_until is not None
-    assert wait_for(lambda: timezone.now() > primary.trusted_until, timeout=15)
+    until = primary.trusted_until
+    assert until is not None
+    assert wait_for(lambda: timezone.now() > until, timeout=15)
     ran_on, considered, _ = deploy(sre, "expired")
     assert ran_on == SECONDARY
     assert "trusted" not in considered[0]
