@@ -270,6 +270,7 @@ SPECTACULAR_SETTINGS = {
         "DeployRunStateEnum": "deploys.models.DeployRun.State",
         "DeployRunReasonEnum": "deploys.models.DeployRun.Reason",
         "DeployAttemptStateEnum": "deploys.models.DeployAttempt.State",
+        "SignalPolicyEnum": "runners.eligibility.SignalPolicy",
     },
 }
 
