@@ -194,3 +194,20 @@ def test_the_environment_page_shows_the_policy_and_the_notes(
 
     assert "GitHub status required, heartbeat required, exporter advisory" in page
     assert "exporter unreachable: advisory for staging" in page
+
+
+@pytest.mark.parametrize("size", [2, 8])
+def test_judging_the_pool_costs_one_query_whatever_its_size_and_policy(
+    size: int, django_assert_num_queries: Any
+) -> None:
+    runners = [exporter_down(f"r{i}") for i in range(size)]
+    Runner.objects.filter(name="r0").update(
+        trusted_until="2999-01-01T00:00:00Z", trusted_by="sam", trusted_reason="x"
+    )
+    env = make_env("staging", *runners, exporter_policy=SignalPolicy.ADVISORY)
+
+    with django_assert_num_queries(1):
+        chosen, pool = env.pick_runner()
+
+    assert chosen is not None and chosen.name == "r0"
+    assert len(pool) == size
