@@ -20,9 +20,18 @@ with ``--environments`` environments of two runners each. Then:
 4. Once every deploy is terminal (or ``--timeout`` passed), faults stop and the
    simulator's record of dispatches is counted per correlation token.
 
+Meanwhile, too, a commit is pushed to ``main`` every 0.5 to ``--push-every`` seconds,
+so branches move between a deploy's request (which resolves ``main`` to its SHA),
+its dispatch and its checkout.
+
 ``duplicate_dispatches`` counts workflow runs GitHub created beyond the first for a
 token (the engine must send each attempt's dispatch at most once, across crashes);
-``stuck`` counts deploys still not terminal at the end.
+``stuck`` counts deploys still not terminal at the end. ``wrong_sha`` counts
+succeeded deploys that did not ship the commit they recorded at request time: no
+SHA recorded, or their GitHub run checked out another one (the run's ``head_sha``
+when the workflow ignores the ``sha`` input). ``head_moved`` counts succeeded
+deploys whose run's ``head_sha`` differs from the requested SHA (the branch moved
+before the dispatch) yet checked out the requested commit, as they must.
 
 The simulator runs ``--time-scale`` times faster than real time: its jobs, pickup
 delays and ``retry-after`` hints are in simulated seconds, and its hosts heartbeat
@@ -40,6 +49,7 @@ import random
 import re
 import threading
 import time
+import urllib.error
 import uuid
 from collections import Counter
 from typing import Any
@@ -53,6 +63,9 @@ DEPLOY_WORKERS = ("deploys-1", "deploys-2")
 # GitHub's usual secondary-limit hint, in simulated seconds.
 RETRY_AFTER = 60.0
 RESTART_DELAY = 0.5
+# How often a request answered 503 (GitHub down while resolving the ref) or 409 (the
+# key's first try still in flight) is retried with the same Idempotency-Key.
+REQUEST_RETRIES = 30
 
 
 def runner_names(index: int) -> tuple[str, str]:
@@ -92,12 +105,44 @@ class Killer(threading.Thread):
                 next_kill = time.monotonic() + self.random.uniform(1.0, self.every)
 
 
+class Pusher(threading.Thread):
+    """Pushes a commit to ``main`` every 0.5 to ``every`` seconds."""
+
+    def __init__(self, stack: Stack, every: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.every = every
+        self.random = random.Random(seed)
+        self.pushes = 0
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        while not self.finished.wait(self.random.uniform(0.5, self.every)):
+            self.stack.sim("POST", f"/_sim/repos/{REPOSITORY}/push", {"ref": "main"})
+            self.pushes += 1
+
+
+def request(url: str, body: dict[str, Any], token: str) -> Any:
+    """POST a deploy request as a careful client does: the same Idempotency-Key
+    again after a 503 (GitHub did not answer the ref's resolution) or a 409."""
+    headers = {"Authorization": f"Token {token}", "Idempotency-Key": str(uuid.uuid4())}
+    for _ in range(REQUEST_RETRIES):
+        try:
+            return call(url, "POST", body, headers)
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (409, 503):
+                raise
+            time.sleep(1.0)
+    raise SystemExit(f"deploy request still refused after {REQUEST_RETRIES} tries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--deploys", type=int, default=100)
     parser.add_argument("--environments", type=int, default=10)
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--kill-every", type=float, default=15.0)
+    parser.add_argument("--push-every", type=float, default=3.0)
     parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument("--job-seconds", type=float, default=60.0, help="simulated")
     parser.add_argument("--timeout", type=float, default=900.0)
@@ -183,19 +228,17 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     )
     killer = Killer(stack, args.kill_every, args.seed)
     killer.start()
+    pusher = Pusher(stack, args.push_every, args.seed)
+    pusher.start()
     started = time.monotonic()
     run_ids: list[int] = []
     final = list(DeployRun.FINAL_STATES)
     try:
         for number in range(args.deploys):
-            answer = call(
+            answer = request(
                 f"{stack.web_url}/api/v1/deploys/",
-                "POST",
                 {"environment": names[number % len(names)], "ref": "main"},
-                {
-                    "Authorization": f"Token {token}",
-                    "Idempotency-Key": str(uuid.uuid4()),
-                },
+                token,
             )
             run_ids.append(int(answer["id"]))
         deadline = time.monotonic() + args.timeout
@@ -214,7 +257,9 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(10)
     finally:
         killer.finished.set()
+        pusher.finished.set()
         killer.join()
+        pusher.join()
     elapsed = time.monotonic() - started
     stack.sim("POST", "/_sim/faults", {"clear": True})
 
@@ -237,6 +282,7 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         DeployEvent.objects.filter(run_id__in=run_ids).values_list("kind", flat=True)
     )
     terminal = sum(states[s] for s in final)
+    shipped = shipped_commits(stack, runs)
     return {
         "deploys": len(run_ids),
         "terminal": terminal,
@@ -248,6 +294,9 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "github_runs": sum(dispatched[t] for t in tokens),
         "foreign_runs": sum(n for t, n in dispatched.items() if t not in tokens),
         "events": dict(events),
+        "wrong_sha": shipped["wrong_sha"],
+        "head_moved": shipped["head_moved"],
+        "pushes": pusher.pushes,
         "worker_kills": killer.kills,
         # Workers that exited by themselves and were restarted.
         "worker_crashes": killer.crashes,
@@ -257,6 +306,29 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         },
         "seconds": round(elapsed, 1),
     }
+
+
+def shipped_commits(stack: Stack, runs: Any) -> dict[str, int]:
+    """``wrong_sha`` and ``head_moved`` of the succeeded deploys (see above)."""
+    from deploys.models import DeployAttempt, DeployRun
+
+    github = {
+        run["id"]: run
+        for run in stack.sim("GET", f"/_sim/repos/{REPOSITORY}/checkouts")["runs"]
+    }
+    wrong = moved = 0
+    for run in runs.filter(state=DeployRun.State.SUCCEEDED):
+        attempt = (
+            DeployAttempt.objects.filter(run=run, state="succeeded")
+            .order_by("-number")
+            .first()
+        )
+        seen = github.get(attempt.github_run_id) if attempt else None
+        if not run.sha or seen is None or seen["checked_out"] != run.sha:
+            wrong += 1
+        elif seen["head_sha"] != run.sha:
+            moved += 1
+    return {"wrong_sha": wrong, "head_moved": moved}
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class Kind(StrEnum):
     ENVIRONMENT = "environment name"
     SECRET = "secret name"
     WORKFLOW = "workflow file"
+    GIT_REF = "branch, tag or commit"
 
 
 # Accounts and organizations: letters, digits and hyphens, no hyphen at either end,
@@ -52,6 +53,8 @@ PATTERNS: dict[Kind, str] = {
     Kind.SECRET: r"(?![Gg][Ii][Tt][Hh][Uu][Bb]_)[A-Za-z_][A-Za-z0-9_]{0,254}",
     # A file in .github/workflows/ (the API also takes the workflow's numeric id).
     Kind.WORKFLOW: r"(?!\.\.?$)[A-Za-z0-9._-]{1,255}",
+    # Branch, tag or commit names as git allows them, minus the exotic corners.
+    Kind.GIT_REF: r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,255}(?<![./])",
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
 
@@ -70,6 +73,8 @@ _RULES = {
     "starting with a digit or GITHUB_",
     Kind.WORKFLOW: "a file name in .github/workflows/ (letters, digits, '.', '-', "
     "'_'), not '.' or '..'",
+    Kind.GIT_REF: "letters, digits, '.', '_', '/', '+' and '-', at most 255 "
+    "characters, no '..' or '//', not starting with '-' nor ending with '.' or '/'",
 }
 
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "runners",
     "deploys",
     "rotations",
+    "diagnostics",
 ]
 
 MIDDLEWARE = [

@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from controlplane import views
 from deploys import webhooks
+from diagnostics import receive as diagnostics
 from runners import heartbeat
 
 urlpatterns = [
@@ -31,6 +32,7 @@ urlpatterns = [
     ),
     path("audit/", views.audit_list, name="audit-list"),
     path("fleet/", include("runners.urls")),
+    path("fleet/", include("diagnostics.urls")),
     path("", include("deploys.urls")),
     path("", include("rotations.urls")),
     path("runbooks/", include("controlplane.runbook_urls")),
@@ -38,6 +40,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("github/webhook", webhooks.receive, name="github-webhook"),
     path("heartbeat", heartbeat.receive, name="heartbeat"),
+    path("diagnostics", diagnostics.receive, name="diagnostics-report"),
 ]
 
 handler403 = "controlplane.views.permission_denied"

@@ -23,10 +23,12 @@ from rest_framework.routers import SimpleRouter
 from controlplane import audit
 from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
+from deploys.commits import deployed_now
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
 from deploys.serializers import (
     CancelSerializer,
+    DeployedSerializer,
     DeployErrorSerializer,
     DeployRequestSerializer,
     DeployRunDetailSerializer,
@@ -38,9 +40,11 @@ from deploys.serializers import (
 from deploys.triggers import (
     DeployRequest,
     DeployRequestError,
+    GitHubUnreachable,
     IdempotencyInProgress,
     redeploy_last_good,
     request_deploy,
+    rollback,
 )
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -187,6 +191,8 @@ def _refusal(exc: DeployRequestError) -> Response:
     )
     if isinstance(exc, IdempotencyInProgress):
         response["Retry-After"] = "1"
+    if isinstance(exc, GitHubUnreachable):
+        response["Retry-After"] = "30"
     return response
 
 
@@ -211,7 +217,13 @@ class DeployRunViewSet(
         return queryset
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[DeployRun]]:
-        if self.action in ("retrieve", "create", "cancel", "redeploy_last_good"):
+        if self.action in (
+            "retrieve",
+            "create",
+            "cancel",
+            "redeploy_last_good",
+            "rollback",
+        ):
             return DeployRunDetailSerializer
         return DeployRunSerializer
 
@@ -230,6 +242,11 @@ class DeployRunViewSet(
                 DeployErrorSerializer,
                 description="The Idempotency-Key was used with another body.",
             ),
+            503: OpenApiResponse(
+                DeployErrorSerializer,
+                description="GitHub did not answer when resolving the ref to its "
+                "commit; nothing was created (retry after ``Retry-After``).",
+            ),
         },
     )
     def create(self, request: Request) -> Response:
@@ -247,6 +264,7 @@ class DeployRunViewSet(
                 request.headers.get("Idempotency-Key", ""),
                 body.validated_data.get("break_glass_reason", ""),
                 respond=self._render,
+                sha=body.validated_data.get("sha", ""),
             )
         except DeployRequestError as exc:
             return _refusal(exc)
@@ -281,6 +299,37 @@ class DeployRunViewSet(
         body.is_valid(raise_exception=True)
         try:
             result = redeploy_last_good(
+                request.user,
+                body.validated_data["environment"],
+                request.headers.get("Idempotency-Key", ""),
+                body.validated_data.get("break_glass_reason", ""),
+                respond=self._render,
+            )
+        except DeployRequestError as exc:
+            return _refusal(exc)
+        return self._respond(result)
+
+    @extend_schema(
+        request=RedeploySerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: DeployRunDetailSerializer,
+            409: OpenApiResponse(
+                DeployErrorSerializer,
+                description="Refused by the environment's safeguards, or the "
+                "key's first request is in flight (retry after ``Retry-After``).",
+            ),
+        },
+    )
+    @action(detail=False, methods=["post"], permission_classes=[IsSRE])
+    def rollback(self, request: Request) -> Response:
+        """Deploy again the commit the environment ran before its current one (its
+        latest succeeded deploy of another SHA), through the same gates; audited
+        with both SHAs (202)."""
+        body = RedeploySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            result = rollback(
                 request.user,
                 body.validated_data["environment"],
                 request.headers.get("Idempotency-Key", ""),
@@ -342,7 +391,24 @@ class DeployRunViewSet(
         return Response(self._render(run), status=status.HTTP_202_ACCEPTED)
 
 
+class DeployedNowViewSet(viewsets.GenericViewSet[Any]):
+    """What every environment runs now: ``GET /api/v1/deployed-now/``."""
+
+    serializer_class = DeployedSerializer
+    permission_classes = [IsViewer]
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(responses=DeployedSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        """Per environment, the commit deployed now: SHA, ref, who, when, change
+        ticket, runner, GitHub run and deployment, and the compare view against the
+        previous deploy."""
+        return Response(DeployedSerializer(deployed_now(), many=True).data)
+
+
 router = SimpleRouter(trailing_slash=True)
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("freeze-windows", FreezeWindowViewSet, basename="freeze-window")
 router.register("deploys", DeployRunViewSet, basename="deploy")
+router.register("deployed-now", DeployedNowViewSet, basename="deployed-now")

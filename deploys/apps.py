@@ -19,9 +19,14 @@ class DeploysConfig(AppConfig):
         from controlplane import context_processors, notifications
         from controlplane.roles import Role
         from deploys import notify
+        from deploys.engine.failover import wake_on_fallen_runners
+        from runners import health
 
         notifications.register_scanner(notify.SCANNER)
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
+        section("Deployed now", "deploys:deployed-now", position=22)
         section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)
+        # A runner that falls wakes the deploys running on it (see the function).
+        health.on_transitions(wake_on_fallen_runners)

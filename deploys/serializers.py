@@ -187,6 +187,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "pool_status",
             "pickup_timeout",
             "gate_timeout",
+            "busy_wait",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -206,6 +207,13 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         extra_kwargs = {
             "pickup_timeout": {"min_value": 1, "max_value": 86400},
             "gate_timeout": {"min_value": 0, "max_value": 86400},
+            "busy_wait": {
+                "min_value": 0,
+                "max_value": 86400,
+                "help_text": "Seconds to wait for the preferred runner while it is "
+                "busy with another job before taking the next idle healthy runner "
+                "(0: never wait).",
+            },
             "max_attempts": {"min_value": 1, "max_value": 10},
         }
 
@@ -278,7 +286,16 @@ class DeployRequestSerializer(JSONTypesMixin, serializers.Serializer[dict[str, A
         max_length=255,
         required=False,
         allow_blank=True,
-        help_text="Branch, tag or commit; the environment's default ref if empty.",
+        help_text="Branch or tag; the environment's default ref if empty. It is "
+        "resolved to its commit when the request is accepted.",
+    )
+    sha = serializers.RegexField(
+        r"^[0-9a-f]{40}$",
+        required=False,
+        allow_blank=True,
+        help_text="Deploy this exact commit (40 lowercase hex) of ``ref`` instead of "
+        "the ref's newest one; the job fails fast if it is not on the ref.",
+        error_messages={"invalid": "a full 40-character lowercase hexadecimal SHA"},
     )
     change_ticket = serializers.CharField(
         max_length=100, required=False, allow_blank=True
@@ -399,3 +416,37 @@ class DeployErrorSerializer(serializers.Serializer[dict[str, Any]]):
     detail = serializers.CharField()
     code = serializers.CharField()
     field = serializers.CharField(allow_blank=True)
+
+
+class DeployedSerializer(serializers.Serializer[Any]):
+    """What one environment runs now: its latest succeeded deploy, or nulls."""
+
+    environment = serializers.CharField(source="environment.name")
+    deploy = serializers.IntegerField(source="run.pk", allow_null=True, default=None)
+    sha = serializers.CharField(source="run.sha", allow_null=True, default=None)
+    ref = serializers.CharField(source="run.ref", allow_null=True, default=None)
+    requester_name = serializers.CharField(
+        source="run.requester_name", allow_null=True, default=None
+    )
+    change_ticket = serializers.CharField(
+        source="run.change_ticket", allow_null=True, default=None
+    )
+    finished_at = serializers.DateTimeField(
+        source="run.finished_at", allow_null=True, default=None
+    )
+    runner = serializers.CharField(source="runner_name", allow_blank=True)
+    run_url = serializers.CharField(allow_blank=True, help_text="The GitHub run.")
+    deployment_url = serializers.CharField(
+        allow_blank=True, help_text="GitHub's deployment, when known."
+    )
+    previous_sha = serializers.CharField(
+        source="previous.sha", allow_null=True, default=None
+    )
+    previous_deploy = serializers.IntegerField(
+        source="previous.pk", allow_null=True, default=None
+    )
+    compare_url = serializers.CharField(
+        allow_blank=True,
+        help_text="GitHub's compare view from the previous deploy's commit to this "
+        "one; blank when there is none or the commit is the same.",
+    )

@@ -31,8 +31,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane import audit
+from controlplane.github import is_full_sha
 from controlplane.roles import Role, has_role
 from deploys import enqueue
+from deploys.commits import CommitLookupError, resolve, rollback_target
 from deploys.models import (
     DeployEvent,
     DeployRun,
@@ -79,6 +81,13 @@ class BreakGlassForbidden(DeployRequestError):
     code = "break_glass_forbidden"
 
 
+class GitHubUnreachable(DeployRequestError):
+    """GitHub did not answer the ref's resolution; nothing was created."""
+
+    status = 503
+    code = "github_unavailable"
+
+
 class DeployRefused(DeployRequestError):
     """The environment's safeguards refuse a deploy now (paused, one in progress)."""
 
@@ -104,11 +113,11 @@ def caller_of(user: User | AnonymousUser) -> str:
     return f"user:{user.pk}" if isinstance(user, User) else "anonymous"
 
 
-def fingerprint(environment: str, ref: str, change_ticket: str) -> str:
-    body = json.dumps(
-        {"environment": environment, "ref": ref, "change_ticket": change_ticket},
-        sort_keys=True,
-    )
+def fingerprint(environment: str, ref: str, change_ticket: str, sha: str = "") -> str:
+    fields = {"environment": environment, "ref": ref, "change_ticket": change_ticket}
+    if sha:
+        fields["sha"] = sha
+    body = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -120,21 +129,36 @@ def request_deploy(
     idempotency_key: str = "",
     break_glass_reason: str = "",
     respond: Responder | None = None,
+    sha: str = "",
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
     1. Validate the fields, naming the field in errors.
     2. Reserve the idempotency key, or replay or refuse a known one.
     3. Apply the environment's safeguards: paused, freeze windows (an admin may
-       break glass with a reason, audited), change-ticket pattern, policy.
-    4. Create the run and its first event, audit it, store the key's response
-       (``respond``), enqueue the run after commit.
+       break glass with a reason, audited), change-ticket pattern.
+    4. Resolve the ref to its commit on GitHub now (or check ``sha`` exists), outside
+       any transaction: an unknown ref is refused, GitHub down is a 503.
+    5. Create the run with its SHA and its first event (policy checked), audit it,
+       store the key's response (``respond``), enqueue the run after commit.
     """
     env = _environment(environment)
     ref = (ref or env.default_ref).strip()
+    sha = sha.strip()
     if not REF_RE.match(ref):
         raise DeployRequestError(
             "not a valid git branch, tag or commit name", field="ref"
+        )
+    if is_full_sha(ref):
+        # GitHub dispatches branches and tags only; the job checks the commit out.
+        raise DeployRequestError(
+            "a commit SHA cannot be dispatched: give the branch or tag it is on as "
+            "ref and the commit as sha",
+            field="ref",
+        )
+    if sha and not is_full_sha(sha):
+        raise DeployRequestError(
+            "a full 40-character lowercase hexadecimal commit SHA", field="sha"
         )
     change_ticket = change_ticket.strip()
     if len(change_ticket) > TICKET_MAX:
@@ -147,18 +171,28 @@ def request_deploy(
             field="idempotency_key",
         )
     if not idempotency_key:
+        glass = _check_safeguards(user, env, change_ticket, break_glass_reason)
+        sha = _resolve(env, ref, sha)
         return DeployRequest(
-            _safeguarded_create(user, env, ref, change_ticket, break_glass_reason),
+            _safeguarded_create(
+                user, env, ref, sha, change_ticket, break_glass_reason, glass
+            ),
             True,
         )
     reserved = _reserve(
-        caller_of(user), idempotency_key, fingerprint(env.name, ref, change_ticket)
+        caller_of(user),
+        idempotency_key,
+        fingerprint(env.name, ref, change_ticket, sha),
     )
     if isinstance(reserved, DeployRequest):
         return reserved
     try:
+        glass = _check_safeguards(user, env, change_ticket, break_glass_reason)
+        sha = _resolve(env, ref, sha)
         with transaction.atomic():
-            run = _safeguarded_create(user, env, ref, change_ticket, break_glass_reason)
+            run = _safeguarded_create(
+                user, env, ref, sha, change_ticket, break_glass_reason, glass
+            )
             reserved.run = run
             reserved.response = respond(run) if respond else None
             reserved.save(update_fields=["run", "response"])
@@ -169,13 +203,22 @@ def request_deploy(
     return DeployRequest(run, True, reserved.response)
 
 
-def _safeguarded_create(
+def _resolve(env: Environment, ref: str, sha: str) -> str:
+    try:
+        return resolve(env, ref, sha)
+    except CommitLookupError as exc:
+        kind = GitHubUnreachable if exc.unavailable else DeployRequestError
+        raise kind(exc.message, field=exc.field) from None
+
+
+def _check_safeguards(
     user: User | AnonymousUser,
     env: Environment,
-    ref: str,
     change_ticket: str,
     break_glass_reason: str,
-) -> DeployRun:
+) -> FreezeWindow | None:
+    """Refuse a paused, frozen (without break-glass) or unticketed request; the
+    freeze window being broken, if any."""
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
@@ -188,6 +231,20 @@ def _safeguarded_create(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
             field="change_ticket",
         )
+    return break_glass
+
+
+def _safeguarded_create(
+    user: User | AnonymousUser,
+    env: Environment,
+    ref: str,
+    sha: str,
+    change_ticket: str,
+    break_glass_reason: str,
+    break_glass: FreezeWindow | None,
+) -> DeployRun:
+    """Create the run of a checked, resolved request; the policy is checked in the
+    creating transaction, so two requests cannot both pass it."""
     with transaction.atomic():
         if (
             env.policy == Environment.Policy.REJECT
@@ -197,7 +254,7 @@ def _safeguarded_create(
                 f"a deploy to {env.name} is already queued or running",
                 field="environment",
             )
-        run = _create(user, env, ref, change_ticket)
+        run = _create(user, env, ref, sha, change_ticket)
         if break_glass is not None:
             reason = break_glass_reason.strip()
             DeployEvent.objects.create(
@@ -224,8 +281,9 @@ def redeploy_last_good(
     break_glass_reason: str = "",
     respond: Responder | None = None,
 ) -> DeployRequest:
-    """Request a new deploy of the environment's last succeeded ref, through the
-    same gates as any other request."""
+    """Request a new deploy of the environment's last succeeded commit (its ref and
+    recorded SHA; the ref's commit now if none was recorded), through the same gates
+    as any other request."""
     env = _environment(environment)
     last = (
         DeployRun.objects.filter(environment=env, state=DeployRun.State.SUCCEEDED)
@@ -239,12 +297,56 @@ def redeploy_last_good(
     return request_deploy(
         user,
         env,
-        last.sha or last.ref,
+        last.ref,
         last.change_ticket,
         idempotency_key,
         break_glass_reason,
         respond,
+        sha=last.sha,
     )
+
+
+def rollback(
+    user: User | AnonymousUser,
+    environment: Environment | str,
+    idempotency_key: str = "",
+    break_glass_reason: str = "",
+    respond: Responder | None = None,
+) -> DeployRequest:
+    """Request a deploy of the commit the environment ran before its current one
+    (the latest succeeded deploy with another SHA), through the same gates; audited
+    with both SHAs."""
+    env = _environment(environment)
+    found = rollback_target(env)
+    if found is None:
+        raise DeployRequestError(
+            f"{env.name} has no earlier succeeded deploy of another commit to roll "
+            "back to",
+            field="environment",
+        )
+    current, target = found
+    result = request_deploy(
+        user,
+        env,
+        target.ref,
+        target.change_ticket,
+        idempotency_key,
+        break_glass_reason,
+        respond,
+        sha=target.sha,
+    )
+    if result.created:
+        audit.record(
+            user,
+            "deploy.rollback",
+            result.run,
+            environment=env.name,
+            from_sha=current.sha,
+            to_sha=target.sha,
+            from_deploy=current.pk,
+            to_deploy=target.pk,
+        )
+    return result
 
 
 def _check_freeze(
@@ -335,13 +437,18 @@ def prune_idempotency_records(now: datetime | None = None) -> int:
 
 
 def _create(
-    user: User | AnonymousUser, env: Environment, ref: str, change_ticket: str
+    user: User | AnonymousUser,
+    env: Environment,
+    ref: str,
+    sha: str,
+    change_ticket: str,
 ) -> DeployRun:
     now = timezone.now()
     requester = user if isinstance(user, User) else None
     run = DeployRun.objects.create(
         environment=env,
         ref=ref,
+        sha=sha,
         requester=requester,
         requester_name=requester.get_username() if requester else "anonymous",
         change_ticket=change_ticket,
@@ -352,8 +459,8 @@ def _create(
     DeployEvent.objects.create(
         run=run,
         kind=DeployEvent.Kind.REQUESTED,
-        message=f"{run.requester_name} requested {ref} on {env.name}",
-        detail={"change_ticket": change_ticket},
+        message=f"{run.requester_name} requested {ref} ({sha[:12]}) on {env.name}",
+        detail={"change_ticket": change_ticket, "sha": sha},
         created_at=now,
     )
     audit.record(
@@ -362,6 +469,7 @@ def _create(
         run,
         environment=env.name,
         ref=ref,
+        sha=sha,
         change_ticket=change_ticket,
     )
     enqueue.advance_on_commit(run.pk)

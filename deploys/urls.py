@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from deploys import views
+from deploys import commit_views, views
 
 app_name = "deploys"
 urlpatterns = [
@@ -24,5 +24,11 @@ urlpatterns = [
         views.environment_redeploy,
         name="environment-redeploy",
     ),
+    path(
+        "deploys/environments/<slug:name>/rollback/",
+        commit_views.environment_rollback,
+        name="environment-rollback",
+    ),
+    path("deploys/deployed/", commit_views.deployed_now_page, name="deployed-now"),
     path("webhooks/", views.webhook_list, name="webhook-list"),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
+from deploys.commits import deploy_history
 from deploys.filters import DeployRunFilterSet, WebhookDeliveryFilterSet
 from deploys.models import (
     DeployAttempt,
@@ -132,7 +134,8 @@ class DeployForm(forms.Form):
         max_length=255,
         required=False,
         strip=True,
-        help_text="Branch, tag or commit; empty deploys the environment's default ref.",
+        help_text="Branch or tag; empty deploys the environment's default ref. Its "
+        "commit now is recorded and deployed exactly.",
     )
     change_ticket = forms.CharField(max_length=100, required=False, strip=True)
     # Generated when the form is drawn: submitting the same form twice gives the
@@ -412,6 +415,8 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
             RunRow.of(r, now) for r in unfinished if r.state == DeployRun.State.QUEUED
         ],
         "recent": [RunRow.of(r, now) for r in recent],
+        # Called by the full page's template only, not by the live partial's polls.
+        "history": partial(deploy_history, env),
         "can_redeploy": has_role(request.user, Role.SRE),
         "redeploy_key": uuid.uuid4().hex,
         "now": now,

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from githubsim.api import commits
+from githubsim.commands import parse_command
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
 from githubsim.workflows import outcome, parse_definition
 
 router = Router()
+router.include(commits.control)
 
 
 def number(body: dict[str, Any], key: str, default: float | None = None) -> float:
@@ -207,6 +210,25 @@ def set_workflow_job(request: Request) -> Reply:
         if "outcome" in body:
             spec.outcome = outcome(body["outcome"], job)
     return Reply(body=workflow_view(request))
+
+
+@router.add("PUT", WORKFLOW + "/command")
+def put_workflow_command(request: Request) -> Reply:
+    """What the workflow's self-hosted jobs run from now on (:mod:`githubsim.commands`):
+    ``{"argv": [...], "env": {...}, "hosts_dir": "...", "timeout": seconds}``; a body
+    of ``{"argv": null}`` goes back to durations and outcomes."""
+    body = request.json_object()
+    command = None if body.get("argv", ...) is None else parse_command(body)
+    state = request.sim.state
+    with state.lock:
+        flow = state.workflow(
+            f"{request.params['owner']}/{request.params['repo']}",
+            request.params["file"],
+        )
+        flow.command = command
+    return Reply(
+        body={**workflow_view(request), "command": command and command.as_dict()}
+    )
 
 
 # CI traffic ------------------------------------------------------------------------------

@@ -150,6 +150,20 @@ class Run:
 
 
 @dataclass
+class Command:
+    """What a workflow's self-hosted jobs run instead of lasting a duration
+    (:mod:`githubsim.commands`)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    hosts_dir: str | None = None
+    timeout: float = 120.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class Workflow:
     """A workflow file in a repository."""
 
@@ -159,6 +173,7 @@ class Workflow:
     name: str
     created_at: float
     jobs: list[JobSpec] = field(default_factory=default_jobs)
+    command: Command | None = None
 
 
 @dataclass
@@ -182,6 +197,9 @@ class Faults:
     too_many_requests_rate: float = 0.0
     latency_ms: float = 0.0
     reject_return_run_details: bool = False
+    # The next N workflow dispatches create their run, then answer 502 (a gateway
+    # timeout in front of a backend that did the work): the client cannot tell.
+    dispatch_errors_after_create: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

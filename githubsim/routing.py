@@ -129,8 +129,12 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str) -> Callable[[Handler], Handler]:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+        """Route ``template``; a ``{name+}`` segment may contain slashes (git refs
+        such as ``heads/feature/x``), a ``{name}`` one may not."""
+        regex = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", template)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         pattern = re.compile(f"^{regex}$")
+        template = template.replace("+}", "}")
 
         def register(handler: Handler) -> Handler:
             self.routes.append(Route(method, template, pattern, handler))

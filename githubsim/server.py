@@ -18,6 +18,7 @@ MAX_BODY = 1024 * 1024
 RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 # Endpoints GitHub does not charge to the core budget.
 FREE_ROUTES = {"GET /rate_limit"}
+DISPATCH_ROUTE = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
 
 
 def etags(header: str) -> set[str]:
@@ -143,6 +144,17 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             reply.headers.update(self.rate_headers(request.token))
             return reply
         reply = route.handler(request)
+        if route.name == DISPATCH_ROUTE and reply.status < 300:
+            with state.lock:
+                lost = state.faults.dispatch_errors_after_create > 0
+                if lost:
+                    state.faults.dispatch_errors_after_create -= 1
+            if lost:  # the run exists; only the answer is an error
+                state.limits.spend(request.token)
+                body = shapes.error("Server Error", 502)
+                return Reply(
+                    status=502, body=body, headers=self.rate_headers(request.token)
+                )
         if request.method == "GET" and reply.status == 200:
             payload = api.encode(reply.body)
             reply.body = payload

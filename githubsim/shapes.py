@@ -30,7 +30,8 @@ def node_id(kind: str, number: int) -> str:
 
 
 def head_sha(ref: str) -> str:
-    """A stable commit sha per ref, so runs of the same ref share a sha as on GitHub."""
+    """A stable SHA-like id derived from ``ref`` (a commit's tree id, for instance);
+    commits themselves come from :mod:`githubsim.state.commits`."""
     return hashlib.sha1(ref.encode(), usedforsecurity=False).hexdigest()
 
 

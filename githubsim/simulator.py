@@ -15,6 +15,7 @@ from typing import Any
 
 from githubsim import shapes
 from githubsim.clock import SimClock
+from githubsim.commands import parse_command
 from githubsim.heartbeats import HeartbeatSender
 from githubsim.models import Config, Faults, Job, Run, Runner, Workflow
 from githubsim.server import SimHTTPServer
@@ -177,6 +178,20 @@ class Simulator:
     def lose_job(self, job_id: int) -> Job:
         return self.state.lose_job(job_id)
 
+    def push(self, ref: str = "main", repository: str | None = None) -> str:
+        """A new commit on branch ``ref`` of the default repository; its SHA."""
+        return self.state.push(repository or self.state.default_repository, ref).sha
+
+    def create_tag(
+        self, tag: str, target: str = "main", repository: str | None = None
+    ) -> str:
+        """Tag ``target`` (a ref or SHA) as ``tag``; the SHA it points at."""
+        repo = repository or self.state.default_repository
+        return self.state.create_tag(repo, tag, target)
+
+    def sha_of(self, ref: str, repository: str | None = None) -> str:
+        return self.state.resolve_ref(repository or self.state.default_repository, ref)
+
     def set_workflow(
         self,
         workflow_file: str = "deploy.yml",
@@ -191,6 +206,23 @@ class Simulator:
         return self.state.set_workflow(
             repository or self.state.default_repository, workflow_file, specs, name
         )
+
+    def set_workflow_command(
+        self,
+        workflow_file: str,
+        command: dict[str, Any] | None,
+        *,
+        repository: str | None = None,
+    ) -> Workflow:
+        """Have the workflow's self-hosted jobs run ``command`` (None: stop), as
+        ``PUT .../workflows/{file}/command`` (:mod:`githubsim.commands`)."""
+        parsed = None if command is None else parse_command(command)
+        with self.state.lock:
+            flow = self.state.workflow(
+                repository or self.state.default_repository, workflow_file
+            )
+            flow.command = parsed
+            return flow
 
     def start_traffic(
         self,

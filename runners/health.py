@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
@@ -209,6 +209,29 @@ def _claim_sweep() -> bool:
     return bool(row and row[0])
 
 
+# Called after a sweep that moved runners commits, with the sweep's ``now`` (the
+# ``state_since`` of every runner it moved). Apps register from ``ready()``: the
+# deploy engine wakes the deploys running on a runner that just fell, instead of
+# finding out at its next poll.
+_after_transitions: list[Callable[[datetime], object]] = []
+
+
+def on_transitions(listener: Callable[[datetime], object]) -> None:
+    """Call ``listener(now)`` after every sweep that changed some runner's state."""
+    if listener not in _after_transitions:
+        _after_transitions.append(listener)
+
+
+def _notify_transitions(now: datetime) -> None:
+    for listener in _after_transitions:
+        try:
+            listener(now)
+        except Exception:
+            # The sweep's work is committed; a listener's failure must not undo it
+            # or stop the next listener (the deploys' own polls still come).
+            logger.exception("health transition listener %r failed", listener)
+
+
 def sweep(now: datetime | None = None) -> SweepResult:
     """Evaluate the health of every runner at ``now`` (default: the current time).
 
@@ -230,6 +253,9 @@ def sweep(now: datetime | None = None) -> SweepResult:
         changes = _observe(now)
         _count_streaks()
         transitions = _transition(now)
+        if transitions:
+            moment = now
+            transaction.on_commit(lambda: _notify_transitions(moment))
     return SweepResult(observed_changes=changes, transitions=transitions)
 
 

@@ -106,6 +106,33 @@ def sim(request: pytest.FixtureRequest, settings: Any) -> Iterator[Simulator]:
         yield simulator
 
 
+# Tags the deploy-request tests ask for besides the branch main.
+REQUESTED_TAGS = ("v1", "v1.2", "v1.2.3", "v2", "v3", "v9", "release")
+
+
+@pytest.fixture(scope="session")
+def _shared_github() -> Iterator[Simulator]:
+    with Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def github(_shared_github: Simulator, settings: Any) -> Simulator:
+    """GitHub for tests that request deploys without running them: a deploy request
+    resolves its ref to a commit there. One simulator for the session, reset for
+    each test, connected like ``@pytest.mark.sim(connect=True)``, with ``main`` and
+    the tags in ``REQUESTED_TAGS`` on its first commit. A test's own ``sim`` fixture,
+    set up after this one, takes over the settings."""
+    _shared_github.reset()
+    for tag in REQUESTED_TAGS:
+        _shared_github.create_tag(tag)
+    settings.GITHUB_API_URL = _shared_github.url
+    settings.GITHUB_TOKEN = "ghp_simulator_test_token"  # noqa: S105
+    settings.GITHUB_REPOSITORY = "acme/deploy"
+    settings.GITHUB_APP_ID = ""
+    return _shared_github
+
+
 def make_user(username: str, role: str | None) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD)
     if role:

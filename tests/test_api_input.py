@@ -21,7 +21,7 @@ from rotations.models import SecretRotation, SecretRotationSchedule
 from runners.models import Runner
 from tests.conftest import logged_in
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 LIST_ENDPOINTS = [
     "/api/v1/audit-events/",

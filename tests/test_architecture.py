@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bench", "controlplane", "deploys", "githubsim", "rotations", "runners")
+PACKAGES = (
+    "bench",
+    "controlplane",
+    "deploys",
+    "diagnostics",
+    "githubsim",
+    "rotations",
+    "runners",
+)
 FLOOR = "controlplane"
 # The only controlplane modules that may import an app: they assemble the apps
 # into one site and one worker.

@@ -1,5 +1,6 @@
 """bench.deploy_faults, small: deploys under GitHub faults and worker SIGKILLs all end
-terminal, none dispatched twice, while workers really were killed."""
+terminal, none dispatched twice, none shipping another commit than the one requested
+while main moves, while workers really were killed."""
 
 from __future__ import annotations
 
@@ -58,5 +59,9 @@ def test_deploys_under_faults_and_worker_kills_end_terminal_without_duplicates(
     assert result["github_runs"] >= succeeded >= 1, result
     assert sum(result["failed_reasons"].values()) == 8 - succeeded, result
     assert "" not in result["failed_reasons"], result
+    # main moved during the run, and every succeeded deploy shipped its recorded SHA.
+    assert result["pushes"] >= 1, result
+    assert result["wrong_sha"] == 0, result
+    assert "wrong_sha" not in result["failed_reasons"], result
     # Workers really died meanwhile.
     assert result["worker_kills"] >= 1, result

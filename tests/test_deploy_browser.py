@@ -98,6 +98,7 @@ def test_deploy_requested_in_the_form_reaches_succeeded_on_the_live_timeline(
     from playwright.sync_api import expect
 
     simulated_env(sim)
+    sim.create_tag("v1.0")  # the ref the form requests
     page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
 
@@ -129,6 +130,7 @@ def test_primary_killed_mid_job_shows_the_failover_on_the_live_timeline(
     # A long job, so the primary is still running it when its host dies.
     sim.configure(job_duration=3600)
     simulated_env(sim)
+    sim.create_tag("v1.0")  # the ref the form requests
     page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
     clock = Clock()

@@ -88,7 +88,12 @@ def test_happy_path_deploys_on_the_primary(
     ]
     assert sim.state.request_count(DISPATCH) == 1
     dispatched = sim.state.get_run(REPO, github_id(run))
-    assert dispatched.inputs == {"runner": PRIMARY, "token": attempt.token}
+    assert dispatched.inputs == {
+        "runner": PRIMARY,
+        "token": attempt.token,
+        "sha": sim.sha_of("main"),
+    }
+    assert run.sha == dispatched.head_sha == sim.sha_of("main")
     assert attempt.token in dispatched.display_title
     assert run.next_check_at is None
 
@@ -135,7 +140,7 @@ def test_drained_primary_is_passed_over_with_who_drained_it(
     assert attempts(run)[0].runner.name == SECONDARY
 
 
-def test_primary_killed_mid_job_fails_over_after_cancelling_its_run_first(
+def test_primary_killed_mid_job_is_force_cancelled_at_once_then_fails_over(
     sim: Simulator, clock: Clock, sre: User, settings: Any
 ) -> None:
     settings.DEPLOY_FORCE_CANCEL_AFTER = 5.0
@@ -149,33 +154,34 @@ def test_primary_killed_mid_job_fails_over_after_cancelling_its_run_first(
     sim.kill(PRIMARY)
     mark(PRIMARY, State.UNHEALTHY)
     engine.advance(run.pk, now=clock())
-    # The dead runner cannot acknowledge the cancel: the run goes on until forced.
-    first = attempts(run)[0]
-    assert first.state == DeployAttempt.State.CANCELLING
-    assert sim.state.get_run(REPO, github_id(run, 1)).status == "in_progress"
-    assert len(attempts(run)) == 1
-    clock.jump(6)
+    # The runner is known dead, so no plain cancel is sent and none is waited for:
+    # one step force-cancels the old run and dispatches the next attempt.
+    first, second = attempts(run)
+    assert first.state == DeployAttempt.State.CANCELLED
+    assert first.cancel_sent_at is None
+    assert first.force_cancelled_at == first.cancel_requested_at
+    assert sim.state.get_run(REPO, github_id(run, 1)).conclusion == "cancelled"
+    assert second.runner.name == SECONDARY
     run = drive(run, final, clock)
 
     assert run.state == DeployRun.State.SUCCEEDED
     first, second = attempts(run)
     assert first.runner.name == PRIMARY
-    assert first.state == DeployAttempt.State.CANCELLED
     assert first.failover_reason == "runner_unhealthy"
-    assert second.runner.name == SECONDARY
     assert second.state == DeployAttempt.State.SUCCEEDED
     order = kinds(run)
-    assert order.index("failover") < order.index("cancel_sent")
-    assert order.index("cancel_sent") < order.index("force_cancel_sent")
+    assert "cancel_sent" not in order
+    assert order.index("failover") < order.index("force_cancel_sent")
     # The old run was stopped before the new attempt existed.
     assert order.index("force_cancel_sent") < len(order) - order[::-1].index(
         "gate_passed"
     )
+    forced = run.events.get(kind=DeployEvent.Kind.FORCE_CANCEL_SENT)
+    assert forced.message.endswith(f"at once: {PRIMARY} is unhealthy")
     old = sim.state.get_run(REPO, github_id(run, 1))
     new = sim.state.get_run(REPO, github_id(run, 2))
-    assert old.conclusion == "cancelled"
     assert old.updated_at <= new.created_at
-    assert sim.state.request_count(CANCEL) == 1
+    assert sim.state.request_count(CANCEL) == 0
     assert sim.state.request_count(FORCE_CANCEL) == 1
     assert sim.state.request_count(DISPATCH) == 2
 
@@ -440,6 +446,8 @@ def test_queued_deploys_start_in_order_one_at_a_time(
 ) -> None:
     sim.configure(job_duration=3600)
     env = simulated_env(sim)
+    for n in (1, 2, 3):
+        sim.create_tag(f"release-{n}")
     first = request_deploy(sre, env, "release-1").run
     second = request_deploy(sre, env, "release-2").run
     third = request_deploy(sre, env, "release-3").run

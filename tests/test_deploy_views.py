@@ -27,7 +27,7 @@ from runners.models import State
 from tests.conftest import logged_in
 from tests.factories import make_env, pool_runner
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 
 def make_run(env: Environment, **kw: Any) -> DeployRun:
@@ -669,15 +669,15 @@ def test_environment_page_query_count_does_not_grow_with_deploys(
     for _ in range(3):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     # session, user, role groups, environment, unfinished runs, recent runs,
-    # freeze windows, pool with runners, the stopped-jobs banner.
-    with django_assert_num_queries(9):
+    # freeze windows, pool with runners, the stopped-jobs banner, deployed commits.
+    with django_assert_num_queries(10):
         client.get("/deploys/environments/production/")
     for _ in range(40):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     make_run(env)
     for _ in range(3):
         freeze(env)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         response = client.get("/deploys/environments/production/")
     assert len(response.context["recent"]) == 20
 

@@ -32,11 +32,12 @@ from deploys.triggers import (
     prune_idempotency_records,
     request_deploy,
 )
+from githubsim import Simulator
 from runners.models import Runner, State
 from tests.conftest import logged_in
 from tests.factories import make_env, pool_runner
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 DEPLOYS = "/api/v1/deploys/"
 ENVIRONMENTS = "/api/v1/environments/"
@@ -374,12 +375,17 @@ def test_list_filters_by_environment_and_state(sre: User, viewer: User) -> None:
 
 @pytest.mark.parametrize("count", [2, 12])
 def test_list_query_count_does_not_grow_with_runs(
-    sre: User, viewer: User, count: int, django_assert_num_queries: Any
+    sre: User,
+    viewer: User,
+    count: int,
+    django_assert_num_queries: Any,
+    github: Simulator,
 ) -> None:
     env = env_with_pool()
     runner = Runner.objects.get(name="production-primary")
     for n in range(count):
-        run = request_deploy(sre, env, f"v{n}").run
+        github.create_tag(f"release-{n}", github.push())
+        run = request_deploy(sre, env, f"release-{n}").run
         DeployAttempt.objects.create(run=run, number=1, runner=runner)
     client = logged_in(viewer)
     client.get(DEPLOYS)  # warm the session and role caches
@@ -513,8 +519,21 @@ def test_admin_creates_an_environment_with_an_ordered_pool(admin_user: User) -> 
     assert [e.runner.name for e in env.pool()] == ["c", "a"]
     assert response.json()["pool"] == ["c", "a"]
     assert response.json()["pickup_timeout"] == 120
+    assert response.json()["busy_wait"] == 120
     assert response.json()["max_attempts"] == 3
     assert AuditEvent.objects.filter(action="environment.create").count() == 1
+
+
+def test_busy_wait_is_set_per_environment(admin_user: User) -> None:
+    env_with_pool()
+
+    response = logged_in(admin_user).patch(
+        f"{ENVIRONMENTS}production/", {"busy_wait": 0}, content_type="application/json"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["busy_wait"] == 0
+    assert Environment.objects.get(name="production").busy_wait == 0
 
 
 def test_pool_order_changes_with_patch(admin_user: User) -> None:
@@ -542,6 +561,9 @@ def test_pool_order_changes_with_patch(admin_user: User) -> None:
         ({"change_ticket_pattern": "("}, "change_ticket_pattern"),
         ({"required_secrets": ["not a name"]}, "required_secrets"),
         ({"max_attempts": 0}, "max_attempts"),
+        ({"busy_wait": -1}, "busy_wait"),
+        ({"busy_wait": 86401}, "busy_wait"),
+        ({"busy_wait": "soon"}, "busy_wait"),
     ],
 )
 def test_environment_validation_names_the_field(

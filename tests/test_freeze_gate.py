@@ -71,6 +71,8 @@ def test_a_deploy_queued_behind_another_fails_at_the_gate_once_frozen(
 ) -> None:
     sim.configure(job_duration=3600)
     env = simulated_env(sim)
+    sim.create_tag("v1")
+    sim.create_tag("v2")
     first = request_deploy(sre, env, "v1").run
     second = request_deploy(sre, env, "v2").run
     first = drive(first, running, clock)
@@ -125,9 +127,12 @@ def test_a_break_glass_deploy_passes_the_gate_during_the_freeze(
 ) -> None:
     sim.configure(job_duration=3600)
     env = simulated_env(sim)
+    sim.create_tag("v1")
+    sim.create_tag("v2")
     first = request_deploy(sre, env, "v1").run
     first = drive(first, running, clock)
     freeze(env, clock() - timedelta(minutes=1))
+    sim.push("v1-hotfix")
     hotfix = request_deploy(
         admin_user, env, "v1-hotfix", break_glass_reason="CVE fix"
     ).run
@@ -167,6 +172,8 @@ def test_a_freeze_that_ended_lets_the_queued_deploy_go(
 ) -> None:
     sim.configure(job_duration=3600)
     env = simulated_env(sim)
+    sim.create_tag("v1")
+    sim.create_tag("v2")
     first = request_deploy(sre, env, "v1").run
     second = request_deploy(sre, env, "v2").run
     first = drive(first, running, clock)

@@ -491,6 +491,7 @@ def admin_form(env: Environment, *windows: dict[str, str]) -> dict[str, str]:
         "default_ref": env.default_ref,
         "pickup_timeout": str(env.pickup_timeout),
         "gate_timeout": str(env.gate_timeout),
+        "busy_wait": str(env.busy_wait),
         "max_attempts": str(env.max_attempts),
         "required_secrets": "[]",
         "policy": env.policy,

@@ -528,6 +528,7 @@ def test_list_workflow_runs_filters_and_sends_valid_booleans(sim: Simulator) -> 
     gh = make_gateway(sim)
     for n in range(3):
         gh.dispatch_workflow("deploy.yml", "main", {"token": f"t{n}"})
+    sim.push("release")
     gh.dispatch_workflow("deploy.yml", "release", {"token": "t9"})
 
     every = gh.list_workflow_runs()

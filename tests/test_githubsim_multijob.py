@@ -127,7 +127,8 @@ def test_deploy_job_exists_only_once_the_build_succeeded(sim, receiver):
         "in_progress",
         "prod-primary-1",
     )
-    assert deploy["steps"][1]["name"] == "Deploy"
+    # After "Set up job" and "Check out" (githubsim.state.commits), the job's own work.
+    assert [s["name"] for s in deploy["steps"]][1:3] == ["Check out", "Deploy"]
     step(sim, 300)
     assert jobs(sim, run_id)["smoke"]["status"] == "queued"
     assert run_of(sim, run_id)["status"] == "in_progress"
@@ -211,8 +212,9 @@ def test_failing_smoke_after_a_good_deploy_fails_the_run(sim):
     listed = jobs(sim, run_id)
     assert listed["deploy"]["conclusion"] == "success"
     assert listed["smoke"]["conclusion"] == "failure"
-    assert listed["smoke"]["steps"][1] == {
-        **listed["smoke"]["steps"][1],
+    # Step 2 is "Check out" (githubsim.state.commits); step 3 the job's own work.
+    assert listed["smoke"]["steps"][2] == {
+        **listed["smoke"]["steps"][2],
         "name": "Smoke",
         "conclusion": "failure",
     }

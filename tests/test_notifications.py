@@ -96,6 +96,7 @@ def production_pool(*runner_states: str) -> Environment:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("github")
 def test_deploy_waiting_then_failed_for_no_healthy_runner_notifies_both_targets(
     receiver: Receiver, sre: User
 ) -> None:

@@ -76,6 +76,15 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/runners/<name>/rotate-token/": Expect(401, 403, 403, 403, 405),
     "api/v1/runners/<name>/samples/": Expect(401, 403, 404, 404, 404),
     "api/v1/runners/<name>/events/": Expect(401, 403, 404, 404, 404),
+    # Diagnostics without SSH (diagnostics/urls.py, diagnostics/api.py, /diagnostics)
+    "diagnostics": POST_ONLY,
+    "fleet/<str:name>/diagnostics/run/": Expect(302, 405, 405, 405, 405),
+    "fleet/<str:name>/diagnostics/install-agent/": Expect(302, 405, 405, 405, 405),
+    "fleet/<str:name>/diagnostics/panel/": Expect(302, 403, 404, 404, 404),
+    "fleet/<str:name>/diagnostics/<str:token>/": Expect(302, 403, 404, 404, 404),
+    "api/v1/runner-diagnostics/<name>/": Expect(401, 403, 404, 404, 404),
+    "api/v1/runner-diagnostics/<name>/run/": Expect(401, 403, 403, 405, 405),
+    "api/v1/runner-diagnostics/<name>/install-agent/": Expect(401, 403, 403, 405, 405),
     # Deploys (deploys/api.py)
     "api/v1/environments/": Expect(401, 403, 403, 200, 200),
     "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),
@@ -85,6 +94,8 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deploys/rollback/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deployed-now/": API_VIEWER,
     # Deploys pages (deploys/views.py)
     "deploys/": HTML_VIEWER,
     "deploys/new/": Expect(302, 403, 403, 200, 200),
@@ -96,6 +107,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     "deploys/environments/<slug:name>/redeploy-last-good/": Expect(
         302, 405, 405, 405, 405
     ),
+    "deploys/environments/<slug:name>/rollback/": Expect(302, 403, 403, 404, 404),
+    # Exact commits (deploys/commit_views.py)
+    "deploys/deployed/": HTML_VIEWER,
     # Secret rotation (rotations/api.py, rotations/views.py)
     "api/v1/secret-schedules/": API_VIEWER,
     "api/v1/secret-schedules/<pk>/": Expect(401, 403, 404, 404, 404),

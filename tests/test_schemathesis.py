@@ -124,6 +124,7 @@ EXCLUDED: dict[tuple[str, str], str] = {
     for label in (
         "POST /api/v1/deploys/",
         "POST /api/v1/deploys/redeploy-last-good/",
+        "POST /api/v1/deploys/rollback/",
         "POST /api/v1/environments/",
         "POST /api/v1/freeze-windows/",
         "POST /api/v1/secret-schedules/",

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
-from deploys.engine.gate import considered_runners
+from deploys.engine.gate import decide
 from deploys.models import DeployRun
 from runners import trust
 from runners.models import Flag, Reason, Runner, RunnerEvent, State
@@ -170,7 +170,8 @@ def test_the_gate_decision_list_carries_the_badge_text(sre: User) -> None:
     trust.grant(primary, sre, "firewall", timedelta(hours=3), timezone.now())
     run = DeployRun.objects.create(environment=env, ref="main", requester_name="x")
 
-    chosen, considered = considered_runners(run)
+    decision = decide(run, timezone.now())
+    chosen, considered = decision.runner, decision.considered
 
     assert chosen == primary
     assert considered[0]["trusted"].endswith(": firewall")

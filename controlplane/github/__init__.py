@@ -10,11 +10,13 @@ counters behind /metrics.
 - :mod:`.transport`: routes every HTTP request PyGithub makes through the gateway.
 - :mod:`.policy`: retries, backoff, rate limits and budget, once per HTTP request.
 - :mod:`.paths`: URL segments checked against GitHub's name grammar.
-- :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`: the
+- :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`,
+  :mod:`.commits`: the
   calls, by resource, composed into :class:`GitHubGateway` in :mod:`.gateway`, which
   also keeps the process's one cache of gateways (:func:`gateway_for`).
 """
 
+from controlplane.github.commits import CommitInfo, is_full_sha
 from controlplane.github.errors import (
     GitHubAmbiguousWrite,
     GitHubAuthError,
@@ -54,6 +56,7 @@ from controlplane.github.types import (
 
 __all__ = [
     "Clock",
+    "CommitInfo",
     "DispatchResult",
     "GitHubAmbiguousWrite",
     "GitHubAuthError",
@@ -82,5 +85,6 @@ __all__ = [
     "gateway",
     "gateway_for",
     "gateway_from_settings",
+    "is_full_sha",
     "reset_gateway",
 ]

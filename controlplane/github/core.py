@@ -78,6 +78,9 @@ class GatewayCore(Policy):
         self.budget = RateBudget(None, None, None)
         # None until a dispatch tells whether the server accepts return_run_details.
         self.run_details_supported: bool | None = None
+        # Run-list pages by URL, with their ETags (see RunCalls.find_run_by_token).
+        self._run_pages: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        self._run_pages_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._secrets = [s for s in (token, private_key) if s]
         options: dict[str, Any] = {

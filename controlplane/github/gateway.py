@@ -9,13 +9,14 @@ from typing import Any
 
 from django.conf import settings
 
+from controlplane.github.commits import CommitCalls
 from controlplane.github.hooks import HookCalls
 from controlplane.github.runners import RunnerCalls
 from controlplane.github.runs import RunCalls
 from controlplane.github.secrets import SecretCalls
 
 
-class GitHubGateway(RunnerCalls, RunCalls, HookCalls, SecretCalls):
+class GitHubGateway(RunnerCalls, RunCalls, HookCalls, SecretCalls, CommitCalls):
     """Typed access to the GitHub REST API for one repository (and organization).
 
     1. Build it with a token, or an App id + installation id + private key.

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from github.Requester import Requester
 from github.WorkflowRun import WorkflowRun
 
 from controlplane import names
-from controlplane.github.core import GatewayCore
+from controlplane.github.core import PER_PAGE, GatewayCore
 from controlplane.github.errors import GitHubValidationError
 from controlplane.github.paths import segment
 from controlplane.github.types import (
@@ -24,6 +26,9 @@ from controlplane.github.types import (
 logger = logging.getLogger(__name__)
 
 MAX_DISPATCH_INPUTS = 25
+# Run-list pages (with their ETags) a gateway keeps for conditional token lookups:
+# one per dispatch being looked up, so a handful in practice.
+RUN_PAGES_KEPT = 64
 
 
 def parse_run(data: Mapping[str, Any]) -> RunInfo:
@@ -68,6 +73,7 @@ def parse_job(data: Mapping[str, Any]) -> JobInfo:
             )
             for step in data.get("steps") or ()
         ),
+        head_sha=str(data.get("head_sha") or ""),
     )
 
 
@@ -141,13 +147,59 @@ class RunCalls(GatewayCore):
     def find_run_by_token(
         self, workflow: str, token: str, created_since: datetime
     ) -> RunInfo | None:
-        """The dispatched run whose run-name carries ``token``, if GitHub has it yet."""
-        for run in self.list_workflow_runs(
-            workflow, created_since=created_since, event="workflow_dispatch"
-        ):
+        """The dispatched run whose run-name carries ``token``, if GitHub has it yet.
+
+        The first page of the list is asked for conditionally (``If-None-Match``
+        with the ETag of the same list's last answer, kept by this gateway): while
+        nothing changed GitHub answers 304, which costs no API budget, so looking a
+        lost dispatch up every second is free. Further pages, needed only when more
+        than a page of runs was dispatched since ``created_since``, are plain.
+        """
+        workflow_segment = segment(names.Kind.WORKFLOW, workflow)
+        url = f"{self._repo_url}/actions/workflows/{workflow_segment}/runs"
+        since = created_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {
+            "exclude_pull_requests": "true",
+            "created": f">={since}",
+            "event": "workflow_dispatch",
+        }
+        items = self._conditional_runs_page(url, params)
+        runs = [parse_run(item) for item in items]
+        if len(items) >= PER_PAGE:
+            runs = self.list_workflow_runs(
+                workflow, created_since=created_since, event="workflow_dispatch"
+            )
+        for run in runs:
             if token in run.display_title or token in run.name:
                 return run
         return None
+
+    def _conditional_runs_page(
+        self, url: str, params: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """The first page of a run list, from this gateway's copy when GitHub
+        answers 304 Not Modified to its ETag."""
+        key = url + "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+        with self._run_pages_lock:
+            cached = self._run_pages.get(key)
+        headers = {"If-None-Match": cached[0]} if cached else {}
+        with self._call("find_run_by_token"):
+            status, response_headers, body = self._requester.requestJson(
+                "GET", url, {**params, "per_page": PER_PAGE, "page": 1}, headers=headers
+            )
+            data = json.loads(body) if body else None
+            if status >= 400:
+                raise Requester.createException(status, response_headers, data or {})
+        if status == 304 and cached is not None:
+            return cached[1]
+        items = list((data or {}).get("workflow_runs") or [])
+        etag = response_headers.get("etag")
+        if etag:
+            with self._run_pages_lock:
+                if len(self._run_pages) >= RUN_PAGES_KEPT:
+                    self._run_pages.pop(next(iter(self._run_pages)))  # the oldest
+                self._run_pages[key] = (etag, items)
+        return items
 
     def get_run(self, run_id: int) -> RunInfo:
         return parse_run(

@@ -88,6 +88,8 @@ class JobInfo:
     started_at: datetime | None
     completed_at: datetime | None
     steps: tuple[StepInfo, ...]
+    # The commit the run was created for: the ref's SHA at dispatch.
+    head_sha: str = ""
     # When GitHub created the job: for a job that ``needs`` others, once they succeeded.
     created_at: datetime | None = None
 

@@ -35,14 +35,14 @@ from deploys.engine.dispatch import (
     send_dispatch,
 )
 from deploys.engine.failover import final, stop_github_run
-from deploys.engine.gate import considered_runners, gating, queued
+from deploys.engine.gate import decide, gating, queued
 from deploys.engine.watch import running
 from deploys.models import DeployAttempt, DeployRun
 
 __all__ = [
     "STEPS",
     "advance",
-    "considered_runners",
+    "decide",
     "match_run_by_token",
     "reconcile",
     "record_dispatch",

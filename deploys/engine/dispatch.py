@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Runs created before this margin are not the dispatch we look for.
 LOOKUP_MARGIN = timedelta(minutes=10)
+LOOKUP_STEP = timedelta(seconds=1)
 
 
 def match_run_by_token(
@@ -97,12 +98,14 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
     env = run.environment
     runner_name = attempt.runner.name
     inputs = {"runner": runner_name, "token": attempt.token}
+    inputs.update({"sha": run.sha} if run.sha else {})  # the exact commit to check out
     try:
         result = gateway_for(env.repository).dispatch_workflow(
             env.workflow_file, run.ref, inputs
         )
     except GitHubAmbiguousWrite as exc:
-        # It may have created the run: only the token lookup may decide now.
+        # It may have created the run: only the token lookup may decide now, and
+        # it starts at once (GitHub lists a dispatched run as soon as it exists).
         event(
             run,
             Kind.DISPATCH_RETRY,
@@ -110,8 +113,7 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
             now,
             attempt=attempt,
         )
-        recheck(run, now + poll())
-        return False
+        return recover_dispatch(run, attempt, now)
     except (GitHubUnavailable, GitHubRateLimited) as exc:
         # The gateway raises these for a dispatch only when GitHub never received
         # it (no connection, or refused by a rate limit): safe to send again.
@@ -193,6 +195,14 @@ def record_dispatch(
         )
 
 
+def lookup_step() -> timedelta:
+    """How soon a dispatch whose run is not found yet is looked up again: every
+    second (the conditional lookup's 304s cost no API budget), or at the poll
+    interval if that is shorter; never the slower pace of a deploy that webhooks
+    keep up to date, since no webhook is sure to come for a lost dispatch."""
+    return min(LOOKUP_STEP, poll())
+
+
 def find_run(run: DeployRun, attempt: DeployAttempt) -> RunInfo | None:
     env = run.environment
     since = (attempt.dispatch_claimed_at or attempt.created_at) - LOOKUP_MARGIN
@@ -212,7 +222,7 @@ def recover_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> b
         found = find_run(run, attempt)
     except GitHubError as exc:
         log.warning("looking up deploy %s by token failed: %s", run.pk, exc)
-        recheck(run, now + poll())
+        recheck(run, now + lookup_step())
         return False
     if found is not None:
         record_dispatch(run, attempt, now, found.id, found.html_url, recovered=True)
@@ -220,7 +230,7 @@ def recover_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> b
     claimed = attempt.dispatch_claimed_at or now
     grace = timedelta(seconds=settings.DEPLOY_DISPATCH_LOOKUP_GRACE)
     if now < claimed + grace:
-        recheck(run, min(now + poll(), claimed + grace))
+        recheck(run, min(now + lookup_step(), claimed + grace))
         return False
     return next_attempt(
         run,

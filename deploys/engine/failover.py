@@ -16,6 +16,7 @@ from controlplane.github import (
     GitHubNotFound,
     gateway_for,
 )
+from deploys import enqueue
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -26,6 +27,7 @@ from deploys.engine.common import (
 )
 from deploys.engine.dispatch import find_run, record_dispatch
 from deploys.models import DeployAttempt, DeployRun
+from runners.models import Runner, State
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ def stop_github_run(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bo
     2. A completed run is done.
     3. Otherwise cancel, and force-cancel if the run still goes on
        ``DEPLOY_FORCE_CANCEL_AFTER`` seconds later (a dead runner never
-       acknowledges a cancel). An accepted force-cancel is final.
+       acknowledges a cancel). When the attempt's runner is already known dead
+       (:func:`runner_dead`), force-cancel at once: waiting for a plain cancel
+       would only delay the failover. An accepted force-cancel is final.
     """
     gw = gateway_for(run.environment.repository)
     if attempt.github_run_id is None:
@@ -108,7 +112,19 @@ def stop_github_run(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bo
         return True
     requested = attempt.cancel_requested_at or now
     force_after = timedelta(seconds=settings.DEPLOY_FORCE_CANCEL_AFTER)
+    dead = runner_dead(attempt.runner, now)
     try:
+        if dead:
+            gw.force_cancel_run(run_id)
+            DeployAttempt.objects.filter(pk=attempt.pk).update(force_cancelled_at=now)
+            event(
+                run,
+                Kind.FORCE_CANCEL_SENT,
+                f"force-cancelled GitHub run {run_id} at once: {dead}",
+                now,
+                attempt=attempt,
+            )
+            return True
         if attempt.cancel_sent_at is None:
             gw.cancel_run(run_id)
             DeployAttempt.objects.filter(pk=attempt.pk).update(cancel_sent_at=now)
@@ -136,6 +152,51 @@ def stop_github_run(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bo
     except GitHubError as exc:
         log.warning("cancelling GitHub run %s failed: %s", run_id, exc)
     return False
+
+
+def wake_on_fallen_runners(now: datetime) -> int:
+    """A health sweep at ``now`` moved runners: advance at once every deploy whose
+    attempt in flight is on a runner that fell to unhealthy in that sweep, so its
+    failover starts now rather than at the deploy's next poll (which webhook-first
+    tracking makes rare, and no webhook tells of a dead host). Returns how many.
+
+    The deadline moves to ``now`` too, so a lost message only waits for the
+    reconciler.
+    """
+    ids = list(
+        DeployAttempt.objects.exclude(state__in=DeployAttempt.FINAL_STATES)
+        .filter(
+            runner__state=State.UNHEALTHY,
+            runner__state_since=now,
+            run__state__in=[DeployRun.State.DISPATCHING, DeployRun.State.RUNNING],
+        )
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    if not ids:
+        return 0
+    DeployRun.objects.filter(pk__in=ids).exclude(
+        state__in=DeployRun.FINAL_STATES
+    ).update(next_check_at=now)
+    for pk in ids:
+        enqueue.advance(pk)
+    return len(ids)
+
+
+def runner_dead(runner: Runner, now: datetime) -> str:
+    """Why the runner can no longer acknowledge a cancel, in words ("": it may).
+
+    Unhealthy (its heartbeat stopped, or another signal failed), gone from GitHub,
+    or offline in a fresh GitHub reading: a plain cancel reaches a job only through
+    its runner, so on such a runner only a force-cancel stops the run.
+    """
+    if runner.removed_at is not None:
+        return f"{runner.name} is gone from GitHub"
+    if runner.state == State.UNHEALTHY:
+        return f"{runner.name} is unhealthy"
+    if runner.github_status == "offline" and runner.github_is_fresh(now):
+        return f"{runner.name} is offline in GitHub"
+    return ""
 
 
 def _completed(gw: GitHubGateway, run_id: int) -> bool:

@@ -4,12 +4,14 @@ the freeze, the secrets and the pool, and create the attempt."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from deploys.engine.busy import busy_runners
 from deploys.engine.common import Kind, Run, event, finish, poll, recheck
 from deploys.models import DeployAttempt, DeployRun
 from rotations import gate as secrets_gate
@@ -58,30 +60,105 @@ def queued(run: DeployRun, now: datetime) -> bool:
     return bool(moved)
 
 
-def considered_runners(run: DeployRun) -> tuple[Runner | None, list[dict[str, Any]]]:
-    """The runner the gate picks for the run's next attempt, and every runner it
-    considered with why each was passed over (see :meth:`Environment.pick_runner`;
-    a failover goes to a runner this run has not tried yet)."""
+@dataclass
+class Decision:
+    """What the gate decided about the pool: the runner to dispatch to (None: no
+    eligible runner), or to wait for a busy one; and every runner it considered."""
+
+    runner: Runner | None
+    considered: list[dict[str, Any]]
+    # Set while the gate waits for the preferred runner to finish another job.
+    waiting_until: datetime | None = None
+    # Why, in words: a wait's reason, or why the chosen runner is not the preferred.
+    why: str = ""
+
+
+def decide(run: DeployRun, now: datetime) -> Decision:
+    """The runner the gate picks for the run's next attempt, with every runner it
+    considered and why each was passed over.
+
+    1. Eligibility and order come from :meth:`Environment.pick_runner`: healthy,
+       not drained, pool order, a runner this run has not tried first (so a
+       failover goes to the next runner).
+    2. The preferred runner busy with another job (see :mod:`deploys.engine.busy`)
+       is waited for, up to the environment's ``busy_wait`` seconds from when the
+       run came to the gate.
+    3. Past that (or with ``busy_wait`` 0) the next idle eligible runner is taken;
+       when every eligible runner is busy the preferred one is dispatched to anyway
+       (GitHub hands it the job when it is free; the pickup timeout still applies).
+    """
+    env = run.environment
+    attempts = list(run.attempts.all())
     tried: dict[int, list[str]] = {}
-    for attempt in run.attempts.all():
+    for attempt in attempts:
         tried.setdefault(attempt.runner_id, []).append(
             f"attempt {attempt.number}"
             + (f" ({attempt.failover_reason})" if attempt.failover_reason else "")
         )
-    chosen, pool = run.environment.pick_runner(tried)
-    considered: list[dict[str, Any]] = []
-    for choice in pool:
-        item: dict[str, Any] = {
+    chosen, pool = env.pick_runner(tried)
+    considered: list[dict[str, Any]] = [
+        {
             "runner": choice.runner.name,
             "position": choice.position,
             "state": choice.runner.state,
-            "passed_over": choice.passed_over,
+            "passed_over": list(choice.passed_over),
+            # Signal policy notes and a trust override (runners.eligibility).
+            **choice.decision_detail(),
         }
-        if choice.chosen:
-            item["chosen"] = True
-        item.update(choice.decision_detail())  # signal policy notes, trust override
-        considered.append(item)
-    return chosen, considered
+        for choice in pool
+    ]
+    if chosen is None:
+        return Decision(None, considered)
+    # The eligible runners in the order the gate prefers them, as pick_runner
+    # does; only those tried as often as the preferred one are alternatives.
+    order = sorted(
+        (len(tried.get(c.runner.pk, ())), c.position, i)
+        for i, c in enumerate(pool)
+        if c.eligible
+    )
+    alternatives = [i for tries, _, i in order if tries == order[0][0]]
+    busy = busy_runners(
+        [pool[i].runner for i in alternatives],
+        [a.github_run_id for a in attempts if a.github_run_id is not None],
+        now,
+    )
+    for i in alternatives:
+        if pool[i].runner.pk in busy:
+            considered[i]["busy"] = busy[pool[i].runner.pk].describe()
+    preferred = alternatives[0]
+    picked, why = preferred, ""
+    if chosen.pk in busy:
+        held = busy[chosen.pk].for_seconds(now)
+        until = (run.gate_started_at or now) + timedelta(seconds=env.busy_wait)
+        if now < until:
+            considered[preferred]["waiting"] = True
+            return Decision(
+                None,
+                considered,
+                waiting_until=until,
+                why=f"{held}; waiting up to {env.busy_wait} s",
+            )
+        idle = [i for i in alternatives if pool[i].runner.pk not in busy]
+        limit = (
+            f"busy longer than busy_wait ({env.busy_wait} s)"
+            if env.busy_wait
+            else "busy with another job and busy_wait is 0"
+        )
+        if idle:
+            picked = idle[0]
+            why = f"{chosen.name} {limit}"
+            considered[preferred]["passed_over"].append(limit)
+            for i in alternatives[1 : alternatives.index(picked)]:
+                considered[i]["passed_over"].append(busy[pool[i].runner.pk].describe())
+        else:
+            why = (
+                f"every eligible runner is busy with another job; {held}, and "
+                "GitHub hands it the job once it is free"
+            )
+    considered[picked]["chosen"] = True
+    if why:
+        considered[picked]["why"] = why
+    return Decision(pool[picked].runner, considered, why=why)
 
 
 def gating(run: DeployRun, now: datetime) -> bool:
@@ -136,7 +213,17 @@ def gating(run: DeployRun, now: datetime) -> bool:
             "waiting for overdue secrets to be rotated",
         )
         return False
-    runner, considered = considered_runners(run)
+    decision = decide(run, now)
+    if decision.waiting_until is not None:
+        _gate_wait(
+            run,
+            now,
+            {"considered": decision.considered, "busy_wait": env.busy_wait},
+            decision.why,
+            until=decision.waiting_until,
+        )
+        return False
+    runner = decision.runner
     if runner is None:
         if expired:
             return finish(
@@ -147,7 +234,10 @@ def gating(run: DeployRun, now: datetime) -> bool:
                 now,
             )
         _gate_wait(
-            run, now, {"considered": considered}, "no healthy runner in the pool"
+            run,
+            now,
+            {"considered": decision.considered},
+            "no healthy runner in the pool",
         )
         return False
     number = run.attempts.count() + 1
@@ -163,10 +253,11 @@ def gating(run: DeployRun, now: datetime) -> bool:
         event(
             run,
             Kind.GATE_PASSED,
-            f"attempt {number} goes to {runner.name}",
+            f"attempt {number} goes to {runner.name}"
+            + (f": {decision.why}" if decision.why else ""),
             now,
             attempt=attempt,
-            considered=considered,
+            considered=decision.considered,
         )
     return True
 
@@ -183,9 +274,15 @@ def _held_by_freeze(run: DeployRun) -> bool:
 
 
 def _gate_wait(
-    run: DeployRun, now: datetime, detail: dict[str, Any], message: str
+    run: DeployRun,
+    now: datetime,
+    detail: dict[str, Any],
+    message: str,
+    *,
+    until: datetime | None = None,
 ) -> None:
-    """Record why the gate waits, once per distinct reason, and look again soon."""
+    """Record why the gate waits, once per distinct reason, and look again soon
+    (at ``until`` at the latest, when the wait has an end)."""
     last = (
         run.events.filter(kind=Kind.GATE_WAITING)
         .order_by("-created_at", "-pk")
@@ -195,4 +292,4 @@ def _gate_wait(
     with transaction.atomic():
         if last != detail:
             event(run, Kind.GATE_WAITING, message, now, **detail)
-        recheck(run, now + poll())
+        recheck(run, min(now + poll(), until) if until else now + poll())

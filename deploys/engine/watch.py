@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from controlplane.github import GitHubError, JobInfo, gateway_for
+from deploys.engine.commits import check_head_sha
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -95,6 +96,8 @@ def running(run: DeployRun, now: datetime) -> bool:
     if job.status == "completed" and job.conclusion == "skipped":
         # Never ran: a job it needs did not succeed (a failed build).
         return _run_failed(run, attempt, jobs, job, now)
+    if (verdict := check_head_sha(run, attempt, job, now)) is not None:
+        return verdict
     progressed = _note_pickup(run, attempt, jobs, job, now)
     if job.status != "completed":
         if _runner_down(runner):

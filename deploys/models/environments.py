@@ -52,6 +52,9 @@ class Environment(models.Model):
     pickup_timeout = models.PositiveIntegerField(default=120)
     # Seconds a deploy may wait for a healthy runner (or its secrets) before failing.
     gate_timeout = models.PositiveIntegerField(default=300)
+    # Seconds the gate waits for the runner it prefers while that runner is busy with
+    # another job, before it takes the next idle healthy runner (0: never wait).
+    busy_wait = models.PositiveIntegerField(default=120)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Names of secrets the workflow needs, looked up in the repository and in the
     # GitHub environment of the same name before every dispatch.

@@ -77,6 +77,7 @@ class DeployRun(models.Model):
         MAX_ATTEMPTS = "max_attempts", "every attempt failed over"
         DISPATCH_REJECTED = "dispatch_rejected", "GitHub refused the dispatch"
         WRONG_RUNNER = "wrong_runner", "the job ran on another runner"
+        WRONG_SHA = "wrong_sha", "the job did not deploy the requested commit"
         CANCELLED = "cancelled", "cancelled by a person"
         FROZEN = "frozen", "the environment froze before the deploy started"
 
@@ -262,6 +263,7 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.DEPLOY_FAILED: "deploy-failed",
     DeployRun.Reason.DISPATCH_REJECTED: "deploy-dispatch-rejected",
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
+    DeployRun.Reason.WRONG_SHA: "deploy-wrong-sha",
     DeployRun.Reason.FROZEN: "deploy-frozen",
 }
 
@@ -367,6 +369,7 @@ class DeployEvent(models.Model):
         DISPATCH_RECOVERED = "dispatch_recovered"
         DISPATCH_RETRY = "dispatch_retry"
         PICKED_UP = "picked_up"
+        HEAD_MOVED = "head_moved"
         FAILOVER = "failover"
         CANCEL_SENT = "cancel_sent"
         FORCE_CANCEL_SENT = "force_cancel_sent"

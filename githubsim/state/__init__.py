@@ -36,7 +36,8 @@ __all__ = ["SimState"]
 
 
 class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
-    """The simulated GitHub: repositories, runners, runs, jobs, secrets and limits."""
+    """The simulated GitHub: repositories, commits, runners, runs, jobs, secrets and
+    limits."""
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMi
 
     def _reset_data(self) -> None:
         self._reset_repositories()
+        self._reset_commits()
         self._reset_runners()
         self._reset_runs()
         self._reset_secrets()

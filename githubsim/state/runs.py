@@ -16,13 +16,14 @@ from githubsim import shapes
 from githubsim.clock import isoformat
 from githubsim.errors import ApiError, invalid, not_found
 from githubsim.models import Job, JobSpec, Run, Workflow
+from githubsim.state.commits import CommitsMixin
 from githubsim.state.scheduling import SchedulingMixin
 from githubsim.workflows import resolved
 
 MAX_INPUTS = 25
 
 
-class RunsMixin(SchedulingMixin):
+class RunsMixin(SchedulingMixin, CommitsMixin):
     """Runs and jobs by id, and the jobs each run still waits to create."""
 
     def _reset_runs(self) -> None:
@@ -61,6 +62,7 @@ class RunsMixin(SchedulingMixin):
         traffic: bool = False,
     ) -> Run:
         now = self.clock.now()
+        head_sha = self.dispatch_sha(flow.repository, branch)
         self._run_numbers[flow.id] += 1
         run = Run(
             id=self._next_run_id,
@@ -70,7 +72,7 @@ class RunsMixin(SchedulingMixin):
             ref=branch,
             inputs=inputs,
             display_title=title,
-            head_sha=shapes.head_sha(branch),
+            head_sha=head_sha,
             created_at=now,
             updated_at=now,
             blocked=[resolved(spec, inputs) for spec in specs],
@@ -99,6 +101,10 @@ class RunsMixin(SchedulingMixin):
         self._jobs[job.id] = job
         run.job_ids.append(job.id)
         return job
+
+    def _start(self, job: Job, runner_id: int, runner_name: str, now: float) -> None:
+        super()._start(job, runner_id, runner_name, now)
+        self.check_out(job, self._runs[job.run_id], now)
 
     def _release(self, job: Job, now: float) -> None:
         """The job's needs are met: it is queued for a runner and GitHub says so."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-from githubsim import shapes
+from githubsim import commands, shapes
 from githubsim.models import Job, Run, Step
 from githubsim.state.runners import RunnersMixin
 
@@ -114,11 +114,31 @@ class SchedulingMixin(RunnersMixin):
         job.steps = self._steps(job, now)
         self._emit_job("in_progress", job)
         run = self._runs[job.run_id]
+        command = self.workflows[run.workflow_id].command
+        if command is not None and not job.hosted:
+            job.finish_at = None  # the command's exit ends the job
+            runner = self._runners.get(runner_id)
+            token = runner.heartbeat_token if runner is not None else None
+            env = commands.environment(command, job, run, self.public_url, token)
+            job.note = f"running {command.argv[-1].rsplit('/', 1)[-1]}"
+            commands.launch(command, env, job.id, self._command_finished)
         run.updated_at = now
         if run.status != "in_progress":
             run.status = "in_progress"
             run.run_started_at = now
             self._emit_run("in_progress", run)
+
+    def _command_finished(self, job_id: int, conclusion: str, note: str) -> None:
+        """A job's command exited: the job ends with it, unless it was cancelled or
+        lost meanwhile (GitHub keeps that verdict)."""
+        with self.lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != "in_progress":
+                return
+            if job.cancel_at is not None or job.lease_expires_at is not None:
+                return
+            job.note = note
+            self._complete(job, conclusion, self.clock.now())
 
     def _steps(self, job: Job, now: float) -> list[Step]:
         """The job's steps as it starts: set up, its own work (named after the job)."""

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0014_attempt_job_blocked_at"),
+        ("deploys", "0016_deploy_wrong_sha"),
     ]
 
     operations = [
