@@ -26,6 +26,12 @@ outside, in the simulator (which runner holds which job, polled every 50 ms).
    runner → deploy on the pinned runner → smoke test); the primary host dies while
    the build runs; from the death to the secondary picking the deploy job up (after
    the new attempt's own build), and the deploy must succeed.
+6. ``approval_hold_failovers`` and ``approval_hold_dispatches``: the deploy job's
+   GitHub environment has required reviewers; the deploy is held 10 minutes of
+   simulated time (the engine is stepped on a clock jumped ahead, far past the
+   pickup timeout), then an SRE approves it through the API; counted once the
+   primary picks the job up (must be 0 failovers and 1 dispatch);
+   ``approval_hold_seconds`` is from the request to that pickup.
 
 Each scenario is a function of :data:`SCENARIOS`, with its own environment
 (``failover-<name>``) and runners (``fo-<name>-primary``, ``fo-<name>-secondary``),
@@ -298,6 +304,71 @@ def primary_dies_during_build(bench: Bench, timeout: float) -> dict[str, Any]:
     }
 
 
+def approval_hold(bench: Bench, timeout: float) -> dict[str, Any]:
+    """Held 10 simulated minutes by required reviewers, then approved."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from controlplane.github import reset_gateway
+    from deploys import engine
+    from deploys.models import DeployEvent, DeployRun
+
+    # This process steps the engine too, on the jumped clock: same GitHub as the stack.
+    settings.GITHUB_API_URL = bench.stack.sim_url
+    settings.GITHUB_TOKEN = bench.stack.env["GITHUB_TOKEN"]
+    reset_gateway()
+
+    # The shipped workflow, whose deploy job declares the environment; the control
+    # plane's GitHub user (the simulator's deploy-bot) is the required reviewer.
+    workflow = Path(__file__).parent.parent / "deploys" / "workflows" / "deploy.yml"
+    bench.stack.sim(
+        "PUT",
+        f"/_sim/repos/{REPOSITORY}/workflows/deploy.yml",
+        {"yaml": workflow.read_text()},
+    )
+    call(
+        f"{bench.stack.sim_url}/repos/{REPOSITORY}/environments/failover-approval",
+        "PUT",
+        {"reviewers": [{"type": "User", "id": 9_000_001}]},
+        {"Authorization": "token bench-token"},
+    )
+    run_id, sent = bench.request("approval")
+
+    def kinds() -> list[str]:
+        close_old_connections()
+        return list(
+            DeployEvent.objects.filter(run_id=run_id).values_list("kind", flat=True)
+        )
+
+    wait_until(lambda: "approval_waiting" in kinds(), timeout, "the deploy held")
+    offset = timedelta()
+    for _ in range(20):  # ten minutes of simulated time, 30 s a step
+        offset += timedelta(seconds=30)
+        engine.advance(run_id, now=timezone.now() + offset)
+    call(
+        f"{bench.stack.web_url}/api/v1/deploys/{run_id}/review/",
+        "POST",
+        {"state": "approved", "comment": "bench"},
+        {"Authorization": f"Token {bench.token}"},
+    )
+    bench.seen(primary("approval"), ("in_progress",), timeout)
+    close_old_connections()
+    run = DeployRun.objects.get(pk=run_id)
+    return {
+        "seconds": round(time.time() - sent, 3),
+        "output": {
+            "approval_hold_failovers": kinds().count("failover"),
+            "approval_hold_dispatches": run.attempts.exclude(
+                dispatched_at=None
+            ).count(),
+        },
+        "timeline": bench.timeline(run_id, sent),
+    }
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One way for a deploy to meet trouble, measured on its own environment.
@@ -320,6 +391,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("5xx", "dispatch_5xx_seconds", dispatch_answered_5xx, 10.0),
     Scenario("pickup", "pickup_timeout_failover_seconds", primary_never_picks_up),
     Scenario("multijob", "multijob_failover_seconds", primary_dies_during_build),
+    # Last: it makes deploy.yml the shipped workflow, whose job declares environment.
+    Scenario("approval", "approval_hold_seconds", approval_hold),
 )
 
 

@@ -1,4 +1,5 @@
-"""The fleet page and the first page of the runners API over a large fleet.
+"""The fleet page, the home page's status board and the first page of the runners
+API over a large fleet.
 
     python -m bench.fleet_page --runners 10000
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_fleet \\
@@ -109,7 +110,11 @@ def run(size: int, requests: int) -> dict[str, Any]:
         _htmx(page_client), "/fleet/?state=healthy&label=linux", requests
     )
     api_ms, api_queries = measure(api_client, "/api/v1/runners/", requests)
+    page_client.defaults.pop("HTTP_HX_REQUEST", None)
+    home_ms, home_queries = measure(page_client, "/", requests)
     return {
+        "home_ms": home_ms,
+        "home_queries": home_queries,
         "page_ms": page_ms,
         "partial_ms": partial_ms,
         "api_ms": api_ms,
@@ -144,7 +149,9 @@ def main() -> None:
         f"{large['page_ms']:.1f} ms ({large['page_queries']} statements; 100 runners: "
         f"{small['page_queries']}), live partial p50 {large['partial_ms']:.1f} ms, "
         f"API p50 {large['api_ms']:.1f} ms ({large['api_queries']} statements; 100 "
-        f"runners: {small['api_queries']})"
+        f"runners: {small['api_queries']}), home page p50 {large['home_ms']:.1f} ms "
+        f"({large['home_queries']} statements; 100 runners: "
+        f"{small['home_queries']})"
     )
     emit(
         {
@@ -156,6 +163,9 @@ def main() -> None:
             "queries_at_100": small["page_queries"],
             "api_queries_at_100": small["api_queries"],
             "partial_p50_ms": round(large["partial_ms"], 1),
+            "home_p50_ms": round(large["home_ms"], 1),
+            "home_queries": large["home_queries"],
+            "home_queries_at_100": small["home_queries"],
             "database": connection.vendor,
         }
     )

@@ -6,6 +6,7 @@ people in and out through the control plane's own audited login and logout pages
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -17,6 +18,7 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from controlplane import audit
 from controlplane.models import AuditEvent, GitHubUsage, TaskStatus
 from controlplane.roles import Role, has_role
 from controlplane.views import LogoutView
@@ -56,6 +58,46 @@ if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
 else:  # ModelAdmin is generic only in django-stubs
     _ModelAdmin = admin.ModelAdmin
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class AuditedAdmin(_ModelAdmin):
+    """A change made in the admin is audited like the same change through the API:
+    ``<object>.create``, ``<object>.update`` with the names of the fields changed
+    (never their values: a field may hold a secret's digest or a token's hash) and
+    ``<object>.delete``, each marked ``via=admin``. Bulk deletes are audited one
+    row per object."""
+
+    # The object part of the action names; the model's name in snake case if blank.
+    audit_object = ""
+
+    def audit_name(self) -> str:
+        return self.audit_object or _snake(self.model.__name__)
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if change and not form.changed_data:
+            return  # saved unchanged (its inlines audit themselves)
+        verb = "update" if change else "create"
+        detail: dict[str, Any] = {"via": "admin"}
+        if change:
+            detail["fields"] = sorted(form.changed_data)
+        audit.record(request.user, f"{self.audit_name()}.{verb}", obj, **detail)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        # Recorded first, while the object still has its id.
+        audit.record(request.user, f"{self.audit_name()}.delete", obj, via="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            audit.record(request.user, f"{self.audit_name()}.delete", obj, via="admin")
+        super().delete_queryset(request, queryset)
 
 
 class ReadOnlyAdmin(_ModelAdmin):
@@ -105,3 +147,55 @@ class TaskStatusAdmin(ReadOnlyAdmin):
         "last_duration_seconds",
         "last_error",
     ]
+
+
+# Celery beat's schedules (django-celery-beat's own admin pages), audited: an edit
+# here changes when sweeps, syncs and audits run.
+def _audited_beat_admin() -> None:
+    from django_celery_beat import admin as beat_admin
+    from django_celery_beat.models import (
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+    )
+
+    class PeriodicTaskAdmin(AuditedAdmin, beat_admin.PeriodicTaskAdmin):  # type: ignore[misc]
+        audit_object = "periodic_task"
+
+        def _audit_bulk(self, request: HttpRequest, queryset: Any, verb: str) -> None:
+            for task in queryset:
+                audit.record(request.user, f"periodic_task.{verb}", task, via="admin")
+
+        def enable_tasks(self, request: HttpRequest, queryset: Any) -> None:
+            self._audit_bulk(request, queryset, "enable")
+            super().enable_tasks(request, queryset)
+
+        def disable_tasks(self, request: HttpRequest, queryset: Any) -> None:
+            self._audit_bulk(request, queryset, "disable")
+            super().disable_tasks(request, queryset)
+
+        def toggle_tasks(self, request: HttpRequest, queryset: Any) -> None:
+            self._audit_bulk(request, queryset, "toggle")
+            super().toggle_tasks(request, queryset)
+
+        def run_tasks(self, request: HttpRequest, queryset: Any) -> None:
+            self._audit_bulk(request, queryset, "run")
+            super().run_tasks(request, queryset)
+
+    class IntervalScheduleAdmin(AuditedAdmin, beat_admin.IntervalScheduleAdmin):  # type: ignore[misc]
+        audit_object = "interval_schedule"
+
+    class CrontabScheduleAdmin(AuditedAdmin, beat_admin.CrontabScheduleAdmin):  # type: ignore[misc]
+        audit_object = "crontab_schedule"
+
+    for model, model_admin in (
+        (PeriodicTask, PeriodicTaskAdmin),
+        (IntervalSchedule, IntervalScheduleAdmin),
+        (CrontabSchedule, CrontabScheduleAdmin),
+    ):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
+        admin.site.register(model, model_admin)
+
+
+_audited_beat_admin()

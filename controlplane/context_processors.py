@@ -18,10 +18,11 @@ from controlplane.roles import Role, role_of
 NAVIGATION: list[tuple[str, str]] = [
     ("Runbooks", "runbooks:index"),
     ("Audit", "audit-list"),
+    ("Admin", "admin:index"),
 ]
-_POSITIONS = {"runbooks:index": 80, "audit-list": 90}
+_POSITIONS = {"runbooks:index": 80, "audit-list": 90, "admin:index": 95}
 # Sections only some roles may open; the others are for every viewer.
-NAVIGATION_ROLES: dict[str, Role] = {}
+NAVIGATION_ROLES: dict[str, Role] = {"admin:index": Role.ADMIN}
 
 
 def register_section(

@@ -9,6 +9,7 @@ minutes: an alert wakes someone, the banner only informs whoever is looking.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,6 +87,19 @@ def stale_jobs(now: datetime) -> list[StaleJob]:
             "name", "last_success_at"
         )
     )
+    return _stale(jobs, last, now)
+
+
+def stale_among(tasks: Iterable[TaskStatus], now: datetime) -> list[StaleJob]:
+    """``stale_jobs`` judged from task rows already loaded (no query)."""
+    return _stale(
+        watched_jobs(), {task.name: task.last_success_at for task in tasks}, now
+    )
+
+
+def _stale(
+    jobs: list[WatchedJob], last: dict[str, datetime | None], now: datetime
+) -> list[StaleJob]:
     stale = []
     for job in jobs:
         success = last.get(job.name)

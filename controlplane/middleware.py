@@ -56,7 +56,7 @@ class SessionLimitsMiddleware:
             if idle or now - started > settings.SESSION_COOKIE_AGE:
                 audit.record(
                     request.user,
-                    "session-expired",
+                    "session.expire",
                     limit="idle" if idle else "absolute",
                 )
                 logout(request)

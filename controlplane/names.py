@@ -113,6 +113,7 @@ class NameValidator(RegexValidator):
 validate_repository = NameValidator(Kind.REPOSITORY.value)
 validate_secret_name = NameValidator(Kind.SECRET.value)
 validate_workflow_file = NameValidator(Kind.WORKFLOW.value)
+validate_environment_name = NameValidator(Kind.ENVIRONMENT.value)
 
 
 def validate_secret_names(value: object) -> None:

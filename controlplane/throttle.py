@@ -186,7 +186,7 @@ def login_failed(username: str, address: str, now: datetime) -> None:
             lockout=settings.LOGIN_LOCKOUT_PERIOD,
         )
         if started and until is not None:
-            _audit_lockout("login-lockout", scope, key, until, **detail)
+            _audit_lockout("login.lockout", scope, key, until, **detail)
 
 
 def login_succeeded(username: str) -> None:
@@ -227,7 +227,7 @@ def token_refused(scope: str, address: str, now: datetime) -> datetime | None:
         return None
     if started:
         _audit_lockout(
-            f"{scope.removesuffix('-address')}-lockout",
+            f"{scope.removesuffix('-address').replace('-', '_')}.lockout",
             scope,
             address,
             until,

@@ -22,33 +22,42 @@ from django.http import (
 from django.shortcuts import render
 from django.template import loader
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from controlplane import audit, throttle
-from controlplane.context_processors import navigation_entries
+from controlplane.board import build_board
 from controlplane.filters import AuditEventFilterSet
 from controlplane.liveness import stale_jobs
-from controlplane.models import BEAT_LEASE, AuditEvent, GitHubUsage, Lease, TaskStatus
+from controlplane.models import AuditEvent
 from controlplane.permissions import role_required
-from controlplane.roles import Role, role_of
+from controlplane.roles import Role
 
 AUDIT_PAGE_SIZE = 50
 
 
+@require_GET
 @role_required(Role.VIEWER)
 def home(request: HttpRequest) -> HttpResponse:
-    """What exists so far: the sections, the GitHub API budget, background tasks."""
-    ctx = {
-        "sections": [
-            e
-            for e in navigation_entries(request.path, role_of(request.user))
-            if e.url != "/"
-        ],
-        "usage": GitHubUsage.objects.filter(pk=1).first(),
-        "tasks": list(TaskStatus.objects.all()),
-        "beat_leader": Lease.objects.holder_of(BEAT_LEASE),
+    """The status board: open alerts, runners by state, environments, the last
+    deploys, what is overdue, background tasks (``controlplane.board``).
+
+    htmx polls this URL every 5 s; for those requests only the board is rendered.
+    The queries are a fixed number whatever the size of the fleet or history."""
+    now = timezone.now()
+    board = build_board(now)
+    ctx: dict[str, Any] = {
+        "alerts": board.alerts,
+        "panel_templates": [template for template, _ in board.panels.values()],
+        "now": now,
     }
-    return render(request, "controlplane/home.html", ctx)
+    for _, context in board.panels.values():
+        ctx.update(context)
+    is_htmx = request.headers.get("HX-Request") == "true"
+    template = "controlplane/_board.html" if is_htmx else "controlplane/home.html"
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @role_required(Role.VIEWER)
@@ -58,7 +67,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-pk")
     )
     page = Paginator(filterset.qs, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    ctx = {"filter": filterset, "page_obj": page, "events": page.object_list}
+    events = list(page.object_list)
+    for event in events:
+        event.target_url = audit.target_url(event)
+    ctx = {"filter": filterset, "page_obj": page, "events": events}
     return render(request, "controlplane/audit_list.html", ctx)
 
 
@@ -101,14 +113,16 @@ class LoginView(auth_views.LoginView):
         self.request.session["started_at"] = self.request.session["last_seen"] = (
             time.time()
         )
-        audit.record(form.get_user(), "login", remote_addr=_client_addr(self.request))
+        audit.record(
+            form.get_user(), "session.login", remote_addr=_client_addr(self.request)
+        )
         return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         lockout = getattr(form, "lockout", None)
         audit.record(
             None,
-            "login",
+            "session.login",
             outcome=AuditEvent.Outcome.FAILURE,
             username=str(form.data.get("username", ""))[:150],
             remote_addr=_client_addr(self.request),
@@ -128,7 +142,7 @@ class LogoutView(auth_views.LogoutView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
-            audit.record(request.user, "logout")
+            audit.record(request.user, "session.logout")
         response = super().post(request, *args, **kwargs)
         messages.info(request, "You have been logged out.")
         return response
@@ -139,7 +153,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        audit.record(self.request.user, "password-change")
+        audit.record(self.request.user, "user.password_change")
         return response
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
 from controlplane import audit
-from controlplane.admin import ReadOnlyAdmin
+from controlplane.admin import AuditedAdmin, ReadOnlyAdmin
 from deploys.models import (
     DeployAttempt,
     DeployEvent,
@@ -24,9 +25,11 @@ from deploys.models import (
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
     _Inline = admin.TabularInline[Any, Any]
+    _ModelForm = forms.ModelForm[Environment]
 else:  # generic only in django-stubs
     _ModelAdmin = admin.ModelAdmin
     _Inline = admin.TabularInline
+    _ModelForm = forms.ModelForm
 
 
 class PoolInline(_Inline):
@@ -40,8 +43,57 @@ class FreezeWindowInline(_Inline):
     extra = 0
 
 
+class SecretNamesField(forms.CharField):
+    """A list of secret names edited as text, one per line (blank lines ignored)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40})
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, list):
+            return "\n".join(str(name) for name in value)
+        return str(value or "")
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+# Environment fields counted in seconds, labelled so in the form.
+SECONDS_FIELDS = ("pickup_timeout", "gate_timeout", "busy_wait")
+
+
+class EnvironmentForm(_ModelForm):
+    required_secrets = SecretNamesField(
+        required=False,
+        help_text="One secret name per line. Each must exist in the repository or "
+        "the GitHub environment before a deploy is dispatched.",
+    )
+
+    class Meta:
+        model = Environment
+        fields = "__all__"  # noqa: DJ007 - the admin's own form: every field shown
+        help_texts = {
+            "pickup_timeout": "Seconds a dispatched job may wait for its runner "
+            "before the next runner of the pool is tried.",
+            "gate_timeout": "Seconds a deploy may wait for a healthy runner (or its "
+            "secrets) before it fails.",
+            "busy_wait": "Seconds the gate waits for its preferred runner while that "
+            "runner is busy with another job, before it takes the next idle healthy "
+            "runner (0: never wait).",
+            "max_attempts": "Dispatches per deploy, failovers included.",
+            "paused_reason": "Shown wherever deploys to this environment are refused.",
+        }
+
+
 @admin.register(Environment)
-class EnvironmentAdmin(_ModelAdmin):
+class EnvironmentAdmin(AuditedAdmin):
+    """Environments, their pools and freeze windows: every change audited as
+    through the API (``environment.*``, ``environment.pool_update``,
+    ``freeze_window.*``)."""
+
+    form = EnvironmentForm
     list_display = [
         "name",
         "repository",
@@ -53,12 +105,34 @@ class EnvironmentAdmin(_ModelAdmin):
     ]
     list_filter = ["heartbeat_policy", "exporter_policy"]
     search_fields = ["name", "repository"]
+    readonly_fields = ["created_at", "updated_at"]
     inlines = [PoolInline, FreezeWindowInline]
+
+    def formfield_for_dbfield(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        # Timeouts are seconds: say so beside the box.
+        if db_field.name in SECONDS_FIELDS and field is not None:
+            field.widget.attrs.update({"min": 1, "step": 1, "class": "seconds"})
+            field.label = f"{field.label} (seconds)"
+        return field
 
     def save_formset(
         self, request: HttpRequest, form: Any, formset: Any, change: bool
     ) -> None:
-        """Freeze windows changed here are audited as through the API."""
+        """Pools and freeze windows changed here are audited as through the API."""
+        if formset.model is EnvironmentRunner:
+            changed = formset.has_changed()
+            super().save_formset(request, form, formset, change)
+            if changed:
+                env = form.instance
+                audit.record(
+                    request.user,
+                    "environment.pool_update",
+                    env,
+                    via="admin",
+                    pool=[entry.runner.name for entry in env.pool()],
+                )
+            return
         if formset.model is not FreezeWindow:
             super().save_formset(request, form, formset, change)
             return
@@ -70,18 +144,24 @@ class EnvironmentAdmin(_ModelAdmin):
                     request.user,
                     "freeze_window.delete",
                     window,
+                    via="admin",
                     **window.audit_detail(),
                 )
         super().save_formset(request, form, formset, change)
         for window in formset.new_objects:
             audit.record(
-                request.user, "freeze_window.create", window, **window.audit_detail()
+                request.user,
+                "freeze_window.create",
+                window,
+                via="admin",
+                **window.audit_detail(),
             )
         for window, fields in formset.changed_objects:
             audit.record(
                 request.user,
                 "freeze_window.update",
                 window,
+                via="admin",
                 fields=sorted(fields),
                 **window.audit_detail(),
             )

@@ -24,8 +24,10 @@ from controlplane import audit
 from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
 from deploys.commits import deployed_now
+from deploys.engine import approval
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
+from deploys.redeploy import redeploy_last_good, rollback
 from deploys.serializers import (
     CancelSerializer,
     DeployedSerializer,
@@ -36,15 +38,14 @@ from deploys.serializers import (
     EnvironmentSerializer,
     FreezeWindowSerializer,
     RedeploySerializer,
+    ReviewSerializer,
 )
 from deploys.triggers import (
     DeployRequest,
     DeployRequestError,
     GitHubUnreachable,
     IdempotencyInProgress,
-    redeploy_last_good,
     request_deploy,
-    rollback,
 )
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -366,6 +367,40 @@ class DeployRunViewSet(
                     },
                     status=status.HTTP_409_CONFLICT,
                 )
+        return self._detail(run.pk)
+
+    @extend_schema(
+        request=ReviewSerializer,
+        responses={
+            202: DeployRunDetailSerializer,
+            403: OpenApiResponse(
+                DeployErrorSerializer,
+                description="GitHub says the control plane's user may not review.",
+            ),
+            409: OpenApiResponse(
+                DeployErrorSerializer, description="Nothing waits for a review."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsSRE])
+    def review(self, request: Request, pk: str) -> Response:
+        """Approve or reject in GitHub the deployment its environment's required
+        reviewers hold (audited, with the comment)."""
+        run = self.get_object()
+        body = ReviewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            approval.review(
+                run,
+                request.user,
+                body.validated_data["state"],
+                body.validated_data.get("comment", ""),
+            )
+        except approval.ReviewRefused as exc:
+            return Response(
+                {"detail": exc.detail, "code": exc.code, "field": ""},
+                status=exc.status,
+            )
         return self._detail(run.pk)
 
     def _render(self, run: DeployRun) -> dict[str, Any]:

@@ -15,10 +15,13 @@ class DeploysConfig(AppConfig):
         # notifications, secret rotation; registered on import), their notification
         # scanner, their navigation sections and their periodic tasks. Imported
         # here: models load only once the app registry is ready.
+        from django.urls import reverse
+
         import deploys.metrics  # noqa: F401
-        from controlplane import context_processors, notifications
+        from controlplane import audit, board, context_processors, notifications
         from controlplane.roles import Role
         from deploys import notify
+        from deploys.board import deploys_panel
         from deploys.engine.failover import wake_on_fallen_runners
         from runners import health
 
@@ -26,7 +29,19 @@ class DeploysConfig(AppConfig):
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
         section("Deployed now", "deploys:deployed-now", position=22)
+        section("Environments", "deploys:environment-list", position=25)
         section("Webhooks", "deploys:webhook-list", position=40, role=Role.SRE)
         register_schedules(*SCHEDULES)
+        board.register_panel(
+            "deploys", "deploys/_board.html", deploys_panel, position=20
+        )
+        audit.register_target_url(
+            "deploys.environment",
+            lambda _, name: reverse("deploys:environment-detail", args=[name]),
+        )
+        audit.register_target_url(
+            "deploys.deployrun",
+            lambda pk, _: reverse("deploys:run-detail", args=[int(pk)]),
+        )
         # A runner that falls wakes the deploys running on it (see the function).
         health.on_transitions(wake_on_fallen_runners)

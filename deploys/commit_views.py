@@ -15,7 +15,8 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role
 from deploys.commits import deployed_now, rollback_target
 from deploys.models import Environment
-from deploys.triggers import DeployRequestError, rollback
+from deploys.redeploy import rollback
+from deploys.triggers import DeployRequestError
 
 
 @require_GET

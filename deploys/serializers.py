@@ -180,6 +180,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         model = Environment
         fields = [
             "name",
+            "github_environment",
             "repository",
             "workflow_file",
             "default_ref",
@@ -188,6 +189,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "pickup_timeout",
             "gate_timeout",
             "busy_wait",
+            "approval_timeout",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -207,6 +209,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
         extra_kwargs = {
             "pickup_timeout": {"min_value": 1, "max_value": 86400},
             "gate_timeout": {"min_value": 0, "max_value": 86400},
+            # GitHub holds a waiting job for up to 30 days.
+            "approval_timeout": {"min_value": 1, "max_value": 30 * 86400},
             "busy_wait": {
                 "min_value": 0,
                 "max_value": 86400,
@@ -320,6 +324,14 @@ class RedeploySerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]])
 
 class CancelSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class ReviewSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
+    state = serializers.ChoiceField(
+        choices=["approved", "rejected"],
+        help_text="Approve or reject the deployment GitHub's protection rules hold.",
+    )
+    comment = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):

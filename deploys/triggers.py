@@ -32,9 +32,10 @@ from django.utils import timezone
 
 from controlplane import audit
 from controlplane.github import is_full_sha
+from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
 from deploys import enqueue
-from deploys.commits import CommitLookupError, resolve, rollback_target
+from deploys.commits import CommitLookupError, resolve
 from deploys.models import (
     DeployEvent,
     DeployRun,
@@ -131,6 +132,46 @@ def request_deploy(
     respond: Responder | None = None,
     sha: str = "",
 ) -> DeployRequest:
+    """Create a queued deploy run (or replay the one the key created); a refused
+    request is audited as ``deploy.request`` with outcome ``denied`` and why."""
+    try:
+        return _request_deploy(
+            user,
+            environment,
+            ref,
+            change_ticket,
+            idempotency_key,
+            break_glass_reason,
+            respond,
+            sha,
+        )
+    except IdempotencyInProgress:
+        raise  # a retry while the first request is still being made: not refused
+    except DeployRequestError as exc:
+        name = environment.name if isinstance(environment, Environment) else environment
+        audit.record(
+            user,
+            "deploy.request",
+            outcome=AuditEvent.Outcome.DENIED,
+            environment=str(name)[:100],
+            ref=str(ref)[:255],
+            code=exc.code,
+            field=exc.field,
+            reason=exc.message,
+        )
+        raise
+
+
+def _request_deploy(
+    user: User | AnonymousUser,
+    environment: Environment | str,
+    ref: str,
+    change_ticket: str,
+    idempotency_key: str,
+    break_glass_reason: str,
+    respond: Responder | None,
+    sha: str,
+) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
     1. Validate the fields, naming the field in errors.
@@ -142,7 +183,7 @@ def request_deploy(
     5. Create the run with its SHA and its first event (policy checked), audit it,
        store the key's response (``respond``), enqueue the run after commit.
     """
-    env = _environment(environment)
+    env = environment_named(environment)
     ref = (ref or env.default_ref).strip()
     sha = sha.strip()
     if not REF_RE.match(ref):
@@ -274,81 +315,6 @@ def _safeguarded_create(
     return run
 
 
-def redeploy_last_good(
-    user: User | AnonymousUser,
-    environment: Environment | str,
-    idempotency_key: str = "",
-    break_glass_reason: str = "",
-    respond: Responder | None = None,
-) -> DeployRequest:
-    """Request a new deploy of the environment's last succeeded commit (its ref and
-    recorded SHA; the ref's commit now if none was recorded), through the same gates
-    as any other request."""
-    env = _environment(environment)
-    last = (
-        DeployRun.objects.filter(environment=env, state=DeployRun.State.SUCCEEDED)
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-    if last is None:
-        raise DeployRequestError(
-            f"{env.name} has no succeeded deploy to repeat", field="environment"
-        )
-    return request_deploy(
-        user,
-        env,
-        last.ref,
-        last.change_ticket,
-        idempotency_key,
-        break_glass_reason,
-        respond,
-        sha=last.sha,
-    )
-
-
-def rollback(
-    user: User | AnonymousUser,
-    environment: Environment | str,
-    idempotency_key: str = "",
-    break_glass_reason: str = "",
-    respond: Responder | None = None,
-) -> DeployRequest:
-    """Request a deploy of the commit the environment ran before its current one
-    (the latest succeeded deploy with another SHA), through the same gates; audited
-    with both SHAs."""
-    env = _environment(environment)
-    found = rollback_target(env)
-    if found is None:
-        raise DeployRequestError(
-            f"{env.name} has no earlier succeeded deploy of another commit to roll "
-            "back to",
-            field="environment",
-        )
-    current, target = found
-    result = request_deploy(
-        user,
-        env,
-        target.ref,
-        target.change_ticket,
-        idempotency_key,
-        break_glass_reason,
-        respond,
-        sha=target.sha,
-    )
-    if result.created:
-        audit.record(
-            user,
-            "deploy.rollback",
-            result.run,
-            environment=env.name,
-            from_sha=current.sha,
-            to_sha=target.sha,
-            from_deploy=current.pk,
-            to_deploy=target.pk,
-        )
-    return result
-
-
 def _check_freeze(
     user: User | AnonymousUser, env: Environment, break_glass_reason: str
 ) -> FreezeWindow | None:
@@ -369,7 +335,7 @@ def _check_freeze(
     return window
 
 
-def _environment(environment: Environment | str) -> Environment:
+def environment_named(environment: Environment | str) -> Environment:
     if isinstance(environment, Environment):
         return environment
     env = Environment.objects.filter(name=environment).first()

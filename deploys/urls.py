@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from deploys import commit_views, views
+from deploys import approval_views, commit_views, views
 
 app_name = "deploys"
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("deploys/new/preview/", views.run_new_preview, name="run-new-preview"),
     path("deploys/<int:pk>/", views.run_detail, name="run-detail"),
     path("deploys/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("deploys/<int:pk>/review/", approval_views.run_review, name="run-review"),
     path("deploys/environments/", views.environment_list, name="environment-list"),
     path(
         "deploys/environments/<slug:name>/",

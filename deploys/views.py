@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
+from deploys.approval_views import approval_context
 from deploys.commits import deploy_history
 from deploys.filters import DeployRunFilterSet, WebhookDeliveryFilterSet
 from deploys.models import (
@@ -35,10 +36,10 @@ from deploys.models import (
     FreezeWindow,
     WebhookDelivery,
 )
+from deploys.redeploy import redeploy_last_good
 from deploys.triggers import (
     DeployRefused,
     DeployRequestError,
-    redeploy_last_good,
     request_deploy,
 )
 from runners.models import Runner
@@ -288,6 +289,7 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         ),
         "queue_wait": duration(run.created_at, run.started_at),
         "runbook_url": runbook_url(slug),
+        **approval_context(run, events, can_act),
         "can_cancel": can_act and not run.is_final,
         "can_redeploy": can_act,
         "redeploy_key": uuid.uuid4().hex,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from githubsim.api import commits
+from githubsim.api import commits, environments
 from githubsim.commands import parse_command
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
@@ -311,3 +311,6 @@ def exporter(request: Request) -> Reply:
         # A dead host: the server closes the connection without answering.
         return Reply(status=0)
     return Reply(body=text.encode(), content_type="text/plain; version=0.0.4")
+
+
+router.include(environments.control)

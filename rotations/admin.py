@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from controlplane import audit
+from controlplane.admin import AuditedAdmin
 from rotations.models import SecretRotation, SecretRotationSchedule
 
 if TYPE_CHECKING:
@@ -30,9 +30,11 @@ class RotationInline(_Inline):
 
 
 @admin.register(SecretRotationSchedule)
-class SecretRotationScheduleAdmin(_ModelAdmin):
-    """Rotation schedules (audited); rotation itself happens on the secrets page."""
+class SecretRotationScheduleAdmin(AuditedAdmin):
+    """Rotation schedules (audited as ``secret_schedule.*``); rotation itself
+    happens on the secrets page."""
 
+    audit_object = "secret_schedule"
     list_display = ["name", "scope", "environment", "interval_days", "next_due"]
     list_filter = ["scope", "environment"]
     search_fields = ["name", "owner"]
@@ -49,14 +51,3 @@ class SecretRotationScheduleAdmin(_ModelAdmin):
     ]
     filter_horizontal = ["required_by"]
     inlines = [RotationInline]
-
-    def save_model(
-        self, request: HttpRequest, obj: SecretRotationSchedule, form: Any, change: bool
-    ) -> None:
-        super().save_model(request, obj, form, change)
-        action = "secret_schedule.update" if change else "secret_schedule.create"
-        audit.record(request.user, action, obj)
-
-    def delete_model(self, request: HttpRequest, obj: SecretRotationSchedule) -> None:
-        audit.record(request.user, "secret_schedule.delete", obj)
-        super().delete_model(request, obj)

@@ -148,7 +148,7 @@ def audit_schedules(
             report.checked += 1
             info = found.get(schedule.name.upper())
             _apply_finding(schedule, info, now, report, actor)
-    audit.record(actor, "secrets.audit", **report.as_dict())
+    audit.record(actor, "secret.audit", **report.as_dict())
     return report
 
 
@@ -199,7 +199,7 @@ def _apply_finding(
                 report.external.append(schedule.name)
                 audit.record(
                     actor,
-                    "secret.rotated_externally",
+                    "secret.detect_external_rotation",
                     schedule,
                     github_updated_at=updated.isoformat(),
                 )

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from controlplane import runbooks
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from rotations import domain
+from rotations import domain, timeline
 from rotations.models import SecretRotationSchedule, Status
 
 TIMELINE_DAYS = 180
@@ -93,6 +93,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
         "schedules": schedules,
         "counts": [(Status(v).label, v, n) for v, n in counts.items()],
         "timeline": _timeline(schedules, now),
+        "chart": timeline.build(schedules, now, TIMELINE_DAYS),
         "timeline_days": TIMELINE_DAYS,
         "now": now,
         "can_audit": has_role(request.user, Role.SRE),

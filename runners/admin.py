@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Model, URLField
 from django.http import HttpRequest
 
+from controlplane.admin import AuditedAdmin
 from runners.models import HealthSample, Runner, RunnerEvent
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ class HistoryAdmin(_ModelAdmin):
 
 
 @admin.register(Runner)
-class RunnerAdmin(_ModelAdmin):
+class RunnerAdmin(AuditedAdmin):
+    """Runners: an admin edits what the sync cannot know (host, exporter URL);
+    audited as ``runner.update`` and ``runner.delete``."""
+
     list_display = [
         "name",
         "state",
@@ -50,6 +54,7 @@ class RunnerAdmin(_ModelAdmin):
         "removed_at",
         "last_heartbeat_at",
         "heartbeat_deadline",
+        "heartbeat_token_digest",
         "facts",
         "facts_problems",
         "exporter_ok",

@@ -15,10 +15,19 @@ class RunnersConfig(AppConfig):
         # import), its notification scanner, its navigation section and its
         # periodic tasks. Imported here: models load only once the app registry is
         # ready.
+        from django.urls import reverse
+
         import runners.metrics  # noqa: F401
-        from controlplane import context_processors, notifications
+        from controlplane import audit, board, context_processors, notifications
         from runners import notify
+        from runners.board import fleet_panel
 
         notifications.register_scanner(notify.SCANNER)
         context_processors.register_section("Fleet", "runners:fleet", position=10)
         register_schedules(*SCHEDULES)
+        board.register_panel(
+            "fleet", "runners/_board_fleet.html", fleet_panel, position=10
+        )
+        audit.register_target_url(
+            "runners.runner", lambda _, name: reverse("runners:detail", args=[name])
+        )

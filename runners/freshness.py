@@ -18,6 +18,7 @@ filters, as ``Count(filter=...)`` and inside the sweep's CASE expressions alike.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -66,3 +67,23 @@ def reporting(now: datetime) -> dict[str, Q]:
         "heartbeat": heartbeat_fresh(now),
         "exporter": exporter_reporting(now),
     }
+
+
+def reevaluating(runner: Any, now: datetime) -> str:
+    """Why the runner's stored state no longer matches its newest signals, in
+    words ("" when it does).
+
+    The state is the sweep's verdict, written with hysteresis; the signals are read
+    live. After a restart or an outage of the sweep, a heartbeat can already be
+    fresh while the state still says "heartbeat stale" (or the reverse). Pages show
+    this instead of two facts that contradict each other.
+    """
+    from runners.states import Reason, State
+
+    heartbeat = runner.heartbeat_deadline
+    fresh = heartbeat is not None and heartbeat > now
+    if runner.reason in (Reason.HEARTBEAT_STALE, Reason.NO_SIGNAL) and fresh:
+        return "heartbeats resumed: the health sweep is re-evaluating this runner"
+    if runner.state == State.HEALTHY and heartbeat is not None and not fresh:
+        return "heartbeat overdue: the health sweep is re-evaluating this runner"
+    return ""

@@ -208,6 +208,13 @@ class Runner(models.Model):
                 name="runner_active_state_idx",
                 condition=Q(removed_at__isnull=True),
             ),
+            # The home page's runner counts (runners.board): active runners grouped
+            # by state, reason and drain flag, read from the index alone.
+            models.Index(
+                fields=["state", "reason", "drained"],
+                name="runner_active_board_idx",
+                condition=Q(removed_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -232,7 +239,7 @@ class Runner(models.Model):
             self.heartbeat_token_digest = token_digest(token)
             self.save(update_fields=["heartbeat_token_digest", "updated"])
             self._log(RunnerEvent.Kind.TOKEN_ROTATED, actor, "heartbeat token issued")
-            audit.record(actor, "runner.token_rotated", self)
+            audit.record(actor, "runner.token_issue", self)
         return token
 
     def revoke_heartbeat_token(self, actor: audit.Actor = None) -> None:
@@ -241,7 +248,7 @@ class Runner(models.Model):
             self.heartbeat_token_digest = None
             self.save(update_fields=["heartbeat_token_digest", "updated"])
             self._log(RunnerEvent.Kind.TOKEN_ROTATED, actor, "heartbeat token revoked")
-            audit.record(actor, "runner.token_revoked", self)
+            audit.record(actor, "runner.token_revoke", self)
 
     # Drain ----------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
-from runners import trust, trust_views
+from runners import facts, freshness, trust, trust_views
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
 from runners.models import Runner, RunnerEvent, RunnerSync
@@ -33,10 +33,19 @@ from runners.sync import sync_budget
 
 PAGE_SIZE = 50
 TIMELINE_WINDOW = timedelta(hours=24)
+# The health strip's zoom levels (``?window=``), shortest first.
+TIMELINE_WINDOWS = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 # A runner flapping every sweep for a day would have thousands of transitions; the bar
 # only needs enough of them to be drawn, and the page must stay bounded.
 TIMELINE_MAX_EVENTS = 2_000
 RECENT_EVENTS = 50
+# Events read to fill RECENT_EVENTS lines once repeats are collapsed.
+EVENTS_READ = 500
 RECENT_JOBS = 20
 COVERAGE_LABELS = {
     "github": "GitHub status",
@@ -102,6 +111,8 @@ class FleetRow:
     heartbeat_age: str
     heartbeat_fresh: bool
     github_fresh: bool
+    # Non-empty while the stored state contradicts the live signals.
+    reevaluating: str
 
     @classmethod
     def of(cls, runner: Runner, now: datetime, prefix: str = "/fleet/") -> FleetRow:
@@ -116,6 +127,7 @@ class FleetRow:
             ),
             heartbeat_fresh=runner.heartbeat_is_fresh(now),
             github_fresh=runner.github_is_fresh(now),
+            reevaluating=freshness.reevaluating(runner, now),
         )
 
 
@@ -216,9 +228,18 @@ class Timeline:
     segments: list[Segment]
 
     @property
+    def window_seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    @property
+    def observed_seconds(self) -> float:
+        """How long of the window the runner existed (and so was observed)."""
+        return sum(s.seconds for s in self.segments if s.state != "none")
+
+    @property
     def healthy_percent(self) -> float | None:
         """Share of the time the runner existed that it was healthy."""
-        known = sum(s.seconds for s in self.segments if s.state != "none")
+        known = self.observed_seconds
         if not known:
             return None
         healthy = sum(s.seconds for s in self.segments if s.state == State.HEALTHY)
@@ -290,15 +311,57 @@ class DrainForm(forms.Form):
     )
 
 
-def detail_context(
+@dataclass(frozen=True)
+class EventLine:
+    """One line of the runner's event list: an event and how many identical ones
+    (same kind, message, actor and states) came just before it."""
+
+    event: RunnerEvent
+    repeats: int
+    first_at: datetime
+
+
+def collapse_repeats(events: list[RunnerEvent], limit: int) -> list[EventLine]:
+    """Consecutive identical events (a token issued on every demo restart, a
+    flapping probe) as one line with a count, newest first, at most ``limit``."""
+    lines: list[EventLine] = []
+    for event in events:
+        if lines and _same(lines[-1].event, event):
+            last = lines[-1]
+            lines[-1] = EventLine(last.event, last.repeats + 1, event.created_at)
+            continue
+        if len(lines) == limit:
+            break
+        lines.append(EventLine(event, 1, event.created_at))
+    return lines
+
+
+def _same(a: RunnerEvent, b: RunnerEvent) -> bool:
+    return (a.kind, a.message, a.actor, a.from_state, a.to_state) == (
+        b.kind,
+        b.message,
+        b.actor,
+        b.from_state,
+        b.to_state,
+    )
+
+
+def _window(request: HttpRequest) -> str:
+    """The zoom asked for, or 24 h for anything else."""
+    asked = request.GET.get("window", "")
+    return asked if asked in TIMELINE_WINDOWS else "24h"
+
+
+def _detail_context(
     request: HttpRequest,
     runner: Runner,
     form: DrainForm | None = None,
-    trust_form: Any = None,
+    trust_form: trust_views.TrustForm | None = None,
 ) -> dict[str, Any]:
     now = timezone.now()
     row = FleetRow.of(runner, now, reverse("runners:fleet"))
     slug = runbook_for(runner.reason)
+    window = _window(request)
     return {
         "runner": runner,
         "row": row,
@@ -306,8 +369,13 @@ def detail_context(
         "reason_label": Reason(runner.reason).label if runner.reason else "",
         "runbook_url": runbook_url(slug),
         "ineligible": runner.ineligibility_reasons(),
-        "timeline": health_timeline(runner, now),
-        "events": list(runner.events.all()[:RECENT_EVENTS]),
+        "timeline": health_timeline(runner, now, TIMELINE_WINDOWS[window]),
+        "window": window,
+        "windows": list(TIMELINE_WINDOWS),
+        "facts": facts.readable(runner),
+        "events": collapse_repeats(
+            list(runner.events.all()[:EVENTS_READ]), RECENT_EVENTS
+        ),
         "jobs": list(WorkflowJob.objects.for_runner(runner.name)[:RECENT_JOBS]),
         "form": form or DrainForm(),
         "can_drain": has_role(request.user, Role.SRE),
@@ -325,9 +393,10 @@ def detail_context(
 @require_GET
 @role_required(Role.VIEWER)
 def detail(request: HttpRequest, name: str) -> HttpResponse:
-    """One runner: eligibility, 24 h health bar, facts, events, jobs, drain form."""
+    """One runner: eligibility, the health strip (``?window=1h|6h|24h|7d``),
+    facts, events, jobs, drain form."""
     runner = get_object_or_404(Runner.objects.with_pools(), name=name)
-    return render(request, "runners/detail.html", detail_context(request, runner))
+    return render(request, "runners/detail.html", _detail_context(request, runner))
 
 
 @require_POST
@@ -337,7 +406,7 @@ def drain(request: HttpRequest, name: str) -> HttpResponse:
     runner = get_object_or_404(Runner.objects.with_pools(), name=name)
     form = DrainForm(request.POST)
     if not form.is_valid():
-        ctx = detail_context(request, runner, form)
+        ctx = _detail_context(request, runner, form)
         return render(request, "runners/detail.html", ctx, status=400)
     runner.drain(request.user, form.cleaned_data["reason"])
     messages.success(request, f"{runner.name} is drained: deploys will not use it.")
@@ -373,7 +442,7 @@ def trust_grant(request: HttpRequest, name: str) -> HttpResponse:
         except trust.TrustRefused as exc:
             form.add_error(None, str(exc))
     if not form.is_valid():
-        ctx = detail_context(request, runner, trust_form=form)
+        ctx = _detail_context(request, runner, trust_form=form)
         return render(request, "runners/detail.html", ctx, status=400)
     messages.success(
         request,

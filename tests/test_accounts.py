@@ -51,7 +51,7 @@ def test_createuser_generates_a_password_shown_once_and_sets_the_role() -> None:
     assert user.email == "rita@example.com"
     assert role_of(user) == Role.SRE
     assert password not in user.password  # only the hash is stored
-    event = AuditEvent.objects.get(action="user-create")
+    event = AuditEvent.objects.get(action="user.create")
     assert event.target_id == str(user.pk)
     assert password not in str(event.detail)
 
@@ -106,7 +106,7 @@ def test_issuetoken_prints_a_working_token_and_stores_only_its_digest(
     assert body["role"] == "sre"
     assert body["auth"] == "token"
     assert body["token_expiry"] is not None
-    event = AuditEvent.objects.get(action="token-issue")
+    event = AuditEvent.objects.get(action="api_token.issue")
     assert token not in str(event.detail)
 
 
@@ -140,7 +140,7 @@ def test_login_is_audited_and_lands_on_home(viewer: User) -> None:
 
     assert response.status_code == 302
     assert response["Location"] == "/"
-    event = AuditEvent.objects.get(action="login")
+    event = AuditEvent.objects.get(action="session.login")
     assert event.actor == viewer
     assert event.outcome == AuditEvent.Outcome.SUCCESS
     assert client.get("/").status_code == 200
@@ -156,7 +156,7 @@ def test_failed_login_is_audited_with_the_username_but_never_the_password(
 
     assert response.status_code == 200
     assert b"did not match" in response.content
-    event = AuditEvent.objects.get(action="login")
+    event = AuditEvent.objects.get(action="session.login")
     assert event.outcome == AuditEvent.Outcome.FAILURE
     assert event.actor is None
     assert event.detail["username"] == viewer.username
@@ -173,7 +173,7 @@ def test_logout_is_a_post_that_is_audited_and_ends_the_session(viewer: User) -> 
 
     assert response.redirect_chain[0] == ("/accounts/login/", 302)
     assert b"You have been logged out." in response.content
-    assert AuditEvent.objects.get(action="logout").actor == viewer
+    assert AuditEvent.objects.get(action="session.logout").actor == viewer
     assert client.get("/")["Location"].startswith("/accounts/login/")
 
 
@@ -190,7 +190,7 @@ def test_password_change_is_audited_without_the_passwords(viewer: User) -> None:
 
     assert response.status_code == 302
     assert authenticate(username=viewer.username, password=new_password) == viewer
-    event = AuditEvent.objects.get(action="password-change")
+    event = AuditEvent.objects.get(action="user.password_change")
     assert event.actor == viewer
     assert new_password not in str(event.detail) and PASSWORD not in str(event.detail)
 
@@ -232,7 +232,7 @@ def test_session_ends_after_30_idle_minutes(viewer: User) -> None:
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
-    event = AuditEvent.objects.get(action="session-expired")
+    event = AuditEvent.objects.get(action="session.expire")
     assert event.actor == viewer
     assert event.detail == {"limit": "idle"}
 
@@ -247,7 +247,7 @@ def test_session_ends_12_hours_after_login_however_active(viewer: User) -> None:
         response = client.get("/")
 
     assert response.status_code == 302
-    assert AuditEvent.objects.get(action="session-expired").detail == {
+    assert AuditEvent.objects.get(action="session.expire").detail == {
         "limit": "absolute"
     }
 

@@ -38,7 +38,7 @@ def make_events(n: int, **kw: Any) -> list[AuditEvent]:
         AuditEvent.objects.create(
             created_at=now - timedelta(minutes=i),
             actor_name=kw.get("actor_name", "beat"),
-            action=kw.get("action", "runner-sync"),
+            action=kw.get("action", "runner.sync"),
             outcome=kw.get("outcome", AuditEvent.Outcome.SUCCESS),
             target_type=kw.get("target_type", ""),
             target_id=kw.get("target_id", ""),
@@ -76,11 +76,11 @@ def test_api_filters_by_action_actor_target_outcome_and_time(
     viewer: User, sre: User
 ) -> None:
     make_events(2)
-    old = make_events(1, action="deploy-request", actor_name="sam-sre")[0]
+    old = make_events(1, action="deploy.request", actor_name="sam-sre")[0]
     old.created_at = timezone.now() - timedelta(days=2)
     old.save()
     hit = audit.record(
-        sre, "runner-drain", sre, outcome=AuditEvent.Outcome.DENIED, reason="x"
+        sre, "runner.drain", sre, outcome=AuditEvent.Outcome.DENIED, reason="x"
     )
     client = token_client(viewer)
 
@@ -89,7 +89,7 @@ def test_api_filters_by_action_actor_target_outcome_and_time(
         assert response.status_code == 200, response.content
         return [e["id"] for e in response.json()["results"]]
 
-    assert ids(action="runner-drain") == [hit.pk]
+    assert ids(action="runner.drain") == [hit.pk]
     assert ids(actor="sam-sre") == [hit.pk, old.pk]
     assert ids(target_type="auth.user", target_id=str(sre.pk)) == [hit.pk]
     assert ids(outcome="denied") == [hit.pk]
@@ -210,17 +210,17 @@ def test_docs_send_anonymous_people_to_login() -> None:
 
 def test_audit_page_filters_and_paginates_newest_first(viewer: User) -> None:
     events = make_events(60)
-    make_events(2, action="login", actor_name="ada-admin")
+    make_events(2, action="session.login", actor_name="ada-admin")
     client = logged_in(viewer)
 
-    page1 = client.get("/audit/", {"action": "runner-sync"})
-    page2 = client.get("/audit/", {"action": "runner-sync", "page": "2"})
+    page1 = client.get("/audit/", {"action": "runner.sync"})
+    page2 = client.get("/audit/", {"action": "runner.sync", "page": "2"})
 
     assert [e.pk for e in page1.context["events"]] == [e.pk for e in events[:50]]
     assert [e.pk for e in page2.context["events"]] == [e.pk for e in events[50:]]
     html = page1.content.decode()
     assert "Page 1 of 2" in html
-    assert "?action=runner-sync&amp;page=2" in html
+    assert "?action=runner.sync&amp;page=2" in html
     assert "ada-admin" not in html
 
 
@@ -240,10 +240,10 @@ def test_audit_page_query_count_does_not_grow_with_rows(
 
 
 def test_admin_role_sees_audit_events_read_only(admin_user: User) -> None:
-    event = make_events(1, action="runner-drain")[0]
+    event = make_events(1, action="runner.drain")[0]
     client = logged_in(admin_user)
 
-    assert b"runner-drain" in client.get("/admin/controlplane/auditevent/").content
+    assert b"runner.drain" in client.get("/admin/controlplane/auditevent/").content
     assert client.get("/admin/controlplane/auditevent/add/").status_code == 403
     response = client.post(
         f"/admin/controlplane/auditevent/{event.pk}/delete/", {"post": "yes"}

@@ -94,7 +94,7 @@ def test_sre_logs_in_sees_the_navigation_and_logs_out(
     assert "/accounts/login/" in page.url
     assert list(
         AuditEvent.objects.filter(actor=sre).values_list("action", flat=True)
-    ) == ["logout", "login"]
+    ) == ["session.logout", "session.login"]
 
 
 def test_wrong_password_shows_an_error_and_is_audited(
@@ -106,7 +106,7 @@ def test_wrong_password_shows_an_error_and_is_audited(
     page.click("button[type=submit]")
 
     assert "did not match" in page.locator(".messages").inner_text()
-    assert AuditEvent.objects.get(action="login").outcome == "failure"
+    assert AuditEvent.objects.get(action="session.login").outcome == "failure"
 
 
 def test_api_docs_render_offline_for_a_viewer(

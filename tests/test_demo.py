@@ -60,7 +60,7 @@ def test_demo_creates_environments_schedules_and_first_deploys_once(
         ("staging", "queued", admin_user),
     ]
 
-    audits = AuditEvent.objects.filter(action="secrets.audit").count()
+    audits = AuditEvent.objects.filter(action="secret.audit").count()
     assert audits == 1
     again = demo(sim)
 
@@ -68,7 +68,7 @@ def test_demo_creates_environments_schedules_and_first_deploys_once(
     assert "0 deploys requested" in again
     assert DeployRun.objects.count() == 2
     assert SecretRotationSchedule.objects.count() == 4
-    assert AuditEvent.objects.filter(action="secrets.audit").count() == audits
+    assert AuditEvent.objects.filter(action="secret.audit").count() == audits
 
 
 def test_demo_leaves_an_edited_pool_alone(sim: Simulator) -> None:

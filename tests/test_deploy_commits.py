@@ -93,7 +93,10 @@ def test_an_unknown_ref_is_a_400_naming_it_and_writes_nothing(
         "ref": ["'no-such-branch' is not a branch, tag or commit of acme/deploy"]
     }
     assert not DeployRun.objects.exists()
-    assert not AuditEvent.objects.filter(action="deploy.request").exists()
+    # Only the refusal is recorded, as every refused request is.
+    [refused] = AuditEvent.objects.filter(action="deploy.request")
+    assert refused.outcome == AuditEvent.Outcome.DENIED
+    assert refused.detail["ref"] == "no-such-branch"
     # The key was released: once the branch exists, the same key is accepted.
     sim.push("no-such-branch")
     again = logged_in(sre).post(

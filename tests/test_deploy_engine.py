@@ -92,6 +92,7 @@ def test_happy_path_deploys_on_the_primary(
         "runner": PRIMARY,
         "token": attempt.token,
         "sha": sim.sha_of("main"),
+        "environment": "production",
     }
     assert run.sha == dispatched.head_sha == sim.sha_of("main")
     assert attempt.token in dispatched.display_title

@@ -493,10 +493,8 @@ def admin_form(env: Environment, *windows: dict[str, str]) -> dict[str, str]:
         "gate_timeout": str(env.gate_timeout),
         "busy_wait": str(env.busy_wait),
         "max_attempts": str(env.max_attempts),
-        "required_secrets": "[]",
+        "required_secrets": "",  # one name per line
         "policy": env.policy,
-        "created_at_0": "2026-12-01",
-        "created_at_1": "00:00:00",
         "pool_entries-TOTAL_FORMS": "0",
         "pool_entries-INITIAL_FORMS": "0",
         "freeze_windows-TOTAL_FORMS": str(len(windows)),

@@ -123,14 +123,14 @@ def test_a_lockout_leaves_one_audit_row_without_the_password(sre: User) -> None:
     for _ in range(7):
         sign_in(SRE, "hunter2-secret-guess", address="10.1.1.1")
 
-    lockouts = list(AuditEvent.objects.filter(action="login-lockout"))
+    lockouts = list(AuditEvent.objects.filter(action="login.lockout"))
     assert len(lockouts) == 1
     row = lockouts[0]
     assert row.outcome == AuditEvent.Outcome.DENIED
     assert row.detail["scope"] == "login-account"
     assert row.detail["username"] == SRE
     assert row.detail["locked_until"]
-    refused = AuditEvent.objects.filter(action="login", detail__locked=True)
+    refused = AuditEvent.objects.filter(action="session.login", detail__locked=True)
     assert refused.count() == 2
     for event in AuditEvent.objects.all():
         assert "hunter2" not in str(event.detail)

@@ -93,6 +93,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/": API_VIEWER,
     "api/v1/deploys/<pk>/": Expect(401, 403, 404, 404, 404),
     "api/v1/deploys/<pk>/cancel/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deploys/<pk>/review/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/rollback/": Expect(401, 403, 403, 405, 405),
     "api/v1/deployed-now/": API_VIEWER,
@@ -102,6 +103,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "deploys/new/preview/": Expect(302, 403, 403, 404, 404),
     "deploys/<int:pk>/": Expect(302, 403, 404, 404, 404),
     "deploys/<int:pk>/cancel/": Expect(302, 405, 405, 405, 405),
+    "deploys/<int:pk>/review/": Expect(302, 405, 405, 405, 405),
     "deploys/environments/": HTML_VIEWER,
     "deploys/environments/<slug:name>/": Expect(302, 403, 404, 404, 404),
     "deploys/environments/<slug:name>/redeploy-last-good/": Expect(

@@ -46,7 +46,7 @@ def test_issuing_a_token_stores_its_digest_and_logs_without_the_token(
     event = RunnerEvent.objects.get(runner=runner)
     assert event.kind == RunnerEvent.Kind.TOKEN_ROTATED
     assert event.actor == admin_user.username
-    audit = AuditEvent.objects.get(action="runner.token_rotated")
+    audit = AuditEvent.objects.get(action="runner.token_issue")
     assert audit.actor == admin_user
     assert token not in str(audit.detail) + event.message + audit.target_repr
     assert runner.issue_heartbeat_token(admin_user) != token

@@ -327,7 +327,7 @@ def test_admin_rotates_the_heartbeat_token_and_sees_it_once(
     # It is never shown again, nor kept anywhere readable.
     detail = api.get(f"{URL}linux-prod-1/").content.decode()
     assert new not in detail
-    rotation = AuditEvent.objects.filter(action="runner.token_rotated").latest("pk")
+    rotation = AuditEvent.objects.filter(action="runner.token_issue").latest("pk")
     assert rotation.actor_name == "ada-admin"
     assert new not in str(rotation.detail)
 

@@ -142,7 +142,9 @@ def test_change_made_outside_the_control_plane_is_recorded(sim: Simulator) -> No
     assert rotation.source == SecretRotation.Source.EXTERNAL
     schedule.refresh_from_db()
     assert schedule.last_rotated_at == rotation.rotated_at
-    assert AuditEvent.objects.filter(action="secret.rotated_externally").count() == 1
+    assert (
+        AuditEvent.objects.filter(action="secret.detect_external_rotation").count() == 1
+    )
     # Seen once, recorded once.
     assert domain.audit_schedules().external == []
 

@@ -84,9 +84,33 @@ def test_timeline_shows_what_falls_due_within_180_days(viewer: User) -> None:
 
     response = logged_in(viewer).get("/secrets/")
 
-    timeline = response.content.decode().split('id="timeline"')[1].split("</ol>")[0]
-    assert "SOON" in timeline
-    assert "LATER" not in timeline
+    html = response.content.decode()
+    timeline = html.split('id="timeline"')[1].split("</table>")[0]
+    chart = html.split('id="due-chart"')[1].split("</svg>")[0]
+    assert "SOON" in timeline and 'data-secret="SOON"' in chart
+    assert "LATER" not in timeline and "LATER" not in chart
+
+
+def test_secrets_due_the_same_day_stack_and_overdue_ones_have_a_lane(
+    viewer: User,
+) -> None:
+    for name in ("ALPHA_KEY", "BRAVO_KEY", "CHARLIE_KEY"):
+        aged_schedule(name, 80)  # all due in 10 days
+    aged_schedule("OLD_KEY", 120)  # overdue by 30 days
+
+    response = logged_in(viewer).get("/secrets/")
+
+    chart = response.context["chart"]
+    same_day = [m for m in chart.marks if not m.overdue]
+    assert len({m.x for m in same_day}) == 1
+    assert len({m.y for m in same_day}) == 3  # stacked, one row each
+    (old,) = [m for m in chart.marks if m.overdue]
+    # Inside the chart, in the overdue lane left of the axis.
+    assert 0 <= old.x < chart.axis_left
+    assert old.y < chart.height
+    html = response.content.decode()
+    assert "<title>OLD_KEY (repository acme/deploy): due" in html
+    assert "overdue by 30 d" in html
 
 
 def test_list_query_count_does_not_grow_with_schedules(viewer: User) -> None:

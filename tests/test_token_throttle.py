@@ -74,7 +74,7 @@ def test_an_api_token_lockout_is_audited_once_without_the_token() -> None:
     for _ in range(LIMIT + 5):
         api_get("secret-guess-123")
 
-    lockouts = AuditEvent.objects.filter(action="api-token-lockout")
+    lockouts = AuditEvent.objects.filter(action="api_token.lockout")
     assert lockouts.count() == 1
     assert lockouts[0].detail["remote_addr"] == "10.0.0.1"
     assert "secret-guess-123" not in str(list(AuditEvent.objects.values()))
@@ -120,7 +120,7 @@ def test_repeated_bad_heartbeat_tokens_get_429_and_good_ones_still_record(
     runner.refresh_from_db()
     assert runner.last_heartbeat_at is not None
     assert beat("rhb_wrong", address="10.0.0.2").status_code == 401
-    assert AuditEvent.objects.filter(action="heartbeat-lockout").count() == 1
+    assert AuditEvent.objects.filter(action="heartbeat.lockout").count() == 1
 
 
 def test_a_missing_heartbeat_token_counts_as_a_failure() -> None:

@@ -349,7 +349,7 @@ def test_checkout_refuses_anything_but_a_full_sha(
 
 @pytest.mark.django_db
 @pytest.mark.sim(time_scale=600, pickup_delay=5, job_duration=20, connect=True)
-def test_the_engine_dispatches_no_input_the_workflows_do_not_declare(
+def test_the_engine_dispatches_exactly_the_inputs_the_workflows_declare(
     sim: Simulator, sre: User
 ) -> None:
     env = simulated_env(sim)
@@ -358,5 +358,6 @@ def test_the_engine_dispatches_no_input_the_workflows_do_not_declare(
     run = drive(run, lambda r: r.attempts.exclude(github_run_id=None).exists(), Clock())
 
     dispatched = sim.state.get_run(REPO, github_id(run))
-    assert set(dispatched.inputs) <= set(DISPATCH_INPUTS)
-    assert {"runner", "token"} <= set(dispatched.inputs)
+    assert set(dispatched.inputs) == set(DISPATCH_INPUTS)
+    assert dispatched.inputs["sha"] == run.sha
+    assert dispatched.inputs["environment"] == env.name

@@ -11,7 +11,7 @@ counters behind /metrics.
 - :mod:`.policy`: retries, backoff, rate limits and budget, once per HTTP request.
 - :mod:`.paths`: URL segments checked against GitHub's name grammar.
 - :mod:`.core`, :mod:`.runners`, :mod:`.runs`, :mod:`.hooks`, :mod:`.secrets`,
-  :mod:`.commits`: the
+  :mod:`.commits`, :mod:`.environments`: the
   calls, by resource, composed into :class:`GitHubGateway` in :mod:`.gateway`, which
   also keeps the process's one cache of gateways (:func:`gateway_for`).
 """
@@ -42,8 +42,10 @@ from controlplane.github.types import (
     HookInfo,
     HookScope,
     JobInfo,
+    PendingDeployment,
     PublicKey,
     RateBudget,
+    Review,
     RunInfo,
     RunnerInfo,
     RunnersPage,
@@ -72,8 +74,10 @@ __all__ = [
     "HookInfo",
     "HookScope",
     "JobInfo",
+    "PendingDeployment",
     "PublicKey",
     "RateBudget",
+    "Review",
     "RunInfo",
     "RunnerInfo",
     "RunnersPage",

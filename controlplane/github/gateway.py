@@ -10,13 +10,16 @@ from typing import Any
 from django.conf import settings
 
 from controlplane.github.commits import CommitCalls
+from controlplane.github.environments import EnvironmentCalls
 from controlplane.github.hooks import HookCalls
 from controlplane.github.runners import RunnerCalls
 from controlplane.github.runs import RunCalls
 from controlplane.github.secrets import SecretCalls
 
 
-class GitHubGateway(RunnerCalls, RunCalls, HookCalls, SecretCalls, CommitCalls):
+class GitHubGateway(
+    RunnerCalls, RunCalls, HookCalls, SecretCalls, CommitCalls, EnvironmentCalls
+):
     """Typed access to the GitHub REST API for one repository (and organization).
 
     1. Build it with a token, or an App id + installation id + private key.

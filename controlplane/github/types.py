@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 Clock = Callable[[], float]
@@ -174,3 +174,36 @@ class RateBudget:
     remaining: int | None
     limit: int | None
     reset: int | None
+
+
+@dataclass(frozen=True)
+class PendingDeployment:
+    """A protection rule a workflow run's job waits for, in one environment."""
+
+    environment_id: int
+    environment: str
+    wait_timer: int  # minutes
+    wait_timer_started_at: datetime | None
+    current_user_can_approve: bool
+    reviewers: tuple[str, ...]  # user logins or team slugs
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.reviewers)
+
+    @property
+    def wait_until(self) -> datetime | None:
+        """When the wait timer lets the job go (None without one)."""
+        if not self.wait_timer or self.wait_timer_started_at is None:
+            return None
+        return self.wait_timer_started_at + timedelta(minutes=self.wait_timer)
+
+
+@dataclass(frozen=True)
+class Review:
+    """One approval or rejection of a run's deployments."""
+
+    state: str  # approved | rejected
+    user: str
+    comment: str
+    environments: tuple[str, ...]

@@ -99,6 +99,7 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
     runner_name = attempt.runner.name
     inputs = {"runner": runner_name, "token": attempt.token}
     inputs.update({"sha": run.sha} if run.sha else {})  # the exact commit to check out
+    inputs["environment"] = env.github_environment_name
     try:
         result = gateway_for(env.repository).dispatch_workflow(
             env.workflow_file, run.ref, inputs

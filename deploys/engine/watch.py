@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from controlplane.github import GitHubError, JobInfo, gateway_for
+from deploys.engine import approval
 from deploys.engine.commits import check_head_sha
 from deploys.engine.common import (
     Attempt,
@@ -87,6 +88,8 @@ def running(run: DeployRun, now: datetime) -> bool:
         recheck(run, now + poll())
         return False
     job = _pinned_job(jobs, runner.name)
+    if approval.held(run, attempt, job, now):
+        return False
     if job is None or job.status in NOT_YET_QUEUED:
         return _blocked(run, attempt, runner, jobs, job, now)
     if job.status == "queued":

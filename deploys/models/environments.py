@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.names import (
+    validate_environment_name,
     validate_repository,
     validate_secret_names,
     validate_workflow_file,
@@ -40,9 +41,13 @@ class Environment(models.Model):
         QUEUE = "queue", "queue behind the running deploy"
         REJECT = "reject", "refuse while one is queued or running"
 
-    # Also the GitHub environment's name (deploy jobs declare ``environment:``); a
-    # slug is always a valid one (see controlplane.names), and the gateway checks.
+    # A slug is always a valid GitHub environment name (see controlplane.names).
     name = models.SlugField(max_length=100, unique=True)
+    # The GitHub environment the deploy job declares (``environment:``), passed as
+    # the dispatch input ``environment``; blank means the same as ``name``.
+    github_environment = models.CharField(
+        max_length=255, blank=True, validators=[validate_environment_name]
+    )
     repository = models.CharField(max_length=200, validators=[validate_repository])
     workflow_file = models.CharField(
         max_length=200, default="deploy.yml", validators=[validate_workflow_file]
@@ -56,6 +61,9 @@ class Environment(models.Model):
     # another job, before it takes the next idle healthy runner (0: never wait).
     busy_wait = models.PositiveIntegerField(default=120)
     max_attempts = models.PositiveSmallIntegerField(default=3)
+    # Seconds a dispatched job may wait on the GitHub environment's protection rules
+    # (required reviewers, a wait timer) before the deploy fails; never a failover.
+    approval_timeout = models.PositiveIntegerField(default=3600)
     # Names of secrets the workflow needs, looked up in the repository and in the
     # GitHub environment of the same name before every dispatch.
     required_secrets = models.JSONField(
@@ -202,6 +210,11 @@ class Environment(models.Model):
                 break
             until = max(ends)
         return until if until > now else None
+
+    @property
+    def github_environment_name(self) -> str:
+        """The GitHub environment deploy jobs declare."""
+        return self.github_environment or self.name
 
     def ticket_matches(self, ticket: str) -> bool:
         if not self.change_ticket_pattern:

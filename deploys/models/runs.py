@@ -80,6 +80,8 @@ class DeployRun(models.Model):
         WRONG_SHA = "wrong_sha", "the job did not deploy the requested commit"
         CANCELLED = "cancelled", "cancelled by a person"
         FROZEN = "frozen", "the environment froze before the deploy started"
+        APPROVAL_TIMEOUT = "approval_timeout", "not approved in GitHub in time"
+        REJECTED_IN_GITHUB = "rejected_in_github", "a reviewer rejected it in GitHub"
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
@@ -265,6 +267,8 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.WRONG_RUNNER: "deploy-wrong-runner",
     DeployRun.Reason.WRONG_SHA: "deploy-wrong-sha",
     DeployRun.Reason.FROZEN: "deploy-frozen",
+    DeployRun.Reason.APPROVAL_TIMEOUT: "deploy-github-approval",
+    DeployRun.Reason.REJECTED_IN_GITHUB: "deploy-github-approval",
 }
 
 
@@ -370,6 +374,11 @@ class DeployEvent(models.Model):
         DISPATCH_RETRY = "dispatch_retry"
         PICKED_UP = "picked_up"
         HEAD_MOVED = "head_moved"
+        # The GitHub environment's protection rules hold the job; a review sent
+        # from here; the rules passed and the job is queued for its runner.
+        APPROVAL_WAITING = "approval_waiting"
+        APPROVAL_SENT = "approval_sent"
+        APPROVED = "approved"
         FAILOVER = "failover"
         CANCEL_SENT = "cancel_sent"
         FORCE_CANCEL_SENT = "force_cancel_sent"

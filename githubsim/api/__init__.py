@@ -9,11 +9,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from githubsim.api import app, commits, hooks, repos, runners, runs, secrets
+from githubsim.api import (
+    app,
+    commits,
+    environments,
+    hooks,
+    repos,
+    runners,
+    runs,
+    secrets,
+)
 from githubsim.routing import Router
 
 router = Router()
-for part in (repos, commits, runners, runs, hooks, secrets, app):
+for part in (repos, commits, runners, runs, hooks, secrets, environments, app):
     router.include(part.router)
 
 

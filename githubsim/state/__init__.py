@@ -4,7 +4,9 @@ The HTTP server, the scheduler thread, the webhook and heartbeat senders and tes
 through :class:`SimState`. It is composed of one mixin per resource, each in its own module:
 :mod:`~githubsim.state.runners` (the fleet and its hosts), :mod:`~githubsim.state.runs` (runs
 and their jobs' ``needs``) on :mod:`~githubsim.state.scheduling` (jobs on runners),
-:mod:`~githubsim.state.traffic` (CI jobs keeping runners busy), :mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
+:mod:`~githubsim.state.traffic` (CI jobs keeping runners busy),
+:mod:`~githubsim.state.environments` (environments, protection rules, deployments),
+:mod:`~githubsim.state.secrets`, :mod:`~githubsim.state.hooks` (the
 webhook's delivery log), :mod:`~githubsim.state.faults` (faults, settings, request counts)
 and :mod:`~githubsim.state.heartbeats`, on the shared :mod:`~githubsim.state.core`. A new
 resource is a new mixin here. Lookups are dictionary-based so a 10,000-runner fleet costs
@@ -26,6 +28,7 @@ from githubsim.secretstore import (
     organization_scope,
     repository_scope,
 )
+from githubsim.state.environments import EnvironmentsMixin
 from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
@@ -35,9 +38,16 @@ from githubsim.state.traffic import TrafficMixin
 __all__ = ["SimState"]
 
 
-class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMixin):
-    """The simulated GitHub: repositories, commits, runners, runs, jobs, secrets and
-    limits."""
+class SimState(
+    EnvironmentsMixin,
+    TrafficMixin,
+    HeartbeatsMixin,
+    SecretsMixin,
+    HooksMixin,
+    FaultsMixin,
+):
+    """The simulated GitHub: repositories, commits, runners, runs, jobs, environments,
+    deployments, secrets and limits."""
 
     def __init__(
         self,
@@ -63,6 +73,7 @@ class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMi
         self._reset_commits()
         self._reset_runners()
         self._reset_runs()
+        self._reset_environments()
         self._reset_secrets()
         self._reset_hooks()
         self._reset_heartbeats()
@@ -115,6 +126,7 @@ class SimState(TrafficMixin, HeartbeatsMixin, SecretsMixin, HooksMixin, FaultsMi
             now = self.clock.now()
             self._mark_offline(now)
             self._advance_jobs(now)
+            self._advance_environments(now)
 
     def summary(self) -> dict[str, Any]:
         with self.lock:

@@ -107,11 +107,18 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
         self.check_out(job, self._runs[job.run_id], now)
 
     def _release(self, job: Job, now: float) -> None:
-        """The job's needs are met: it is queued for a runner and GitHub says so."""
+        """The job's needs are met: it is queued for a runner and GitHub says so,
+        unless its environment's protection rules hold it (``waiting``)."""
+        self._active_jobs[job.id] = job
+        if self._held(job, job.environment, now):
+            return
         job.status = "queued"
         job.created_at = now
-        self._active_jobs[job.id] = job
         self._emit_job("queued", job)
+
+    def _held(self, job: Job, environment: str | None, now: float) -> bool:
+        """Whether a protection rule holds the job (the environments mixin decides)."""
+        return False
 
     def _settle(self, run: Run, now: float) -> None:
         """Create the jobs whose needs are decided; complete the run when all are done."""

@@ -24,3 +24,65 @@
   // Called for the page once loaded and again for each fragment htmx swaps in.
   htmx.onLoad(apply);
 })();
+
+// Live pages say when they stop being live. A page refreshed by htmx polling
+// shows "connection lost · last updated N s ago" (counting up) as soon as one
+// refresh fails, and hides it again when a refresh succeeds. The time counts from
+// the last successful refresh (or the page load).
+(function () {
+  "use strict";
+
+  var lastUpdated = Date.now();
+  var timer = null;
+
+  function banner() {
+    return document.getElementById("connection-lost");
+  }
+
+  function render() {
+    var element = banner();
+    if (!element) {
+      return;
+    }
+    var age = element.querySelector("[data-connection-age]");
+    if (age) {
+      age.textContent = String(Math.max(0, Math.round((Date.now() - lastUpdated) / 1000)));
+    }
+  }
+
+  function lost() {
+    var element = banner();
+    if (!element) {
+      return;
+    }
+    render();
+    element.hidden = false;
+    document.body.classList.add("connection-lost-stale");
+    if (timer === null) {
+      timer = window.setInterval(render, 1000);
+    }
+  }
+
+  function restored() {
+    lastUpdated = Date.now();
+    var element = banner();
+    if (element) {
+      element.hidden = true;
+    }
+    document.body.classList.remove("connection-lost-stale");
+    if (timer !== null) {
+      window.clearInterval(timer);
+      timer = null;
+    }
+  }
+
+  // A network failure (server down) or an error answer (5xx, a proxy's 502).
+  document.body.addEventListener("htmx:sendError", lost);
+  document.body.addEventListener("htmx:responseError", lost);
+  document.body.addEventListener("htmx:timeout", lost);
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail && event.detail.successful) {
+      restored();
+    }
+  });
+})();

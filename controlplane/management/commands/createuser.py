@@ -63,7 +63,7 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.add(Group.objects.get(name=role))
-            audit.record("manage.py", "user-create", user, role=role)
+            audit.record("manage.py", "user.create", user, role=role)
         self.stdout.write(f"Created {username} with the {role} role.")
         if generated:
             # Shown this once only: the database keeps just the hash.

@@ -46,7 +46,7 @@ class Command(BaseCommand):
         # The audit row names the token by its public key prefix, never the token.
         audit.record(
             "manage.py",
-            "token-issue",
+            "api_token.issue",
             user,
             token_key=instance.token_key,
             expiry=instance.expiry.isoformat() if instance.expiry else None,

@@ -97,12 +97,15 @@ class Command(BaseCommand):
         runners = list(Runner.objects.active().filter(name__in=list(hosts)))
         tokens = 0
         for runner in runners:
-            heartbeating = (
-                runner.heartbeat_token_digest is not None
-                and runner.heartbeat_is_fresh(now)
-            )
-            if heartbeating and hosts[runner.name]:
-                continue
+            # A new token only where heartbeats cannot work: the host or the runner
+            # has none, or a live host's heartbeats are refused (its token is not
+            # the runner's). A host killed in the simulator keeps its token: a new
+            # one would not revive it, only add a "token issued" event to the
+            # runner's page on every demo load.
+            holds_token, alive = hosts[runner.name]
+            if runner.heartbeat_token_digest is not None and holds_token:
+                if runner.heartbeat_is_fresh(now) or not alive:
+                    continue
             token = runner.issue_heartbeat_token(actor=ACTOR)
             _control(session, base, f"/_sim/runners/{runner.name}/token", token=token)
             tokens += 1
@@ -198,9 +201,12 @@ def _control(session: requests.Session, base: str, path: str, **body: Any) -> An
     return response.json() if response.content else None
 
 
-def _simulated_hosts(session: requests.Session, base: str) -> dict[str, bool]:
-    """Each simulated runner's name and whether its host holds a heartbeat token."""
-    hosts: dict[str, bool] = {}
+def _simulated_hosts(
+    session: requests.Session, base: str
+) -> dict[str, tuple[bool, bool]]:
+    """Each simulated runner's name, whether its host holds a heartbeat token, and
+    whether the host is alive (not killed)."""
+    hosts: dict[str, tuple[bool, bool]] = {}
     page = 1
     while True:
         try:
@@ -214,7 +220,10 @@ def _simulated_hosts(session: requests.Session, base: str) -> dict[str, bool]:
             raise CommandError(f"cannot list the simulator's runners: {exc}") from None
         data = response.json()
         for item in data["runners"]:
-            hosts[str(item["name"])] = bool(item.get("heartbeat_token_set"))
+            hosts[str(item["name"])] = (
+                bool(item.get("heartbeat_token_set")),
+                bool(item.get("alive", True)),
+            )
         if len(hosts) >= int(data["total_count"]) or not data["runners"]:
             return hosts
         page += 1

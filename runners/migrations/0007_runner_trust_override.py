@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runners", "0005_heartbeat_hot_updates"),
+        ("runners", "0006_runner_board_index"),
     ]
 
     operations = [

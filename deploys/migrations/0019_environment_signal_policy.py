@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0016_deploy_wrong_sha"),
+        ("deploys", "0018_event_and_reason_choices"),
     ]
 
     operations = [
