@@ -188,6 +188,7 @@ def test_every_page_that_shows_the_runner_shows_the_badge(
     badge = f"trusted by {sre.username} until "
 
     for url in (
+        "/",
         "/fleet/",
         "/fleet/prod-primary/",
         "/deploys/environments/",
