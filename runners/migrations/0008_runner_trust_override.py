@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runners", "0006_runner_board_index"),
+        ("runners", "0007_runner_holds_deploy"),
     ]
 
     operations = [
