@@ -73,6 +73,9 @@ class Environment(models.Model):
     change_ticket_pattern = models.CharField(
         max_length=200, blank=True, validators=[validate_pattern]
     )
+    # Production: the deploy form asks for a confirmation naming the environment,
+    # the ref and the runner before it requests a deploy here.
+    production = models.BooleanField(default=False)
     paused = models.BooleanField(default=False)
     paused_reason = models.CharField(max_length=500, blank=True)
     # Who paused it and when (set by the pause action; blank for older pauses).

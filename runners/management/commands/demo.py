@@ -139,6 +139,7 @@ def _environments() -> int:
             defaults={
                 "repository": settings.GITHUB_REPOSITORY,
                 "required_secrets": required,
+                "production": name == "production",
             },
         )
         if new:
