@@ -125,7 +125,11 @@ class DeployForm(forms.Form):
     environment = forms.ModelChoiceField(
         queryset=Environment.objects.order_by("name", "pk"),
         to_field_name="name",
-        empty_label=None,
+        empty_label="Choose an environment…",
+        error_messages={
+            "required": "Choose the environment to deploy to.",
+            "invalid_choice": "There is no environment of that name: choose one.",
+        },
     )
     ref = forms.CharField(
         max_length=255,
@@ -134,6 +138,8 @@ class DeployForm(forms.Form):
         help_text="Branch or tag; empty deploys the environment's default ref. Its "
         "commit now is recorded and deployed exactly.",
     )
+    # Set by the confirmation step a production environment asks for.
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
     change_ticket = forms.CharField(max_length=100, required=False, strip=True)
     # Generated when the form is drawn: submitting the same form twice gives the
     # same deploy, never two.
@@ -160,16 +166,32 @@ def _preview_context(env: Environment | None) -> dict[str, Any]:
     }
 
 
-def _form_context(request: HttpRequest, form: DeployForm) -> dict[str, Any]:
-    name = form["environment"].value()
-    env = Environment.objects.filter(name=name).first() if name else None
+def _form_context(
+    request: HttpRequest, form: DeployForm, env: Environment | None = None
+) -> dict[str, Any]:
     if env is None:
-        env = Environment.objects.order_by("name", "pk").first()
+        name = form["environment"].value()
+        env = Environment.objects.filter(name=name).first() if name else None
     ctx = _preview_context(env)
+    # The ref box is empty: the chosen environment's default ref is its placeholder.
+    form.fields["ref"].widget.attrs["placeholder"] = (
+        env.default_ref if env is not None else "the environment's default ref"
+    )
     ctx.update(
-        {"form": form, "is_admin": has_role(request.user, Role.ADMIN), "refusal": ""}
+        {
+            "form": form,
+            "is_admin": has_role(request.user, Role.ADMIN),
+            "refusal": "",
+            "unknown_environment": "",
+        }
     )
     return ctx
+
+
+def _needs_confirmation(env: Environment, data: dict[str, Any]) -> bool:
+    """A production environment asks once more, naming what would happen, unless
+    the request will be refused anyway (paused)."""
+    return env.production and not env.paused and not data.get("confirmed")
 
 
 @require_http_methods(["GET", "POST"])
@@ -182,6 +204,10 @@ def run_new(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             env: Environment = data["environment"]
+            if _needs_confirmation(env, data):
+                ctx = _form_context(request, form, env)
+                ctx["ref"] = data["ref"] or env.default_ref
+                return render(request, "deploys/run_confirm.html", ctx)
             try:
                 result = request_deploy(
                     request.user,
@@ -209,23 +235,27 @@ def run_new(request: HttpRequest) -> HttpResponse:
         return render(
             request, "deploys/run_new.html", _form_context(request, form), status=400
         )
+    # No default: the environment is chosen, or named by ``?environment=``.
     wanted = request.GET.get("environment", "")
     chosen = Environment.objects.filter(name=wanted).first() if wanted else None
-    chosen = chosen or Environment.objects.order_by("name", "pk").first()
     initial: dict[str, Any] = {"idempotency_key": uuid.uuid4().hex}
     if chosen is not None:
-        initial.update(environment=chosen.name, ref=chosen.default_ref)
+        initial["environment"] = chosen.name
     form = DeployForm(initial=initial)
-    return render(request, "deploys/run_new.html", _form_context(request, form))
+    ctx = _form_context(request, form, chosen)
+    if wanted and chosen is None:
+        ctx["unknown_environment"] = wanted
+        return render(request, "deploys/run_new.html", ctx, status=404)
+    return render(request, "deploys/run_new.html", ctx)
 
 
 @require_GET
 @role_required(Role.SRE)
 def run_new_preview(request: HttpRequest) -> HttpResponse:
     """The trigger form's runner preview for ``?environment=``: htmx swaps it in
-    when the environment changes."""
+    when the environment changes (none chosen: an invitation to choose one)."""
     name = request.GET.get("environment", "")
-    env = get_object_or_404(Environment, name=name)
+    env = get_object_or_404(Environment, name=name) if name else None
     return render(request, "deploys/_preview.html", _preview_context(env))
 
 
