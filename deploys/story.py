@@ -211,11 +211,14 @@ def headline(
         return Headline(f"Dispatching{target}", "info")
     if approval_message:
         return Headline(approval_message, "warning")
+    failed = [n for n in _failed_over_from(attempts) if n != last.runner.name]
+    after = f" after failover from {', '.join(failed)}" if failed else ""
     if not last.picked_up_at and last.dispatched_at:
         timeout = run.timeout("pickup_timeout")
         deadline = last.dispatched_at + timedelta(seconds=timeout)
         return Headline(
-            f"Dispatched to {last.runner.name}, waiting for it to pick the job up",
+            f"Dispatched to {last.runner.name}{after}, waiting for it to pick the "
+            "job up",
             "info",
             Countdown(
                 deadline,
@@ -225,7 +228,7 @@ def headline(
                 f"{last.runner.name} picks the job up",
             ),
         )
-    return Headline(f"Running on {last.runner.name}", "info")
+    return Headline(f"Running on {last.runner.name}{after}", "info")
 
 
 def _gating(run: DeployRun, events: Sequence[DeployEvent], now: datetime) -> Headline:
