@@ -116,6 +116,9 @@ class Timeline:
     axis_y: int
     start_label: str
     end_label: str
+    # While the deploy waits on a clock: where "now" and the deadline fall.
+    now_x: float | None = None
+    deadline: Mark | None = None
     label_width: int = LABEL_WIDTH
     axis_end: int = AXIS_END
     width: int = WIDTH
@@ -277,6 +280,14 @@ def _failure(run: DeployRun, attempts: Sequence[DeployAttempt]) -> str:
 
 # The SVG timeline --------------------------------------------------------------------
 
+# An attempt's bar after pickup, by its state (running while not final).
+OUTCOME_CSS: dict[str, str] = {
+    DeployAttempt.State.SUCCEEDED: "seg-succeeded",
+    DeployAttempt.State.FAILED: "seg-failed",
+    DeployAttempt.State.CANCELLED: "seg-cancelled",
+    DeployAttempt.State.CANCELLING: "seg-cancelled",
+}
+
 
 class _Scale:
     def __init__(self, start: datetime, end: datetime) -> None:
@@ -303,9 +314,12 @@ def timeline(
     events: Sequence[DeployEvent],
     spans: Sequence[tuple[datetime, datetime | None]],
     now: datetime,
+    countdown: Countdown | None = None,
 ) -> Timeline:
     end = run.finished_at if run.is_final and run.finished_at else now
-    scale = _Scale(run.created_at, end)
+    # A waiting deploy's axis runs to its deadline, so the time left shows.
+    axis_end = max(end, countdown.deadline) if countdown else end
+    scale = _Scale(run.created_at, axis_end)
     lanes: list[Lane] = []
     gate = Lane("Gate", TOP)
     started = run.gate_started_at if not spans else spans[0][0]
@@ -334,12 +348,7 @@ def timeline(
             )
         )
         if picked:
-            outcome = {
-                DeployAttempt.State.SUCCEEDED: "seg-succeeded",
-                DeployAttempt.State.FAILED: "seg-failed",
-                DeployAttempt.State.CANCELLED: "seg-cancelled",
-                DeployAttempt.State.CANCELLING: "seg-cancelled",
-            }.get(a.state, "seg-running")
+            outcome = OUTCOME_CSS.get(a.state, "seg-running")
             lane.segments.append(
                 _segment(scale, picked, stop, outcome, f"Ran on {a.runner.name}")
             )
@@ -354,12 +363,25 @@ def timeline(
             )
         lanes.append(lane)
     height = TOP + LANE_HEIGHT * len(lanes)
+    deadline = None
+    if countdown is not None:
+        deadline = Mark(
+            scale.x(countdown.deadline),
+            f"{countdown.what.capitalize()} at {hms(countdown.deadline)} UTC "
+            f"unless {countdown.unless}",
+        )
     return Timeline(
         lanes=lanes,
         height=height + AXIS_HEIGHT,
         axis_y=height + 15,
         start_label=hms(run.created_at),
-        end_label=hms(end) + ("" if run.is_final else " (now)"),
+        end_label=(
+            f"{countdown.what} {hms(axis_end)}"
+            if countdown
+            else hms(end) + ("" if run.is_final else " (now)")
+        ),
+        now_x=None if run.is_final else scale.x(now),
+        deadline=deadline,
     )
 
 
@@ -373,11 +395,12 @@ def story(
     spans = gate_spans(run, events, now)
     end = run.finished_at if run.is_final and run.finished_at else now
     first_gate = spans[0][0] if spans else run.gate_started_at
+    told = headline(run, attempts, events, now, approval_message)
     return Story(
-        headline=headline(run, attempts, events, now, approval_message),
+        headline=told,
         state_label=state_label(run, attempts[-1] if attempts else None),
         queue_wait=seconds(run.created_at, first_gate) if first_gate else None,
         gate_wait=sum(seconds(a, b or end) or 0 for a, b in spans),
         gate_spans=spans,
-        timeline=timeline(run, attempts, events, spans, now),
+        timeline=timeline(run, attempts, events, spans, now, told.countdown),
     )

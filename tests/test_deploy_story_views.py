@@ -175,6 +175,7 @@ def test_gating_deploy_counts_down_with_the_timeout_recorded_at_request(
     run = gating_run(gate_timeout=300)
     # A later change of the setting does not move this deploy's deadline.
     Environment.objects.update(gate_timeout=900)
+    assert run.gate_started_at is not None
     deadline = (run.gate_started_at + timedelta(seconds=300)).strftime("%H:%M:%S")
 
     html = viewer_client.get(f"/deploys/{run.pk}/").content.decode()
