@@ -14,7 +14,7 @@ action's name and says so in ``outcome``. The actions recorded today:
   ``runner.diagnostics_reported``, ``runner.trust`` (trusted for deploys for a
   bounded time), ``runner.untrust``
 - ``environment.create``, ``environment.update``, ``environment.delete``,
-  ``environment.pool_update``
+  ``environment.pool_update``, ``environment.pause``, ``environment.resume``
 - ``freeze_window.create``, ``freeze_window.update``, ``freeze_window.delete``
 - ``deploy.request`` (refused ones with outcome ``denied``), ``deploy.cancel``,
   ``deploy.break_glass``, ``deploy.rollback``, ``deploy.review`` (an approval or

@@ -84,6 +84,8 @@ class EnvironmentForm(_ModelForm):
             "runner (0: never wait).",
             "max_attempts": "Dispatches per deploy, failovers included.",
             "paused_reason": "Shown wherever deploys to this environment are refused.",
+            "production": "The deploy form asks for a confirmation naming the "
+            "environment, the ref and the runner.",
         }
 
 
@@ -105,7 +107,7 @@ class EnvironmentAdmin(AuditedAdmin):
     ]
     list_filter = ["heartbeat_policy", "exporter_policy"]
     search_fields = ["name", "repository"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "paused_by", "paused_at"]
     inlines = [PoolInline, FreezeWindowInline]
 
     def formfield_for_dbfield(self, db_field: Any, request: Any, **kwargs: Any) -> Any:

@@ -27,6 +27,7 @@ from deploys.commits import deployed_now
 from deploys.engine import approval
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
+from deploys.pausing import PauseError, pause, resume
 from deploys.redeploy import redeploy_last_good, rollback
 from deploys.serializers import (
     CancelSerializer,
@@ -37,6 +38,7 @@ from deploys.serializers import (
     DeployRunSerializer,
     EnvironmentSerializer,
     FreezeWindowSerializer,
+    PauseSerializer,
     RedeploySerializer,
     ReviewSerializer,
 )
@@ -96,6 +98,34 @@ class EnvironmentViewSet(
             env,
             fields=sorted(serializer.validated_data),
         )
+
+    @extend_schema(request=PauseSerializer, responses={200: EnvironmentSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsSRE])
+    def pause(self, request: Request, name: str) -> Response:
+        """Pause the environment's deploys with a reason (SREs, audited as
+        ``environment.pause``): new requests are refused, queued ones wait."""
+        return self._pause_or_resume(request, pause, reason_required=True)
+
+    @extend_schema(request=PauseSerializer, responses={200: EnvironmentSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsSRE])
+    def resume(self, request: Request, name: str) -> Response:
+        """Resume the environment's deploys (SREs, audited as
+        ``environment.resume``; ``reason`` is an optional note). 409 if not paused."""
+        return self._pause_or_resume(request, resume, reason_required=False)
+
+    def _pause_or_resume(
+        self, request: Request, change: Any, *, reason_required: bool
+    ) -> Response:
+        env = self.get_object()
+        body = PauseSerializer(data=request.data, partial=not reason_required)
+        body.is_valid(raise_exception=True)
+        try:
+            env = change(request.user, env, body.validated_data.get("reason", ""))
+        except PauseError as exc:
+            code = 400 if reason_required else status.HTTP_409_CONFLICT
+            return Response({"detail": exc.message}, status=code)
+        env = self.get_queryset().get(pk=env.pk)
+        return Response(self.get_serializer(env).data)
 
 
 # What a freeze window's audit rows describe, and compare before and after a change.

@@ -197,15 +197,18 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "exporter_policy",
             "policy",
             "change_ticket_pattern",
+            "production",
             "paused",
             "paused_reason",
+            "paused_by",
+            "paused_at",
             "freeze_windows",
             "frozen",
             "frozen_until",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at", "paused_by", "paused_at"]
         extra_kwargs = {
             "pickup_timeout": {"min_value": 1, "max_value": 86400},
             "gate_timeout": {"min_value": 0, "max_value": 86400},
@@ -324,6 +327,13 @@ class RedeploySerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]])
 
 class CancelSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class PauseSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(
+        max_length=500,
+        help_text="Why: shown wherever deploys are refused (to resume: a note).",
+    )
 
 
 class ReviewSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):

@@ -419,6 +419,7 @@ def _create(
         requester_name=requester.get_username() if requester else "anonymous",
         change_ticket=change_ticket,
         created_at=now,
+        timeouts={name: getattr(env, name) for name in DeployRun.TIMEOUTS},
         # The reconciler starts it if the message below is lost.
         next_check_at=now + LOST_MESSAGE_GRACE,
     )

@@ -23,13 +23,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
-from controlplane.runbooks import runbook_url
-from deploys.approval_views import approval_context
 from deploys.commits import deploy_history
 from deploys.filters import DeployRunFilterSet, WebhookDeliveryFilterSet
 from deploys.models import (
-    DeployAttempt,
-    DeployEvent,
     DeployRun,
     Environment,
     EnvironmentRunner,
@@ -129,7 +125,11 @@ class DeployForm(forms.Form):
     environment = forms.ModelChoiceField(
         queryset=Environment.objects.order_by("name", "pk"),
         to_field_name="name",
-        empty_label=None,
+        empty_label="Choose an environment…",
+        error_messages={
+            "required": "Choose the environment to deploy to.",
+            "invalid_choice": "There is no environment of that name: choose one.",
+        },
     )
     ref = forms.CharField(
         max_length=255,
@@ -138,6 +138,8 @@ class DeployForm(forms.Form):
         help_text="Branch or tag; empty deploys the environment's default ref. Its "
         "commit now is recorded and deployed exactly.",
     )
+    # Set by the confirmation step a production environment asks for.
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
     change_ticket = forms.CharField(max_length=100, required=False, strip=True)
     # Generated when the form is drawn: submitting the same form twice gives the
     # same deploy, never two.
@@ -164,16 +166,32 @@ def _preview_context(env: Environment | None) -> dict[str, Any]:
     }
 
 
-def _form_context(request: HttpRequest, form: DeployForm) -> dict[str, Any]:
-    name = form["environment"].value()
-    env = Environment.objects.filter(name=name).first() if name else None
+def _form_context(
+    request: HttpRequest, form: DeployForm, env: Environment | None = None
+) -> dict[str, Any]:
     if env is None:
-        env = Environment.objects.order_by("name", "pk").first()
+        name = form["environment"].value()
+        env = Environment.objects.filter(name=name).first() if name else None
     ctx = _preview_context(env)
+    # The ref box is empty: the chosen environment's default ref is its placeholder.
+    form.fields["ref"].widget.attrs["placeholder"] = (
+        env.default_ref if env is not None else "the environment's default ref"
+    )
     ctx.update(
-        {"form": form, "is_admin": has_role(request.user, Role.ADMIN), "refusal": ""}
+        {
+            "form": form,
+            "is_admin": has_role(request.user, Role.ADMIN),
+            "refusal": "",
+            "unknown_environment": "",
+        }
     )
     return ctx
+
+
+def _needs_confirmation(env: Environment, data: dict[str, Any]) -> bool:
+    """A production environment asks once more, naming what would happen, unless
+    the request will be refused anyway (paused)."""
+    return env.production and not env.paused and not data.get("confirmed")
 
 
 @require_http_methods(["GET", "POST"])
@@ -186,6 +204,10 @@ def run_new(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             env: Environment = data["environment"]
+            if _needs_confirmation(env, data):
+                ctx = _form_context(request, form, env)
+                ctx["ref"] = data["ref"] or env.default_ref
+                return render(request, "deploys/run_confirm.html", ctx)
             try:
                 result = request_deploy(
                     request.user,
@@ -213,113 +235,28 @@ def run_new(request: HttpRequest) -> HttpResponse:
         return render(
             request, "deploys/run_new.html", _form_context(request, form), status=400
         )
+    # No default: the environment is chosen, or named by ``?environment=``.
     wanted = request.GET.get("environment", "")
     chosen = Environment.objects.filter(name=wanted).first() if wanted else None
-    chosen = chosen or Environment.objects.order_by("name", "pk").first()
     initial: dict[str, Any] = {"idempotency_key": uuid.uuid4().hex}
     if chosen is not None:
-        initial.update(environment=chosen.name, ref=chosen.default_ref)
+        initial["environment"] = chosen.name
     form = DeployForm(initial=initial)
-    return render(request, "deploys/run_new.html", _form_context(request, form))
+    ctx = _form_context(request, form, chosen)
+    if wanted and chosen is None:
+        ctx["unknown_environment"] = wanted
+        return render(request, "deploys/run_new.html", ctx, status=404)
+    return render(request, "deploys/run_new.html", ctx)
 
 
 @require_GET
 @role_required(Role.SRE)
 def run_new_preview(request: HttpRequest) -> HttpResponse:
     """The trigger form's runner preview for ``?environment=``: htmx swaps it in
-    when the environment changes."""
+    when the environment changes (none chosen: an invitation to choose one)."""
     name = request.GET.get("environment", "")
-    env = get_object_or_404(Environment, name=name)
+    env = get_object_or_404(Environment, name=name) if name else None
     return render(request, "deploys/_preview.html", _preview_context(env))
-
-
-# Deploy detail -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    """One attempt on the timeline, with its times worked out."""
-
-    attempt: DeployAttempt
-    github_url: str
-    time_to_pickup: str
-    duration: str
-    runbook_url: str
-
-
-def _github_url(env: Environment, attempt: DeployAttempt) -> str:
-    if attempt.html_url:
-        return attempt.html_url
-    if attempt.github_run_id:
-        return (
-            f"https://github.com/{env.repository}/actions/runs/{attempt.github_run_id}"
-        )
-    return ""
-
-
-def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
-    now = timezone.now()
-    env = run.environment
-    rows = [
-        AttemptRow(
-            attempt=a,
-            github_url=_github_url(env, a),
-            time_to_pickup=duration(a.dispatched_at, a.picked_up_at),
-            duration=duration(
-                a.picked_up_at or a.dispatched_at,
-                a.finished_at or (now if a.dispatched_at else None),
-            ),
-            runbook_url=runbook_url(FAILOVER_RUNBOOK if a.failover_reason else ""),
-        )
-        for a in run.attempts.select_related("runner").order_by("number", "pk")
-    ]
-    events = list(run.events.order_by("created_at", "pk"))
-    slug = run.runbook_slug
-    if not slug and not run.is_final and events:
-        if events[-1].kind == DeployEvent.Kind.GATE_WAITING:
-            slug = WAITING_RUNBOOK
-    can_act = has_role(request.user, Role.SRE)
-    return {
-        "run": run,
-        "env": env,
-        "attempts": rows,
-        "events": events,
-        "duration": duration(
-            run.started_at, run.finished_at or (now if run.started_at else None)
-        ),
-        "queue_wait": duration(run.created_at, run.started_at),
-        "runbook_url": runbook_url(slug),
-        **approval_context(run, events, can_act),
-        "can_cancel": can_act and not run.is_final,
-        "can_redeploy": can_act,
-        "redeploy_key": uuid.uuid4().hex,
-    }
-
-
-@require_GET
-@role_required(Role.VIEWER)
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One deploy: its state, attempts and timeline. htmx polls it while the
-    deploy is not final; those requests get the live partial only."""
-    run = get_object_or_404(DeployRun.objects.select_related("environment"), pk=pk)
-    ctx = _detail_context(request, run)
-    is_htmx = request.headers.get("HX-Request") == "true"
-    template = "deploys/_run_live.html" if is_htmx else "deploys/run_detail.html"
-    response = render(request, template, ctx)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-@require_POST
-@role_required(Role.SRE)
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    """Cancel the deploy and its GitHub run (audited)."""
-    run = get_object_or_404(DeployRun, pk=pk)
-    if run.cancel(request.user, request.POST.get("note", "").strip()[:400]):
-        messages.success(request, f"Deploy #{run.pk} is cancelled.")
-    else:
-        messages.warning(request, f"Deploy #{run.pk} had already finished.")
-    return redirect("deploys:run-detail", pk=run.pk)
 
 
 @require_POST
@@ -404,11 +341,28 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
         runs.exclude(state__in=DeployRun.FINAL_STATES).order_by("created_at", "pk")
     )
     recent = list(runs.filter(state__in=DeployRun.FINAL_STATES)[:RECENT_DEPLOYS])
+    last_good = (
+        annotated_runs()
+        .filter(environment=env, state=DeployRun.State.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    freeze = env.freeze_at(now)
+    is_sre = has_role(request.user, Role.SRE)
+    # Why the deploy buttons are off now ("" when they are on): a pause stops
+    # everyone; a freeze leaves admins their break glass on the form.
+    blocked = ""
+    if env.paused:
+        blocked = f"Deploys to {env.name} are paused"
+    elif freeze is not None and not has_role(request.user, Role.ADMIN):
+        blocked = f"{env.name} is frozen ({freeze.reason}); only an admin may deploy"
     return {
         "env": env,
         "pool": env.pick_runner()[1],
-        "freeze": env.freeze_at(now),
-        "frozen_until": env.frozen_until(now),
+        "freeze": freeze,
+        "frozen_until": env.frozen_until(now) if freeze else None,
+        "last_good": last_good,
+        "blocked": blocked,
         "windows": [WindowRow(w, w.covers(now)) for w in env.freeze_windows.all()],
         "active": [
             RunRow.of(r, now) for r in unfinished if r.state != DeployRun.State.QUEUED
@@ -419,7 +373,8 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
         "recent": [RunRow.of(r, now) for r in recent],
         # Called by the full page's template only, not by the live partial's polls.
         "history": partial(deploy_history, env),
-        "can_redeploy": has_role(request.user, Role.SRE),
+        "can_redeploy": is_sre,
+        "can_pause": is_sre,
         "redeploy_key": uuid.uuid4().hex,
         "now": now,
     }

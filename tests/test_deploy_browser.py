@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from deploys import engine
-from deploys.models import DeployRun
+from deploys.models import DeployRun, Environment
 from githubsim import Simulator
 from runners.models import State
 from tests.conftest import PASSWORD
@@ -80,6 +80,8 @@ def request_through_the_form(page: Any, base: str, user: User) -> DeployRun:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/deploys/new/")
+    # No environment is chosen for you: pick it, the preview follows.
+    page.select_option("select[name=environment]", Environment.objects.get().name)
     expect(page.locator("[data-chosen]")).to_have_text(PRIMARY)
     page.fill("input[name=ref]", "v1.0")
     page.click("form[aria-label=Deploy] button[type=submit]")

@@ -167,12 +167,14 @@ def test_form_shows_the_runner_chosen_now_and_why_the_primary_is_passed_over(
     drained.drain(sre, "kernel upgrade")
     make_env("production", primary, drained, pool_runner("s1"), default_ref="release")
 
-    html = sre_client.get("/deploys/new/").content.decode()
+    html = sre_client.get("/deploys/new/?environment=production").content.decode()
 
     assert 'data-chosen="s1"' in html
     assert "passed over: unhealthy (heartbeat stale)" in html
     assert "passed over: drained by sam-sre: kernel upgrade" in html
-    assert 'value="release"' in html  # the ref defaults to the environment's
+    # The ref box is empty, the environment's default ref its placeholder.
+    assert 'placeholder="release"' in html
+    assert 'value="release"' not in html
     assert 'hx-get="/deploys/new/preview/"' in html
 
 
@@ -297,7 +299,7 @@ def test_admin_breaks_glass_with_a_reason(admin_user: User) -> None:
     client = logged_in(admin_user)
     freeze(make_env())
 
-    form = client.get("/deploys/new/").content.decode()
+    form = client.get("/deploys/new/?environment=production").content.decode()
     response = client.post(
         "/deploys/new/",
         {
@@ -669,15 +671,16 @@ def test_environment_page_query_count_does_not_grow_with_deploys(
     for _ in range(3):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     # session, user, role groups, environment, unfinished runs, recent runs,
-    # freeze windows, pool with runners, the stopped-jobs banner, deployed commits.
-    with django_assert_num_queries(10):
+    # freeze windows, pool with runners, the stopped-jobs banner, deployed commits,
+    # the last good deploy.
+    with django_assert_num_queries(11):
         client.get("/deploys/environments/production/")
     for _ in range(40):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     make_run(env)
     for _ in range(3):
         freeze(env)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         response = client.get("/deploys/environments/production/")
     assert len(response.context["recent"]) == 20
 

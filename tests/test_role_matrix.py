@@ -88,6 +88,8 @@ ROLE_MATRIX: dict[str, Expect] = {
     # Deploys (deploys/api.py)
     "api/v1/environments/": Expect(401, 403, 403, 200, 200),
     "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),
+    "api/v1/environments/<name>/pause/": Expect(401, 403, 403, 405, 405),
+    "api/v1/environments/<name>/resume/": Expect(401, 403, 403, 405, 405),
     "api/v1/freeze-windows/": Expect(401, 403, 403, 200, 200),
     "api/v1/freeze-windows/<pk>/": Expect(401, 403, 403, 404, 404),
     "api/v1/deploys/": API_VIEWER,
@@ -100,15 +102,18 @@ ROLE_MATRIX: dict[str, Expect] = {
     # Deploys pages (deploys/views.py)
     "deploys/": HTML_VIEWER,
     "deploys/new/": Expect(302, 403, 403, 200, 200),
-    "deploys/new/preview/": Expect(302, 403, 403, 404, 404),
+    "deploys/new/preview/": Expect(302, 403, 403, 200, 200),
     "deploys/<int:pk>/": Expect(302, 403, 404, 404, 404),
     "deploys/<int:pk>/cancel/": Expect(302, 405, 405, 405, 405),
     "deploys/<int:pk>/review/": Expect(302, 405, 405, 405, 405),
+    "deploys/<int:pk>/redeploy/": Expect(302, 403, 403, 404, 404),
     "deploys/environments/": HTML_VIEWER,
     "deploys/environments/<slug:name>/": Expect(302, 403, 404, 404, 404),
     "deploys/environments/<slug:name>/redeploy-last-good/": Expect(
         302, 405, 405, 405, 405
     ),
+    "deploys/environments/<slug:name>/pause/": Expect(302, 405, 405, 405, 405),
+    "deploys/environments/<slug:name>/resume/": Expect(302, 405, 405, 405, 405),
     "deploys/environments/<slug:name>/rollback/": Expect(302, 403, 403, 404, 404),
     # Exact commits (deploys/commit_views.py)
     "deploys/deployed/": HTML_VIEWER,

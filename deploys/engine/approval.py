@@ -115,7 +115,8 @@ def _waiting(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
             can_approve=any(p.current_user_can_approve for p in pending),
         )
     started = first.created_at if first is not None else now
-    deadline = started + timedelta(seconds=run.environment.approval_timeout)
+    approval_timeout = run.timeout("approval_timeout")
+    deadline = started + timedelta(seconds=approval_timeout)
     if now >= deadline:
         DeployAttempt.objects.filter(
             pk=attempt.pk, cancel_requested_at__isnull=True
@@ -124,7 +125,7 @@ def _waiting(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
             run,
             Run.FAILED,
             DeployRun.Reason.APPROVAL_TIMEOUT,
-            f"not approved in GitHub within {run.environment.approval_timeout} s "
+            f"not approved in GitHub within {approval_timeout} s "
             f"({message.removeprefix('waiting for approval in GitHub: ')})",
             now,
             # The attempt stays open: the engine's final step cancels its run.

@@ -127,21 +127,22 @@ def decide(run: DeployRun, now: datetime) -> Decision:
             considered[i]["busy"] = busy[pool[i].runner.pk].describe()
     preferred = alternatives[0]
     picked, why = preferred, ""
+    busy_wait = run.timeout("busy_wait")
     if chosen.pk in busy:
         held = busy[chosen.pk].for_seconds(now)
-        until = (run.gate_started_at or now) + timedelta(seconds=env.busy_wait)
+        until = (run.gate_started_at or now) + timedelta(seconds=busy_wait)
         if now < until:
             considered[preferred]["waiting"] = True
             return Decision(
                 None,
                 considered,
                 waiting_until=until,
-                why=f"{held}; waiting up to {env.busy_wait} s",
+                why=f"{held}; waiting up to {busy_wait} s",
             )
         idle = [i for i in alternatives if pool[i].runner.pk not in busy]
         limit = (
-            f"busy longer than busy_wait ({env.busy_wait} s)"
-            if env.busy_wait
+            f"busy longer than busy_wait ({busy_wait} s)"
+            if busy_wait
             else "busy with another job and busy_wait is 0"
         )
         if idle:
@@ -181,7 +182,7 @@ def gating(run: DeployRun, now: datetime) -> bool:
             },
         )
     started = run.gate_started_at or now
-    expired = now >= started + timedelta(seconds=env.gate_timeout)
+    expired = now >= started + timedelta(seconds=run.timeout("gate_timeout"))
     missing, overdue = secrets_gate.check(env, now)
     if missing:
         if expired:
@@ -218,7 +219,10 @@ def gating(run: DeployRun, now: datetime) -> bool:
         _gate_wait(
             run,
             now,
-            {"considered": decision.considered, "busy_wait": env.busy_wait},
+            {
+                "considered": decision.considered,
+                "busy_wait": run.timeout("busy_wait"),
+            },
             decision.why,
             until=decision.waiting_until,
         )
@@ -230,7 +234,7 @@ def gating(run: DeployRun, now: datetime) -> bool:
                 run,
                 Run.FAILED,
                 DeployRun.Reason.NO_HEALTHY_RUNNER,
-                f"no healthy runner in the pool within {env.gate_timeout} s",
+                f"no healthy runner in the pool within {run.timeout('gate_timeout')} s",
                 now,
             )
         _gate_wait(

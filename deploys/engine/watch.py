@@ -180,7 +180,7 @@ def _awaiting_pickup(
             f"{runner.name} turned {runner.state} before picking the job up",
             now,
         )
-    timeout = run.environment.pickup_timeout
+    timeout = run.timeout("pickup_timeout")
     deadline = _pickup_clock_start(attempt, jobs, job, now) + timedelta(seconds=timeout)
     if now >= deadline:
         return start_failover(

@@ -75,8 +75,14 @@ class Environment(models.Model):
     change_ticket_pattern = models.CharField(
         max_length=200, blank=True, validators=[validate_pattern]
     )
+    # Production: the deploy form asks for a confirmation naming the environment,
+    # the ref and the runner before it requests a deploy here.
+    production = models.BooleanField(default=False)
     paused = models.BooleanField(default=False)
     paused_reason = models.CharField(max_length=500, blank=True)
+    # Who paused it and when (set by the pause action; blank for older pauses).
+    paused_by = models.CharField(max_length=150, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
     # Hold deploys while a secret this environment requires is overdue for rotation
     # (missing required secrets always hold them).
     block_on_overdue_secrets = models.BooleanField(default=False)

@@ -85,6 +85,8 @@ class DeployRun(models.Model):
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+    # The environment settings recorded on each deploy when it is requested.
+    TIMEOUTS = ("pickup_timeout", "gate_timeout", "busy_wait", "approval_timeout")
 
     environment = models.ForeignKey(
         Environment, on_delete=models.PROTECT, related_name="deploys"
@@ -105,6 +107,10 @@ class DeployRun(models.Model):
         max_length=30, choices=Reason.choices, blank=True, default=Reason.NONE
     )
     message = models.CharField(max_length=500, blank=True)
+    # The environment's timeouts in force when the deploy was requested (seconds by
+    # setting name, see ``TIMEOUTS``): the engine and the deploy's page use these,
+    # so changing the environment later does not rewrite this deploy's story.
+    timeouts = models.JSONField(default=dict, blank=True)
     # When the engine next has to look at this run (pickup timeout, poll, gate
     # retry); None when nothing is pending. The reconciler scans it.
     next_check_at = models.DateTimeField(null=True, blank=True)
@@ -170,6 +176,14 @@ class DeployRun(models.Model):
     @property
     def runbook_slug(self) -> str:
         return DEPLOY_RUNBOOKS.get(self.reason, "")
+
+    def timeout(self, name: str) -> int:
+        """Seconds of the environment's timeout ``name`` for this deploy: as
+        recorded when it was requested, else (older deploys) the setting now."""
+        recorded = self.timeouts.get(name) if isinstance(self.timeouts, dict) else None
+        if isinstance(recorded, int):
+            return recorded
+        return int(getattr(self.environment, name))
 
     def current_attempt(self) -> DeployAttempt | None:
         return self.attempts.select_related("runner").order_by("-number").first()

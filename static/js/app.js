@@ -86,3 +86,17 @@
     }
   });
 })();
+
+// The deploy form: the ref box's placeholder follows the environment chosen (its
+// default ref, which an empty ref deploys), read from the runner preview htmx swaps in.
+(function () {
+  "use strict";
+  document.body.addEventListener("htmx:afterSwap", function () {
+    var preview = document.getElementById("runner-preview");
+    var ref = document.getElementById("id_ref");
+    if (preview && ref) {
+      ref.placeholder =
+        preview.getAttribute("data-default-ref") || "the environment's default ref";
+    }
+  });
+})();

@@ -144,6 +144,7 @@ def _environments() -> int:
                 "repository": settings.GITHUB_REPOSITORY,
                 "required_secrets": required,
                 **SIGNAL_POLICIES.get(name, {}),
+                "production": name == "production",
             },
         )
         if new:
