@@ -24,6 +24,14 @@ Meanwhile, too, a commit is pushed to ``main`` every 0.5 to ``--push-every`` sec
 so branches move between a deploy's request (which resolves ``main`` to its SHA),
 its dispatch and its checkout.
 
+The environments take turns at four shapes (:data:`SHAPES`), the shipped reference
+workflows loaded into the simulator: the multi-job ``deploy-pipeline.yml`` (build on
+a GitHub-hosted runner, deploy on the pinned runner, smoke test) whose GitHub
+environment has a required reviewer, approved through the control plane's review
+API by an SRE thread (:class:`Approver`) once the deploy says it is held; the
+single-job ``deploy.yml`` behind a one-minute wait timer; and each of the two
+without protection rules.
+
 ``duplicate_dispatches`` counts workflow runs GitHub created beyond the first for a
 token (the engine must send each attempt's dispatch at most once, across crashes);
 ``stuck`` counts deploys still not terminal at the end. ``wrong_sha`` counts
@@ -52,6 +60,7 @@ import time
 import urllib.error
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from bench import emit
@@ -66,6 +75,22 @@ RESTART_DELAY = 0.5
 # How often a request answered 503 (GitHub down while resolving the ref) or 409 (the
 # key's first try still in flight) is retried with the same Idempotency-Key.
 REQUEST_RETRIES = 30
+
+
+# (workflow file, protection rule of the GitHub environment) by environment index.
+SHAPES = (
+    ("deploy-pipeline.yml", "reviewers"),
+    ("deploy.yml", "wait_timer"),
+    ("deploy-pipeline.yml", ""),
+    ("deploy.yml", ""),
+)
+WORKFLOWS = Path(__file__).resolve().parent.parent / "deploys" / "workflows"
+# The simulator's own user (the control plane's token): the required reviewer.
+REVIEWER_ID = 9_000_001
+
+
+def shape(index: int) -> tuple[str, str]:
+    return SHAPES[index % len(SHAPES)]
 
 
 def runner_names(index: int) -> tuple[str, str]:
@@ -122,6 +147,54 @@ class Pusher(threading.Thread):
             self.pushes += 1
 
 
+class Approver(threading.Thread):
+    """An SRE approving, through the control plane's review API, every deploy of the
+    reviewed environments the moment its deploy page says GitHub holds it."""
+
+    def __init__(self, web_url: str, token: str, environments: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.web_url = web_url
+        self.token = token
+        self.environments = environments
+        self.approvals = 0
+        self.finished = threading.Event()
+
+    def held(self) -> list[int]:
+        from django.db import close_old_connections
+
+        from deploys.models import DeployEvent, DeployRun
+
+        close_old_connections()
+        running = DeployRun.objects.filter(
+            environment__name__in=self.environments, state=DeployRun.State.RUNNING
+        )
+        held = []
+        for run in running:
+            last = (
+                DeployEvent.objects.filter(run=run)
+                .order_by("-created_at", "-pk")
+                .values_list("kind", flat=True)
+                .first()
+            )
+            if last == "approval_waiting":
+                held.append(run.pk)
+        return held
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Token {self.token}"}
+        while not self.finished.wait(1.0):
+            for pk in self.held():
+                url = f"{self.web_url}/api/v1/deploys/{pk}/review/"
+                body = {"state": "approved", "comment": "bench approver"}
+                try:
+                    call(url, "POST", body, headers)
+                    self.approvals += 1
+                except urllib.error.HTTPError as exc:
+                    # 409: no longer held; 502/503: GitHub failed, next round.
+                    if exc.code not in (409, 502, 503):
+                        raise
+
+
 def request(url: str, body: dict[str, Any], token: str) -> Any:
     """POST a deploy request as a careful client does: the same Idempotency-Key
     again after a 503 (GitHub did not answer the ref's resolution) or a 409."""
@@ -154,6 +227,9 @@ def main() -> None:
         for index in range(args.environments):
             for name in runner_names(index):
                 stack.sim("POST", "/_sim/runners", {"name": name, "labels": ["bench"]})
+        for workflow in {workflow for workflow, _ in SHAPES}:
+            path = f"/_sim/repos/{REPOSITORY}/workflows/{workflow}"
+            stack.sim("PUT", path, {"yaml": (WORKFLOWS / workflow).read_text()})
         stack.sim(
             "POST",
             "/_sim/config",
@@ -199,13 +275,26 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     token = AuthToken.objects.create(user)[1]
     names = [f"faults-{i}" for i in range(args.environments)]
     for index, name in enumerate(names):
+        workflow, rule = shape(index)
         environment = Environment.objects.create(
             name=name,
             repository=REPOSITORY,
-            workflow_file="deploy.yml",
+            workflow_file=workflow,
             required_secrets=["DEPLOY_KEY"],
         )
         environment.set_pool([Runner.objects.get(name=n) for n in runner_names(index)])
+        protection: dict[str, Any] = {}
+        if rule == "reviewers":
+            protection = {"reviewers": [{"type": "User", "id": REVIEWER_ID}]}
+        elif rule == "wait_timer":
+            protection = {"wait_timer": 1}  # minutes, as GitHub counts them
+        call(
+            f"{stack.sim_url}/repos/{REPOSITORY}/environments/{name}",
+            "PUT",
+            protection,
+            {"Authorization": f"token {stack.env['GITHUB_TOKEN']}"},
+        )
+    reviewed = [n for i, n in enumerate(names) if shape(i)[1] == "reviewers"]
     every_runner = [n for i in range(args.environments) for n in runner_names(i)]
 
     def healthy() -> bool:
@@ -230,6 +319,8 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     killer.start()
     pusher = Pusher(stack, args.push_every, args.seed)
     pusher.start()
+    approver = Approver(stack.web_url, token, reviewed)
+    approver.start()
     started = time.monotonic()
     run_ids: list[int] = []
     final = list(DeployRun.FINAL_STATES)
@@ -258,8 +349,10 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         killer.finished.set()
         pusher.finished.set()
+        approver.finished.set()
         killer.join()
         pusher.join()
+        approver.join()
     elapsed = time.monotonic() - started
     stack.sim("POST", "/_sim/faults", {"clear": True})
 
@@ -269,12 +362,14 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     reasons = Counter(
         runs.exclude(state=DeployRun.State.SUCCEEDED).values_list("reason", flat=True)
     )
-    # Every workflow run GitHub created, by the correlation token in its run-name.
-    dispatched = Counter(
-        match.group(1)
+    # Every workflow run GitHub created, by the correlation token in its run-name
+    # (a multi-job run lists several jobs: each run counts once).
+    runs_by_token = {
+        (match.group(1), job["run_id"])
         for job in stack.sim("GET", "/_sim/jobs")["jobs"]
         if (match := TOKEN_RE.search(job["run_display_title"]))
-    )
+    }
+    dispatched = Counter(token for token, _ in runs_by_token)
     tokens = set(
         DeployAttempt.objects.filter(run_id__in=run_ids).values_list("token", flat=True)
     )
@@ -297,6 +392,10 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "wrong_sha": shipped["wrong_sha"],
         "head_moved": shipped["head_moved"],
         "pushes": pusher.pushes,
+        "shapes": dict(
+            Counter("+".join(filter(None, shape(i))) for i in range(len(names)))
+        ),
+        "approvals": approver.approvals,
         "worker_kills": killer.kills,
         # Workers that exited by themselves and were restarted.
         "worker_crashes": killer.crashes,

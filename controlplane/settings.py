@@ -263,14 +263,14 @@ SPECTACULAR_SETTINGS = {
         # Documents the 400/401/403/404 every endpoint can answer.
         "controlplane.api.add_error_responses",
     ],
-    # Enums used by several fields get one component each (named after the model's
-    # choices, not after whichever field spectacular meets first).
+    # Enums used by several fields: one component each, named after the choices.
     "ENUM_NAME_OVERRIDES": {
         "RunnerStateEnum": "runners.models.State",
         "RunnerReasonEnum": "runners.models.Reason",
         "DeployRunStateEnum": "deploys.models.DeployRun.State",
         "DeployRunReasonEnum": "deploys.models.DeployRun.Reason",
         "DeployAttemptStateEnum": "deploys.models.DeployAttempt.State",
+        "SignalPolicyEnum": "runners.eligibility.SignalPolicy",
     },
 }
 

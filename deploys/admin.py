@@ -94,7 +94,16 @@ class EnvironmentAdmin(AuditedAdmin):
     ``freeze_window.*``)."""
 
     form = EnvironmentForm
-    list_display = ["name", "repository", "workflow_file", "policy", "paused"]
+    list_display = [
+        "name",
+        "repository",
+        "workflow_file",
+        "policy",
+        "heartbeat_policy",
+        "exporter_policy",
+        "paused",
+    ]
+    list_filter = ["heartbeat_policy", "exporter_policy"]
     search_fields = ["name", "repository"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [PoolInline, FreezeWindowInline]

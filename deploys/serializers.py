@@ -33,6 +33,16 @@ class PoolRunnerSerializer(serializers.Serializer[dict[str, Any]]):
     state = serializers.CharField()
     eligible = serializers.BooleanField()
     ineligibility_reasons = serializers.ListField(child=serializers.CharField())
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Problems that do not keep the runner out: signals the "
+        "environment's policy makes advisory, a trust override at work.",
+    )
+    trusted = serializers.CharField(
+        allow_null=True,
+        help_text='The trust override counted for it ("trusted by NAME until '
+        'TIME: reason"); null when none.',
+    )
 
 
 class EnvironmentNameField(serializers.SlugRelatedField[Environment]):
@@ -183,6 +193,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
+            "heartbeat_policy",
+            "exporter_policy",
             "policy",
             "change_ticket_pattern",
             "paused",
@@ -237,6 +249,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
                 "state": choice.runner.state,
                 "eligible": choice.eligible,
                 "ineligibility_reasons": choice.ineligibility_reasons,
+                "notes": choice.notes,
+                "trusted": choice.decision_detail().get("trusted"),
             }
             for choice in pool
         ]

@@ -3,18 +3,22 @@ heartbeat token rotation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from controlplane.pagination import Pagination
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer
+from runners import trust
 from runners.filters import RunnerFilterSet
 from runners.models import Runner
 from runners.serializers import (
@@ -23,6 +27,7 @@ from runners.serializers import (
     RunnerEventSerializer,
     RunnerSerializer,
     TokenSerializer,
+    TrustSerializer,
 )
 
 _M = TypeVar("_M", bound=Model)
@@ -69,6 +74,47 @@ class RunnerViewSet(viewsets.ReadOnlyModelViewSet[Runner]):
         runner = self.get_object()
         if runner.drained:
             runner.undrain(request.user)
+        return self._accepted(runner)
+
+    @extend_schema(
+        request=TrustSerializer,
+        responses={
+            202: RunnerSerializer,
+            400: OpenApiResponse(
+                description="The reason or duration is invalid, or the runner "
+                "cannot be trusted (GitHub reports it offline, or no longer lists it)."
+            ),
+            404: _NOT_FOUND,
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsSRE])
+    def trust(self, request: Request, name: str) -> Response:
+        """Trust the runner for deploys for up to 24 hours, with a reason: deploys
+        may go to it whatever its health or an environment's signal policy. Ends by
+        itself; never for a runner GitHub reports offline (audited)."""
+        runner = self.get_object()
+        body = TrustSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        hours = body.validated_data["hours"]
+        try:
+            trust.grant(
+                runner,
+                request.user,
+                body.validated_data["reason"],
+                timedelta(hours=hours),
+                timezone.now(),
+            )
+        except trust.TrustRefused as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return self._accepted(runner)
+
+    @extend_schema(request=None, responses={202: RunnerSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"], permission_classes=[IsSRE])
+    def untrust(self, request: Request, name: str) -> Response:
+        """End the runner's trust override now (audited; nothing if none is in
+        force)."""
+        runner = self.get_object()
+        trust.clear(runner, request.user, timezone.now())
         return self._accepted(runner)
 
     @extend_schema(

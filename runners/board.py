@@ -89,6 +89,10 @@ def fleet_panel(now: datetime) -> PanelData:
             "drained",
             "heartbeat_deadline",
             "last_heartbeat_at",
+            # The trust override badge.
+            "trusted_until",
+            "trusted_by",
+            "trusted_reason",
         )
         .order_by("rank", "-state_since", "name", "pk")[:NAMED]
     )

@@ -57,9 +57,34 @@ class FleetCollector:
         rows = (
             Runner.objects.active()
             .order_by("name")
-            .values_list("name", "state", "drained", "last_heartbeat_at", "reason")
+            .values_list(
+                "name",
+                "state",
+                "drained",
+                "last_heartbeat_at",
+                "reason",
+                "trusted_until",
+            )
         )
-        for name, current, is_drained, last_heartbeat, why in rows.iterator(2000):
+        trusted = GaugeMetricFamily(
+            "controlplane_runner_trusted",
+            "1 while an SRE's trust override lets deploys go to the runner whatever "
+            "its health (absent: no override, in force or ended).",
+            labels=["runner"],
+        )
+        trust_ended = GaugeMetricFamily(
+            "controlplane_runner_trust_expired_seconds",
+            "Seconds since the runner's trust override ran out by itself (absent: "
+            "none ran out, or an SRE ended or replaced it).",
+            labels=["runner"],
+        )
+        for name, current, is_drained, last_heartbeat, why, until in rows.iterator(
+            2000
+        ):
+            if until is not None and until > now:
+                trusted.add_metric([name], 1)
+            elif until is not None:
+                trust_ended.add_metric([name], (now - until).total_seconds())
             for value in State.values:
                 state.add_metric([name, value], 1 if value == current else 0)
             if why:
@@ -67,7 +92,7 @@ class FleetCollector:
             drained.add_metric([name], 1 if is_drained else 0)
             if last_heartbeat is not None:
                 age.add_metric([name], max(0.0, (now - last_heartbeat).total_seconds()))
-        return [state, drained, age, reason]
+        return [state, drained, age, reason, trusted, trust_ended]
 
     def _fleet(self, now: datetime) -> Iterable[Metric]:
         counts = Runner.objects.active().coverage(
@@ -77,6 +102,7 @@ class FleetCollector:
                 for value in State.values
             },
             drained=Count("pk", filter=Q(drained=True)),
+            trusted=Count("pk", filter=Q(trusted_until__gt=now)),
             exporter_configured=Count("pk", filter=~Q(exporter_url="")),
         )
         removed = Runner.objects.filter(removed_at__isnull=False).count()
@@ -101,6 +127,11 @@ class FleetCollector:
                 "controlplane_runners_drained",
                 "Active runners taken out of deploy rotation.",
                 value=counts["drained"],
+            ),
+            GaugeMetricFamily(
+                "controlplane_runner_trust_overrides",
+                "Active runners an SRE trusts for deploys now, whatever their health.",
+                value=counts["trusted"],
             ),
             GaugeMetricFamily(
                 "controlplane_runners_removed",

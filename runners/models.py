@@ -181,6 +181,16 @@ class Runner(models.Model):
     drained_by = models.CharField(max_length=150, blank=True)
     drained_at = models.DateTimeField(null=True, blank=True)
 
+    # Trust override (runners.trust) ------------------------------------------------
+    # An SRE vouches for the runner for a bounded time: deploys may go to it whatever
+    # its health or an environment's signal policy (not when drained, removed or
+    # offline in GitHub). Kept after expiry, which is judged at read time, so the
+    # "outlived its reason" alert can see it; clearing early empties them.
+    trusted_until = models.DateTimeField(null=True, blank=True)
+    trusted_by = models.CharField(max_length=150, blank=True)
+    trusted_reason = models.CharField(max_length=500, blank=True)
+    trusted_at = models.DateTimeField(null=True, blank=True)
+
     first_seen_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
@@ -321,6 +331,16 @@ class Runner(models.Model):
         checked = self.exporter_checked_at
         return checked is not None and checked > freshness.exporter_fresh_after(now)
 
+    def trusted_at_now(self, now: datetime) -> bool:
+        """Whether a trust override is in force at ``now`` (expired ones are not)."""
+        return self.trusted_until is not None and self.trusted_until > now
+
+    @property
+    def trust(self) -> Runner | None:
+        """The runner itself while a trust override is in force, for templates
+        (``{% if runner.trust %}``); None otherwise."""
+        return self if self.trusted_at_now(timezone.now()) else None
+
     def is_eligible_for_deploy(self) -> bool:
         return not self.ineligibility_reasons()
 
@@ -393,6 +413,8 @@ class RunnerEvent(models.Model):
         APPEARED = "appeared"
         REMOVED = "removed"
         TOKEN_ROTATED = "token_rotated"
+        TRUSTED = "trusted"
+        UNTRUSTED = "untrusted"
 
     runner = models.ForeignKey(Runner, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
+from runners.eligibility import trust_text
 from runners.models import HealthSample, Runner, RunnerEvent
 from runners.states import Reason, State, runbook_for
 
@@ -65,6 +66,11 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         help_text="The deploy environments whose runner pool holds this runner.",
     )
 
+    trusted = serializers.SerializerMethodField(
+        help_text='The trust override in force ("trusted by NAME until TIME: '
+        'reason"); null when none (trusted_until may still show one that ended).'
+    )
+
     exporter_url = OptionalURLField(
         help_text="The host's Prometheus exporter; null when not probed."
     )
@@ -101,6 +107,10 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
             "drained_reason",
             "drained_by",
             "drained_at",
+            "trusted",
+            "trusted_until",
+            "trusted_by",
+            "trusted_reason",
             "eligible",
             "ineligibility_reasons",
             "first_seen_at",
@@ -115,6 +125,10 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
 
     def get_runbook(self, runner: Runner) -> str | None:
         return runbook_path(runner.reason)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_trusted(self, runner: Runner) -> str | None:
+        return trust_text(runner) if runner.trusted_at_now(timezone.now()) else None
 
     def get_eligible(self, runner: Runner) -> bool:
         return runner.is_eligible_for_deploy()
@@ -145,6 +159,20 @@ class DrainSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
     reason = serializers.CharField(
         max_length=500,
         help_text="Why the runner leaves deploy rotation (kept in the audit log).",
+    )
+
+
+class TrustSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(
+        max_length=500,
+        help_text="Why deploys may go to the runner whatever its health (shown on "
+        "every page that shows it, kept in the audit log).",
+    )
+    hours = serializers.FloatField(
+        min_value=1 / 60,
+        max_value=24,
+        help_text="How long the override lasts: 1 minute (1/60) to 24 hours. It "
+        "ends by itself.",
     )
 
 

@@ -12,4 +12,6 @@ urlpatterns = [
     path("<str:name>/", views.detail, name="detail"),
     path("<str:name>/drain/", views.drain, name="drain"),
     path("<str:name>/undrain/", views.undrain, name="undrain"),
+    path("<str:name>/trust/", views.trust_grant, name="trust"),
+    path("<str:name>/untrust/", views.trust_clear, name="untrust"),
 ]

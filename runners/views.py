@@ -24,7 +24,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
-from runners import facts, freshness
+from runners import facts, freshness, trust, trust_views
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
 from runners.models import Runner, RunnerEvent, RunnerSync
@@ -148,6 +148,10 @@ TABLE_COLUMNS = (
     "state_since",
     "drained",
     "drained_reason",
+    # The trust override badge.
+    "trusted_until",
+    "trusted_by",
+    "trusted_reason",
 )
 
 
@@ -349,7 +353,10 @@ def _window(request: HttpRequest) -> str:
 
 
 def _detail_context(
-    request: HttpRequest, runner: Runner, form: DrainForm | None = None
+    request: HttpRequest,
+    runner: Runner,
+    form: DrainForm | None = None,
+    trust_form: trust_views.TrustForm | None = None,
 ) -> dict[str, Any]:
     now = timezone.now()
     row = FleetRow.of(runner, now, reverse("runners:fleet"))
@@ -379,6 +386,7 @@ def _detail_context(
             now - runner.github_seen_at if runner.github_seen_at else None
         ),
         "now": now,
+        **trust_views.context(request, runner, trust_form),
     }
 
 
@@ -413,4 +421,42 @@ def undrain(request: HttpRequest, name: str) -> HttpResponse:
     if runner.drained:
         runner.undrain(request.user)
         messages.success(request, f"{runner.name} is back in deploy rotation.")
+    return redirect("runners:detail", name=runner.name)
+
+
+@require_POST
+@role_required(Role.SRE)
+def trust_grant(request: HttpRequest, name: str) -> HttpResponse:
+    """Trust the runner for deploys for a few hours, with a reason (audited)."""
+    runner = get_object_or_404(Runner.objects.with_pools(), name=name)
+    form = trust_views.TrustForm(request.POST)
+    if form.is_valid():
+        try:
+            trust.grant(
+                runner,
+                request.user,
+                form.cleaned_data["reason"],
+                timedelta(hours=form.cleaned_data["hours"]),
+                timezone.now(),
+            )
+        except trust.TrustRefused as exc:
+            form.add_error(None, str(exc))
+    if not form.is_valid():
+        ctx = _detail_context(request, runner, trust_form=form)
+        return render(request, "runners/detail.html", ctx, status=400)
+    messages.success(
+        request,
+        f"{runner.name} is trusted for deploys until "
+        f"{runner.trusted_until:%Y-%m-%d %H:%M} UTC.",
+    )
+    return redirect("runners:detail", name=runner.name)
+
+
+@require_POST
+@role_required(Role.SRE)
+def trust_clear(request: HttpRequest, name: str) -> HttpResponse:
+    """End the runner's trust override now (audited)."""
+    runner = get_object_or_404(Runner, name=name)
+    if trust.clear(runner, request.user, timezone.now()):
+        messages.success(request, f"{runner.name} is no longer trusted for deploys.")
     return redirect("runners:detail", name=runner.name)

@@ -78,6 +78,10 @@ def make_every_family_report() -> None:
         reason=Reason.HEARTBEAT_STALE,
         last_heartbeat_at=now - timedelta(minutes=5),
         exporter_url="https://prod-1.example:9100/metrics",
+        # A trust override that ran out while the runner is still unhealthy.
+        trusted_until=now - timedelta(minutes=1),
+        trusted_by="sam",
+        trusted_reason="exporter behind the firewall",
     )
     spare = Runner.objects.create(name="prod-2", state=State.HEALTHY)
     env = Environment.objects.create(name="production", repository="acme/deploy")

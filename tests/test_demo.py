@@ -39,6 +39,13 @@ def test_demo_creates_environments_schedules_and_first_deploys_once(
         "production": ["prod-primary-1", "prod-secondary-1", "prod-secondary-2"],
         "staging": ["staging-1", "staging-2"],
     }
+    policies = set(
+        Environment.objects.values_list("name", "heartbeat_policy", "exporter_policy")
+    )
+    assert policies == {
+        ("production", "required", "required"),
+        ("staging", "required", "advisory"),
+    }
     now = timezone.now()
     statuses = {s.name: s.status_at(now) for s in SecretRotationSchedule.objects.all()}
     assert statuses == {

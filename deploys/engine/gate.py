@@ -102,6 +102,8 @@ def decide(run: DeployRun, now: datetime) -> Decision:
             "position": choice.position,
             "state": choice.runner.state,
             "passed_over": list(choice.passed_over),
+            # Signal policy notes and a trust override (runners.eligibility).
+            **choice.decision_detail(),
         }
         for choice in pool
     ]

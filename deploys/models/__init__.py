@@ -10,6 +10,7 @@ from deploys.models.environments import (
     EnvironmentRunner,
     FreezeWindow,
     PoolChoice,
+    SignalPolicy,
     validate_pattern,
 )
 from deploys.models.runs import (
@@ -45,6 +46,7 @@ __all__ = [
     "FreezeWindow",
     "IdempotencyRecord",
     "PoolChoice",
+    "SignalPolicy",
     "WebhookDelivery",
     "WebhookDeliveryQuerySet",
     "WebhookHook",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +20,8 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from runners.eligibility import SignalPolicy as SignalPolicy
+from runners.eligibility import Verdict, judge, trust_text
 
 if TYPE_CHECKING:
     from runners.models import Runner
@@ -78,6 +80,14 @@ class Environment(models.Model):
     # Hold deploys while a secret this environment requires is overdue for rotation
     # (missing required secrets always hold them).
     block_on_overdue_secrets = models.BooleanField(default=False)
+    # Which signals must be fresh and good for a pool runner to take a deploy
+    # (GitHub's status always must; see deploys.eligibility).
+    heartbeat_policy = models.CharField(
+        max_length=10, choices=SignalPolicy.choices, default=SignalPolicy.REQUIRED
+    )
+    exporter_policy = models.CharField(
+        max_length=10, choices=SignalPolicy.choices, default=SignalPolicy.REQUIRED
+    )
     runners = models.ManyToManyField(
         "runners.Runner",
         through="EnvironmentRunner",
@@ -96,6 +106,11 @@ class Environment(models.Model):
             models.CheckConstraint(
                 condition=Q(policy__in=["queue", "reject"]),
                 name="environment_policy_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(heartbeat_policy__in=SignalPolicy.values)
+                & Q(exporter_policy__in=SignalPolicy.values),
+                name="environment_signal_policy_valid",
             ),
         ]
 
@@ -121,7 +136,9 @@ class Environment(models.Model):
         """
         tried = tried or {}
         entries = self.pool() if pool is None else pool
-        health = [entry.runner.ineligibility_reasons() for entry in entries]
+        now = timezone.now()
+        verdicts = [self.judge(entry.runner, now) for entry in entries]
+        health = [verdict.blocking for verdict in verdicts]
         eligible = [
             (len(tried.get(entry.runner_id, ())), entry.position, entry.runner)
             for entry, why in zip(entries, health, strict=True)
@@ -129,15 +146,42 @@ class Environment(models.Model):
         ]
         chosen = min(eligible, key=lambda e: (e[0], e[1]))[2] if eligible else None
         choices: list[PoolChoice] = []
-        for entry, why in zip(entries, health, strict=True):
+        for entry, why, verdict in zip(entries, health, verdicts, strict=True):
             picked = chosen is not None and entry.runner_id == chosen.pk
             passed_over = why
             if not picked and not why and entry.runner_id in tried:
                 passed_over = ["already tried: " + ", ".join(tried[entry.runner_id])]
             choices.append(
-                PoolChoice(entry.position, entry.runner, why, passed_over, picked)
+                PoolChoice(
+                    entry.position,
+                    entry.runner,
+                    why,
+                    passed_over,
+                    picked,
+                    notes=verdict.notes,
+                    trusted=verdict.trusted,
+                )
             )
         return chosen, choices
+
+    def judge(self, runner: Runner, now: datetime) -> Verdict:
+        """Whether ``runner`` may take a deploy here at ``now`` under this
+        environment's signal policy, with every reason (runners.eligibility)."""
+        return judge(
+            runner,
+            now,
+            heartbeat=self.heartbeat_policy,
+            exporter=self.exporter_policy,
+            scope=self.name,
+        )
+
+    @property
+    def signal_policy(self) -> str:
+        """The policy in words, for pages and the decision list."""
+        return (
+            f"GitHub status required, heartbeat {self.heartbeat_policy}, "
+            f"exporter {self.exporter_policy}"
+        )
 
     def set_pool(self, runners: list[Any]) -> None:
         """Replace the pool with ``runners`` in this order (position 0 = primary)."""
@@ -189,10 +233,24 @@ class PoolChoice:
     # Why the gate passes it over: the above, or that this run already tried it.
     passed_over: list[str]
     chosen: bool
+    # What is wrong but does not keep it out (advisory signals, an override).
+    notes: list[str] = field(default_factory=list)
+    # A trust override counted for it.
+    trusted: bool = False
 
     @property
     def eligible(self) -> bool:
         return not self.ineligibility_reasons
+
+    def decision_detail(self) -> dict[str, Any]:
+        """What the gate's decision list adds about policy and overrides (nothing
+        when neither applies, so strict decisions read as they always did)."""
+        extra: dict[str, Any] = {}
+        if self.notes:
+            extra["notes"] = list(self.notes)
+        if self.trusted:
+            extra["trusted"] = trust_text(self.runner)
+        return extra
 
 
 class EnvironmentRunner(models.Model):

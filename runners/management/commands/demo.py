@@ -6,8 +6,8 @@
    simulator's control API (the only place the plaintext goes; it is never printed
    or stored).
 3. Point each simulated runner's exporter URL at the simulator's node_exporter page.
-4. Create the ``production`` (primary and two secondaries) and ``staging``
-   environments with their runner pools, and rotation schedules for the simulator's
+4. Create the ``production`` (primary and two secondaries) and ``staging`` (its
+   exporter signal advisory) environments with their runner pools, and rotation schedules for the simulator's
    secrets (one due soon, one overdue), checked against it once.
 5. With ``--history``, request a deploy to each environment when none has been made
    yet; the running worker takes them through the real engine, so the deploy pages
@@ -51,6 +51,10 @@ ENVIRONMENTS = {
     ),
     "staging": (["staging-1", "staging-2"], ["DEPLOY_KEY", "STAGING_DB_PASSWORD"]),
 }
+# Signal policies other than the strict default: staging's runners may take deploys
+# while Prometheus cannot reach their exporters (a firewall between them), as long
+# as they heartbeat.
+SIGNAL_POLICIES = {"staging": {"exporter_policy": "advisory"}}
 # (name, scope, environment, interval days, required by). The simulator's
 # DEPLOY_KEY was set 80 days ago (due soon on a 90-day interval), REGISTRY_TOKEN
 # 120 days ago (overdue).
@@ -139,6 +143,7 @@ def _environments() -> int:
             defaults={
                 "repository": settings.GITHUB_REPOSITORY,
                 "required_secrets": required,
+                **SIGNAL_POLICIES.get(name, {}),
             },
         )
         if new:
