@@ -11,7 +11,8 @@ action's name and says so in ``outcome``. The actions recorded today:
 - ``runner.drain``, ``runner.undrain``, ``runner.token_issue``,
   ``runner.token_revoke``, ``runner.update``, ``runner.delete``,
   ``runner.diagnostics_requested``, ``runner.agent_install_requested``,
-  ``runner.diagnostics_reported``
+  ``runner.diagnostics_reported``, ``runner.trust`` (trusted for deploys for a
+  bounded time), ``runner.untrust``
 - ``environment.create``, ``environment.update``, ``environment.delete``,
   ``environment.pool_update``
 - ``freeze_window.create``, ``freeze_window.update``, ``freeze_window.delete``

@@ -58,6 +58,10 @@ def host(tmp_path: Path) -> dict[str, Path]:
         "getconf",
         "id",
         "sleep",
+        "date",
+        "tail",
+        "tr",
+        "printf",
     ):
         found = shutil.which(tool)
         if found:

@@ -492,6 +492,10 @@ def admin_form(env: Environment, *windows: dict[str, str]) -> dict[str, str]:
         "pickup_timeout": str(env.pickup_timeout),
         "gate_timeout": str(env.gate_timeout),
         "busy_wait": str(env.busy_wait),
+        "approval_timeout": str(env.approval_timeout),
+        "github_environment": env.github_environment,
+        "heartbeat_policy": env.heartbeat_policy,
+        "exporter_policy": env.exporter_policy,
         "max_attempts": str(env.max_attempts),
         "required_secrets": "",  # one name per line
         "policy": env.policy,
