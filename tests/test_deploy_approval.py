@@ -159,9 +159,12 @@ def test_approval_timeout_fails_the_deploy_and_cancels_its_github_run(
 
 
 def test_wait_timer_is_shown_and_the_deploy_goes_on_when_it_ends(
-    sim: Simulator, clock: Clock, sre: User
+    sim: Simulator, clock: Clock, sre: User, settings: Any
 ) -> None:
-    protect(sim, wait_timer=1)
+    # No webhooks reach this test: the hold is seen by polling GitHub, so it must
+    # outlast a poll (20 minutes at the simulator's pace is 2 s).
+    settings.DEPLOY_POLL_INTERVAL = 0.5
+    protect(sim, wait_timer=20)
     env = simulated_env(sim)
     run = drive(request_deploy(sre, env, "main", idempotency_key="k1").run, held, clock)
     assert run.events.get(kind="approval_waiting").message.startswith(

@@ -60,13 +60,14 @@ print(json.dumps({{
 """
 
 
-# The job lasts 10 real seconds: long enough that a worker killed just after the
-# dispatch is killed mid-deploy even on a loaded machine.
+# The job lasts 30 real seconds: long enough that a worker killed just after the
+# dispatch is killed mid-deploy even on a machine loaded by the whole suite (10 s
+# proved too short there).
 pytestmark = pytest.mark.sim(
     time_scale=60,
     seed=5,
     pickup_delay=3,
-    job_duration=600,
+    job_duration=1800,
     add_runners={"prod-primary-1": ["production"], "prod-secondary-1": ["production"]},
 )
 

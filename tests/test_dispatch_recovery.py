@@ -4,6 +4,7 @@ once, and a runner's fall wakes the deploys running on it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -54,11 +55,27 @@ def clock() -> Clock:
     return Clock()
 
 
+SLOW_POLL = 3600.0
+
+
 @pytest.fixture(autouse=True)
 def _slow_polling(settings: Any) -> None:
     # Polling as slow as webhook-first tracking may make it: whatever happens within
     # a second below happens without waiting for a poll.
-    settings.DEPLOY_POLL_INTERVAL = 3600.0
+    settings.DEPLOY_POLL_INTERVAL = SLOW_POLL
+
+
+def follow(
+    run: DeployRun, until: Callable[[DeployRun], bool], clock: Clock, settings: Any
+) -> DeployRun:
+    """Drive the run with GitHub polled at once (no webhooks reach these tests, and
+    webhook-first tracking learns of the jobs only by them or a poll), then make
+    polling slow again."""
+    settings.DEPLOY_POLL_INTERVAL = 0.1
+    try:
+        return drive(run, until, clock)
+    finally:
+        settings.DEPLOY_POLL_INTERVAL = SLOW_POLL
 
 
 def gated(sre: User, sim: Simulator, clock: Clock) -> DeployRun:
@@ -73,7 +90,7 @@ def gated(sre: User, sim: Simulator, clock: Clock) -> DeployRun:
 
 
 def test_dispatch_answered_5xx_is_found_by_its_token_at_once_without_a_second_dispatch(
-    sim: Simulator, clock: Clock, sre: User
+    sim: Simulator, clock: Clock, sre: User, settings: Any
 ) -> None:
     run = gated(sre, sim, clock)
     sim.set_faults(dispatch_errors_after_create=1)
@@ -96,7 +113,7 @@ def test_dispatch_answered_5xx_is_found_by_its_token_at_once_without_a_second_di
     assert "dispatched" not in order
     assert sim.state.request_count(DISPATCH) == 1
     assert sim.state.request_count(LIST_RUNS) == 1
-    run = drive(run, final, clock)
+    run = follow(run, final, clock, settings)
     assert run.state == DeployRun.State.SUCCEEDED
     assert sim.state.request_count(DISPATCH) == 1
 
@@ -130,7 +147,7 @@ def test_a_lost_dispatch_is_looked_up_every_second_and_unchanged_lists_cost_noth
     assert run.next_check_at - clock() <= timedelta(seconds=1)
 
     clock.jump(60)  # past the grace: the dispatch never arrived; a new attempt
-    run = drive(run, final, clock)
+    run = follow(run, final, clock, settings)
     assert run.state == DeployRun.State.SUCCEEDED
     first, second = attempts(run)
     assert first.failover_reason == DeployAttempt.FailoverReason.DISPATCH_LOST
@@ -139,11 +156,13 @@ def test_a_lost_dispatch_is_looked_up_every_second_and_unchanged_lists_cost_noth
 
 
 def test_a_run_on_a_runner_offline_in_github_is_force_cancelled_at_once(
-    sim: Simulator, clock: Clock, sre: User
+    sim: Simulator, clock: Clock, sre: User, settings: Any
 ) -> None:
     sim.configure(job_duration=3600)
     run = request_deploy(sre, simulated_env(sim)).run
-    run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
+    run = follow(
+        run, lambda r: attempts(r)[0].picked_up_at is not None, clock, settings
+    )
     sim.configure(job_duration=20)
     sim.kill(PRIMARY)
     # GitHub lists the runner offline; the heartbeat has not told yet.
@@ -169,7 +188,9 @@ def test_a_runner_that_may_still_answer_gets_a_plain_cancel_first(
     settings.DEPLOY_FORCE_CANCEL_AFTER = 5.0
     sim.configure(job_duration=3600)
     run = request_deploy(sre, simulated_env(sim)).run
-    run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
+    run = follow(
+        run, lambda r: attempts(r)[0].picked_up_at is not None, clock, settings
+    )
     # The job lost contact with GitHub; the healthy runner cannot stop it.
     [job] = [j for j in sim.state.jobs() if j.runner_name == PRIMARY]
     sim.lose_job(job.id)
@@ -197,7 +218,9 @@ def test_a_runner_falling_in_the_sweep_wakes_the_deploy_running_on_it(
 ) -> None:
     sim.configure(job_duration=3600)
     run = request_deploy(sre, simulated_env(sim)).run
-    run = drive(run, lambda r: attempts(r)[0].picked_up_at is not None, clock)
+    run = follow(
+        run, lambda r: attempts(r)[0].picked_up_at is not None, clock, settings
+    )
     woken: list[int] = []
     monkeypatch.setattr(enqueue, "advance", woken.append)
     now = timezone.now()

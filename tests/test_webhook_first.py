@@ -122,6 +122,13 @@ def test_job_webhooks_pick_up_and_finish_a_deploy_with_no_github_poll(
     assert attempt.webhook_seen_at is not None
     # The webhooks alone moved the deploy: GitHub was not asked about the jobs.
     assert job_polls(sim) == polls
+    # What the engine's SHA and step checks read came with the webhook.
+    recorded = WorkflowJob.objects.get(github_id=payload["workflow_job"]["id"])
+    assert recorded.as_info().head_sha == payload["workflow_job"]["head_sha"]
+    assert recorded.head_sha == run.sha
+    assert [s.name for s in recorded.as_info().steps] == [
+        s["name"] for s in payload["workflow_job"]["steps"]
+    ]
 
 
 def test_a_failed_step_in_the_webhook_fails_the_deploy_without_a_poll(

@@ -239,7 +239,7 @@ def test_a_pass_leaves_the_last_tenth_of_the_api_budget_alone(
     gw = gateway()
     for _ in range(18):  # others spent the budget down to 2 of 20
         gw.rate_limit()
-        gw.get_run(10_000_001)
+        gw.list_run_jobs(10_000_001)  # not conditional: each read is charged
 
     result = webhook_recovery.recover()
 

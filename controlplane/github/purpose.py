@@ -21,6 +21,8 @@ class Purpose(StrEnum):
     DISPATCH = "dispatch"  # starting a deploy's workflow run
     DISPATCH_LOOKUP = "dispatch_lookup"  # finding a run by its correlation token
     CANCEL = "cancel"  # stopping a run (failover, cancel, wrong runner)
+    COMMIT_LOOKUP = "commit_lookup"  # resolving a deploy's ref to its exact SHA
+    APPROVAL = "approval"  # protection rules: pending deployments, reviews
     SECRETS_GATE = "secrets_gate"  # the deploy gate's secret listing
     SECRETS_AUDIT = "secrets_audit"  # the periodic secrets audit
     ROTATION = "rotation"  # sealing and writing a rotated secret
@@ -42,6 +44,10 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "find_run_by_token": Purpose.DISPATCH_LOOKUP,
     "cancel_run": Purpose.CANCEL,
     "force_cancel_run": Purpose.CANCEL,
+    "get_commit": Purpose.COMMIT_LOOKUP,
+    "pending_deployments": Purpose.APPROVAL,
+    "run_reviews": Purpose.APPROVAL,
+    "review_pending_deployments": Purpose.APPROVAL,
     "list_secrets": Purpose.SECRETS_AUDIT,
     "get_public_key": Purpose.ROTATION,
     "put_secret": Purpose.ROTATION,

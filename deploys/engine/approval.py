@@ -28,8 +28,17 @@ from controlplane.github import (
     gateway_for,
 )
 from deploys import enqueue
-from deploys.engine.common import Attempt, Kind, Run, event, finish, poll, recheck
-from deploys.models import DeployAttempt, DeployEvent, DeployRun
+from deploys.engine.common import (
+    Attempt,
+    Kind,
+    Run,
+    event,
+    finish,
+    poll,
+    poll_jobs,
+    recheck,
+)
+from deploys.models import DeployAttempt, DeployEvent, DeployRun, WorkflowJob
 from runners.models import State
 
 log = logging.getLogger(__name__)
@@ -50,7 +59,7 @@ def held(
             return False
         # The pickup clock starts no earlier than the last time the job was held.
         DeployAttempt.objects.filter(pk=attempt.pk).update(job_blocked_at=now)
-        return _waiting(run, attempt, now)
+        return _waiting(run, attempt, job, now)
     if (
         job.status == "completed"
         and job.conclusion == "failure"
@@ -83,12 +92,16 @@ def waiting_since(attempt: DeployAttempt) -> DeployEvent | None:
     )
 
 
-def _waiting(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
+def _waiting(
+    run: DeployRun, attempt: DeployAttempt, job: JobInfo, now: datetime
+) -> bool:
     assert attempt.github_run_id is not None
     try:
         pending = gateway_for(run.environment.repository).pending_deployments(
             attempt.github_run_id
         )
+        if not pending and _hold_ended(run, attempt, job, now):
+            return True
     except GitHubError as exc:
         log.warning("reading the approvals of deploy %s failed: %s", run.pk, exc)
         recheck(run, now + poll())
@@ -136,6 +149,20 @@ def _waiting(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
     wake = [now + poll(), deadline]
     wake += [p.wait_until for p in pending if p.wait_until and p.wait_until > now]
     recheck(run, min(wake))
+    return True
+
+
+def _hold_ended(
+    run: DeployRun, attempt: DeployAttempt, job: JobInfo, now: datetime
+) -> bool:
+    """GitHub lists nothing pending, yet the job was last recorded ``waiting``: the
+    record is stale (approved, or the wait timer ended, since the webhook or poll
+    that wrote it). Read the jobs again now; True when the job is no longer
+    waiting (the next look follows it at once)."""
+    poll_jobs(run, attempt, now)
+    if WorkflowJob.objects.filter(github_id=job.id, status="waiting").exists():
+        return False
+    recheck(run, now)
     return True
 
 

@@ -74,28 +74,36 @@ def observed_jobs(
     github_run_id = attempt.github_run_id
     assert github_run_id is not None
     if poll_due(attempt, now):
-        try:
-            answer = gateway_for(run.environment.repository).list_run_jobs_if_changed(
-                github_run_id, attempt.jobs_etag or None
-            )
-        except GitHubError:
-            if not webhooks_flowing(attempt, now):
-                raise
-            answer = None
-        with transaction.atomic():
-            for job in answer.jobs if answer else ():
-                record_job(WorkflowJob.payload_from_info(job, now))
-            fields: dict[str, Any] = {"polled_at": now}
-            if answer is not None:
-                fields["jobs_etag"] = (answer.etag or "")[:200]
-            DeployAttempt.objects.filter(pk=attempt.pk).update(**fields)
-        attempt.polled_at = now
+        poll_jobs(run, attempt, now)
     return [
         job.as_info()
         for job in WorkflowJob.objects.filter(run_id=github_run_id).order_by(
             "github_id"
         )
     ]
+
+
+def poll_jobs(run: DeployRun, attempt: DeployAttempt, now: datetime) -> None:
+    """Ask GitHub for the attempt's jobs now and record them as a webhook would have
+    (:func:`observed_jobs` step 1; also when a recorded job is known to be stale)."""
+    github_run_id = attempt.github_run_id
+    assert github_run_id is not None
+    try:
+        answer = gateway_for(run.environment.repository).list_run_jobs_if_changed(
+            github_run_id, attempt.jobs_etag or None
+        )
+    except GitHubError:
+        if not webhooks_flowing(attempt, now):
+            raise
+        answer = None
+    with transaction.atomic():
+        for job in answer.jobs if answer else ():
+            record_job(WorkflowJob.payload_from_info(job, now))
+        fields: dict[str, Any] = {"polled_at": now}
+        if answer is not None:
+            fields["jobs_etag"] = (answer.etag or "")[:200]
+        DeployAttempt.objects.filter(pk=attempt.pk).update(**fields)
+    attempt.polled_at = now
 
 
 # Timeline and deadlines -----------------------------------------------------------------

@@ -169,6 +169,9 @@ class WorkflowJob(models.Model):
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The run's commit (its ref's SHA at dispatch): the engine checks it against
+    # the deploy's requested SHA.
+    head_sha = models.CharField(max_length=40, blank=True)
     # name, number, status and conclusion of each step: a failed step tells a broken
     # deploy from a lost runner without asking GitHub.
     steps = models.JSONField(default=list, blank=True)
@@ -203,6 +206,7 @@ class WorkflowJob(models.Model):
             "created_at": job.get("created_at") or job.get("started_at"),
             "started_at": job.get("started_at"),
             "completed_at": job.get("completed_at"),
+            "head_sha": str(job.get("head_sha") or "")[:40],
             "steps": [
                 {
                     "name": str(step.get("name") or ""),
@@ -233,6 +237,7 @@ class WorkflowJob(models.Model):
             "created_at": iso(job.created_at or job.started_at or now),
             "started_at": iso(job.started_at),
             "completed_at": iso(job.completed_at),
+            "head_sha": job.head_sha,
             "steps": [
                 {
                     "name": s.name,
@@ -259,6 +264,7 @@ class WorkflowJob(models.Model):
             started_at=self.started_at,
             completed_at=self.completed_at,
             created_at=self.created_at,
+            head_sha=self.head_sha,
             steps=tuple(
                 StepInfo(
                     name=str(step.get("name") or ""),
