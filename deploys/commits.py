@@ -121,6 +121,15 @@ def compare_url(env: Environment, base: str, head: str, html_url: str = "") -> s
     return f"{web_repository_url(env, html_url)}/compare/{base}...{head}"
 
 
+def deployment_url(env: Environment, run: DeployRun | None) -> str:
+    """The GitHub environment's deployments page, once GitHub told us (a
+    ``deployment_status`` webhook) which deployment the run's job made."""
+    if run is None or getattr(run, "deployment_id", None) is None:
+        return ""
+    base = web_repository_url(env, getattr(run, "run_url", "") or "")
+    return f"{base}/deployments/{env.github_environment_name}"
+
+
 def deployed_now() -> list[Deployed]:
     """Per environment (by name), its deploy now and the one before; three queries
     whatever the number of environments."""
@@ -140,6 +149,7 @@ def deployed_now() -> list[Deployed]:
         for run in DeployRun.objects.filter(pk__in=wanted).annotate(
             runner_name=Subquery(latest.values("runner__name")[:1]),
             run_url=Subquery(latest.values("html_url")[:1]),
+            deployment_id=Subquery(latest.values("github_deployment_id")[:1]),
         )
     }
     rows = []
@@ -154,6 +164,7 @@ def deployed_now() -> list[Deployed]:
                 previous=previous,
                 runner_name=getattr(run, "runner_name", "") or "",
                 run_url=run_url,
+                deployment_url=deployment_url(env, run),
                 compare_url=(
                     compare_url(env, previous.sha, run.sha, run_url)
                     if run is not None and previous is not None

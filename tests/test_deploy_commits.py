@@ -313,6 +313,14 @@ def test_deployed_now_lists_each_environment_with_a_compare_link(
         f"{sim.url}/acme/deploy/compare/{first.sha}...{second.sha}"
     )
     assert prod["run_url"].startswith(f"{sim.url}/acme/deploy/actions/runs/")
+    # No deployment_status webhook told of a GitHub deployment: no link invented.
+    assert prod["deployment_url"] == ""
+    DeployAttempt.objects.filter(run=second).update(github_deployment_id=77)
+    prod = {
+        row["environment"]: row
+        for row in logged_in(viewer).get("/api/v1/deployed-now/").json()
+    }["production"]
+    assert prod["deployment_url"] == f"{sim.url}/acme/deploy/deployments/production"
     page = logged_in(viewer).get("/deploys/deployed/")
     html = page.content.decode()
     assert page.status_code == 200
