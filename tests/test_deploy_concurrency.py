@@ -21,7 +21,9 @@ from django.db import connections
 from deploys import engine
 from deploys.models import DeployRun, Environment
 from deploys.triggers import IdempotencyInProgress, request_deploy
+from githubsim import Simulator
 from runners.models import Runner, State
+from tests.conftest import REQUESTED_TAGS
 
 THREADS = 50
 
@@ -40,7 +42,11 @@ pytestmark = [
 
 
 @pytest.fixture
-def env() -> Environment:
+def env(github: Simulator) -> Environment:
+    # A request resolves its ref in GitHub: the tags the tests deploy exist there.
+    for i in range(THREADS):
+        if f"v{i}" not in REQUESTED_TAGS:
+            github.create_tag(f"v{i}")
     # No eligible runner: promoted runs wait at the gate without calling GitHub.
     runner = Runner.objects.create(name="prod-1", state=State.UNHEALTHY)
     environment = Environment.objects.create(
