@@ -25,8 +25,13 @@ WAIT_SECONDS = 90
 
 SETUP = """
 from runners.models import Runner
-from deploys.models import Environment
+from deploys.models import DeployRun, Environment, WorkflowJob
 from django_celery_beat.models import PeriodicTask
+# The tests of this module share one database, and each test's simulator numbers its
+# runs from the same first id: the jobs an earlier test recorded would read as this
+# test's run. GitHub's run ids are unique; start each test from none.
+WorkflowJob.objects.all().delete()
+DeployRun.objects.all().delete()
 # Only the deploy schedules: no heartbeats arrive here, so the health sweep must
 # not demote the runners the test declares healthy.
 PeriodicTask.objects.exclude(task__startswith="deploys.").update(enabled=False)
