@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0018_event_and_reason_choices"),
+        ("deploys", "0016_environment_github_approval"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ import controlplane.names
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0016_deploy_wrong_sha"),
+        ("deploys", "0015_environment_busy_wait"),
     ]
 
     operations = [
@@ -39,6 +39,7 @@ class Migration(migrations.Migration):
                     ("dispatch_recovered", "Dispatch Recovered"),
                     ("dispatch_retry", "Dispatch Retry"),
                     ("picked_up", "Picked Up"),
+                    ("head_moved", "Head Moved"),
                     ("approval_waiting", "Approval Waiting"),
                     ("approval_sent", "Approval Sent"),
                     ("approved", "Approved"),
@@ -65,6 +66,7 @@ class Migration(migrations.Migration):
                     ("max_attempts", "every attempt failed over"),
                     ("dispatch_rejected", "GitHub refused the dispatch"),
                     ("wrong_runner", "the job ran on another runner"),
+                    ("wrong_sha", "the job did not deploy the requested commit"),
                     ("cancelled", "cancelled by a person"),
                     ("frozen", "the environment froze before the deploy started"),
                     ("approval_timeout", "not approved in GitHub in time"),

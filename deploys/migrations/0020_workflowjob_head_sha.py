@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0021_environment_signal_policy"),
+        ("deploys", "0019_environment_signal_policy"),
     ]
 
     operations = [

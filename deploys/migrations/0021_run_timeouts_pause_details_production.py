@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0022_workflowjob_head_sha"),
+        ("deploys", "0020_workflowjob_head_sha"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0019_webhook_first_tracking"),
+        ("deploys", "0017_webhook_first_tracking"),
         ("runners", "0007_runner_holds_deploy"),
     ]
 

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deploys", "0020_attempt_active_runner_index"),
+        ("deploys", "0018_attempt_active_runner_index"),
     ]
 
     operations = [
