@@ -28,10 +28,10 @@ from githubsim.secretstore import (
     organization_scope,
     repository_scope,
 )
-from githubsim.state.environments import EnvironmentsMixin
 from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
+from githubsim.state.protection_rules import ProtectionRulesMixin
 from githubsim.state.secrets import SecretsMixin
 from githubsim.state.traffic import TrafficMixin
 
@@ -39,7 +39,7 @@ __all__ = ["SimState"]
 
 
 class SimState(
-    EnvironmentsMixin,
+    ProtectionRulesMixin,
     TrafficMixin,
     HeartbeatsMixin,
     SecretsMixin,
