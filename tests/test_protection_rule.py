@@ -32,7 +32,7 @@ from deploys.triggers import request_deploy
 from githubsim import Simulator
 from runners.models import Runner, State
 from tests.clients import sign
-from tests.deploying import PRIMARY, REPO, Clock, drive, simulated_env
+from tests.deploying import PRIMARY, REPO, Clock, drive, github_id, simulated_env
 from tests.simhttp import Captured, job_of, post
 
 pytestmark = [
@@ -164,7 +164,7 @@ def test_the_control_planes_own_dispatch_is_approved_and_deploys(
     run = drive(
         run, lambda r: r.attempts.filter(github_run_id__isnull=False).exists(), clock
     )
-    github_run = run.attempts.get().github_run_id
+    github_run = github_id(run)
     assert sim.wait_until(lambda: requests_for(sim, app, github_run), timeout=5)
 
     [payload] = requests_for(sim, app, github_run)
@@ -292,7 +292,7 @@ def test_an_answer_github_could_not_take_is_sent_again(
     assert waiting(sim, run_id)
     later = timezone.now() + protection.RETRY_AFTER + timedelta(seconds=1)
     assert protection.retry_unanswered(later) == 1
-    review.refresh_from_db()
+    review = GateReview.objects.get(delivery=delivery)
     assert review.decision == "approved"
     assert review.answered_at is not None
     assert review.tries == 2
