@@ -32,6 +32,7 @@ from deploys.triggers import request_deploy
 from githubsim import Simulator
 from runners.models import Runner, State
 from tests.clients import sign
+from tests.conftest import logged_in
 from tests.deploying import PRIMARY, REPO, Clock, drive, github_id, simulated_env
 from tests.simhttp import Captured, job_of, post
 
@@ -185,7 +186,7 @@ def test_the_control_planes_own_dispatch_is_approved_and_deploys(
 
 
 def test_a_run_started_from_github_for_a_frozen_environment_is_rejected(
-    sim, app, django_capture_on_commit_callbacks
+    sim, app, viewer: User, django_capture_on_commit_callbacks
 ):
     env = simulated_env(sim)
     now = timezone.now()
@@ -216,6 +217,11 @@ def test_a_run_started_from_github_for_a_frozen_environment_is_rejected(
     event = AuditEvent.objects.get(action="environment.protection_review")
     assert event.detail["decision"] == "rejected"
     assert event.detail["run"] == run_id
+    page = logged_in(viewer).get("/deploys/environments/production/")
+    section = page.content.decode().split('id="protection-rule"')[1]
+    assert "Runs started outside the control plane" in section
+    assert "rejected" in section
+    assert "production is frozen (quarter-end close)" in section
 
 
 def test_a_run_started_elsewhere_that_passes_the_gate_is_approved(
