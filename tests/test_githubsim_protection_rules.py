@@ -197,14 +197,14 @@ def test_the_apps_approval_releases_the_job(sim, receiver):
     until(lambda: job_of(sim, run_id)["status"] == "completed")
     assert job_of(sim, run_id)["conclusion"] == "success"
     reviews = requests.get(f"{sim.url}/_sim/runs/{run_id}/gate_reviews", timeout=10)
-    assert reviews.json() == [
-        {
-            "environment": "production",
-            "app_id": APP_ID,
-            "state": "approved",
-            "comment": "healthy",
-        }
-    ]
+    [answer] = reviews.json()
+    assert {k: answer[k] for k in ("environment", "app_id", "state", "comment")} == {
+        "environment": "production",
+        "app_id": APP_ID,
+        "state": "approved",
+        "comment": "healthy",
+    }
+    assert answer["asked_at"] <= answer["answered_at"]
 
 
 def test_the_apps_rejection_fails_the_job_with_its_comment(sim):

@@ -43,8 +43,12 @@ class ProtectionRulesMixin(EnvironmentsMixin):
         super()._reset_environments()
         self._apps: dict[int, App] = {}
         self._next_rule_id = 3_500_001
-        # Reviews by run id: (environment, app id, state, comment), oldest first.
-        self._gate_reviews: dict[int, list[tuple[str, int, str, str]]] = {}
+        # Reviews by run id: (environment, app id, state, comment, asked, answered),
+        # oldest first; when each App was asked, by (run id, app id).
+        self._gate_reviews: dict[
+            int, list[tuple[str, int, str, str, float | None, float]]
+        ] = {}
+        self._gate_asked: dict[tuple[int, int], float] = {}
 
     # Apps and rules ---------------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class ProtectionRulesMixin(EnvironmentsMixin):
 
     def _request_review(self, hold: Hold, app_id: int) -> None:
         """Send the App its ``deployment_protection_rule`` event for this hold."""
+        self._gate_asked[(hold.run_id, app_id)] = self.clock.now()
         if self.webhook_sink is None:
             return
         base = self.public_url
@@ -180,8 +185,9 @@ class ProtectionRulesMixin(EnvironmentsMixin):
                     "environment_name",
                 )
             now = self.clock.now()
+            asked = self._gate_asked.get((run.id, app_id))
             self._gate_reviews.setdefault(run.id, []).append(
-                (holds[0].environment, app_id, state, comment)
+                (holds[0].environment, app_id, state, comment, asked, now)
             )
             app = self._apps.get(app_id)
             slug = app.slug if app else f"app {app_id}"
@@ -197,8 +203,18 @@ class ProtectionRulesMixin(EnvironmentsMixin):
         """What the Apps answered for a run, oldest first (for the control API)."""
         with self.lock:
             return [
-                {"environment": env, "app_id": app, "state": state, "comment": comment}
-                for env, app, state, comment in self._gate_reviews.get(run_id, [])
+                {
+                    "environment": env,
+                    "app_id": app,
+                    "state": state,
+                    "comment": comment,
+                    # Simulated-clock seconds: when GitHub asked, when the App answered.
+                    "asked_at": asked,
+                    "answered_at": answered,
+                }
+                for env, app, state, comment, asked, answered in self._gate_reviews.get(
+                    run_id, []
+                )
             ]
 
     # Shapes -----------------------------------------------------------------------------
