@@ -162,7 +162,7 @@ def test_card_says_where_the_runner_may_take_deploys_and_why_not(
 
     page = response.content.decode()
     card = page[page.index('id="eligibility"') : page.index('id="trust"')]
-    assert "partly-eligible" in page[: page.index('id="eligibility"')][-80:]
+    assert 'class="card partly-eligible" id="eligibility"' in page
     assert "Eligible for staging only." in card
     assert 'data-environment="production" class="ineligible"' in card
     assert 'data-environment="staging" class="eligible"' in card
@@ -221,3 +221,19 @@ def test_card_costs_no_query_per_environment(
         page = viewer_client.get("/fleet/prod-primary/").content.decode()
 
     assert page.count("exporter unreachable: advisory for env-") == environments
+
+
+def test_card_names_the_environments_a_runner_is_kept_out_of(
+    viewer_client: Client,
+) -> None:
+    primary = seed_primary()
+    make_env("production", primary)
+    make_env("canary", primary)
+
+    page = viewer_client.get("/fleet/prod-primary/").content.decode()
+
+    assert (
+        '<p id="not-eligible"><strong>Not eligible for deploys</strong> to canary, '
+        "production.</p>"
+    ) in page
+    assert 'class="card ineligible" id="eligibility"' in page
