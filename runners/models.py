@@ -341,25 +341,6 @@ class Runner(models.Model):
         (``{% if runner.trust %}``); None otherwise."""
         return self if self.trusted_at_now(timezone.now()) else None
 
-    def is_eligible_for_deploy(self) -> bool:
-        return not self.ineligibility_reasons()
-
-    def ineligibility_reasons(self) -> list[str]:
-        """Why a deploy may not go to this runner now, in words (empty: it may)."""
-        why: list[str] = []
-        if self.removed_at is not None:
-            why.append("removed from GitHub")
-        if self.drained:
-            why.append(
-                f"drained by {self.drained_by or 'someone'}: {self.drained_reason}"
-            )
-        if self.state != State.HEALTHY:
-            text = f"{self.state}"
-            if self.reason:
-                text += f" ({Reason(self.reason).label})"
-            why.append(text)
-        return why
-
     def _log(
         self, kind: RunnerEvent.Kind, actor: audit.Actor, message: str
     ) -> RunnerEvent:
