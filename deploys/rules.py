@@ -180,7 +180,7 @@ def ref_refusal(env: Environment, ref: str) -> Refusal | None:
             "allowed_refs",
             "ref",
             f"{env.name} deploys only refs matching {rule} (its allowed_refs rule): "
-            f"{why}",
+            f"{why}.",
         )
 
     if not matching:
