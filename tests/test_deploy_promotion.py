@@ -14,8 +14,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
+from controlplane.notifications import Severity
 from deploys import rules
 from deploys.models import DeployRun, Environment, FreezeWindow
+from deploys.notify import from_deploy_event
 from deploys.redeploy import redeploy_last_good, rollback
 from deploys.triggers import request_deploy
 from githubsim import Simulator
@@ -178,6 +180,11 @@ def test_the_gate_applies_a_rule_set_while_the_deploy_waited(
     assert failed.detail["promote"]["environment"] == staging.name
     assert failed.detail["promote"]["sha"] == sha
     assert f"{sha[:12]} (main) is not promoted to production" in run.message
+    # The policy working: the notification is a warning linking the runbook.
+    note = from_deploy_event(failed)
+    assert note is not None
+    assert note.severity == Severity.WARNING
+    assert note.runbook.endswith("/runbooks/deploy-not-promoted/")
 
 
 def test_a_wait_in_the_queue_does_not_age_a_commit_out(
