@@ -288,3 +288,26 @@ def test_the_period_is_bounded(admin_user: User) -> None:
     )
     assert response.status_code == 400
     assert "promotion_period_hours" in response.json()
+
+
+def test_a_rollback_still_answers_to_the_allowed_refs_rule(
+    sim: Simulator, sre: User, admin_user: User, clock: Clock
+) -> None:
+    production = simulated_env(sim)
+    succeed(production, sre, clock, ref="main")
+    sim.push("main")
+    succeed(production, sre, clock, ref="main")
+    Environment.objects.filter(pk=production.pk).update(allowed_refs="refs/tags/v*")
+    refused = logged_in(sre).post(
+        f"{DEPLOYS}rollback/",
+        {"environment": "production"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "ref_not_allowed"
+    glass = logged_in(admin_user).post(
+        f"{DEPLOYS}rollback/",
+        {"environment": "production", "break_glass_reason": "INC-3: bad release"},
+        content_type="application/json",
+    )
+    assert glass.status_code == 202, glass.content
