@@ -117,7 +117,14 @@ def promotion_refusal(
     if there is not None and there >= requested_at - period:
         return None
     within = period_text(env.promotion_period_hours)
-    commit = f"{sha[:12]} ({ref})" if sha else f"{ref} (no commit given)"
+    rule = (
+        f"{env.name} deploys only commits that succeeded in {source.name} within "
+        f"{within}"
+    )
+    if not sha:  # a caller that knows no commit: nothing to promote
+        return Refusal(
+            NOT_PROMOTED, "promote_from", "sha", f"{rule}, and no commit was given."
+        )
     if there is None:
         why = f"it has not succeeded in {source.name}"
     else:
@@ -129,9 +136,9 @@ def promotion_refusal(
         NOT_PROMOTED,
         "promote_from",
         "sha",
-        f"{commit} is not promoted to {env.name}: {env.name} deploys only commits "
-        f"that succeeded in {source.name} within {within}, and {why}. Deploy it "
-        f"to {source.name} first (environment {source.name}, ref {ref}, sha {sha}).",
+        f"{sha[:12]} ({ref}) is not promoted to {env.name}: {rule}, and {why}. "
+        f"Deploy it to {source.name} first (environment {source.name}, ref {ref}, "
+        f"sha {sha}).",
         promote={"environment": source.name, "ref": ref, "sha": sha},
     )
 

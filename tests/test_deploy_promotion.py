@@ -311,3 +311,14 @@ def test_a_rollback_still_answers_to_the_allowed_refs_rule(
         content_type="application/json",
     )
     assert glass.status_code == 202, glass.content
+
+
+def test_check_without_a_commit_is_never_promoted(sim: Simulator) -> None:
+    _, production = pair(sim)
+    [refusal] = rules.check(production, "main", "", timezone.now())
+    assert refusal.code == "not_promoted"
+    assert refusal.message == (
+        "production deploys only commits that succeeded in staging within 7 days, "
+        "and no commit was given."
+    )
+    assert refusal.detail() == {"code": "not_promoted", "rule": "promote_from"}
