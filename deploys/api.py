@@ -266,7 +266,7 @@ class DeployRunViewSet(
         responses={
             202: DeployRunDetailSerializer,
             400: OpenApiResponse(
-                DeployErrorSerializer,
+                OpenApiTypes.OBJECT,
                 description="A field is wrong (``{field: [message]}``), or a deploy "
                 "rule refuses it: ``code`` ``ref_not_allowed`` or ``not_promoted``, "
                 "``rules`` each rule's facts (``promote``: where to deploy first).",
