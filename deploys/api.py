@@ -73,8 +73,10 @@ class EnvironmentViewSet(
     history."""
 
     # Freeze windows once per page: the windows, "frozen" and "frozen_until" read them.
-    queryset = Environment.objects.prefetch_related("freeze_windows").order_by(
-        "name", "pk"
+    queryset = (
+        Environment.objects.select_related("promote_from")
+        .prefetch_related("freeze_windows")
+        .order_by("name", "pk")
     )
     serializer_class = EnvironmentSerializer
     permission_classes = [IsSRE & ReadOnly | IsAdmin]
@@ -214,10 +216,10 @@ class FreezeWindowViewSet(viewsets.ModelViewSet[FreezeWindow]):
 
 
 def _refusal(exc: DeployRequestError) -> Response:
-    if exc.status == status.HTTP_400_BAD_REQUEST and exc.field:
+    if exc.status == status.HTTP_400_BAD_REQUEST and exc.field and not exc.extra:
         return Response({exc.field: [exc.message]}, status=exc.status)
     response = Response(
-        {"detail": exc.message, "code": exc.code, "field": exc.field},
+        {"detail": exc.message, "code": exc.code, "field": exc.field, **exc.extra},
         status=exc.status,
     )
     if isinstance(exc, IdempotencyInProgress):
@@ -263,6 +265,12 @@ class DeployRunViewSet(
         parameters=[IDEMPOTENCY_KEY],
         responses={
             202: DeployRunDetailSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="A field is wrong (``{field: [message]}``), or a deploy "
+                "rule refuses it: ``code`` ``ref_not_allowed`` or ``not_promoted``, "
+                "``rules`` each rule's facts (``promote``: where to deploy first).",
+            ),
             409: OpenApiResponse(
                 DeployErrorSerializer,
                 description="Refused: the environment is paused, one is already "

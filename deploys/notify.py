@@ -9,6 +9,9 @@ from django.urls import reverse
 from controlplane.notifications import Draft, Kind, Scanner, Severity, draft
 from deploys.models import DeployAttempt, DeployEvent, DeployRun
 
+# Failures that are a deploy policy working (warnings, not outages).
+POLICY_REASONS = (DeployRun.Reason.FROZEN, DeployRun.Reason.NOT_PROMOTED)
+
 
 def deploy_events() -> models.QuerySet[DeployEvent]:
     return DeployEvent.objects.select_related("run__environment", "attempt__runner")
@@ -29,8 +32,9 @@ def from_deploy_event(event: DeployEvent) -> Draft | None:
             link,
             f"deploy-failed:{run.pk}",
             run.runbook_slug or "deploy-failed",
-            # A freeze stopping a deploy is the policy working, not an outage.
-            Severity.WARNING if reason == DeployRun.Reason.FROZEN else None,
+            # A freeze or the promotion rule stopping a deploy is the policy
+            # working, not an outage.
+            Severity.WARNING if reason in POLICY_REASONS else None,
             event.created_at,
             {**base, "reason": reason},
         )

@@ -22,6 +22,7 @@ from deploys.models import (
     Environment,
     FreezeWindow,
 )
+from deploys.rules_serializers import RULE_FIELDS, DeployRulesSerializerMixin
 from runners.models import Runner
 
 
@@ -143,7 +144,11 @@ class FreezeWindowSerializer(JSONTypesMixin, serializers.ModelSerializer[FreezeW
         return attrs
 
 
-class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environment]):
+class EnvironmentSerializer(
+    DeployRulesSerializerMixin,
+    JSONTypesMixin,
+    serializers.ModelSerializer[Environment],
+):
     """A deploy target. ``pool`` lists runner names in order: the primary first."""
 
     pool = serializers.ListField(
@@ -197,6 +202,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "exporter_policy",
             "policy",
             "change_ticket_pattern",
+            *RULE_FIELDS,
             "production",
             "paused",
             "paused_reason",

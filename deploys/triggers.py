@@ -34,7 +34,8 @@ from controlplane import audit
 from controlplane.github import is_full_sha
 from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
-from deploys import enqueue
+from deploys import enqueue, rules
+from deploys.break_glass import record as break_glass_record
 from deploys.commits import CommitLookupError, resolve
 from deploys.models import (
     DeployEvent,
@@ -61,10 +62,14 @@ class DeployRequestError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self, message: str, *, field: str = "", extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # More facts for the API's answer (a rule's name, where to deploy first).
+        self.extra = extra or {}
 
 
 class IdempotencyMismatch(DeployRequestError):
@@ -87,6 +92,22 @@ class GitHubUnreachable(DeployRequestError):
 
     status = 503
     code = "github_unavailable"
+
+
+class RuleRefused(DeployRequestError):
+    """A deploy rule (promotion, allowed refs: ``deploys.rules``) refuses the ref or
+    commit; ``code`` is the first rule's (``not_promoted``, ``ref_not_allowed``)."""
+
+    def __init__(self, refusals: list[rules.Refusal]) -> None:
+        first = refusals[0]
+        super().__init__(
+            " ".join(r.message for r in refusals)
+            + " An admin may break glass with a reason.",
+            field=first.field,
+            extra={"rules": [r.detail() for r in refusals]},
+        )
+        self.code = first.code
+        self.refusals = refusals
 
 
 class DeployRefused(DeployRequestError):
@@ -214,9 +235,10 @@ def _request_deploy(
     if not idempotency_key:
         glass = _check_safeguards(user, env, change_ticket, break_glass_reason)
         sha = _resolve(env, ref, sha)
+        broken = _check_rules(user, env, ref, sha, break_glass_reason)
         return DeployRequest(
             _safeguarded_create(
-                user, env, ref, sha, change_ticket, break_glass_reason, glass
+                user, env, ref, sha, change_ticket, break_glass_reason, glass, broken
             ),
             True,
         )
@@ -230,9 +252,10 @@ def _request_deploy(
     try:
         glass = _check_safeguards(user, env, change_ticket, break_glass_reason)
         sha = _resolve(env, ref, sha)
+        broken = _check_rules(user, env, ref, sha, break_glass_reason)
         with transaction.atomic():
             run = _safeguarded_create(
-                user, env, ref, sha, change_ticket, break_glass_reason, glass
+                user, env, ref, sha, change_ticket, break_glass_reason, glass, broken
             )
             reserved.run = run
             reserved.response = respond(run) if respond else None
@@ -250,6 +273,24 @@ def _resolve(env: Environment, ref: str, sha: str) -> str:
     except CommitLookupError as exc:
         kind = GitHubUnreachable if exc.unavailable else DeployRequestError
         raise kind(exc.message, field=exc.field) from None
+
+
+def _check_rules(
+    user: User | AnonymousUser, env: Environment, ref: str, sha: str, reason: str
+) -> list[rules.Refusal]:
+    """The deploy rules' refusals an admin breaks glass past (empty when the rules
+    allow the commit); a refusal otherwise. GitHub silent about the ref is a 503."""
+    try:
+        refusals = rules.check(env, ref, sha, timezone.now())
+    except CommitLookupError as exc:
+        raise GitHubUnreachable(exc.message, field=exc.field) from None
+    if refusals and not reason.strip():
+        raise RuleRefused(refusals)
+    if refusals and not has_role(user, Role.ADMIN):
+        raise BreakGlassForbidden(
+            "only admins may break glass past a deploy rule", field="break_glass_reason"
+        )
+    return refusals
 
 
 def _check_safeguards(
@@ -283,9 +324,11 @@ def _safeguarded_create(
     change_ticket: str,
     break_glass_reason: str,
     break_glass: FreezeWindow | None,
+    broken: list[rules.Refusal],
 ) -> DeployRun:
     """Create the run of a checked, resolved request; the policy is checked in the
-    creating transaction, so two requests cannot both pass it."""
+    creating transaction, so two requests cannot both pass it. An admin's break
+    glass past a freeze (``break_glass``) or deploy rules (``broken``) is recorded."""
     with transaction.atomic():
         if (
             env.policy == Environment.Policy.REJECT
@@ -296,21 +339,9 @@ def _safeguarded_create(
                 field="environment",
             )
         run = _create(user, env, ref, sha, change_ticket)
-        if break_glass is not None:
-            reason = break_glass_reason.strip()
-            DeployEvent.objects.create(
-                run=run,
-                kind=DeployEvent.Kind.BREAK_GLASS,
-                message=f"freeze broken by {run.requester_name}: {reason}",
-                detail={"freeze": break_glass.reason, "window": break_glass.pk},
-                created_at=run.created_at,
-            )
-            audit.record(
-                user,
-                "deploy.break_glass",
-                run,
-                freeze=break_glass.reason,
-                reason=reason,
+        if break_glass is not None or broken:
+            break_glass_record(
+                user, run, break_glass_reason.strip(), break_glass, broken
             )
     return run
 

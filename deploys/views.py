@@ -32,10 +32,13 @@ from deploys.models import (
     FreezeWindow,
     WebhookDelivery,
 )
+from deploys.models.rules_fields import ref_patterns
 from deploys.redeploy import redeploy_last_good
+from deploys.rules import period_text
 from deploys.triggers import (
     DeployRefused,
     DeployRequestError,
+    RuleRefused,
     request_deploy,
 )
 from runners.models import Runner
@@ -138,6 +141,15 @@ class DeployForm(forms.Form):
         help_text="Branch or tag; empty deploys the environment's default ref. Its "
         "commit now is recorded and deployed exactly.",
     )
+    sha = forms.RegexField(
+        regex=r"^[0-9a-f]{40}$",
+        required=False,
+        strip=True,
+        label="Commit (optional)",
+        help_text="Deploy exactly this commit of the ref (its full SHA), not the "
+        "ref's newest.",
+        error_messages={"invalid": "A full 40-character lowercase hexadecimal SHA."},
+    )
     # Set by the confirmation step a production environment asks for.
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
     change_ticket = forms.CharField(max_length=100, required=False, strip=True)
@@ -216,11 +228,14 @@ def run_new(request: HttpRequest) -> HttpResponse:
                     data["change_ticket"],
                     data["idempotency_key"],
                     data["break_glass_reason"],
+                    sha=data["sha"],
                 )
             except DeployRequestError as exc:
                 ctx = _form_context(request, form)
-                if isinstance(exc, DeployRefused):
+                if isinstance(exc, DeployRefused | RuleRefused):
                     ctx["refusal"] = exc.message
+                    # A rule's facts: where to deploy the commit first.
+                    ctx["refusal_rules"] = exc.extra.get("rules", [])
                 elif exc.field in form.fields:
                     form.add_error(exc.field, exc.message)
                 else:
@@ -241,6 +256,8 @@ def run_new(request: HttpRequest) -> HttpResponse:
     initial: dict[str, Any] = {"idempotency_key": uuid.uuid4().hex}
     if chosen is not None:
         initial["environment"] = chosen.name
+        # Filled in by a link, e.g. a promotion refusal's "deploy it there first".
+        initial.update({k: request.GET[k] for k in ("ref", "sha") if k in request.GET})
     form = DeployForm(initial=initial)
     ctx = _form_context(request, form, chosen)
     if wanted and chosen is None:
@@ -377,6 +394,8 @@ def _environment_context(request: HttpRequest, env: Environment) -> dict[str, An
         "can_pause": is_sre,
         "redeploy_key": uuid.uuid4().hex,
         "now": now,
+        "promotion_period": period_text(env.promotion_period_hours),
+        "allowed_refs": ref_patterns(env.allowed_refs),
     }
 
 
@@ -386,7 +405,10 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     """One environment: the pool with live health, safeguards, active, queued and
     recent deploys. htmx polls it; those requests get the live partial only."""
     env = get_object_or_404(
-        Environment.objects.prefetch_related("freeze_windows"), name=name
+        Environment.objects.select_related("promote_from").prefetch_related(
+            "freeze_windows"
+        ),
+        name=name,
     )
     ctx = _environment_context(request, env)
     is_htmx = request.headers.get("HX-Request") == "true"

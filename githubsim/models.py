@@ -152,6 +152,10 @@ class Run:
     cancelled: bool = False
     # Background CI traffic (control API), not a deploy.
     traffic: bool = False
+    # The full ref dispatched (``refs/tags/v2``) when one was given: it decides
+    # between a branch and a tag of the same name, as GitHub does; ``ref`` is the
+    # short name GitHub shows as ``head_branch``.
+    git_ref: str = ""
 
 
 @dataclass

@@ -37,6 +37,7 @@ def env_form(env: Environment, **changes: str) -> dict[str, str]:
         "gate_timeout": str(env.gate_timeout),
         "busy_wait": str(env.busy_wait),
         "approval_timeout": str(env.approval_timeout),
+        "promotion_period_hours": str(env.promotion_period_hours),
         "github_environment": env.github_environment,
         "heartbeat_policy": env.heartbeat_policy,
         "exporter_policy": env.exporter_policy,

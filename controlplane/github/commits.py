@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from controlplane import names
 from controlplane.github.core import GatewayCore
-from controlplane.github.errors import GitHubValidationError
+from controlplane.github.errors import GitHubNotFound, GitHubValidationError
 
 FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -49,3 +49,18 @@ class CommitCalls(GatewayCore):
             html_url=str(data.get("html_url") or ""),
             message=str(commit.get("message") or ""),
         )
+
+    def git_ref_sha(self, ref: str) -> str | None:
+        """The SHA the full ref ``refs/heads/x`` or ``refs/tags/x`` points at (for an
+        annotated tag, the tag object's), or None when no such branch or tag exists
+        (GitHub's 404: ``GET /git/ref/{ref}`` matches exactly)."""
+        name = ref.removeprefix("refs/")
+        message = names.problem(names.Kind.GIT_REF, name)
+        if message is not None or not name.startswith(("heads/", "tags/")):
+            raise GitHubValidationError(f"refusing to call GitHub: {message or ref}")
+        path = urllib.parse.quote(name, safe="/")
+        try:
+            data = self._get("git_ref_sha", f"{self._repo_url}/git/ref/{path}")
+        except GitHubNotFound:
+            return None
+        return str((data.get("object") or {}).get("sha") or "")

@@ -21,7 +21,7 @@ class Purpose(StrEnum):
     DISPATCH = "dispatch"  # starting a deploy's workflow run
     DISPATCH_LOOKUP = "dispatch_lookup"  # finding a run by its correlation token
     CANCEL = "cancel"  # stopping a run (failover, cancel, wrong runner)
-    COMMIT_LOOKUP = "commit_lookup"  # resolving a deploy's ref to its exact SHA
+    COMMIT_LOOKUP = "commit_lookup"  # a deploy's ref: its exact SHA, branch or tag
     APPROVAL = "approval"  # protection rules: pending deployments, reviews
     PROTECTION_RULE = "protection_rule"  # answering GitHub as a custom protection rule
     SECRETS_GATE = "secrets_gate"  # the deploy gate's secret listing
@@ -46,6 +46,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "cancel_run": Purpose.CANCEL,
     "force_cancel_run": Purpose.CANCEL,
     "get_commit": Purpose.COMMIT_LOOKUP,
+    "git_ref_sha": Purpose.COMMIT_LOOKUP,
     "pending_deployments": Purpose.APPROVAL,
     "run_reviews": Purpose.APPROVAL,
     "review_pending_deployments": Purpose.APPROVAL,

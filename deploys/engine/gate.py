@@ -1,5 +1,5 @@
 """queued → gating → dispatching: become the environment's active run, then check
-the freeze, the secrets and the pool, and create the attempt."""
+the freeze, the promotion rule, the secrets and the pool, and create the attempt."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from deploys import rules
 from deploys.engine.busy import busy_runners
 from deploys.engine.common import Kind, Run, event, finish, poll, recheck
 from deploys.models import DeployAttempt, DeployRun
@@ -181,6 +182,16 @@ def gating(run: DeployRun, now: datetime) -> bool:
                 "schedule": window.schedule,
             },
         )
+    refusal = rules.gate_refusal(run)
+    if refusal is not None:
+        return finish(
+            run,
+            Run.FAILED,
+            DeployRun.Reason.NOT_PROMOTED,
+            refusal.message,
+            now,
+            detail=refusal.detail(),
+        )
     started = run.gate_started_at or now
     expired = now >= started + timedelta(seconds=run.timeout("gate_timeout"))
     missing, overdue = secrets_gate.check(env, now)
@@ -271,10 +282,12 @@ def _held_by_freeze(run: DeployRun) -> bool:
 
     Only a run that has not been dispatched yet (a run back at the gate for a
     failover is already deploying, and goes on), and not one an admin requested by
-    breaking glass (the request checked the freeze and was let through)."""
+    breaking glass past the freeze (the request checked it and was let through)."""
     if run.attempts.exists():
         return False
-    return not run.events.filter(kind=Kind.BREAK_GLASS).exists()
+    return not run.events.filter(
+        kind=Kind.BREAK_GLASS, detail__has_key="freeze"
+    ).exists()
 
 
 def _gate_wait(

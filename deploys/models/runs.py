@@ -82,6 +82,10 @@ class DeployRun(models.Model):
         FROZEN = "frozen", "the environment froze before the deploy started"
         APPROVAL_TIMEOUT = "approval_timeout", "not approved in GitHub in time"
         REJECTED_IN_GITHUB = "rejected_in_github", "a reviewer rejected it in GitHub"
+        NOT_PROMOTED = (
+            "not_promoted",
+            "the commit has not succeeded where it must first",
+        )
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
@@ -283,6 +287,7 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.FROZEN: "deploy-frozen",
     DeployRun.Reason.APPROVAL_TIMEOUT: "deploy-github-approval",
     DeployRun.Reason.REJECTED_IN_GITHUB: "deploy-github-approval",
+    DeployRun.Reason.NOT_PROMOTED: "deploy-not-promoted",
 }
 
 

@@ -153,7 +153,8 @@ class CommitsMixin(StateCore):
         job.steps.insert(1, step)
         for number, each in enumerate(job.steps, start=1):
             each.number = number
-        if not wanted or self.sha_on_ref(run.repository, run.ref, wanted):
+        ref = run.git_ref or run.ref
+        if not wanted or self.sha_on_ref(run.repository, ref, wanted):
             return
         step.status, step.conclusion, step.completed_at = "in_progress", None, None
         for later in job.steps[2:]:

@@ -49,7 +49,14 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
             branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
             # The reference workflow's run-name is "Deploy {ref} [{inputs.token}]".
             title = f"Deploy {branch} [{inputs.get('token', '')}]"
-            return self._create_run(flow, branch, dict(inputs), title, flow.jobs)
+            return self._create_run(
+                flow,
+                branch,
+                dict(inputs),
+                title,
+                flow.jobs,
+                git_ref=ref if ref.startswith("refs/") else "",
+            )
 
     def _create_run(
         self,
@@ -60,9 +67,10 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
         specs: list[JobSpec],
         *,
         traffic: bool = False,
+        git_ref: str = "",
     ) -> Run:
         now = self.clock.now()
-        head_sha = self.dispatch_sha(flow.repository, branch)
+        head_sha = self.dispatch_sha(flow.repository, git_ref or branch)
         self._run_numbers[flow.id] += 1
         run = Run(
             id=self._next_run_id,
@@ -77,6 +85,7 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
             updated_at=now,
             blocked=[resolved(spec, inputs) for spec in specs],
             traffic=traffic,
+            git_ref=git_ref,
         )
         self._next_run_id += 1
         self._runs[run.id] = run
