@@ -11,7 +11,7 @@ the App (a ``deployment_protection_rule`` webhook) before it runs. The answer:
   only if it passes the same rules a requested deploy meets now: the environment is
   not paused or frozen, the job is pinned to a runner of the environment's pool that
   may take a deploy under its signal policy, and the ref and commit satisfy the
-  environment's deploy rules; otherwise it is rejected with a comment that says why
+  environment's deploy rules (``deploys.rules``: allowed refs, promotion); otherwise it is rejected with a comment that says why
   and links the environment's page.
 
 Each request is stored (``GateReview``, one per delivery), answered through the
@@ -37,7 +37,9 @@ from prometheus_client import Counter
 
 from controlplane import audit
 from controlplane.github import GitHubError, gateway_for
-from controlplane.github.errors import GitHubValidationError
+from controlplane.github.errors import GitHubUnavailable, GitHubValidationError
+from deploys import rules
+from deploys.commits import CommitLookupError
 from deploys.models import (
     CORRELATION_TOKEN,
     DeployAttempt,
@@ -200,6 +202,15 @@ def outside_refusals(
     if window is not None:
         refusals.append(f"{env.name} is frozen ({window.reason})")
     refusals.extend(_runner_refusals(env, jobs, now))
+    try:
+        refusals.extend(
+            refusal.message
+            for refusal in rules.check(env, request.ref, request.sha, now)
+        )
+    except CommitLookupError as exc:
+        if exc.unavailable:
+            raise GitHubUnavailable(exc.message) from None
+        refusals.append(exc.message)
     return refusals
 
 
