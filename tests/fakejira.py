@@ -14,10 +14,15 @@ import json
 import re
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+USER = "cp-bot@example.com"
+TOKEN = "jira-api-token-for-tests"  # noqa: S105
 
 ISSUE = re.compile(r"^/rest/api/2/issue/(?P<key>[A-Z][A-Z0-9_]*-\d+)(?P<rest>/.*)?$")
 
@@ -205,3 +210,18 @@ class FakeJira:
                 self._serve("POST")
 
         return Handler
+
+
+@contextmanager
+def connected(settings: Any, *, token: str = TOKEN) -> Iterator[FakeJira]:
+    """A fake JIRA the control plane is configured for: basic auth, a short timeout,
+    the default allowed statuses, no transitions."""
+    with FakeJira(user=USER, token=token) as fake:
+        settings.JIRA_URL = fake.url
+        settings.JIRA_USER = USER
+        settings.JIRA_TOKEN = token
+        settings.JIRA_TIMEOUT = 0.5
+        settings.JIRA_ALLOWED_STATUSES = ["Approved", "In Progress"]
+        settings.JIRA_TRANSITION_ON_SUCCESS = ""
+        settings.JIRA_TRANSITION_ON_FAILURE = ""
+        yield fake

@@ -18,24 +18,16 @@ from controlplane.models import AuditEvent
 from deploys.models import DeployRun, Environment
 from tests.conftest import logged_in
 from tests.factories import make_env, pool_runner
-from tests.fakejira import FakeJira
+from tests.fakejira import TOKEN, FakeJira, connected
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("github")]
 
 DEPLOYS = "/api/v1/deploys/"
-USER = "cp-bot@example.com"
-TOKEN = "jira-api-token-for-tests"  # noqa: S105
 
 
 @pytest.fixture
 def jira(settings: Any) -> Iterator[FakeJira]:
-    """A fake JIRA the control plane is configured for (basic auth, short timeout)."""
-    with FakeJira(user=USER, token=TOKEN) as fake:
-        settings.JIRA_URL = fake.url
-        settings.JIRA_USER = USER
-        settings.JIRA_TOKEN = TOKEN
-        settings.JIRA_TIMEOUT = 0.5
-        settings.JIRA_ALLOWED_STATUSES = ["Approved", "In Progress"]
+    with connected(settings) as fake:
         yield fake
 
 
