@@ -197,6 +197,7 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "exporter_policy",
             "policy",
             "change_ticket_pattern",
+            "jira_allowed_statuses",
             "production",
             "paused",
             "paused_reason",

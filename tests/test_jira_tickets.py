@@ -229,3 +229,30 @@ def test_characters_github_must_not_see_are_refused(sre: User, ticket: str) -> N
         "letters, digits and . _ : # / - only, starting with a letter or digit "
         "(the ticket is shown in the GitHub run's name)"
     ]
+
+
+def test_the_environment_shows_and_takes_its_allowed_statuses(
+    jira: FakeJira, admin_user: User, sre: User
+) -> None:
+    production(jira_allowed_statuses="Scheduled")
+    admin = logged_in(admin_user)
+
+    page = logged_in(sre).get("/deploys/environments/production/").content.decode()
+    changed = admin.patch(
+        "/api/v1/environments/production/",
+        {"jira_allowed_statuses": "Approved, Scheduled"},
+        content_type="application/json",
+    )
+    refused = admin.patch(
+        "/api/v1/environments/production/",
+        {"jira_allowed_statuses": " , "},
+        content_type="application/json",
+    )
+
+    assert "checked in JIRA: it must exist and be Scheduled" in page
+    assert changed.status_code == 200
+    assert changed.json()["jira_allowed_statuses"] == "Approved, Scheduled"
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "jira_allowed_statuses": ["status names separated by commas"]
+    }

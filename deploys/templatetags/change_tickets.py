@@ -1,5 +1,7 @@
 """``{% change_ticket run %}``: the deploy page's change-ticket row, linked to JIRA
-when JIRA_URL is set, with where the outcome comment on the ticket stands."""
+when JIRA_URL is set, with where the outcome comment on the ticket stands;
+``{% jira_statuses env %}``: the statuses a ticket must be in for a deploy to
+``env`` ("" without JIRA)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ from typing import Any
 
 from django import template
 
-from deploys.change_tickets import browse_url
-from deploys.models import DeployRun, TicketUpdate
+from deploys import jira_conf
+from deploys.change_tickets import allowed_statuses, browse_url
+from deploys.models import DeployRun, Environment, TicketUpdate
 
 register = template.Library()
 
@@ -21,3 +24,8 @@ def change_ticket(run: DeployRun) -> dict[str, Any]:
         "url": browse_url(run.change_ticket),
         "update": update,
     }
+
+
+@register.simple_tag
+def jira_statuses(env: Environment) -> str:
+    return " or ".join(allowed_statuses(env)) if jira_conf.enabled() else ""
