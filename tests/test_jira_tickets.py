@@ -7,6 +7,7 @@ applies, and no request leaves."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.test import Client
 
 from controlplane.models import AuditEvent
 from deploys.models import DeployRun, Environment
-from tests.conftest import logged_in
+from tests.conftest import ROOT, logged_in
 from tests.factories import make_env, pool_runner
 from tests.fakejira import TOKEN, FakeJira, connected
 
@@ -256,3 +257,14 @@ def test_the_environment_shows_and_takes_its_allowed_statuses(
     assert refused.json() == {
         "jira_allowed_statuses": ["status names separated by commas"]
     }
+
+
+def test_only_the_gateway_imports_the_jira_library() -> None:
+    importing = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("controlplane", "deploys", "runners", "rotations", "diagnostics")
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"^\s*(from jira\b|import jira\b)", path.read_text(), re.M)
+    )
+
+    assert importing == ["deploys/jira_gateway.py"]
