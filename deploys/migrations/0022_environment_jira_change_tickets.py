@@ -2,14 +2,30 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 import deploys.models.change_tickets
+
+
+def start_after_the_history(
+    apps: Apps, schema_editor: BaseDatabaseSchemaEditor
+) -> None:
+    """Outcomes of deploys that ended before this release are never commented on
+    their tickets: the change-ticket outbox's mark starts after the last event."""
+    DeployEvent = apps.get_model("deploys", "DeployEvent")
+    NotificationCursor = apps.get_model("controlplane", "NotificationCursor")
+    last = DeployEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
+    NotificationCursor.objects.get_or_create(
+        source="change_tickets", defaults={"last_id": last or 0}
+    )
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("deploys", "0021_run_timeouts_pause_details_production"),
+        ("controlplane", "0004_notifications"),
     ]
 
     operations = [
@@ -87,4 +103,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunPython(start_after_the_history, migrations.RunPython.noop),
     ]
