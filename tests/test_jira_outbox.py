@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from controlplane.models import Notification
+from controlplane.models import Notification, NotificationCursor
 from deploys import ticket_outbox
 from deploys.models import DeployRun, Environment, TicketUpdate
 from deploys.triggers import request_deploy
@@ -269,3 +270,33 @@ def test_the_deploy_page_links_the_ticket_in_jira(
     page = logged_in(sre).get(f"/deploys/{run.pk}/").content.decode()
     assert "/browse/INFRA-473" not in page
     assert "INFRA-473" in page
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_deploys_that_ended_before_the_upgrade_are_never_sent(
+    jira: FakeJira,
+) -> None:
+    before = [("deploys", "0021_run_timeouts_pause_details_production")]
+    after = list(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = MigrationExecutor(connection).loader.project_state(before).apps
+    env = old.get_model("deploys", "Environment").objects.create(
+        name="production", repository="acme/deploy"
+    )
+    run = old.get_model("deploys", "DeployRun").objects.create(
+        environment=env, ref="main", change_ticket="INFRA-1", state="succeeded"
+    )
+    event = old.get_model("deploys", "DeployEvent").objects.create(
+        run=run, kind="succeeded", created_at=timezone.now() - timedelta(days=1)
+    )
+    NotificationCursor.objects.filter(source="change_tickets").delete()
+
+    MigrationExecutor(connection).migrate(after)
+
+    assert ticket_outbox.scan(later()) == 0
+    assert NotificationCursor.objects.get(source="change_tickets").last_id == event.pk
+    jira.add_issue("INFRA-2", "Approved")
+    assert ticket_outbox.scan(later()) == 0
+    finished_run("INFRA-2")
+    assert ticket_outbox.scan(later()) == 1
