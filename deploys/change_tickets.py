@@ -66,12 +66,12 @@ def allowed_statuses(env: Environment) -> list[str]:
     return parse_statuses(env.jira_allowed_statuses) or jira_conf.allowed_statuses()
 
 
-def check(env: Environment, ticket: str) -> jira_gateway.Ticket | None:
-    """The ticket as JIRA has it, when it allows a deploy to ``env`` now; None
-    without JIRA or without a ticket. Raises :class:`TicketRefused` or
-    :class:`TicketUnverifiable` with the reason."""
+def check(env: Environment, ticket: str) -> None:
+    """Refuse the ticket unless JIRA says it allows a deploy to ``env`` now
+    (:class:`TicketRefused`, or :class:`TicketUnverifiable` when JIRA cannot
+    answer); nothing to check without JIRA or without a ticket."""
     if not ticket or not jira_conf.enabled():
-        return None
+        return
     if not JIRA_KEY.match(ticket):
         raise TicketRefused(
             f"{ticket} is not a JIRA issue key: the project key in capitals, a dash "
@@ -92,4 +92,3 @@ def check(env: Environment, ticket: str) -> jira_gateway.Ticket | None:
             f"change ticket {ticket} is {found.status}; a deploy to {env.name} needs "
             f"it in {' or '.join(allowed)}"
         )
-    return found

@@ -45,9 +45,9 @@ _URL = _clean_url("JIRA_URL", os.getenv("JIRA_URL", ""))
 # a personal access token alone (bearer). JIRA_TOKEN_FILE works too.
 _USER = os.getenv("JIRA_USER", "")
 _TOKEN = envsecret("JIRA_TOKEN")
-# Seconds to wait for JIRA's answer (connect and read): a deploy request waits this
-# long at most on its ticket check.
-_TIMEOUT = envfloat("JIRA_TIMEOUT", 5.0, minimum=0.1, maximum=60.0)
+# Seconds to wait for JIRA to connect, and again for its answer: a deploy request
+# waits on its ticket check, inside a web worker's 30 s.
+_TIMEOUT = envfloat("JIRA_TIMEOUT", 5.0, minimum=0.1, maximum=10.0)
 # Statuses a ticket may be in for a deploy to go ahead (case-insensitive), unless
 # the environment lists its own.
 _ALLOWED_STATUSES = envlist("JIRA_ALLOWED_STATUSES", "Approved,In Progress")

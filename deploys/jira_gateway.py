@@ -32,10 +32,9 @@ class JiraError(Exception):
     only; ``unavailable`` means JIRA could not answer (down, 5xx, slow, our
     credentials), as opposed to an answer about the ticket (404)."""
 
-    def __init__(self, message: str, *, status: int | None, unavailable: bool) -> None:
+    def __init__(self, message: str, *, unavailable: bool) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
         self.unavailable = unavailable
 
 
@@ -78,42 +77,37 @@ def _translated(key: str) -> Iterator[None]:
         status = exc.status_code
         if status is None:
             raise JiraError(
-                f"JIRA refused the request about {key}", status=None, unavailable=False
+                f"JIRA refused the request about {key}", unavailable=False
             ) from None
         if status == 404:
             raise JiraError(
                 f"{key} does not exist in JIRA (or the control plane's JIRA account "
                 "cannot see it)",
-                status=status,
                 unavailable=False,
             ) from None
         if status in AUTH_STATUSES:
             raise JiraError(
                 f"JIRA {AUTH_STATUSES[status]} (HTTP {status}): an admin must check "
                 "JIRA_USER and JIRA_TOKEN",
-                status=status,
                 unavailable=True,
             ) from None
         raise JiraError(
             f"JIRA answered HTTP {status} about {key}",
-            status=status,
             unavailable=status >= 500 or status == 429,
         ) from None
     except requests.Timeout:
         raise JiraError(
             f"JIRA did not answer within {jira_conf.timeout():g} s",
-            status=None,
             unavailable=True,
         ) from None
     except requests.RequestException as exc:
         raise JiraError(
-            f"cannot reach JIRA ({type(exc).__name__})", status=None, unavailable=True
+            f"cannot reach JIRA ({type(exc).__name__})", unavailable=True
         ) from None
     except (ValueError, KeyError, AttributeError):
         # An answer that is not JIRA's JSON: a proxy's page, a wrong JIRA_URL.
         raise JiraError(
             f"JIRA's answer about {key} was not JIRA's JSON (check JIRA_URL)",
-            status=None,
             unavailable=True,
         ) from None
 
@@ -141,7 +135,6 @@ def transition(key: str, name: str) -> None:
             raise JiraError(
                 f"{key} has no transition named {name!r} now (available: "
                 f"{available or 'none'})",
-                status=None,
                 unavailable=False,
             )
         jira.transition_issue(key, str(found))
