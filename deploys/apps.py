@@ -24,10 +24,10 @@ class DeploysConfig(AppConfig):
 
     def ready(self) -> None:
         # What deploys add to the floor: their /metrics collectors (deploys,
-        # notifications, secret rotation; registered on import; the change-ticket
-        # outbox's), their notification
-        # scanner, their navigation sections and their periodic tasks. Imported
-        # here: models load only once the app registry is ready.
+        # notifications, secret rotation, registered on import; the change-ticket
+        # outbox's), their notification scanner, their navigation sections and
+        # their periodic tasks. Imported here: models load only once the app
+        # registry is ready.
         from django.urls import reverse
 
         import deploys.metrics  # noqa: F401
