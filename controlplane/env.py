@@ -154,6 +154,8 @@ def envlogging(name: str) -> tuple[str, dict[str, Any]]:
             # PyGithub logs request headers (the token) at DEBUG.
             "github": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
+            # The jira library dumps response headers and bodies at DEBUG.
+            "jira": {"level": "WARNING"},
         },
     }
     return level, logging

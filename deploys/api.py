@@ -47,6 +47,7 @@ from deploys.triggers import (
     DeployRequestError,
     GitHubUnreachable,
     IdempotencyInProgress,
+    JiraUnreachable,
     request_deploy,
 )
 
@@ -224,7 +225,7 @@ def _refusal(exc: DeployRequestError) -> Response:
     )
     if isinstance(exc, IdempotencyInProgress):
         response["Retry-After"] = "1"
-    if isinstance(exc, GitHubUnreachable):
+    if isinstance(exc, GitHubUnreachable | JiraUnreachable):
         response["Retry-After"] = "30"
     return response
 
@@ -284,7 +285,8 @@ class DeployRunViewSet(
             503: OpenApiResponse(
                 DeployErrorSerializer,
                 description="GitHub did not answer when resolving the ref to its "
-                "commit; nothing was created (retry after ``Retry-After``).",
+                "commit, or JIRA when checking the change ticket; nothing was "
+                "created (retry after ``Retry-After``).",
             ),
         },
     )

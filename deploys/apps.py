@@ -24,20 +24,28 @@ class DeploysConfig(AppConfig):
 
     def ready(self) -> None:
         # What deploys add to the floor: their /metrics collectors (deploys,
-        # notifications, secret rotation; registered on import), their notification
-        # scanner, their navigation sections and their periodic tasks. Imported
-        # here: models load only once the app registry is ready.
+        # notifications, secret rotation, registered on import; the change-ticket
+        # outbox's), their notification scanner, their navigation sections and
+        # their periodic tasks. Imported here: models load only once the app
+        # registry is ready.
         from django.urls import reverse
 
         import deploys.metrics  # noqa: F401
-        from controlplane import audit, board, context_processors, notifications
+        from controlplane import (
+            audit,
+            board,
+            context_processors,
+            metrics,
+            notifications,
+        )
         from controlplane.roles import Role
-        from deploys import notify
+        from deploys import notify, ticket_outbox
         from deploys.board import deploys_panel
         from deploys.engine.failover import wake_on_fallen_runners
         from runners import deploying, health
 
         notifications.register_scanner(notify.SCANNER)
+        metrics.register(ticket_outbox.TicketUpdateCollector())
         section = context_processors.register_section
         section("Deploys", "deploys:run-list", position=20)
         section("Deployed now", "deploys:deployed-now", position=22)

@@ -61,4 +61,18 @@ SCHEDULES = (
             "bounded batches."
         ),
     ),
+    Schedule(
+        name="Update change tickets",
+        task="deploys.tasks.update_change_tickets",
+        every=10,
+        # JIRA calls wait up to JIRA_TIMEOUT: never on the deploys queue. The outbox
+        # keeps the work, so a dropped tick loses nothing.
+        queue="health",
+        expire_seconds=30,
+        description=(
+            "Comments each finished deploy's outcome on its JIRA change ticket "
+            "(and applies JIRA_TRANSITION_ON_SUCCESS / _ON_FAILURE), retrying "
+            "with backoff; nothing happens without JIRA_URL."
+        ),
+    ),
 )

@@ -203,6 +203,7 @@ class EnvironmentSerializer(
             "policy",
             "change_ticket_pattern",
             *RULE_FIELDS,
+            "jira_allowed_statuses",
             "production",
             "paused",
             "paused_reason",

@@ -5,7 +5,14 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from deploys import engine, jobs, protection, triggers, webhook_recovery
+from deploys import (
+    engine,
+    jobs,
+    protection,
+    ticket_outbox,
+    triggers,
+    webhook_recovery,
+)
 
 
 @shared_task
@@ -53,3 +60,11 @@ def reconcile_deploys() -> None:
 def prune_idempotency_keys() -> None:
     """Beat, hourly: forget Idempotency-Key records past their retention."""
     triggers.prune_idempotency_records()
+
+
+@shared_task(ignore_result=True)
+def update_change_tickets() -> None:
+    """Beat, every 10 s: deploy outcomes become comments on their JIRA tickets
+    (``deploys.ticket_outbox``), sent with retries."""
+    with tracked("change_tickets"):
+        ticket_outbox.process()

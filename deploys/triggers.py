@@ -34,7 +34,7 @@ from controlplane import audit
 from controlplane.github import is_full_sha
 from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
-from deploys import enqueue, rules
+from deploys import change_tickets, enqueue, rules
 from deploys.break_glass import record as break_glass_record
 from deploys.commits import CommitLookupError, resolve
 from deploys.models import (
@@ -108,6 +108,13 @@ class RuleRefused(DeployRequestError):
         )
         self.code = first.code
         self.refusals = refusals
+
+
+class JiraUnreachable(DeployRequestError):
+    """JIRA could not confirm the change ticket; nothing was created."""
+
+    status = 503
+    code = "jira_unavailable"
 
 
 class DeployRefused(DeployRequestError):
@@ -198,7 +205,8 @@ def _request_deploy(
     1. Validate the fields, naming the field in errors.
     2. Reserve the idempotency key, or replay or refuse a known one.
     3. Apply the environment's safeguards: paused, freeze windows (an admin may
-       break glass with a reason, audited), change-ticket pattern.
+       break glass with a reason, audited), change-ticket pattern, and the
+       ticket in JIRA when JIRA_URL is set (JIRA down is a 503).
     4. Resolve the ref to its commit on GitHub now (or check ``sha`` exists), outside
        any transaction: an unknown ref is refused, GitHub down is a 503.
     5. Create the run with its SHA and its first event (policy checked), audit it,
@@ -227,6 +235,8 @@ def _request_deploy(
         raise DeployRequestError(
             f"at most {TICKET_MAX} characters", field="change_ticket"
         )
+    if bad := change_tickets.character_error(change_ticket):
+        raise DeployRequestError(bad, field="change_ticket")
     if idempotency_key and not KEY_RE.match(idempotency_key):
         raise DeployRequestError(
             "1 to 200 printable ASCII characters without spaces",
@@ -299,8 +309,9 @@ def _check_safeguards(
     change_ticket: str,
     break_glass_reason: str,
 ) -> FreezeWindow | None:
-    """Refuse a paused, frozen (without break-glass) or unticketed request; the
-    freeze window being broken, if any."""
+    """Refuse a paused, frozen (without break-glass) or unticketed request, or one
+    whose JIRA ticket does not allow it (``change_tickets``); the freeze window
+    being broken, if any."""
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
@@ -313,6 +324,12 @@ def _check_safeguards(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
             field="change_ticket",
         )
+    try:
+        change_tickets.check(env, change_ticket)
+    except change_tickets.TicketUnverifiable as exc:
+        raise JiraUnreachable(exc.message, field="change_ticket") from None
+    except change_tickets.TicketRefused as exc:
+        raise DeployRequestError(exc.message, field="change_ticket") from None
     return break_glass
 
 

@@ -93,6 +93,7 @@ def test_happy_path_deploys_on_the_primary(
         "token": attempt.token,
         "sha": sim.sha_of("main"),
         "environment": "production",
+        "ticket": "",
     }
     assert run.sha == dispatched.head_sha == sim.sha_of("main")
     assert attempt.token in dispatched.display_title

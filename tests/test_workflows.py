@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 import yaml
 from django.contrib.auth.models import User
 
+from controlplane.github import gateway_for
 from deploys.engine.common import DISPATCH_INPUTS
+from deploys.models import DeployRun
 from deploys.models.runs import CORRELATION_TOKEN, new_correlation_token
 from deploys.triggers import request_deploy
 from githubsim import Simulator
@@ -139,13 +142,17 @@ def test_zizmor_finds_nothing_even_as_auditor() -> None:
 
 
 @pytest.mark.parametrize("path", reference_workflows(), ids=lambda p: p.name)
-def test_workflow_takes_exactly_the_dispatch_inputs_all_required(path: Path) -> None:
+def test_workflow_takes_exactly_the_dispatch_inputs_all_but_the_ticket_required(
+    path: Path,
+) -> None:
     inputs = dispatch_inputs(load(path))
 
     assert set(inputs) == set(DISPATCH_INPUTS)
     for name, spec in inputs.items():
-        assert spec["required"] is True, name
+        # The change ticket is empty for a deploy without one.
+        assert spec["required"] is (name != "ticket"), name
         assert spec["type"] == "string", name
+    assert inputs["ticket"]["default"] == ""
 
 
 @pytest.mark.parametrize("path", reference_workflows(), ids=lambda p: p.name)
@@ -175,17 +182,27 @@ def test_the_pipeline_builds_then_deploys_on_the_chosen_runner_then_smoke_tests(
     assert jobs["smoke"]["needs"] == "deploy"
 
 
+# The run-name's expression showing the ticket after the ref, when there is one.
+TICKET_EXPRESSION = "${{ inputs.ticket && format(' {0}', inputs.ticket) || '' }}"
+
+
+@pytest.mark.parametrize("ticket", ["", "INFRA-473"])
 @pytest.mark.parametrize("path", reference_workflows(), ids=lambda p: p.name)
-def test_run_name_carries_the_correlation_token(path: Path) -> None:
+def test_run_name_carries_the_ticket_and_the_correlation_token(
+    path: Path, ticket: str
+) -> None:
     token = new_correlation_token()
     run_name = load(path)["run-name"]
 
-    title = run_name.replace("${{ github.ref_name }}", "main").replace(
-        "${{ inputs.token }}", token
+    title = (
+        run_name.replace("${{ github.ref_name }}", "main")
+        .replace(TICKET_EXPRESSION, f" {ticket}" if ticket else "")
+        .replace("${{ inputs.token }}", token)
     )
 
     # githubsim titles its runs the same way.
-    assert title == f"Deploy main [{token}]"
+    assert title == f"Deploy main{' ' + ticket if ticket else ''} [{token}]"
+    assert "${{" not in title
     match = CORRELATION_TOKEN.search(title)
     assert match is not None and match.group() == token
 
@@ -361,3 +378,43 @@ def test_the_engine_dispatches_exactly_the_inputs_the_workflows_declare(
     assert set(dispatched.inputs) == set(DISPATCH_INPUTS)
     assert dispatched.inputs["sha"] == run.sha
     assert dispatched.inputs["environment"] == env.name
+    assert dispatched.inputs["ticket"] == ""
+    assert dispatched.display_title == f"Deploy main [{run.attempts.get().token}]"
+
+
+@pytest.mark.django_db
+@pytest.mark.sim(time_scale=600, pickup_delay=5, job_duration=20, connect=True)
+def test_the_run_name_shows_the_change_ticket_and_correlation_still_works(
+    sim: Simulator, sre: User
+) -> None:
+    env = simulated_env(sim)
+    run = request_deploy(sre, env, "main", "INFRA-473").run
+
+    run = drive(run, lambda r: r.attempts.exclude(github_run_id=None).exists(), Clock())
+
+    attempt = run.attempts.get()
+    dispatched = sim.state.get_run(REPO, github_id(run))
+    assert dispatched.inputs["ticket"] == "INFRA-473"
+    assert dispatched.display_title == f"Deploy main INFRA-473 [{attempt.token}]"
+    # The token lookup that recovers a lost dispatch answer finds the same run.
+    found = gateway_for(REPO).find_run_by_token(
+        env.workflow_file, attempt.token, run.created_at - timedelta(minutes=1)
+    )
+    assert found is not None and found.id == dispatched.id
+
+
+@pytest.mark.django_db
+@pytest.mark.sim(time_scale=600, pickup_delay=5, job_duration=20, connect=True)
+def test_a_ticket_with_characters_github_must_not_see_is_never_sent(
+    sim: Simulator, sre: User
+) -> None:
+    env = simulated_env(sim)
+    run = request_deploy(sre, env, "main").run
+    # Written before the request checked the characters (an older deploy).
+    DeployRun.objects.filter(pk=run.pk).update(change_ticket="X ${{ evil }}")
+
+    run = drive(run, lambda r: r.attempts.exclude(github_run_id=None).exists(), Clock())
+
+    dispatched = sim.state.get_run(REPO, github_id(run))
+    assert dispatched.inputs["ticket"] == ""
+    assert "evil" not in dispatched.display_title

@@ -18,9 +18,10 @@ Attempt = DeployAttempt.State
 Kind = DeployEvent.Kind
 
 # The inputs of every dispatch, which the reference workflows (deploys/workflows/)
-# declare, all required: GitHub refuses a dispatch that sends an input the workflow
-# does not declare or leaves out a required one.
-DISPATCH_INPUTS = ("runner", "token", "sha", "environment")
+# declare: GitHub refuses a dispatch that sends an input the workflow does not
+# declare or leaves out a required one. All are required but ``ticket`` (the change
+# ticket, "" for a deploy without one), which the run's name shows.
+DISPATCH_INPUTS = ("runner", "token", "sha", "environment", "ticket")
 
 
 def poll() -> timedelta:

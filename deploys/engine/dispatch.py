@@ -18,6 +18,7 @@ from controlplane.github import (
     RunInfo,
     gateway_for,
 )
+from deploys.change_tickets import for_github
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -100,6 +101,8 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
     inputs = {"runner": runner_name, "token": attempt.token}
     inputs.update({"sha": run.sha} if run.sha else {})  # the exact commit to check out
     inputs["environment"] = env.github_environment_name
+    # Shown in the run's name; its characters are checked again before it leaves.
+    inputs["ticket"] = for_github(run.change_ticket)
     try:
         result = gateway_for(env.repository).dispatch_workflow(
             env.workflow_file, run.ref, inputs

@@ -3,6 +3,7 @@ environments, their runner pools and the deploy runs sent to them."""
 
 from __future__ import annotations
 
+from deploys.models.change_tickets import TicketUpdate, TicketUpdateQuerySet
 from deploys.models.environments import (
     FREEZE_HORIZON,
     MAX_FREEZE_MINUTES,
@@ -49,6 +50,8 @@ __all__ = [
     "IdempotencyRecord",
     "PoolChoice",
     "SignalPolicy",
+    "TicketUpdate",
+    "TicketUpdateQuerySet",
     "WebhookDelivery",
     "WebhookDeliveryQuerySet",
     "WebhookHook",

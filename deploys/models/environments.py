@@ -20,6 +20,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from deploys.models.change_tickets import ChangeTicketFields
 from deploys.models.rules_fields import DeployRulesFields
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
@@ -35,7 +36,7 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-class Environment(DeployRulesFields, models.Model):
+class Environment(DeployRulesFields, ChangeTicketFields, models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
     class Policy(models.TextChoices):

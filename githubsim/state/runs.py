@@ -47,8 +47,11 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
                     "inputs",
                 )
             branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
-            # The reference workflow's run-name is "Deploy {ref} [{inputs.token}]".
-            title = f"Deploy {branch} [{inputs.get('token', '')}]"
+            # The reference workflows' run-name: "Deploy {ref} [{inputs.token}]",
+            # with " {inputs.ticket}" after the ref when a ticket was sent.
+            ticket = inputs.get("ticket") or ""
+            shown = f" {ticket}" if ticket else ""
+            title = f"Deploy {branch}{shown} [{inputs.get('token', '')}]"
             return self._create_run(
                 flow,
                 branch,
