@@ -50,15 +50,22 @@ class Group:
     parents: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
     depth: int = 0
+    # ansible_group_priority: among groups of equal depth, a higher one's variables
+    # win. Ansible keeps it out of the group's variables.
+    priority: int = 1
 
-    @property
-    def priority(self) -> int:
-        """``ansible_group_priority``: among groups of equal depth, a higher one's
-        variables win."""
+    def set_variable(self, key: str, value: Any, line: int | None = None) -> None:
+        if key != "ansible_group_priority":
+            self.variables[key] = value
+            return
         try:
-            return int(self.variables.get("ansible_group_priority", 1))
+            self.priority = int(value)
         except (TypeError, ValueError):
-            return 1
+            raise InventoryError(
+                f"ansible_group_priority of group {self.name!r} must be a whole "
+                f"number, not {value!r}",
+                line,
+            ) from None
 
 
 @dataclass
@@ -198,20 +205,27 @@ def safe_group_name(name: str) -> str:
     return _UNSAFE_GROUP_CHARS.sub("_", name)
 
 
-def strip_port(pattern: str) -> str:
-    """The host part of ``host:port`` / ``[host]:port`` patterns."""
+def split_port(pattern: str) -> tuple[str, int | None]:
+    """The host part and port of ``host:port`` / ``[host]:port`` patterns."""
     for regex in (_BRACKETED_PORT, _PORT):
         match = regex.match(pattern)
         if match:
-            return match.group(1)
-    return pattern
+            return match.group(1), int(match.group(2))
+    return pattern, None
+
+
+def port_variables(pattern: str) -> dict[str, Any]:
+    """``ansible_port`` when the pattern gives a port, as Ansible sets it (the
+    host's own variables, set after it, win)."""
+    port = split_port(pattern)[1]
+    return {} if port is None else {"ansible_port": port}
 
 
 def expand(pattern: str, line: int | None = None) -> list[str]:
     """The hostnames of a pattern with ranges: ``web[01:03]`` gives web01 web02
     web03, ``db-[a:c]`` db-a db-b db-c, ``[0:10:5]`` a step, several ranges
     multiply."""
-    host = strip_port(pattern)
+    host = split_port(pattern)[0]
     if host.endswith(":"):
         raise InventoryError(
             f"host pattern {pattern!r} ends in ':', which is reserved for a port: "

@@ -21,7 +21,13 @@ import shlex
 import warnings
 from typing import Any
 
-from inventory.hosts import Inventory, InventoryError, expand, safe_group_name
+from inventory.hosts import (
+    Inventory,
+    InventoryError,
+    expand,
+    port_variables,
+    safe_group_name,
+)
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
@@ -61,7 +67,7 @@ def parse_ini(text: str) -> Inventory:
             _host_line(inventory, group, line, number)
         elif state == "vars":
             key, value = _variable(line, number)
-            inventory.add_group(group).variables[key] = value
+            inventory.add_group(group).set_variable(key, value, number)
         else:
             _child_line(inventory, pending, group, line, number)
     for name, (kind, number, parents) in pending.items():
@@ -133,7 +139,7 @@ def _host_line(inventory: Inventory, group: str, line: str, number: int) -> None
         ) from None
     if not tokens:
         return
-    variables: dict[str, Any] = {}
+    variables: dict[str, Any] = port_variables(tokens[0])
     for token in tokens[1:]:
         if "=" not in token:
             raise InventoryError(

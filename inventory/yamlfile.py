@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from inventory.hosts import Inventory, InventoryError, expand
+from inventory.hosts import Inventory, InventoryError, expand, port_variables
 
 SECTIONS = ("hosts", "vars", "children")
 
@@ -73,12 +73,15 @@ def _group(inventory: Inventory, name: str, node: Node) -> str:
         for entry_key, entry_value in entries:
             entry = _name(entry_key, "host" if section == "hosts" else section)
             if section == "vars":
-                inventory.groups[name].variables[entry] = _construct(entry_value)
+                inventory.groups[name].set_variable(
+                    entry, _construct(entry_value), _line(entry_key)
+                )
             elif section == "children":
                 child = _group(inventory, entry, entry_value)
                 inventory.add_child(name, child, _line(entry_key))
             else:
-                variables = _host_variables(entry, entry_value)
+                variables = port_variables(entry)
+                variables.update(_host_variables(entry, entry_value))
                 for host in expand(entry, _line(entry_key)):
                     added = inventory.add_host(host, name, _line(entry_key))
                     added.variables.update(variables)
