@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from controlplane.serializers import JSONTypesMixin
 from inventory.expected import FORMATS
 from inventory.models import InventoryLoad
 
@@ -28,7 +29,7 @@ class InventoryLoadSerializer(serializers.ModelSerializer[InventoryLoad]):
         read_only_fields = fields
 
 
-class InventoryUploadSerializer(serializers.Serializer[Any]):
+class InventoryUploadSerializer(JSONTypesMixin, serializers.Serializer[Any]):
     """An inventory sent by an API client: its text and how to read it."""
 
     content = serializers.CharField(
