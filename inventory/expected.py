@@ -75,6 +75,8 @@ def detect(text: str, filename: str = "") -> str:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return "ini"
+    except RecursionError:
+        return "yaml"  # whose reader says what is wrong
     return "yaml" if isinstance(data, dict) else "ini"
 
 

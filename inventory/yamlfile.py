@@ -16,6 +16,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from inventory.hosts import Inventory, InventoryError, expand, port_variables
 
 SECTIONS = ("hosts", "vars", "children")
+_TOO_DEEP = "the YAML nests too deeply to read: an inventory needs a few levels only"
 
 
 def parse_yaml(text: str) -> Inventory:
@@ -28,6 +29,8 @@ def parse_yaml(text: str) -> Inventory:
             f"not valid YAML ({problem}): fix the indentation or quoting there",
             mark.line + 1 if mark is not None else None,
         ) from None
+    except RecursionError:
+        raise InventoryError(_TOO_DEEP) from None
     if root is None:
         raise InventoryError("the YAML inventory is empty: give at least one group")
     if not isinstance(root, MappingNode):
@@ -124,6 +127,8 @@ def _construct(node: Node) -> Any:
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise InventoryError(f"cannot read this value: {exc}", _line(node)) from None
+    except RecursionError:
+        raise InventoryError(_TOO_DEEP, _line(node)) from None
     finally:
         loader.dispose()
 

@@ -323,6 +323,13 @@ def test_the_format_is_told_by_extension_then_content() -> None:
         ("# nothing\n", "ini", None, "lists no hosts"),
         ("prod 1\n", "list", 1, "one runner name per line"),
         ("", "list", None, "names no runners"),
+        ("all: " + "[" * 100_000, "auto", None, "nests too deeply"),
+        (
+            "all:\n  vars:\n    x: " + "{a: " * 5_000 + "1" + "}" * 5_000,
+            "yaml",
+            None,
+            "deep",
+        ),
     ],
 )
 def test_what_cannot_be_read_names_the_line_and_what_to_fix(
