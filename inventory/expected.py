@@ -12,13 +12,15 @@ import yaml
 from inventory import conf
 from inventory.hosts import Inventory, InventoryError
 from inventory.ini import parse_ini
-from inventory.yamlfile import parse_yaml
+from inventory.yamlfile import LOADER, parse_yaml
 
 FORMATS = ("auto", "ini", "yaml", "list")
 # GitHub's runner names: no whitespace, at most 100 characters (the registry's
 # column).
 _RUNNER_NAME = re.compile(r"^[^\s]{1,100}$")
 _LABEL = re.compile(r"^[^\s,]{1,100}$")
+# A YAML inventory's first line: a document start, or a group's key and a space.
+_YAML_START = re.compile(r"^(?:---.*|[\w.-]+:(?:\s.*)?)$")
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,20 @@ def detect(text: str, filename: str = "") -> str:
     if lower.endswith((".ini", ".cfg", ".txt")):
         return "ini"
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return "ini"
-    except RecursionError:
-        return "yaml"  # whose reader says what is wrong
+        data = yaml.load(text, Loader=LOADER)  # noqa: S506 # a safe loader
+    except (yaml.YAMLError, RecursionError):
+        # Broken YAML is still YAML when it starts like it: its reader names the
+        # line at fault, where the INI reader would complain about a host "all:".
+        return "yaml" if _YAML_START.match(_first_line(text)) else "ini"
     return "yaml" if isinstance(data, dict) else "ini"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", ";")):
+            return stripped
+    return ""
 
 
 def runners_of(inventory: Inventory, rules: Rules) -> list[ExpectedHost]:

@@ -100,7 +100,8 @@ class Inventory:
         if host is None:
             host = self.hosts[name] = Host(name, line)
         target = self.add_group(group)
-        if name not in target.hosts:
+        # Checked on the host's few groups, not the group's many hosts.
+        if group not in host.groups:
             target.hosts.append(name)
             host.groups.append(group)
         return host

@@ -296,6 +296,9 @@ def test_the_format_is_told_by_extension_then_content() -> None:
     assert detect("all:\n  hosts:\n    a:\n") == "yaml"
     assert detect("[web]\nweb1\n") == "ini"
     assert detect("web1\nweb2\n") == "ini"
+    # Broken YAML still goes to the YAML reader, which names the line.
+    assert detect("# fleet\nall:\n  hosts:\n    a:\n   b: 1\n") == "yaml"
+    assert detect("web1:2222\n[web]\n") == "ini"
 
 
 @pytest.mark.parametrize(
@@ -323,12 +326,12 @@ def test_the_format_is_told_by_extension_then_content() -> None:
         ("# nothing\n", "ini", None, "lists no hosts"),
         ("prod 1\n", "list", 1, "one runner name per line"),
         ("", "list", None, "names no runners"),
-        ("all: " + "[" * 100_000, "auto", None, "nests too deeply"),
+        ("all: " + "[" * 100_000, "auto", 1, "nesting depth"),
         (
             "all:\n  vars:\n    x: " + "{a: " * 5_000 + "1" + "}" * 5_000,
             "yaml",
-            None,
-            "deep",
+            3,
+            "nesting depth",
         ),
     ],
 )
