@@ -66,7 +66,21 @@ FLEET_YAML = """all:
         loose-1:
 """
 
+# ansible-core's unit test of an explicit [ungrouped] section, plus a host listed
+# both there and in a group (Ansible then drops it from ungrouped).
+UNGROUPED_INI = """host1
+[ungrouped]
+host2
+host3 # also in servers
+; a comment line
+[servers]
+host3
+host4
+host5
+"""
+
 CASES = [
+    ("ini-explicit-ungrouped", "ini", UNGROUPED_INI),
     ("ini-documentation", "ini", INI_EXAMPLE),
     ("ini-complex", "ini", COMPLEX_INI),
     ("ini-ranges", "ini", RANGES_INI),
