@@ -18,6 +18,9 @@ from inventory.metrics import file_refused
 from inventory.models import InventoryLoad
 
 RECENT_LOADS = 10
+# Rows shown per kind: a wrong inventory can make the whole fleet drift, and the
+# API lists them all.
+SHOWN = 500
 
 
 @require_GET
@@ -49,6 +52,14 @@ def drift_page(request: HttpRequest) -> HttpResponse:
         },
     }
     if found is not None:
-        ctx["rogue"] = [(r, f"{fleet}{quote(r.name, safe='')}/") for r in found.rogue]
-        ctx["differ"] = [(d, f"{fleet}{quote(d.name, safe='')}/") for d in found.labels]
+        ctx["rogue"] = [
+            (r, f"{fleet}{quote(r.name, safe='')}/") for r in found.rogue[:SHOWN]
+        ]
+        ctx["missing"] = found.missing[:SHOWN]
+        ctx["differ"] = [
+            (d, f"{fleet}{quote(d.name, safe='')}/") for d in found.labels[:SHOWN]
+        ]
+        ctx["hidden"] = {
+            kind: max(0, count - SHOWN) for kind, count in found.counts().items()
+        }
     return render(request, "inventory/drift.html", ctx)

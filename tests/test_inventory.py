@@ -304,5 +304,24 @@ def test_the_page_names_each_drifting_runner_in_bounded_queries(
     assert 'data-missing="prod-3"' in html
     assert 'data-labels="prod-2"' in html
     assert 'data-labels="build-1"' in html
+    assert "more:" not in html
     assert "Load an inventory" not in html  # for admins only
     assert "Load an inventory" in admin_client_.get("/inventory/").content.decode()
+
+
+def test_the_page_shows_a_bounded_number_of_rows_per_kind(
+    admin_user: User, viewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inventory import views
+    from inventory.loading import load_text
+
+    monkeypatch.setattr(views, "SHOWN", 3)
+    load_text(
+        "\n".join(f"gone-{i}" for i in range(5)),
+        "list",
+        source=InventoryLoad.Source.API,
+        actor=admin_user,
+    )
+    html = logged_in(viewer).get("/inventory/").content.decode()
+    assert html.count("data-missing=") == 3
+    assert "and 2 more: " in html
