@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from controlplane import audit
+from controlplane.models import AuditEvent
 from controlplane.permissions import IsAdmin, IsViewer
 from inventory import drift
 from inventory.hosts import InventoryError
@@ -62,6 +64,13 @@ class InventoryViewSet(viewsets.GenericViewSet[InventoryLoad]):
                 filename=data["filename"],
             )
         except InventoryError as exc:
+            audit.record(
+                request.user,
+                "inventory.load",
+                outcome=AuditEvent.Outcome.FAILURE,
+                source=InventoryLoad.Source.API,
+                error=str(exc)[:500],
+            )
             return Response(
                 {"content": [str(exc)], "line": exc.line},
                 status=status.HTTP_400_BAD_REQUEST,

@@ -138,6 +138,8 @@ def test_a_bad_inventory_is_a_400_naming_the_line_and_replaces_nothing(
     assert body["content"][0].startswith("line 3: ")
     assert list(ExpectedRunner.objects.values_list("name", flat=True)) == before
     assert InventoryLoad.objects.count() == loads
+    refused = AuditEvent.objects.get(action="inventory.load", outcome="failure")
+    assert refused.detail["error"].startswith("line 3: expected key=value")
 
 
 @pytest.mark.parametrize(
