@@ -206,6 +206,12 @@ def test_an_admin_uploads_an_inventory_in_the_admin(admin_client_: Client) -> No
         "fleet.ini",
     )
     assert InventoryLoad.objects.count() == 1
+    for url in (
+        "/admin/inventory/inventoryload/",
+        f"/admin/inventory/inventoryload/{load.pk}/change/",
+        "/admin/inventory/expectedrunner/",
+    ):
+        assert admin_client_.get(url).status_code == 200, url
 
     bad = SimpleUploadedFile("fleet.yml", b"all:\n  hosts:\n    - a\n")
     response = admin_client_.post(
