@@ -15,6 +15,7 @@ from rest_framework.routers import SimpleRouter
 from controlplane.api import AuditEventViewSet, WhoAmIView
 from deploys import api as deploys_api
 from diagnostics import api as diagnostics_api
+from inventory import api as inventory_api
 from rotations import api as rotations_api
 from runners import api as runners_api
 
@@ -28,6 +29,7 @@ v1_patterns: list[URLPattern | URLResolver] = [
     path("", include(deploys_api.router.urls)),
     path("", include(rotations_api.router.urls)),
     path("", include(diagnostics_api.router.urls)),
+    path("", include(inventory_api.router.urls)),
 ]
 
 app_name = "api"

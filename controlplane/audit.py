@@ -27,6 +27,8 @@ action's name and says so in ``outcome``. The actions recorded today:
 - ``periodic_task.create``, ``periodic_task.update``, ``periodic_task.delete``,
   ``periodic_task.enable``, ``periodic_task.disable``, ``periodic_task.toggle``,
   ``periodic_task.run``; ``interval_schedule.*`` and ``crontab_schedule.*`` alike
+- ``inventory.load`` (an intended inventory loaded from the file, an admin upload
+  or the API; a file or API body that cannot be read with outcome ``failure``)
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "deploys",
     "rotations",
     "diagnostics",
+    "inventory",
 ]
 
 MIDDLEWARE = [

@@ -35,6 +35,7 @@ urlpatterns = [
     path("fleet/", include("diagnostics.urls")),
     path("", include("deploys.urls")),
     path("", include("rotations.urls")),
+    path("inventory/", include("inventory.urls")),
     path("runbooks/", include("controlplane.runbook_urls")),
     path("api/", include("controlplane.api_urls")),
     path("admin/", admin.site.urls),

@@ -85,6 +85,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/runner-diagnostics/<name>/": Expect(401, 403, 404, 404, 404),
     "api/v1/runner-diagnostics/<name>/run/": Expect(401, 403, 403, 405, 405),
     "api/v1/runner-diagnostics/<name>/install-agent/": Expect(401, 403, 403, 405, 405),
+    # Inventory drift (inventory/urls.py, inventory/api.py); loading is for admins
+    "inventory/": HTML_VIEWER,
+    "api/v1/inventory/": API_VIEWER,
     # Deploys (deploys/api.py)
     "api/v1/environments/": Expect(401, 403, 403, 200, 200),
     "api/v1/environments/<name>/": Expect(401, 403, 403, 404, 404),

@@ -130,6 +130,11 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "POST /api/v1/secret-schedules/",
     )
 }
+# An inventory's text has a grammar (Ansible INI or YAML) JSON Schema cannot state:
+# most schema-valid strings are not readable inventories, a 400 naming the line.
+EXCLUDED[("POST /api/v1/inventory/", "positive_data_acceptance")] = (
+    "the content must read as an inventory naming runners"
+)
 
 
 @pytest.mark.django_db
