@@ -29,7 +29,9 @@ from django.db.models import Aggregate, Count, Prefetch, Q
 from django.utils import timezone
 
 from controlplane import audit
-from runners import freshness
+from runners import freshness, hygiene
+from runners.hygiene_fields import RunnerHygieneFields
+from runners.hygiene_fields import RunnerRelease as RunnerRelease
 
 # The health vocabulary lives in runners.states; these names stay importable from
 # here, where the rest of the project (and the API schema's enum paths) find them.
@@ -106,7 +108,7 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(models.Model):
+class Runner(RunnerHygieneFields, models.Model):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------
@@ -353,6 +355,7 @@ class Runner(models.Model):
             why.append(
                 f"drained by {self.drained_by or 'someone'}: {self.drained_reason}"
             )
+        why += hygiene.blocking(self)
         if self.state != State.HEALTHY:
             text = f"{self.state}"
             if self.reason:

@@ -114,6 +114,11 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
             "eligible",
             "ineligibility_reasons",
             "first_seen_at",
+            "runner_version",
+            "runner_version_source",
+            "version_outdated",
+            "version_note",
+            "missing_name_label",
         ]
         read_only_fields = fields
 

@@ -20,6 +20,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from runners import name_labels
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
 
@@ -196,6 +197,7 @@ class Environment(models.Model):
             EnvironmentRunner(environment=self, runner=runner, position=position)
             for position, runner in enumerate(runners)
         )
+        name_labels.flag()
 
     def freeze_at(self, now: datetime) -> FreezeWindow | None:
         """The freeze window in force at ``now``, if any."""
