@@ -10,12 +10,18 @@ a trust override: no one's word makes GitHub hand the runner the job.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from runners.hygiene_fields import VersionStatus
 
-if TYPE_CHECKING:
-    from runners.models import Runner
+
+class Runner(Protocol):
+    """What these rules read of a ``runners.Runner`` (which imports this module)."""
+
+    name: str
+    missing_name_label: bool
+    version_outdated: str
+    version_note: str
 
 VERSION_RUNBOOK = "runner-version-outdated"
 NAME_LABEL_RUNBOOK = "runner-missing-name-label"

@@ -38,7 +38,9 @@ class HygieneCollector:
             Runner.objects.active()
             .filter(~Q(version_outdated="") | Q(missing_name_label=True))
             .order_by("name")
-            .values_list("name", "version_outdated", "runner_version", "missing_name_label")
+            .values_list(
+                "name", "version_outdated", "runner_version", "missing_name_label"
+            )
         )
         for name, rule, version, missing in flagged.iterator(2000):
             if rule:

@@ -5,49 +5,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runners', '0008_runner_trust_override'),
+        ("runners", "0008_runner_trust_override"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RunnerRelease',
+            name="RunnerRelease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(max_length=300, unique=True)),
-                ('latest_version', models.CharField(blank=True, max_length=64)),
-                ('fetched_at', models.DateTimeField(blank=True, null=True)),
-                ('next_fetch_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('error', models.CharField(blank=True, max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("scope", models.CharField(max_length=300, unique=True)),
+                ("latest_version", models.CharField(blank=True, max_length=64)),
+                ("fetched_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "next_fetch_at",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("error", models.CharField(blank=True, max_length=500)),
             ],
             options={
-                'ordering': ['scope', 'pk'],
+                "ordering": ["scope", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='runner',
-            name='missing_name_label',
+            model_name="runner",
+            name="missing_name_label",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='runner',
-            name='runner_version',
+            model_name="runner",
+            name="runner_version",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='runner',
-            name='runner_version_source',
+            model_name="runner",
+            name="runner_version_source",
             field=models.CharField(blank=True, max_length=12),
         ),
         migrations.AddField(
-            model_name='runner',
-            name='version_note',
+            model_name="runner",
+            name="version_note",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='runner',
-            name='version_outdated',
-            field=models.CharField(blank=True, choices=[('', 'current'), ('below_minimum', 'below the minimum'), ('behind_latest', 'behind the latest release')], default='', max_length=20),
+            model_name="runner",
+            name="version_outdated",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "current"),
+                    ("below_minimum", "below the minimum"),
+                    ("behind_latest", "behind the latest release"),
+                ],
+                default="",
+                max_length=20,
+            ),
         ),
     ]
