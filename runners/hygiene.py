@@ -23,6 +23,7 @@ class Runner(Protocol):
     version_outdated: str
     version_note: str
 
+
 VERSION_RUNBOOK = "runner-version-outdated"
 NAME_LABEL_RUNBOOK = "runner-missing-name-label"
 

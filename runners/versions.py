@@ -109,7 +109,9 @@ def refresh_latest(
     """
     gw = gw or gateway()
     scope = scope_of(gw)
-    release, _ = RunnerRelease.objects.get_or_create(scope=scope)
+    release, _ = RunnerRelease.objects.get_or_create(
+        scope=scope, defaults={"next_fetch_at": now}
+    )
     due = RunnerRelease.objects.filter(pk=release.pk)
     if not force:
         due = due.filter(next_fetch_at__lte=now)
