@@ -311,3 +311,70 @@ def test_runners_whose_labels_github_never_listed_are_not_flagged():
     assert not unseen.missing_name_label
     why = Environment.objects.get().pick_runner()[1][0].passed_over
     assert not [reason for reason in why if "name label" in reason]
+
+
+def test_the_admin_pool_form_flags_and_warns_about_a_runner_without_its_name_label(
+    admin_client: Client,
+) -> None:
+    from tests.test_admin_audit import env_form
+
+    env = make_env()
+    labelled = make_runner("prod-1", github_id=1, labels=["self-hosted", "prod-1"])
+    bare = make_runner("prod-2", github_id=2, labels=["self-hosted", "deploy"])
+    response = admin_client.post(
+        f"/admin/deploys/environment/{env.pk}/change/",
+        env_form(
+            env,
+            **{
+                "pool_entries-TOTAL_FORMS": "2",
+                "pool_entries-0-runner": str(labelled.pk),
+                "pool_entries-0-position": "0",
+                "pool_entries-1-runner": str(bare.pk),
+                "pool_entries-1-position": "1",
+            },
+        ),
+        follow=True,
+    )
+    assert response.status_code == 200
+    warnings = [str(m) for m in response.context["messages"]]
+    assert any(
+        w.startswith("prod-2 in the pool of production do not carry their own name")
+        for w in warnings
+    ), warnings
+    bare.refresh_from_db()
+    labelled.refresh_from_db()
+    assert (bare.missing_name_label, labelled.missing_name_label) == (True, False)
+
+
+def test_an_organization_gateway_reads_the_organizations_downloads(
+    sim: Simulator,
+) -> None:
+    org_gw = gateway_from_settings(base_url=sim.url, organization="acme", max_retries=0)
+    sim.configure(runner_version="2.331.2")
+    release = versions.refresh_latest(timezone.now(), gw=org_gw)
+    assert release is not None
+    assert (release.scope, release.latest_version) == (
+        "/orgs/acme/actions/runners/downloads",
+        "2.331.2",
+    )
+    assert sim.state.request_count("GET /orgs/{org}/actions/runners/downloads") == 1
+
+
+def test_a_diagnostics_report_tells_the_version_of_a_runner_nothing_else_reports(
+    settings: Any,
+) -> None:
+    from tests.factories import runner_with_token
+    from tests.test_diagnostics_api import in_flight, post, report
+
+    settings.RUNNER_VERSION_MINIMUM = "2.331.0"
+    settings.RUNNER_VERSION_FOLLOW_LATEST = False
+    runner, token = runner_with_token("prod-9")
+    run = in_flight(runner)
+    assert post({"token": run.token, "report": report()}, token).status_code == 201
+    versions.check()
+    runner.refresh_from_db()
+    assert (runner.runner_version, runner.runner_version_source) == (
+        "2.330.0",
+        "diagnostics",
+    )
+    assert runner.version_outdated == VersionStatus.BELOW_MINIMUM
