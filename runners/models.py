@@ -418,6 +418,9 @@ class RunnerEvent(models.Model):
         TOKEN_ROTATED = "token_rotated"
         TRUSTED = "trusted"
         UNTRUSTED = "untrusted"
+        # A hygiene flag set or cleared (runners.versions, runners.name_labels).
+        FLAGGED = "flagged"
+        UNFLAGGED = "unflagged"
 
     runner = models.ForeignKey(Runner, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

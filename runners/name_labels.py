@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.apps import apps
+from django.db import transaction
 
-from runners.models import Runner
+from runners.health import bulk_insert
+from runners.models import Runner, RunnerEvent
 
 
 def carries_name(name: str, labels: Iterable[object]) -> bool:
@@ -33,34 +35,58 @@ def pool_runner_ids() -> set[int]:
 
 def flag() -> int:
     """Set ``missing_name_label`` on the pool runners that lack their name label and
-    clear it everywhere else; returns how many flags changed. Pools are small (the
-    runners deploys go to), so their labels are read into Python: three or four
-    queries whatever the fleet's size."""
+    clear it everywhere else, with an event on each runner whose flag changed;
+    returns how many changed. Pools are small (the runners deploys go to), so their
+    labels are read into Python: a few queries whatever the fleet's size."""
     pool = pool_runner_ids()
     rows = Runner.objects.filter(pk__in=pool, github_id__isnull=False).values_list(
-        "pk", "name", "labels", "missing_name_label"
+        "pk", "name", "labels", "missing_name_label", "state"
     )
-    missing = {pk for pk, name, labels, _ in rows if not carries_name(name, labels)}
-    wrong = [pk for pk, _, _, flagged in rows if flagged != (pk in missing)]
-    changed = 0
-    if wrong:
-        to_set = [pk for pk in wrong if pk in missing]
-        to_clear = [pk for pk in wrong if pk not in missing]
-        if to_set:
-            changed += Runner.objects.filter(pk__in=to_set).update(
-                missing_name_label=True
+    changes: dict[int, tuple[bool, str, str]] = {}
+    for pk, name, labels, flagged, state in rows:
+        missing = not carries_name(name, labels)
+        if missing != flagged:
+            text = (
+                f"missing its name label {name}"
+                if missing
+                else f"carries its name label {name} again"
             )
-        if to_clear:
-            changed += Runner.objects.filter(pk__in=to_clear).update(
-                missing_name_label=False
-            )
+            changes[pk] = (missing, state, text)
     # Runners that left every pool, or are no longer known to GitHub.
-    changed += (
+    left = (
         Runner.objects.filter(missing_name_label=True)
         .exclude(pk__in=pool, github_id__isnull=False)
-        .update(missing_name_label=False)
+        .values_list("pk", "state")
     )
-    return changed
+    for pk, state in left:
+        changes[pk] = (
+            False,
+            state,
+            "no longer in a pool: its name label is not needed",
+        )
+    if not changes:
+        return 0
+    with transaction.atomic():
+        for missing in (True, False):
+            pks = [pk for pk, change in changes.items() if change[0] is missing]
+            if pks:
+                Runner.objects.filter(pk__in=pks).update(missing_name_label=missing)
+        bulk_insert(
+            [
+                RunnerEvent(
+                    runner_id=pk,
+                    kind=RunnerEvent.Kind.FLAGGED
+                    if missing
+                    else RunnerEvent.Kind.UNFLAGGED,
+                    from_state=state,
+                    to_state=state,
+                    message=text,
+                    actor="name-label-check",
+                )
+                for pk, (missing, state, text) in changes.items()
+            ]
+        )
+    return len(changes)
 
 
 def flagged_names(runner_ids: Iterable[int]) -> list[str]:

@@ -24,14 +24,16 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from controlplane.github import GitHubError, GitHubGateway, RunnerInfo, gateway
 from runners import version_conf
+from runners.health import bulk_insert
 from runners.hygiene_fields import RunnerRelease, VersionStatus
-from runners.models import Runner
+from runners.models import Runner, RunnerEvent
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +175,12 @@ def record_reported(runner_id: int, version: object) -> None:
 
 def check(now: datetime | None = None, *, gw: GitHubGateway | None = None) -> int:
     """Flag the fleet's outdated runners under the current rules; returns the runners
-    whose flag changed. Costs the same four queries at 10 runners and at 10,000.
+    whose flag changed. Costs the same queries at 10 runners and at 10,000.
 
     1. Take the heartbeat's version for runners GitHub gives none for.
     2. Judge each distinct version once, in Python.
-    3. Write the flag and its words where they changed, in one UPDATE.
+    3. Where the flag or its words changed: an event for each runner flagged or
+       cleared, and one UPDATE.
     """
     now = now or timezone.now()
     (
@@ -211,11 +214,34 @@ def check(now: datetime | None = None, *, gw: GitHubGateway | None = None) -> in
             output_field=CharField(),
         )
 
-    return (
-        Runner.objects.alias(status=case(0), note=case(1))
-        .exclude(version_outdated=F("status"), version_note=F("note"))
-        .update(version_outdated=F("status"), version_note=F("note"))
+    differing = Runner.objects.alias(status=case(0), note=case(1)).exclude(
+        version_outdated=F("status"), version_note=F("note")
     )
+    changed = list(
+        differing.annotate(new_status=case(0), new_note=case(1)).values_list(
+            "pk", "state", "version_outdated", "new_status", "new_note"
+        )
+    )
+    if not changed:
+        return 0
+    events = [
+        RunnerEvent(
+            runner_id=pk,
+            kind=RunnerEvent.Kind.FLAGGED if status else RunnerEvent.Kind.UNFLAGGED,
+            from_state=state,
+            to_state=state,
+            message=f"version outdated: {note}" if status else "version current again",
+            actor="version-check",
+            created_at=now,
+        )
+        for pk, state, old, status, note in changed
+        # A note that only moves with the newest release is no event.
+        if old != status
+    ]
+    with transaction.atomic():
+        bulk_insert(events)
+        differing.update(version_outdated=F("status"), version_note=F("note"))
+    return len(changed)
 
 
 def run(now: datetime | None = None) -> int:

@@ -19,7 +19,7 @@ from deploys.models import Environment
 from githubsim import Simulator
 from runners import name_labels, sync, versions
 from runners.hygiene_fields import RunnerRelease, VersionStatus
-from runners.models import Runner
+from runners.models import Runner, RunnerEvent
 from runners.tasks import check_runner_versions
 from tests.factories import make_env, make_runner
 from tests.simhttp import assert_rest_shape, get
@@ -122,6 +122,15 @@ def test_version_rules_flag_runners_below_the_minimum_or_behind_the_latest(
     check_runner_versions()
     prod2 = Runner.objects.get(name="prod-2")
     assert (prod2.version_outdated, prod2.version_note) == ("", "")
+    flags = prod2.events.filter(kind__in=["flagged", "unflagged"])
+    assert list(flags.values_list("kind", "message", "actor")) == [
+        ("unflagged", "version current again", "version-check"),
+        (
+            "flagged",
+            "version outdated: 2.300.0 is below the minimum 2.320.0",
+            "version-check",
+        ),
+    ]
 
 
 def test_versions_come_from_heartbeats_and_diagnostics_when_github_gives_none(
@@ -164,10 +173,15 @@ def test_the_check_costs_the_same_queries_at_two_fleet_sizes(
         Runner(name=f"r-{i}", facts={"runner_version": f"2.3{i % 4}0.0"})
         for i in range(size)
     )
-    # Copy heartbeat versions, distinct versions, one UPDATE of the flags.
-    with django_assert_num_queries(3):
-        versions.check()
+    # Copy heartbeat versions, distinct versions, the runners whose flag changes;
+    # in a savepoint: their events, one UPDATE of the flags.
+    with django_assert_num_queries(7):
+        assert versions.check() == size // 2
     assert Runner.objects.filter(version_outdated="below_minimum").count() == size // 2
+    assert RunnerEvent.objects.filter(kind="flagged").count() == size // 2
+    # Nothing changed since: three reads, no write.
+    with django_assert_num_queries(3):
+        assert versions.check() == 0
 
 
 def test_eligibility_blocks_below_the_minimum_and_notes_behind_the_latest(
@@ -274,6 +288,13 @@ def test_a_pool_runner_without_its_name_label_is_flagged_at_sync_and_passed_over
     sim.set_runner_labels("prod-1", ["deploy", "PROD-1"])
     sync.sync_fleet(gw=gw)
     assert not Runner.objects.filter(missing_name_label=True).exists()
+    events = Runner.objects.get(name="prod-1").events.filter(
+        kind__in=["flagged", "unflagged"]
+    )
+    assert list(events.values_list("message", flat=True)) == [
+        "carries its name label prod-1 again",
+        "missing its name label prod-1",
+    ]
 
 
 def test_adding_a_runner_to_a_pool_flags_it_and_leaving_the_pool_clears_it(
@@ -378,3 +399,33 @@ def test_a_diagnostics_report_tells_the_version_of_a_runner_nothing_else_reports
         "diagnostics",
     )
     assert runner.version_outdated == VersionStatus.BELOW_MINIMUM
+
+
+def test_the_gate_passes_over_a_flagged_runner_and_lists_why(
+    sim: Simulator, gw: GitHubGateway, sre: Any, settings: Any
+) -> None:
+    from deploys import engine
+    from deploys.models import DeployRun
+    from deploys.triggers import request_deploy
+    from tests.deploying import PRIMARY, SECONDARY, simulated_env
+
+    settings.RUNNER_VERSION_MINIMUM = "2.320.0"
+    env = simulated_env(sim, (PRIMARY, SECONDARY, "prod-old"))
+    sim.set_runner_labels(PRIMARY, ["production"])
+    sim.set_runner_version("prod-old", "2.310.0")
+    sync.sync_fleet(gw=gw)
+    versions.check()
+    run = request_deploy(sre, env).run
+    run = DeployRun.objects.select_related("environment").get(pk=run.pk)
+
+    decision = engine.decide(run, timezone.now())
+
+    assert decision.runner is not None and decision.runner.name == SECONDARY
+    why = {entry["runner"]: entry["passed_over"] for entry in decision.considered}
+    assert why[PRIMARY] == [
+        f"missing its name label {PRIMARY}: the deploy workflow's runs-on "
+        f"[self-hosted, {PRIMARY}] cannot reach it"
+    ]
+    assert why["prod-old"] == [
+        "runner version outdated: 2.310.0 is below the minimum 2.320.0"
+    ]
