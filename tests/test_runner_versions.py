@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from django.test import Client
 from django.utils import timezone
 
@@ -59,14 +60,27 @@ def test_the_simulator_answers_the_downloads_in_githubs_shape(sim: Simulator):
             item["filename"].endswith(("2.331.0.tar.gz", "2.331.0.zip"))
             for item in body
         )
-    response = requests_config(sim, runner_version="latest")
-    assert response.status_code == 422
+    bad = requests.post(
+        f"{sim.url}/_sim/config", json={"runner_version": "latest"}, timeout=10
+    )
+    assert bad.status_code == 422
 
 
-def requests_config(sim: Simulator, **body: Any) -> Any:
-    import requests
-
-    return requests.post(f"{sim.url}/_sim/config", json=body, timeout=10)
+def test_the_simulators_control_api_updates_and_relabels_a_runner(sim: Simulator):
+    sim.add_runner("prod-1")
+    control = f"{sim.url}/_sim/runners/prod-1"
+    updated = requests.post(
+        f"{control}/version", json={"version": "2.301.0"}, timeout=10
+    )
+    relabelled = requests.post(f"{control}/labels", json={"labels": ["x"]}, timeout=10)
+    assert (updated.status_code, relabelled.status_code) == (200, 200)
+    listed = get(sim, "/repos/acme/deploy/actions/runners").json()["runners"][0]
+    assert listed["version"] == "2.301.0"
+    assert [label["name"] for label in listed["labels"]][-1] == "x"
+    assert sim.state.runner("prod-1").version == "2.301.0"
+    for action, body in (("version", {"version": "two"}), ("labels", {"labels": "x"})):
+        refused = requests.post(f"{control}/{action}", json=body, timeout=10)
+        assert refused.status_code == 422, refused.text
 
 
 def test_the_newest_release_is_read_a_few_times_a_day_under_its_purpose(
