@@ -14,7 +14,9 @@ action's name and says so in ``outcome``. The actions recorded today:
   ``runner.diagnostics_reported``, ``runner.trust`` (trusted for deploys for a
   bounded time), ``runner.untrust``
 - ``environment.create``, ``environment.update``, ``environment.delete``,
-  ``environment.pool_update``, ``environment.pause``, ``environment.resume``
+  ``environment.pool_update``, ``environment.pause``, ``environment.resume``,
+  ``environment.protection_review`` (GitHub asked about a run started outside the
+  control plane; the answer sent as its custom deployment protection rule)
 - ``freeze_window.create``, ``freeze_window.update``, ``freeze_window.delete``
 - ``deploy.request`` (refused ones with outcome ``denied``), ``deploy.cancel``,
   ``deploy.break_glass``, ``deploy.rollback``, ``deploy.review`` (an approval or

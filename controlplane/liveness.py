@@ -20,9 +20,11 @@ from controlplane.models import TaskStatus
 from controlplane.tasks import BEAT_TASK_STATUS
 
 # Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
-# migrations); the sweep every HEALTH_SWEEP_INTERVAL.
+# migrations); the sweep every HEALTH_SWEEP_INTERVAL; the diagnostics watch every
+# 5 s (diagnostics/schedules.py).
 BEAT_TICK_SECONDS = 15
 RECONCILE_SECONDS = 2
+DIAGNOSTICS_WATCH_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ def watched_jobs() -> list[WatchedJob]:
             15 * RECONCILE_SECONDS,
             "control-plane-tasks-stale",
             "deploys whose messages were lost stop advancing",
+        ),
+        WatchedJob(
+            "diagnostics_watch",
+            "diagnostics watch",
+            12 * DIAGNOSTICS_WATCH_SECONDS,
+            "control-plane-tasks-stale",
+            "diagnostics and agent installs in flight are never finished or timed out",
         ),
     ]
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deploys import engine
+from deploys import engine, protection
 from deploys.jobrecords import record_job
 from deploys.models import (
     CORRELATION_TOKEN,
@@ -102,6 +102,13 @@ def _apply(delivery: WebhookDelivery) -> None:
             )
     elif delivery.event == "deployment_status":
         attempt = _apply_deployment_status(delivery, payload)
+    elif delivery.event == protection.EVENT:
+        request = protection.parse(payload)
+        delivery.github_run_id = request.run_id
+        delivery.outcome = Outcome.MATCHED
+        # GitHub holds the job until the answer: send it as soon as this commits.
+        pk = delivery.pk
+        transaction.on_commit(lambda: protection.answer(pk))
     else:
         delivery.outcome = Outcome.IGNORED
         delivery.reason = f"the control plane does not use {delivery.event} events"

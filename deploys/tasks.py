@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from deploys import engine, jobs, triggers, webhook_recovery
+from deploys import engine, jobs, protection, triggers, webhook_recovery
 
 
 @shared_task
@@ -15,8 +15,10 @@ def process_webhook(delivery_id: int) -> None:
 
 @shared_task
 def process_pending_webhooks() -> None:
-    """Beat: process deliveries whose message was lost (broker restart, killed worker)."""
+    """Beat: process deliveries whose message was lost (broker restart, killed worker)
+    and answer again the protection-rule requests GitHub could not take."""
     jobs.process_pending()
+    protection.retry_unanswered()
 
 
 @shared_task

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 # GitHub caps payloads at 25 MB; workflow events are a few KB. Anything this big is
 # not a workflow event from GitHub.
 MAX_BODY_BYTES = 1024 * 1024
-PROCESSED_EVENTS = frozenset({"workflow_job", "workflow_run", "deployment_status"})
+PROCESSED_EVENTS = frozenset(
+    {"workflow_job", "workflow_run", "deployment_status", "deployment_protection_rule"}
+)
+# Events whose payload carries no object named after the event.
+_FLAT_EVENTS = frozenset({"deployment_protection_rule"})
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # Per process (summed across gunicorn workers by /metrics): the WebhookSignatureFailures
 # alert watches it. Both reasons start at 0 so a first failure is an increase.
@@ -111,7 +115,7 @@ def _verdict(
         reason = f"the control plane does not use {event} events"
         answer = {"status": "ignored", "event": event}
         return Outcome.IGNORED, reason, JsonResponse(answer, status=202)
-    if not isinstance(payload.get(event), dict):
+    if event not in _FLAT_EVENTS and not isinstance(payload.get(event), dict):
         message = f"payload has no {event} object"
         return Outcome.FAILED, message, _error(400, message)
     reason = out_of_scope(event, payload)

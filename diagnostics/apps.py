@@ -11,4 +11,10 @@ class DiagnosticsConfig(AppConfig):
     verbose_name = "Runner diagnostics without SSH"
 
     def ready(self) -> None:
+        # Imported here: the metrics registry and the collector load models, which
+        # needs the app registry ready.
+        from controlplane import metrics
+        from diagnostics.metrics import DiagnosticsCollector
+
         register_schedules(*SCHEDULES)
+        metrics.register(DiagnosticsCollector())

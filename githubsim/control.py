@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from githubsim.api import commits, environments
+from githubsim.api import commits, environments, protection_rules
 from githubsim.commands import parse_command
 from githubsim.errors import ApiError
 from githubsim.routing import Reply, Request, Router
@@ -323,3 +323,4 @@ def exporter(request: Request) -> Reply:
 
 
 router.include(environments.control)
+router.include(protection_rules.control)

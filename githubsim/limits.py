@@ -33,7 +33,8 @@ class Limits:
         with self.lock:
             # token digest -> [window reset epoch, used]
             self._budgets: dict[str, list[float]] = {}
-            self._installation_tokens: dict[str, float] = {}
+            # token digest -> (expiry, app id)
+            self._installation_tokens: dict[str, tuple[float, int]] = {}
             self._requests: Counter[str] = Counter()
 
     def budget(self, token: str) -> tuple[int, int, int, int]:
@@ -68,19 +69,26 @@ class Limits:
                 roll -= rate
             return None
 
-    def issue_installation_token(self) -> tuple[str, str]:
-        """A new ``ghs_`` token and its expiry (ISO), valid for the configured lifetime."""
+    def issue_installation_token(self, app_id: int = 1) -> tuple[str, str]:
+        """A new ``ghs_`` token of app ``app_id``'s installation and its expiry (ISO),
+        valid for the configured lifetime."""
         with self.lock:
             token = "ghs_" + random_tokens.token_urlsafe(27)
             expires = self.clock.now() + self.config.installation_token_lifetime
-            self._installation_tokens[digest(token)] = expires
+            self._installation_tokens[digest(token)] = (expires, app_id)
             return token, isoformat(expires)
 
     def token_expired(self, token: str) -> bool:
         """Installation tokens expire; any other token is accepted."""
         with self.lock:
-            expires = self._installation_tokens.get(digest(token))
-            return expires is not None and self.clock.now() >= expires
+            issued = self._installation_tokens.get(digest(token))
+            return issued is not None and self.clock.now() >= issued[0]
+
+    def app_of_token(self, token: str) -> int | None:
+        """The GitHub App whose installation token this is (None: not one)."""
+        with self.lock:
+            issued = self._installation_tokens.get(digest(token))
+            return issued[1] if issued is not None else None
 
     def count_request(self, route: str) -> None:
         with self.lock:

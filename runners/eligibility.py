@@ -96,8 +96,8 @@ def judge(
     scope: str = "this environment",
 ) -> Verdict:
     """Judge ``runner`` at ``now`` under a signal policy (``scope`` names the
-    environment in the reasons). The default policy gives the runner's own
-    ``ineligibility_reasons()``."""
+    environment in the reasons). The default policy is the strict fleet-wide rule:
+    removed, drained, or not healthy keeps the runner out."""
     blocking: list[str] = []
     notes: list[str] = []
     if runner.removed_at is not None:

@@ -29,7 +29,7 @@ from django.db.models import Aggregate, Count, Prefetch, Q
 from django.utils import timezone
 
 from controlplane import audit
-from runners import freshness, hygiene
+from runners import freshness
 from runners.hygiene_fields import RunnerHygieneFields
 from runners.hygiene_fields import RunnerRelease as RunnerRelease
 
@@ -342,26 +342,6 @@ class Runner(RunnerHygieneFields, models.Model):
         """The runner itself while a trust override is in force, for templates
         (``{% if runner.trust %}``); None otherwise."""
         return self if self.trusted_at_now(timezone.now()) else None
-
-    def is_eligible_for_deploy(self) -> bool:
-        return not self.ineligibility_reasons()
-
-    def ineligibility_reasons(self) -> list[str]:
-        """Why a deploy may not go to this runner now, in words (empty: it may)."""
-        why: list[str] = []
-        if self.removed_at is not None:
-            why.append("removed from GitHub")
-        if self.drained:
-            why.append(
-                f"drained by {self.drained_by or 'someone'}: {self.drained_reason}"
-            )
-        why += hygiene.blocking(self)
-        if self.state != State.HEALTHY:
-            text = f"{self.state}"
-            if self.reason:
-                text += f" ({Reason(self.reason).label})"
-            why.append(text)
-        return why
 
     def _log(
         self, kind: RunnerEvent.Kind, actor: audit.Actor, message: str

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
+from runners import placement
 from runners.eligibility import trust_text
 from runners.models import HealthSample, Runner, RunnerEvent
 from runners.states import Reason, State, runbook_for
@@ -29,6 +30,34 @@ class PoolPlaceSerializer(serializers.Serializer[Any]):
     )
 
 
+class PoolEligibilitySerializer(serializers.Serializer[Any]):
+    """The runner judged for one environment whose pool holds it."""
+
+    environment = serializers.CharField()
+    position = serializers.IntegerField(
+        help_text="0: the primary; 1 and up: pre-approved secondaries, in order."
+    )
+    signal_policy = serializers.CharField(
+        help_text="The environment's signal policy in words."
+    )
+    eligible = serializers.BooleanField(source="verdict.eligible")
+    reasons = serializers.ListField(
+        source="verdict.blocking",
+        child=serializers.CharField(),
+        help_text="Why a deploy to this environment may not go to the runner now.",
+    )
+    notes = serializers.ListField(
+        source="verdict.notes",
+        child=serializers.CharField(),
+        help_text="What is wrong but does not keep it out: advisory signals under "
+        "this environment's policy, a trust override at work.",
+    )
+    trusted = serializers.BooleanField(
+        source="verdict.trusted",
+        help_text="A trust override in force counts for this verdict.",
+    )
+
+
 class RunnerSerializer(serializers.ModelSerializer[Runner]):
     """A runner with its signals, health, drain flag and deploy eligibility.
 
@@ -42,10 +71,18 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         help_text="Path of the runbook for the current reason, null when none."
     )
     eligible = serializers.SerializerMethodField(
-        help_text="Whether a deploy may be sent to this runner now."
+        help_text="Whether deploys may go to this runner now: to every environment "
+        "whose pool holds it, each under its signal policy and the trust override "
+        "(see eligibility); for a runner in no pool, under the strict fleet-wide "
+        "rule."
     )
     ineligibility_reasons = serializers.SerializerMethodField(
-        help_text="Why a deploy may not go to this runner now, in words."
+        help_text="Why not, in words; for a pool runner each starts with its "
+        'environment ("production: degraded (exporter unreachable)").'
+    )
+    eligibility = serializers.SerializerMethodField(
+        help_text="The verdict for each environment whose pool holds the runner, "
+        "by environment name; empty for a runner in no pool."
     )
     heartbeat_fresh = serializers.SerializerMethodField(
         help_text="The last heartbeat is within HEARTBEAT_STALE_AFTER."
@@ -113,6 +150,7 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
             "trusted_reason",
             "eligible",
             "ineligibility_reasons",
+            "eligibility",
             "first_seen_at",
             "runner_version",
             "runner_version_source",
@@ -136,10 +174,23 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         return trust_text(runner) if runner.trusted_at_now(timezone.now()) else None
 
     def get_eligible(self, runner: Runner) -> bool:
-        return runner.is_eligible_for_deploy()
+        return self._eligibility(runner).eligible
 
     def get_ineligibility_reasons(self, runner: Runner) -> list[str]:
-        return runner.ineligibility_reasons()
+        return self._eligibility(runner).reasons
+
+    @extend_schema_field(PoolEligibilitySerializer(many=True))
+    def get_eligibility(self, runner: Runner) -> list[dict[str, Any]]:
+        pools = self._eligibility(runner).pools
+        return list(PoolEligibilitySerializer(pools, many=True).data)
+
+    def _eligibility(self, runner: Runner) -> placement.Eligibility:
+        # Three fields read it: judged once per runner, at the serializer's "now".
+        cached = self._judged.get(runner.pk)
+        if cached is None:
+            cached = placement.eligibility(runner, self._now())
+            self._judged = {runner.pk: cached}
+        return cached
 
     def get_heartbeat_fresh(self, runner: Runner) -> bool:
         return runner.heartbeat_is_fresh(self._now())
@@ -158,6 +209,8 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
         return self._now_cache
 
     _now_cache: datetime | None = None
+    # The last runner judged (replaced, never mutated: safe as a class default).
+    _judged: dict[int, placement.Eligibility] = {}
 
 
 class DrainSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):

@@ -34,19 +34,12 @@ class TrustForm(forms.Form):
 def context(
     request: HttpRequest, runner: Runner, form: TrustForm | None = None
 ) -> dict[str, Any]:
-    """What the runner page's trust card shows."""
+    """What the runner page's trust card shows (the eligibility it gives, per
+    environment, is on the page's top card: ``runners.placement``)."""
     now = timezone.now()
-    verdicts = [
-        {
-            "environment": entry.environment,
-            "verdict": entry.environment.judge(runner, now),
-        }
-        for entry in runner.pool_entries.all()
-    ]
     return {
         "trust_form": form or TrustForm(),
         "can_trust": has_role(request.user, Role.SRE),
         "trust_expired": runner.trusted_until is not None
         and not runner.trusted_at_now(now),
-        "verdicts": verdicts,
     }

@@ -24,7 +24,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from controlplane.runbooks import runbook_url
 from deploys.models import WorkflowJob
-from runners import facts, freshness, trust, trust_views
+from runners import facts, freshness, placement, trust, trust_views
 from runners.filters import RunnerFilterSet
 from runners.freshness import SIGNALS
 from runners.models import Runner, RunnerEvent, RunnerSync
@@ -367,13 +367,15 @@ def _detail_context(
     row = FleetRow.of(runner, now, reverse("runners:fleet"))
     slug = runbook_for(runner.reason)
     window = _window(request)
+    eligibility = placement.eligibility(runner, now)
     return {
         "runner": runner,
         "row": row,
         "reasons": [Reason(reason) for reason in runner.reasons],
         "reason_label": Reason(runner.reason).label if runner.reason else "",
         "runbook_url": runbook_url(slug),
-        "ineligible": runner.ineligibility_reasons(),
+        "eligibility": eligibility,
+        "ineligible": eligibility.reasons,
         "timeline": health_timeline(runner, now, TIMELINE_WINDOWS[window]),
         "window": window,
         "windows": list(TIMELINE_WINDOWS),
@@ -398,7 +400,7 @@ def _detail_context(
 @require_GET
 @role_required(Role.VIEWER)
 def detail(request: HttpRequest, name: str) -> HttpResponse:
-    """One runner: eligibility, the health strip (``?window=1h|6h|24h|7d``),
+    """One runner: eligibility per environment, the health strip (``?window=1h|6h|24h|7d``),
     facts, events, jobs, drain form."""
     runner = get_object_or_404(Runner.objects.with_pools(), name=name)
     return render(request, "runners/detail.html", _detail_context(request, runner))

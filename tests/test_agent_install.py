@@ -77,6 +77,35 @@ def host(tmp_path: Path) -> dict[str, Path]:
     return {"root": root, "tools": tools, "table": table}
 
 
+def simulate_agent_workflow(
+    sim: Simulator, host: dict[str, Path], controlplane: str, name: str
+) -> Path:
+    """Give the simulator the shipped agent-install workflow, its jobs running the
+    real installer against ``<hosts>/<runner name>``: a copy of ``host``'s root for
+    runner ``name``. Returns ``hosts``."""
+    hosts = host["root"].parent / "hosts"
+    shutil.copytree(host["root"], hosts / name, symlinks=True)
+    sim.set_workflow(
+        "runner-agent.yml",
+        yaml=(ROOT / "diagnostics/workflows/runner-agent.yml").read_text(),
+    )
+    sim.set_workflow_command(
+        "runner-agent.yml",
+        {
+            "argv": [str(host["tools"] / "sh"), str(INSTALLER)],
+            "env": {
+                "PATH": str(host["tools"]),
+                "HOME": "/home/runner",
+                "AGENT_SOURCE": str(AGENT),
+                "CONTROLPLANE_URL": controlplane,
+                "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
+            },
+            "hosts_dir": str(hosts),
+        },
+    )
+    return hosts
+
+
 def install(
     host: dict[str, Path], env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -188,26 +217,7 @@ def test_agent_installed_through_the_workflow_in_the_simulator(
     runner, token = runner_with_token("prod-primary-1", github_status="online")
     sim.add_runner("prod-primary-1", ["self-hosted", "linux"])
     sim.set_heartbeat_token("prod-primary-1", token)
-    hosts = host["root"].parent / "hosts"
-    shutil.copytree(host["root"], hosts / "prod-primary-1", symlinks=True)
-    sim.set_workflow(
-        "runner-agent.yml",
-        yaml=(ROOT / "diagnostics/workflows/runner-agent.yml").read_text(),
-    )
-    sim.set_workflow_command(
-        "runner-agent.yml",
-        {
-            "argv": [str(host["tools"] / "sh"), str(INSTALLER)],
-            "env": {
-                "PATH": str(host["tools"]),
-                "HOME": "/home/runner",
-                "AGENT_SOURCE": str(AGENT),
-                "CONTROLPLANE_URL": live_server.url,
-                "HEARTBEAT_TOKEN": "${{ secrets.RUNNER_HEARTBEAT_TOKEN }}",
-            },
-            "hosts_dir": str(hosts),
-        },
-    )
+    hosts = simulate_agent_workflow(sim, host, live_server.url, "prod-primary-1")
     assert not Runner.objects.filter(last_heartbeat_at__isnull=False).exists()
 
     answer = sre_client.post("/api/v1/runner-diagnostics/prod-primary-1/install-agent/")

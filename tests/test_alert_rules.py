@@ -79,6 +79,7 @@ def test_the_watchdog_always_fires_and_self_monitoring_covers_each_job() -> None
         "runner_sync",
         "deploy_reconcile",
         "secrets_audit",
+        "diagnostics_watch",
     ):
         assert task in stale, task
     assert 'task="beat"' in by_name["CeleryBeatTickStale"]["expr"]

@@ -12,8 +12,10 @@ from django.utils import timezone
 
 from controlplane.models import AuditEvent
 from deploys.models import DeployRun, Environment
+from diagnostics.models import HostRun
 from githubsim import Simulator
 from rotations.models import SecretRotationSchedule
+from tests.conftest import logged_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sim(demo=True, connect=True)]
 
@@ -60,12 +62,31 @@ def test_demo_creates_environments_schedules_and_first_deploys_once(
         ("staging", "queued", admin_user),
     ]
 
+    # The production primary's page shows a diagnostics report, its history and
+    # what changed since the previous one.
+    assert "2 diagnostics reports stored" in first
+    reports = HostRun.objects.filter(reported_at__isnull=False)
+    assert [r.runner.name for r in reports] == ["prod-primary-1"] * 2
+    page = logged_in(admin_user).get("/fleet/prod-primary-1/").content.decode()
+    assert 'id="diagnostics-facts"' in page
+    assert 'id="diagnostics-history"' in page
+    assert "2.329.0 &rarr; <strong>2.330.0</strong>" in page
+    assert "No diagnostics report yet." not in page
+
     audits = AuditEvent.objects.filter(action="secret.audit").count()
     assert audits == 1
+    reported = AuditEvent.objects.filter(action="runner.diagnostics_reported").count()
+    assert reported == 2
     again = demo(sim)
 
     assert "0 environments and 0 secret schedules created" in again
     assert "0 deploys requested" in again
+    assert "0 diagnostics reports stored" in again
+    assert HostRun.objects.count() == 2
+    assert (
+        AuditEvent.objects.filter(action="runner.diagnostics_reported").count()
+        == reported
+    )
     assert DeployRun.objects.count() == 2
     assert SecretRotationSchedule.objects.count() == 4
     assert AuditEvent.objects.filter(action="secret.audit").count() == audits

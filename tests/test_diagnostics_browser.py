@@ -20,6 +20,7 @@ from tests.conftest import PASSWORD
 from tests.factories import runner_with_token
 from tests.hostroot import leaked, make_host_root, simulate_diagnostics_workflow
 from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.test_oncall_browser import SCREENSHOTS
 
 pytestmark = [
     pytest.mark.browser,
@@ -105,6 +106,10 @@ def test_sre_runs_diagnostics_from_the_runner_page(
         "data-state", "succeeded"
     )
     expect(page.locator("#run-diagnostics")).to_be_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#diagnostics").screenshot(
+        path=str(SCREENSHOTS / "runner-diagnostics.png")
+    )
 
     page.click("text=full report")
     expect(page.locator("h1")).to_contain_text(f"Diagnostics on {NAME}")

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from controlplane.models import TaskStatus
 from runners import health
+from runners.eligibility import judge
 from runners.models import (
     Flag,
     HealthSample,
@@ -227,7 +228,7 @@ def test_a_stale_github_online_reading_never_makes_a_runner_healthy() -> None:
         health.sweep(now + i * STEP)
     runner.refresh_from_db()
     assert runner.state == State.UNKNOWN
-    assert not runner.is_eligible_for_deploy()
+    assert judge(runner, timezone.now()).blocking
 
 
 def test_reason_follows_in_place_while_the_state_holds() -> None:
@@ -328,7 +329,7 @@ def test_removed_runner_is_not_eligible_even_with_a_fresh_heartbeat() -> None:
     runner.refresh_from_db()
     assert runner.state == State.UNHEALTHY
     assert runner not in Runner.objects.eligible_for_deploy()
-    assert "removed from GitHub" in runner.ineligibility_reasons()
+    assert "removed from GitHub" in judge(runner, timezone.now()).blocking
 
 
 def test_sweep_task_records_its_status_and_is_scheduled_on_the_health_queue() -> None:

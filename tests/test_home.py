@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from controlplane.liveness import watched_jobs
 from controlplane.models import TaskStatus
 from controlplane.templatetags.ages import describe_age
 from deploys.models import DeployAttempt, DeployRun, FreezeWindow
@@ -92,8 +93,8 @@ def board_scene() -> None:
         last_checked_at=now,
         present=True,
     )
-    for task in ("beat", "health_sweep", "deploy_reconcile"):
-        TaskStatus.objects.record(task, ok=True, duration=0.1)
+    for job in watched_jobs():
+        TaskStatus.objects.record(job.name, ok=True, duration=0.1)
 
 
 def test_home_names_what_is_broken_with_rules_and_runbooks(viewer: User) -> None:
@@ -121,8 +122,8 @@ def test_home_names_what_is_broken_with_rules_and_runbooks(viewer: User) -> None
 
 def test_home_without_problems_says_so(viewer: User) -> None:
     pool_runner("prod-1", heartbeat_deadline=timezone.now() + timedelta(seconds=30))
-    for task in ("beat", "health_sweep", "deploy_reconcile"):
-        TaskStatus.objects.record(task, ok=True, duration=0.1)
+    for job in watched_jobs():
+        TaskStatus.objects.record(job.name, ok=True, duration=0.1)
 
     html = logged_in(viewer).get("/").content.decode()
 

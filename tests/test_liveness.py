@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from controlplane.liveness import watched_jobs
 from controlplane.models import TaskStatus
+from diagnostics.schedules import SCHEDULES
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +85,20 @@ def test_the_banner_costs_one_query_and_none_for_visitors(
         login = client.get("/accounts/login/").content.decode()
     assert "stale-jobs" not in login
     assert not any("controlplane_taskstatus" in q["sql"] for q in queries)
+
+
+def test_a_stopped_diagnostics_watch_is_named_within_twelve_of_its_intervals(
+    client: Client,
+) -> None:
+    [schedule] = SCHEDULES
+    assert isinstance(schedule.every, int)
+    bound = {job.name: job.bound_seconds for job in watched_jobs()}
+    assert bound["diagnostics_watch"] == 12 * schedule.every
+    all_fresh()
+    succeeded("diagnostics_watch", bound["diagnostics_watch"] - 5)
+    assert client.get("/readyz").json()["stale_jobs"] == []
+
+    succeeded("diagnostics_watch", bound["diagnostics_watch"] + 5)
+
+    [stale] = client.get("/readyz").json()["stale_jobs"]
+    assert stale["job"] == "diagnostics_watch"

@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from controlplane.liveness import watched_jobs
 from controlplane.models import AuditEvent, TaskStatus
 from deploys.models import DeployAttempt, DeployRun, Environment
 from rotations.models import SecretRotationSchedule
@@ -170,7 +171,7 @@ def switch(live_server: Any) -> Iterator[Switch]:
 
 
 def all_tasks_fresh() -> None:
-    for task in ("beat", "health_sweep", "deploy_reconcile", "runner_sync"):
+    for task in (*(job.name for job in watched_jobs()), "runner_sync"):
         TaskStatus.objects.record(task, ok=True, duration=0.1)
 
 

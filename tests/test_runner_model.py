@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
+from runners.eligibility import judge
 from runners.models import (
     Flag,
     Reason,
@@ -28,12 +29,17 @@ from tests.factories import make_runner
 pytestmark = pytest.mark.django_db
 
 
+def blocking(runner: Runner) -> list[str]:
+    """Why the strict fleet-wide rule keeps ``runner`` out of deploys."""
+    return judge(runner, timezone.now()).blocking
+
+
 def test_new_runner_is_unknown_never_seen_and_not_eligible() -> None:
     runner = make_runner()
     assert (runner.state, runner.reason) == (State.UNKNOWN, Reason.NEVER_SEEN)
     assert runner.reasons == [Reason.NEVER_SEEN]
     assert runner.runbook_slug == "monitoring-gap"
-    assert runner.ineligibility_reasons() == ["unknown (never seen)"]
+    assert blocking(runner) == ["unknown (never seen)"]
 
 
 def test_issuing_a_token_stores_its_digest_and_logs_without_the_token(
@@ -63,9 +69,7 @@ def test_drain_takes_a_healthy_runner_out_of_rotation(sre: User) -> None:
     assert runner.drained_by == sre.username
     assert runner.drained_at is not None
     assert list(Runner.objects.eligible_for_deploy()) == [other]
-    assert runner.ineligibility_reasons() == [
-        f"drained by {sre.username}: kernel upgrade"
-    ]
+    assert blocking(runner) == [f"drained by {sre.username}: kernel upgrade"]
     event = RunnerEvent.objects.get(runner=runner, kind=RunnerEvent.Kind.DRAINED)
     assert event.message == "kernel upgrade"
     audit = AuditEvent.objects.get(action="runner.drain")
@@ -80,7 +84,7 @@ def test_undrain_puts_it_back(sre: User) -> None:
     runner.refresh_from_db()
     assert not runner.drained
     assert runner.drained_reason == ""
-    assert runner.is_eligible_for_deploy()
+    assert blocking(runner) == []
     assert list(Runner.objects.eligible_for_deploy()) == [runner]
     kinds = list(RunnerEvent.objects.values_list("kind", flat=True))
     assert sorted(kinds) == ["drained", "undrained"]

@@ -57,6 +57,7 @@ RUNNER_FIELDS = {
     "trusted_reason",
     "eligible",
     "ineligibility_reasons",
+    "eligibility",
     "first_seen_at",
     "runner_version",
     "runner_version_source",

@@ -15,6 +15,7 @@ from tests.conftest import PASSWORD
 from tests.factories import make_env, pool_runner
 from tests.processes import CHROMIUM
 from tests.test_fleet_browser import browser_page  # noqa: F401 (a fixture)
+from tests.test_oncall_browser import screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,14 +44,22 @@ def test_sre_trusts_a_runner_and_every_page_shows_it(
         observed_flags=int(Flag.GITHUB_ONLINE | Flag.EXPORTER_UNREACHABLE),
     )
     make_env("production", primary, pool_runner("prod-secondary"))
+    # Staging lets an unreachable exporter pass, but no heartbeat comes either.
+    make_env("staging", pool_runner("staging-1"), primary, exporter_policy="advisory")
     page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/fleet/{NAME}/")
     page.fill("input[name=username]", sre.username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/fleet/{NAME}/")
+    expect(page.locator("#eligibility")).to_contain_text(
+        "not eligible: degraded (exporter unreachable)"
+    )
+    expect(page.locator('#eligibility [data-environment="staging"]')).to_contain_text(
+        "not eligible: unknown (only GitHub reports it)"
+    )
+    screenshot(page, "runner-eligibility-strict")
     card = page.locator("#trust")
-    expect(card).to_contain_text("not eligible: degraded (exporter unreachable)")
 
     # An empty reason is refused on the page, saying what is missing.
     card.locator("select[name=hours]").select_option("2")
@@ -70,6 +79,10 @@ def test_sre_trusts_a_runner_and_every_page_shows_it(
         "production (GitHub status required, heartbeat required, exporter required)"
         ": eligible"
     )
+    expect(page.locator('#eligibility [data-environment="staging"]')).to_contain_text(
+        "unknown (only GitHub reports it): overridden, trusted by "
+    )
+    screenshot(page, "runner-eligibility-trusted")
 
     for url, scope in (
         ("/fleet/", f'tr[data-runner="{NAME}"]'),

@@ -64,3 +64,15 @@ class EnvironmentCalls(GatewayCore):
             "comment": comment,
         }
         self._post("review_pending_deployments", url, body)
+
+    def review_custom_gate(
+        self, run_id: int, environment: str, state: str, comment: str
+    ) -> None:
+        """Answer GitHub as a custom deployment protection rule: approve or reject
+        the run's jobs waiting on ``environment``. Only a GitHub App's installation
+        may (GitHub answers 403 to any other token, 422 when nothing waits)."""
+        if state not in REVIEW_STATES:
+            raise GitHubValidationError(f"review state must be one of {REVIEW_STATES}")
+        url = f"{self._repo_url}/actions/runs/{int(run_id)}/deployment_protection_rule"
+        body = {"environment_name": environment, "state": state, "comment": comment}
+        self._post("review_custom_gate", url, body)

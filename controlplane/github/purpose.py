@@ -23,6 +23,7 @@ class Purpose(StrEnum):
     CANCEL = "cancel"  # stopping a run (failover, cancel, wrong runner)
     COMMIT_LOOKUP = "commit_lookup"  # resolving a deploy's ref to its exact SHA
     APPROVAL = "approval"  # protection rules: pending deployments, reviews
+    PROTECTION_RULE = "protection_rule"  # answering GitHub as a custom protection rule
     SECRETS_GATE = "secrets_gate"  # the deploy gate's secret listing
     SECRETS_AUDIT = "secrets_audit"  # the periodic secrets audit
     ROTATION = "rotation"  # sealing and writing a rotated secret
@@ -49,6 +50,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "pending_deployments": Purpose.APPROVAL,
     "run_reviews": Purpose.APPROVAL,
     "review_pending_deployments": Purpose.APPROVAL,
+    "review_custom_gate": Purpose.PROTECTION_RULE,
     "list_secrets": Purpose.SECRETS_AUDIT,
     "get_public_key": Purpose.ROTATION,
     "put_secret": Purpose.ROTATION,

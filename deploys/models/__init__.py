@@ -13,6 +13,7 @@ from deploys.models.environments import (
     SignalPolicy,
     validate_pattern,
 )
+from deploys.models.protection import GateReview
 from deploys.models.runs import (
     CORRELATION_TOKEN,
     DEPLOY_RUNBOOKS,
@@ -38,6 +39,7 @@ __all__ = [
     "FREEZE_HORIZON",
     "MAX_FREEZE_MINUTES",
     "DeployAttempt",
+    "GateReview",
     "DeployEvent",
     "DeployRun",
     "DeployRunQuerySet",

@@ -14,6 +14,7 @@ from githubsim.api import (
     commits,
     environments,
     hooks,
+    protection_rules,
     repos,
     runners,
     runs,
@@ -22,7 +23,17 @@ from githubsim.api import (
 from githubsim.routing import Router
 
 router = Router()
-for part in (repos, commits, runners, runs, hooks, secrets, environments, app):
+for part in (
+    repos,
+    commits,
+    runners,
+    runs,
+    hooks,
+    secrets,
+    protection_rules,
+    environments,
+    app,
+):
     router.include(part.router)
 
 

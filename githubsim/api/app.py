@@ -82,9 +82,11 @@ def get_installation(request: Request) -> Reply:
 
 @router.add("POST", "/app/installations/{installation_id}/access_tokens")
 def create_installation_token(request: Request) -> Reply:
-    require_jwt(request)
+    claims = require_jwt(request)
     request.int_param("installation_id")
-    token, expires_at = request.sim.state.limits.issue_installation_token()
+    token, expires_at = request.sim.state.limits.issue_installation_token(
+        app_id_of(claims)
+    )
     return Reply(
         status=201,
         body={

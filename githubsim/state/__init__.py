@@ -29,10 +29,10 @@ from githubsim.secretstore import (
     organization_scope,
     repository_scope,
 )
-from githubsim.state.environments import EnvironmentsMixin
 from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
+from githubsim.state.protection_rules import ProtectionRulesMixin
 from githubsim.state.releases import ReleasesMixin
 from githubsim.state.secrets import SecretsMixin
 from githubsim.state.traffic import TrafficMixin
@@ -41,7 +41,7 @@ __all__ = ["SimState"]
 
 
 class SimState(
-    EnvironmentsMixin,
+    ProtectionRulesMixin,
     TrafficMixin,
     HeartbeatsMixin,
     ReleasesMixin,

@@ -24,10 +24,25 @@ class Environment:
     wait_timer: int = 0  # minutes
     reviewer_ids: list[int] = field(default_factory=list)  # user ids
     prevent_self_review: bool = False
+    # Custom deployment protection rules: the GitHub Apps that must approve.
+    custom_rules: list[CustomRule] = field(default_factory=list)
+
+    @property
+    def rule_apps(self) -> set[int]:
+        return {rule.app_id for rule in self.custom_rules if rule.enabled}
 
     @property
     def protected(self) -> bool:
-        return bool(self.wait_timer or self.reviewer_ids)
+        return bool(self.wait_timer or self.reviewer_ids or self.rule_apps)
+
+
+@dataclass
+class CustomRule:
+    """A custom deployment protection rule: a GitHub App enabled on an environment."""
+
+    id: int
+    app_id: int
+    enabled: bool = True
 
 
 @dataclass
@@ -67,6 +82,15 @@ class Hold:
     started_at: float
     wait_until: float | None
     needs_review: bool
+    # The GitHub Apps whose custom protection rules have not approved yet.
+    pending_apps: set[int] = field(default_factory=set)
+
+    @property
+    def ready(self) -> bool:
+        """Every protection rule passed: the job may be queued."""
+        return (
+            not self.needs_review and self.wait_until is None and not self.pending_apps
+        )
 
 
 class EnvironmentShapesMixin(StateCore):

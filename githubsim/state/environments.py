@@ -173,6 +173,7 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
             now,
             wait_until,
             bool(env.reviewer_ids),
+            env.rule_apps,
         )
         job.status = "waiting"
         job.note = "waiting for " + " and ".join(
@@ -180,6 +181,7 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
             for part in (
                 "required reviewers" if env.reviewer_ids else "",
                 f"a {env.wait_timer}-minute wait timer" if env.wait_timer else "",
+                "custom protection rules" if env.rule_apps else "",
             )
             if part
         )
@@ -205,7 +207,7 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
                 self._holds.pop(hold.job_id, None)
             elif hold.wait_until is not None and now >= hold.wait_until:
                 hold.wait_until = None
-                if not hold.needs_review:
+                if hold.ready:
                     self._pass_hold(hold, now)
 
     def _emit_job(self, action: str, job: Job) -> None:
@@ -360,16 +362,21 @@ class EnvironmentsMixin(RunsMixin, SecretsMixin, EnvironmentShapesMixin):
             for hold in chosen:
                 if state == "approved":
                     hold.needs_review = False
-                    if hold.wait_until is None:
+                    if hold.ready:
                         self._pass_hold(hold, now)
                 else:
-                    self._holds.pop(hold.job_id, None)
-                    job = self._jobs[hold.job_id]
-                    who = self._users[user_id]
-                    job.note = f"rejected by {who}: {comment}"[:200]
-                    self._complete(job, "failure", now)
-                    self._follow_job(self._deployments[hold.deployment_id], now)
+                    self._reject_hold(
+                        hold, f"rejected by {self._users[user_id]}", comment, now
+                    )
             return deployments
+
+    def _reject_hold(self, hold: Hold, who: str, comment: str, now: float) -> None:
+        """A rejection fails the held job (and its deployment)."""
+        self._holds.pop(hold.job_id, None)
+        job = self._jobs[hold.job_id]
+        job.note = f"{who}: {comment}"[:200]
+        self._complete(job, "failure", now)
+        self._follow_job(self._deployments[hold.deployment_id], now)
 
     def approvals_json(self, base: str, full_name: str, run_id: int) -> list[Any]:
         """The run's review log (``GET .../runs/{run_id}/approvals``)."""

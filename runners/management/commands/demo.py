@@ -9,7 +9,9 @@
 4. Create the ``production`` (primary and two secondaries) and ``staging`` (its
    exporter signal advisory) environments with their runner pools, and rotation schedules for the simulator's
    secrets (one due soon, one overdue), checked against it once.
-5. With ``--history``, request a deploy to each environment when none has been made
+5. Store two diagnostics reports from the production primary (``diagnostics.demo``)
+   when it has none, so its page shows a report, a history and what changed.
+6. With ``--history``, request a deploy to each environment when none has been made
    yet; the running worker takes them through the real engine, so the deploy pages
    show true history.
 
@@ -35,6 +37,7 @@ from django.utils import timezone
 from controlplane.github import GitHubError
 from deploys import triggers
 from deploys.models import DeployRun, Environment
+from diagnostics import demo as diagnostics_demo
 from rotations import domain
 from rotations.models import SecretRotationSchedule
 from runners import sync
@@ -55,6 +58,8 @@ ENVIRONMENTS = {
 # while Prometheus cannot reach their exporters (a firewall between them), as long
 # as they heartbeat.
 SIGNAL_POLICIES = {"staging": {"exporter_policy": "advisory"}}
+# The runner whose page shows diagnostics reports.
+DIAGNOSED = "prod-primary-1"
 # (name, scope, environment, interval days, required by). The simulator's
 # DEPLOY_KEY was set 80 days ago (due soon on a 90-day interval), REGISTRY_TOKEN
 # 120 days ago (overdue).
@@ -128,6 +133,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo: {created} environments and {schedules} secret schedules created"
         )
+        primary = Runner.objects.active().filter(name=DIAGNOSED).first()
+        reports = diagnostics_demo.seed(primary, now) if primary else 0
+        self.stdout.write(f"demo: {reports} diagnostics reports stored")
         if options["history"]:
             requested = _history()
             self.stdout.write(f"demo: {requested} deploys requested")
