@@ -102,7 +102,7 @@ def test_an_sre_filters_outdated_runners_and_reads_why(
     expect(page.locator("tr[data-runner]")).to_have_count(2)
 
     page.goto(f"{live_server.url}/fleet/prod-2/")
-    expect(page.locator("#ineligibility")).to_contain_text(
+    expect(page.locator("#eligibility")).to_contain_text(
         "runner version outdated: 2.300.0 is below the minimum 2.320.0"
     )
     expect(page.locator("#version-note")).to_contain_text("GitHub refuses jobs to it")
