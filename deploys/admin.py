@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from controlplane import audit
@@ -21,6 +21,7 @@ from deploys.models import (
     WebhookHook,
     WebhookRedelivery,
 )
+from runners import name_labels
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
@@ -36,6 +37,19 @@ class PoolInline(_Inline):
     model = EnvironmentRunner
     extra = 1
     ordering = ["position"]
+
+
+def _warn_name_labels(request: HttpRequest, env: Environment) -> None:
+    """Flag the pool's runners that lack their name label, and say so."""
+    name_labels.flag()
+    missing = name_labels.flagged_names(entry.runner_id for entry in env.pool())
+    if missing:
+        messages.warning(
+            request,
+            f"{', '.join(missing)} in the pool of {env.name} do not carry their own "
+            "name as a label: the deploy workflow cannot target them, so deploys "
+            "pass them over until the label is added in GitHub.",
+        )
 
 
 class FreezeWindowInline(_Inline):
@@ -127,6 +141,7 @@ class EnvironmentAdmin(AuditedAdmin):
             super().save_formset(request, form, formset, change)
             if changed:
                 env = form.instance
+                _warn_name_labels(request, env)
                 audit.record(
                     request.user,
                     "environment.pool_update",

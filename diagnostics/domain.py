@@ -35,6 +35,7 @@ from diagnostics import conf
 from diagnostics.models import HostRun
 from diagnostics.redact import scrub
 from diagnostics.report import key_facts
+from runners import versions
 from runners.models import Runner
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ def record_report(
     if not updated:
         return 409, f"diagnostics run {token} already ended: request a new one"
     audit.record("runner-host", "runner.diagnostics_reported", runner, token=token)
+    # The runner service's version, for the version rules when nothing else says it.
+    versions.record_reported(runner.pk, (clean.get("runner") or {}).get("version"))
     _prune(runner)
     return 201, ""
 

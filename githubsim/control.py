@@ -114,6 +114,10 @@ def runner_action(request: Request) -> Reply:
         if not isinstance(follows, bool):
             raise ApiError(422, "follows_interval must be true or false")
         runner = state.set_heartbeat_agent(name, follows)
+    elif action == "version":
+        runner = state.set_runner_version(name, str(body.get("version") or ""))
+    elif action == "labels":
+        runner = state.set_runner_labels(name, labels_of(body, "labels"))
     elif action == "token":
         runner = state.set_heartbeat_token(name, str(body.get("token") or ""))
     elif action == "remove":

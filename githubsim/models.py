@@ -241,6 +241,8 @@ class Config:
     # 0 never, 1 always, in between for a stable random share of (runner, job, window).
     busy_false_rate: float = 0.0
     busy_flap_period: float = 10.0
+    # The newest runner release GitHub offers (its runner downloads endpoint).
+    runner_version: str = "2.330.0"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -175,6 +175,12 @@ class Simulator:
     def set_load(self, name: str, load1: float) -> Runner:
         return self.state.set_load(name, load1)
 
+    def set_runner_version(self, name: str, version: str) -> Runner:
+        return self.state.set_runner_version(name, version)
+
+    def set_runner_labels(self, name: str, labels: Iterable[str]) -> Runner:
+        return self.state.set_runner_labels(name, labels)
+
     def lose_job(self, job_id: int) -> Job:
         return self.state.lose_job(job_id)
 

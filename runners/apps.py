@@ -17,6 +17,7 @@ class RunnersConfig(AppConfig):
         # ready.
         from django.urls import reverse
 
+        import runners.hygiene_metrics  # noqa: F401
         import runners.metrics  # noqa: F401
         from controlplane import audit, board, context_processors, notifications
         from runners import notify

@@ -9,7 +9,9 @@ runner's latest observation (``observed_flags``) with the relaxed signals masked
 out, and also the fleet state while its primary reason comes from a signal that
 still counts, so hysteresis keeps holding a runner that is recovering on a required
 signal. A trust override (``runners.trust``) lifts the health part, never a drain,
-a removal or GitHub reporting the runner offline.
+a removal or GitHub reporting the runner offline. The registry's hygiene flags
+(``runners.hygiene``: a pool runner without its name label, a version below the
+minimum) block whatever the policy; a version behind the newest release is a note.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from django.db import models
 
+from runners import hygiene
 from runners.states import Flag, Reason, State, evaluate_flags
 
 if TYPE_CHECKING:
@@ -103,6 +106,9 @@ def judge(
         blocking.append(
             f"drained by {runner.drained_by or 'someone'}: {runner.drained_reason}"
         )
+    # GitHub would not run the job there: no override lifts these.
+    blocking += hygiene.blocking(runner)
+    notes += hygiene.notes(runner)
     policy = {"heartbeat": heartbeat, "exporter": exporter}
     if all(p == SignalPolicy.REQUIRED for p in policy.values()):
         health = [_state_text(runner.state, runner.reason)]

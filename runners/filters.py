@@ -9,8 +9,16 @@ from django import forms
 from django.db.models import Q, QuerySet
 
 from controlplane.filters import StrictBooleanFilter
+from runners.hygiene_fields import VersionStatus
 from runners.models import Runner
 from runners.states import Reason, State
+
+OUTDATED_CHOICES = [
+    ("true", "Outdated (any rule)"),
+    (VersionStatus.BELOW_MINIMUM, "Below the minimum"),
+    (VersionStatus.BEHIND_LATEST, "Behind the latest release"),
+    ("false", "Current or unknown"),
+]
 
 REMOVED_CHOICES = [
     ("false", "Active"),
@@ -29,8 +37,8 @@ def label_lookup(label: str) -> Q:
 
 
 class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
-    """Narrow the fleet by state, reason, label, environment, drain flag, removal and a
-    search.
+    """Narrow the fleet by state, reason, label, environment, drain flag, runner
+    version and its rules, a missing name label, removal and a search.
 
     Removed runners are kept with their history but hidden unless ``removed`` asks
     for them (``true``: only those, ``any``: everything)."""
@@ -62,6 +70,28 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         ),
         help_text="true: only drained runners; false: only runners in rotation.",
     )
+    version = django_filters.CharFilter(
+        method="filter_version",
+        label="Version",
+        help_text="Runners on this runner version (e.g. 2.330.0); unknown: none "
+        "reported.",
+        widget=forms.TextInput(attrs={"placeholder": "2.330.0"}),
+    )
+    version_outdated = django_filters.ChoiceFilter(
+        method="filter_outdated",
+        label="Version rules",
+        choices=OUTDATED_CHOICES,
+        empty_label="Any",
+        help_text="true: runners any version rule flags; below_minimum or "
+        "behind_latest: that rule; false: the others.",
+    )
+    missing_name_label = StrictBooleanFilter(
+        label="Name label",
+        widget=forms.Select(
+            choices=[("", "Any"), ("true", "Missing"), ("false", "Carried")]
+        ),
+        help_text="true: pool runners without their own name as a label.",
+    )
     removed = django_filters.ChoiceFilter(
         method="filter_removed",
         label="Removed",
@@ -72,7 +102,18 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
 
     class Meta:
         model = Runner
-        fields = ["q", "state", "reason", "label", "environment", "drained", "removed"]
+        fields = [
+            "q",
+            "state",
+            "reason",
+            "label",
+            "environment",
+            "drained",
+            "version",
+            "version_outdated",
+            "missing_name_label",
+            "removed",
+        ]
 
     def search(
         self, queryset: QuerySet[Runner], name: str, value: str
@@ -88,6 +129,23 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         if not value.strip():
             return queryset
         return queryset.filter(label_lookup(value))
+
+    def filter_version(
+        self, queryset: QuerySet[Runner], name: str, value: str
+    ) -> QuerySet[Runner]:
+        value = value.strip().removeprefix("v")
+        if not value:
+            return queryset
+        return queryset.filter(runner_version="" if value == "unknown" else value)
+
+    def filter_outdated(
+        self, queryset: QuerySet[Runner], name: str, value: str
+    ) -> QuerySet[Runner]:
+        if value == "true":
+            return queryset.exclude(version_outdated=VersionStatus.CURRENT)
+        if value == "false":
+            return queryset.filter(version_outdated=VersionStatus.CURRENT)
+        return queryset.filter(version_outdated=value)
 
     def filter_removed(
         self, queryset: QuerySet[Runner], name: str, value: str

@@ -30,6 +30,8 @@ from django.utils import timezone
 
 from controlplane import audit
 from runners import freshness
+from runners.hygiene_fields import RunnerHygieneFields
+from runners.hygiene_fields import RunnerRelease as RunnerRelease
 
 # The health vocabulary lives in runners.states; these names stay importable from
 # here, where the rest of the project (and the API schema's enum paths) find them.
@@ -106,7 +108,7 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(models.Model):
+class Runner(RunnerHygieneFields, models.Model):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------
@@ -396,6 +398,9 @@ class RunnerEvent(models.Model):
         TOKEN_ROTATED = "token_rotated"
         TRUSTED = "trusted"
         UNTRUSTED = "untrusted"
+        # A hygiene flag set or cleared (runners.versions, runners.name_labels).
+        FLAGGED = "flagged"
+        UNFLAGGED = "unflagged"
 
     runner = models.ForeignKey(Runner, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

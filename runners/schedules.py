@@ -69,4 +69,18 @@ SCHEDULES = (
             "and load per CPU against DISK_FREE_MIN_PERCENT and LOAD_PER_CPU_MAX."
         ),
     ),
+    Schedule(
+        name="Runner version check",
+        task="runners.tasks.check_runner_versions",
+        every=15,
+        period="minutes",
+        queue="health",
+        expire_seconds=600,
+        description=(
+            "Flags runners below RUNNER_VERSION_MINIMUM or more than "
+            "RUNNER_VERSION_MAX_MINOR_BEHIND minor versions behind the newest "
+            "release, read from GitHub's runner downloads endpoint every "
+            "RUNNER_VERSION_FETCH_HOURS (a few requests a day)."
+        ),
+    ),
 )

@@ -152,6 +152,11 @@ class RunnerSerializer(serializers.ModelSerializer[Runner]):
             "ineligibility_reasons",
             "eligibility",
             "first_seen_at",
+            "runner_version",
+            "runner_version_source",
+            "version_outdated",
+            "version_note",
+            "missing_name_label",
         ]
         read_only_fields = fields
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from runners import deploying, health, probe, sync
+from runners import deploying, health, probe, sync, versions
 
 
 @shared_task(ignore_result=True)
@@ -44,3 +44,11 @@ def probe_exporters() -> None:
     """Read every active runner's exporter (every EXPORTER_PROBE_INTERVAL seconds)."""
     with tracked("exporter_probe"):
         probe.probe_fleet()
+
+
+@shared_task(ignore_result=True)
+def check_runner_versions() -> None:
+    """Read the newest runner release when due (every RUNNER_VERSION_FETCH_HOURS)
+    and flag outdated runners (every 15 minutes)."""
+    with tracked("runner_versions"):
+        versions.run()

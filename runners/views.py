@@ -152,6 +152,11 @@ TABLE_COLUMNS = (
     "trusted_until",
     "trusted_by",
     "trusted_reason",
+    # The version and name-label flags (runners.hygiene).
+    "runner_version",
+    "version_outdated",
+    "version_note",
+    "missing_name_label",
 )
 
 

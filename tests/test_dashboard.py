@@ -19,7 +19,7 @@ from controlplane.models import GitHubUsage, TaskStatus
 from deploys.metrics import DeployAlertCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
 from rotations.models import SecretRotationSchedule
-from runners.models import Reason, Runner, State
+from runners.models import Reason, Runner, RunnerRelease, State
 from tests.conftest import ROOT
 
 DASHBOARDS = sorted((ROOT / "monitoring/grafana/dashboards").glob("*.json"))
@@ -70,7 +70,13 @@ def make_every_family_report() -> None:
         counter="rate_limited_total",
         headers={"x-ratelimit-remaining": "100", "x-ratelimit-limit": "5000"},
     )
-    for task in ("beat", "health_sweep", "runner_sync", "deploy_reconcile"):
+    for task in (
+        "beat",
+        "health_sweep",
+        "runner_sync",
+        "deploy_reconcile",
+        "runner_versions",
+    ):
         TaskStatus.objects.record(task, ok=True, duration=0.1)
     stale = Runner.objects.create(
         name="prod-1",
@@ -83,7 +89,20 @@ def make_every_family_report() -> None:
         trusted_by="sam",
         trusted_reason="exporter behind the firewall",
     )
-    spare = Runner.objects.create(name="prod-2", state=State.HEALTHY)
+    spare = Runner.objects.create(
+        name="prod-2",
+        state=State.HEALTHY,
+        # Flagged by the version rules and (listed by GitHub without its name
+        # label) the name-label check when it joins the pool below.
+        github_id=2,
+        runner_version="2.300.0",
+        version_outdated="below_minimum",
+    )
+    RunnerRelease.objects.create(
+        scope="/repos/acme/deploy/actions/runners/downloads",
+        latest_version="2.330.0",
+        fetched_at=now,
+    )
     env = Environment.objects.create(name="production", repository="acme/deploy")
     env.set_pool([stale, spare])
     failed = DeployRun.objects.create(

@@ -215,9 +215,9 @@ def test_card_costs_no_query_per_environment(
     viewer_client.get("/")  # the session's first request saves it
 
     # session, user, role groups, runner, its pools (with their environments), 2
-    # timeline queries, events, jobs, the stopped-jobs banner, the diagnostics
-    # panel's runs.
-    with django_assert_num_queries(11):
+    # timeline queries, events, jobs, the stopped-jobs banner, the newest runner
+    # release (version card), the diagnostics panel's runs.
+    with django_assert_num_queries(12):
         page = viewer_client.get("/fleet/prod-primary/").content.decode()
 
     assert page.count("exporter unreachable: advisory for env-") == environments

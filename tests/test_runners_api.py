@@ -59,6 +59,11 @@ RUNNER_FIELDS = {
     "ineligibility_reasons",
     "eligibility",
     "first_seen_at",
+    "runner_version",
+    "runner_version_source",
+    "version_outdated",
+    "version_note",
+    "missing_name_label",
 }
 
 
@@ -364,6 +369,9 @@ def test_every_runner_endpoint_is_in_the_openapi_schema(viewer: User) -> None:
         "reason",
         "removed",
         "state",
+        "version",
+        "version_outdated",
+        "missing_name_label",
     }
     assert "202" in paths["/api/v1/runners/{name}/drain/"]["post"]["responses"]
     assert "400" in paths["/api/v1/runners/{name}/drain/"]["post"]["responses"]

@@ -30,6 +30,7 @@ class Purpose(StrEnum):
     WEBHOOK_RECOVERY = "webhook_recovery"  # reading the hook log, redeliveries
     INSTALLATION_TOKEN = "installation_token"  # GitHub App token refresh
     RATE_LIMIT = "rate_limit"  # asking GitHub for the budget (free)
+    RUNNER_VERSIONS = "runner_versions"  # the newest runner release (downloads)
     OTHER = "other"  # an operation no purpose was given for
 
 
@@ -58,6 +59,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "list_hook_deliveries": Purpose.WEBHOOK_RECOVERY,
     "redeliver_hook_delivery": Purpose.WEBHOOK_RECOVERY,
     "rate_limit": Purpose.RATE_LIMIT,
+    "runner_applications": Purpose.RUNNER_VERSIONS,
 }
 
 _CURRENT: contextvars.ContextVar[Purpose | None] = contextvars.ContextVar(

@@ -1,4 +1,5 @@
-"""Self-hosted runners: the conditional (ETag) runner list and single runners."""
+"""Self-hosted runners: the conditional (ETag) runner list, single runners and the
+runner application downloads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from github.Requester import Requester
 
 from controlplane.github.core import PER_PAGE, GatewayCore
 from controlplane.github.paths import last_page as link_last_page
-from controlplane.github.types import RunnerInfo, RunnersPage
+from controlplane.github.types import RunnerApplication, RunnerInfo, RunnersPage
 
 
 def parse_runner(data: Mapping[str, Any]) -> RunnerInfo:
@@ -21,6 +22,7 @@ def parse_runner(data: Mapping[str, Any]) -> RunnerInfo:
         status=str(data.get("status") or ""),
         busy=bool(data.get("busy")),
         labels=tuple(str(label["name"]) for label in data.get("labels") or ()),
+        version=str(data.get("version") or ""),
     )
 
 
@@ -68,3 +70,21 @@ class RunnerCalls(GatewayCore):
 
     def get_runner(self, runner_id: int) -> RunnerInfo:
         return parse_runner(self._get("get_runner", f"{self.runners_url}/{runner_id}"))
+
+    def runner_applications(self) -> list[RunnerApplication]:
+        """The runner application downloads GitHub offers (its newest release, one
+        per OS and architecture), for the repository or the organization. A
+        conditional request: an unchanged list costs no API budget."""
+        data = self._get(
+            "runner_applications", f"{self.runners_url}/downloads", conditional=True
+        )
+        return [
+            RunnerApplication(
+                os=str(item.get("os") or ""),
+                architecture=str(item.get("architecture") or ""),
+                filename=str(item.get("filename") or ""),
+                download_url=str(item.get("download_url") or ""),
+            )
+            for item in data or ()
+            if isinstance(item, dict)
+        ]

@@ -32,6 +32,18 @@ class RunnerInfo:
     status: str
     busy: bool
     labels: tuple[str, ...]
+    # The runner application's version ("" until it connected once).
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class RunnerApplication:
+    """One download of the runner application GitHub offers (its newest release)."""
+
+    os: str
+    architecture: str
+    filename: str
+    download_url: str
 
 
 @dataclass(frozen=True)

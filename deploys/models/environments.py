@@ -22,6 +22,7 @@ from controlplane.names import (
 )
 from deploys.models.change_tickets import ChangeTicketFields
 from deploys.models.rules_fields import DeployRulesFields
+from runners import name_labels
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
 
@@ -198,6 +199,7 @@ class Environment(DeployRulesFields, ChangeTicketFields, models.Model):
             EnvironmentRunner(environment=self, runner=runner, position=position)
             for position, runner in enumerate(runners)
         )
+        name_labels.flag()
 
     def freeze_at(self, now: datetime) -> FreezeWindow | None:
         """The freeze window in force at ``now``, if any."""

@@ -33,6 +33,11 @@ def get_runner(request: Request) -> Reply:
         return Reply(body=state.runner_json(runner))
 
 
+def runner_downloads(request: Request) -> Reply:
+    """The runner application's downloads (GitHub answers the newest release)."""
+    return Reply(body=request.sim.state.runner_applications())
+
+
 def delete_runner(request: Request) -> Reply:
     state = request.sim.state
     with state.lock:
@@ -43,5 +48,6 @@ def delete_runner(request: Request) -> Reply:
 
 for scope in (REPO, ORG):
     router.add("GET", scope + "/actions/runners")(list_runners)
+    router.add("GET", scope + "/actions/runners/downloads")(runner_downloads)
     router.add("GET", scope + "/actions/runners/{runner_id}")(get_runner)
     router.add("DELETE", scope + "/actions/runners/{runner_id}")(delete_runner)

@@ -2,7 +2,8 @@
 
 The HTTP server, the scheduler thread, the webhook and heartbeat senders and tests all go
 through :class:`SimState`. It is composed of one mixin per resource, each in its own module:
-:mod:`~githubsim.state.runners` (the fleet and its hosts), :mod:`~githubsim.state.runs` (runs
+:mod:`~githubsim.state.runners` (the fleet and its hosts),
+:mod:`~githubsim.state.releases` (the runner application's downloads), :mod:`~githubsim.state.runs` (runs
 and their jobs' ``needs``) on :mod:`~githubsim.state.scheduling` (jobs on runners),
 :mod:`~githubsim.state.traffic` (CI jobs keeping runners busy),
 :mod:`~githubsim.state.environments` (environments, protection rules, deployments),
@@ -32,6 +33,7 @@ from githubsim.state.faults import FaultsMixin
 from githubsim.state.heartbeats import HeartbeatsMixin
 from githubsim.state.hooks import HooksMixin
 from githubsim.state.protection_rules import ProtectionRulesMixin
+from githubsim.state.releases import ReleasesMixin
 from githubsim.state.secrets import SecretsMixin
 from githubsim.state.traffic import TrafficMixin
 
@@ -42,6 +44,7 @@ class SimState(
     ProtectionRulesMixin,
     TrafficMixin,
     HeartbeatsMixin,
+    ReleasesMixin,
     SecretsMixin,
     HooksMixin,
     FaultsMixin,

@@ -7,6 +7,7 @@ from typing import Any
 from githubsim.errors import ApiError
 from githubsim.models import Config, Faults
 from githubsim.state.core import StateCore
+from githubsim.state.releases import VERSION
 
 
 class FaultsMixin(StateCore):
@@ -35,6 +36,9 @@ class FaultsMixin(StateCore):
             if self.config.busy_false_rate > 1:
                 self.config.busy_false_rate = 1.0
                 raise ApiError(422, "busy_false_rate is a share from 0 to 1")
+            if not VERSION.match(self.config.runner_version):
+                self.config.runner_version = "2.330.0"
+                raise ApiError(422, "runner_version looks like 2.330.0")
             if self.config.outcome not in ("success", "failure"):
                 self.config.outcome = "success"
                 raise ApiError(422, "outcome must be success or failure")
