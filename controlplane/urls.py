@@ -9,7 +9,7 @@ from django.urls import include, path
 from controlplane import views
 from deploys import webhooks
 from diagnostics import receive as diagnostics
-from runners import heartbeat
+from runners import heartbeat, sd
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -41,6 +41,7 @@ urlpatterns = [
     path("github/webhook", webhooks.receive, name="github-webhook"),
     path("heartbeat", heartbeat.receive, name="heartbeat"),
     path("diagnostics", diagnostics.receive, name="diagnostics-report"),
+    path("sd/exporters", sd.exporters, name="sd-exporters"),
 ]
 
 handler403 = "controlplane.views.permission_denied"

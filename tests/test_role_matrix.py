@@ -54,6 +54,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     # Machine-to-machine endpoints: POST with their own authentication
     "github/webhook": POST_ONLY,
     "heartbeat": POST_ONLY,
+    # Prometheus service discovery: its own bearer token, whatever the session;
+    # off (403) until a token is configured, as here.
+    "sd/exporters": Expect(403, 403, 403, 403, 403),
     # REST API
     "api/schema/": API_VIEWER,
     "api/docs/": Expect(302, 403, 200, 200, 200),
