@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from githubsim import Simulator
 from tests.conftest import ROOT, require_tool
 from tests.factories import make_env, make_runner
 
+DASHBOARD = ROOT / "monitoring/grafana/dashboards/controlplane-fleet.json"
 PROMETHEUS_YML = ROOT / "monitoring/prometheus/prometheus.yml"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 TOKEN = "sd-token-for-the-real-prometheus"  # noqa: S105
@@ -183,3 +185,32 @@ def test_a_real_prometheus_discovers_and_scrapes_the_runner_exporters(
         f"{sim.url}/_sim/exporter/prod-1/metrics",
         f"{sim.url}/_sim/exporter/prod-2/metrics",
     }
+    # Every query of the dashboard's host row answers for each runner (rates need
+    # a few scrapes first).
+    for title, expr in host_row_queries():
+        deadline = time.monotonic() + 30
+        while set(series := series_by_runner(prometheus, expr)) != {"prod-1", "prod-2"}:
+            assert time.monotonic() < deadline, (title, expr, series)
+            time.sleep(0.5)
+        assert all(0 <= value <= 1 for value in series.values()), (title, series)
+
+
+def host_row_queries() -> list[tuple[str, str]]:
+    """The dashboard's Runner hosts queries, with every runner and environment
+    selected (what Grafana sends for "All")."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    titles = [panel["title"] for panel in panels]
+    return [
+        (
+            panel["title"],
+            target["expr"].replace("$environment", ".*").replace("$runner", ".*"),
+        )
+        for panel in panels[titles.index("Runner hosts") + 1 :]
+        for target in panel["targets"]
+    ]
+
+
+def series_by_runner(url: str, expr: str) -> dict[str, float]:
+    query = urllib.parse.urlencode({"query": expr})
+    result = get_json(f"{url}/api/v1/query?{query}")["data"]["result"]
+    return {item["metric"]["runner"]: float(item["value"][1]) for item in result}
