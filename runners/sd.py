@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 from typing import Any
@@ -66,11 +65,9 @@ def exporter_target(url: str) -> tuple[str, dict[str, str]] | None:
     host = parts.hostname
     if scheme not in _DEFAULT_PORTS or not host:
         return None
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass  # a host name
+    if ":" in host:
+        # An IPv6 address (urlsplit drops its brackets; names have no colon).
+        host = f"[{host}]"
     # Always an explicit port: Prometheus 3 no longer adds the scheme's default.
     target = f"{host}:{port or _DEFAULT_PORTS[scheme]}"
     labels: dict[str, str] = {}
@@ -78,8 +75,9 @@ def exporter_target(url: str) -> tuple[str, dict[str, str]] | None:
         labels["__scheme__"] = scheme
     if parts.path not in ("", "/metrics"):
         labels["__metrics_path__"] = parts.path
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        labels.setdefault(f"__param_{name}", value)
+    if parts.query:
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            labels.setdefault(f"__param_{name}", value)
     return target, labels
 
 
