@@ -33,6 +33,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("fleet/", include("runners.urls")),
     path("fleet/", include("diagnostics.urls")),
+    path("retention/", include("runners.retention_urls")),
     path("", include("deploys.urls")),
     path("", include("rotations.urls")),
     path("runbooks/", include("controlplane.runbook_urls")),

@@ -24,6 +24,9 @@ class RunnersConfig(AppConfig):
 
         notifications.register_scanner(notify.SCANNER)
         context_processors.register_section("Fleet", "runners:fleet", position=10)
+        context_processors.register_section(
+            "Stale runners", "retention:stale", position=12
+        )
         register_schedules(*SCHEDULES)
         board.register_panel(
             "fleet", "runners/_board_fleet.html", fleet_panel, position=10

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from controlplane.github import GitHubGateway, RunnerInfo, gateway
 from controlplane.models import GitHubUsage
+from runners import retention
 from runners.health import _insert
 from runners.models import Runner, RunnerEvent, RunnerSync
 
@@ -233,6 +234,7 @@ def _sweep(gw: GitHubGateway, state: RunnerSync, now: datetime) -> SyncResult:
                 github_seen_at=now
             ).update(github_seen_at=now)
         _apply_exporter_template()
+        retention.track_offline(now)
         RunnerSync.objects.filter(pk=state.pk).update(
             # After an inconsistent read no ETag can be trusted to describe a
             # consistent list: read every page again next time.

@@ -237,8 +237,8 @@ def test_unchanged_sweep_costs_the_same_queries_at_two_fleet_sizes(
     sync.sync_fleet(gw=gw)
     # Load the sync row, take the lease, 2 x (count a request, count its 304, both
     # again under the sync purpose), read the rate limit; in a savepoint: active
-    # ids, seen_at, exporter URLs, save pages.
-    with django_assert_num_queries(17):
+    # ids, seen_at, exporter URLs, offline since (set, clear), save pages.
+    with django_assert_num_queries(19):
         result = sync.sync_fleet(gw=gw)
     assert result.not_modified == 2
 

@@ -30,6 +30,7 @@ class Purpose(StrEnum):
     INSTALLATION_TOKEN = "installation_token"  # GitHub App token refresh
     RATE_LIMIT = "rate_limit"  # asking GitHub for the budget (free)
     OTHER = "other"  # an operation no purpose was given for
+    RUNNER_REMOVAL = "runner_removal"  # an SRE removing a stale runner from GitHub
 
 
 # The purpose of each gateway operation when the caller names none.
@@ -55,6 +56,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "list_hook_deliveries": Purpose.WEBHOOK_RECOVERY,
     "redeliver_hook_delivery": Purpose.WEBHOOK_RECOVERY,
     "rate_limit": Purpose.RATE_LIMIT,
+    "delete_runner": Purpose.RUNNER_REMOVAL,
 }
 
 _CURRENT: contextvars.ContextVar[Purpose | None] = contextvars.ContextVar(

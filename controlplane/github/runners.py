@@ -68,3 +68,12 @@ class RunnerCalls(GatewayCore):
 
     def get_runner(self, runner_id: int) -> RunnerInfo:
         return parse_runner(self._get("get_runner", f"{self.runners_url}/{runner_id}"))
+
+    def delete_runner(self, runner_id: int) -> None:
+        """Remove a self-hosted runner from GitHub (204). A runner GitHub no longer
+        has answers 404 (``GitHubNotFound``): the caller decides whether that is
+        success."""
+        with self._call("delete_runner"):
+            self._requester.requestJsonAndCheck(
+                "DELETE", f"{self.runners_url}/{runner_id}"
+            )
