@@ -4,6 +4,8 @@ does the work)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,6 +32,8 @@ def stale_list(request: HttpRequest) -> HttpResponse:
         "github_days": GITHUB_OFFLINE_REMOVAL.days,
         "can_remove": has_role(request.user, Role.SRE),
         "now": now,
+        # Removals GitHub makes within a day show in red.
+        "within_a_day": now + timedelta(days=1),
     }
     return render(request, "runners/stale.html", ctx)
 
