@@ -3,6 +3,7 @@ behind a bearer token."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.utils import timezone
 
@@ -223,3 +225,17 @@ def test_only_get_is_answered() -> None:
     response = Client().post("/sd/exporters", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 405
     assert response["Allow"] == "GET, HEAD"
+
+
+def test_a_short_token_in_the_environment_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runners import sd_conf
+
+    monkeypatch.setenv("SD_BEARER_TOKEN", "short")
+    try:
+        with pytest.raises(ImproperlyConfigured, match="SD_BEARER_TOKEN must be"):
+            importlib.reload(sd_conf)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(sd_conf)

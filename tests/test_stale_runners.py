@@ -3,11 +3,13 @@ removes them from GitHub (through the simulator), never a runner in a pool."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.utils import timezone
 
@@ -206,3 +208,23 @@ def test_the_api_lists_stale_runners_and_removes_one(
     assert removed.json()["name"] == "old-1"
     assert sim.state.find_runner("old-1") is None
     assert Client().post("/api/v1/stale-runners/old-1/remove/").status_code == 401
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("13", True), ("14", False)])
+def test_the_stale_setting_stays_below_githubs_own_removal(
+    value: str, accepted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runners import retention_conf
+
+    monkeypatch.setenv("RUNNER_STALE_AFTER_DAYS", value)
+    try:
+        if accepted:
+            importlib.reload(retention_conf)
+            assert retention_conf.stale_after() == timedelta(days=13)
+        else:
+            with pytest.raises(ImproperlyConfigured, match="must be below 14"):
+                importlib.reload(retention_conf)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(retention_conf)
+    assert retention_conf.stale_after() == timedelta(days=12)
