@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from controlplane.permissions import IsSRE, IsViewer
 from runners import retention
 from runners.models import Runner
+from runners.serializers import PoolPlaceSerializer
 
 
 class StaleRunnerSerializer(serializers.Serializer[Any]):
@@ -38,8 +39,11 @@ class StaleRunnerSerializer(serializers.Serializer[Any]):
         help_text="False while the runner is in an environment's pool: take it out "
         "of the pool first."
     )
-    last_heartbeat_at = serializers.DateTimeField(source="runner.last_heartbeat_at")
+    last_heartbeat_at = serializers.DateTimeField(
+        source="runner.last_heartbeat_at", allow_null=True
+    )
 
+    @extend_schema_field(PoolPlaceSerializer(many=True))
     def get_pools(self, item: retention.StaleRunner) -> list[dict[str, Any]]:
         return [
             {"environment": environment, "position": position}
