@@ -18,6 +18,7 @@ class RunnersConfig(AppConfig):
         from django.urls import reverse
 
         import runners.metrics  # noqa: F401
+        import runners.retention_metrics  # noqa: F401
         from controlplane import audit, board, context_processors, notifications
         from runners import notify
         from runners.board import fleet_panel

@@ -17,6 +17,7 @@ from controlplane.models import AuditEvent
 from githubsim import Simulator
 from runners import retention, sync
 from runners.models import Runner, RunnerEvent
+from runners.retention_metrics import StaleRunnerCollector
 from tests.conftest import logged_in
 from tests.factories import make_env, make_runner
 
@@ -228,3 +229,24 @@ def test_the_stale_setting_stays_below_githubs_own_removal(
         monkeypatch.undo()
         importlib.reload(retention_conf)
     assert retention_conf.stale_after() == timedelta(days=12)
+
+
+@pytest.mark.parametrize("size", [2, 30])
+def test_metrics_count_stale_runners_in_one_query(
+    size: int, client: Client, django_assert_num_queries: Any
+) -> None:
+    runners = [offline_runner(f"old-{i:03d}", 13) for i in range(size)]
+    offline_runner("recent-1", 2)
+    # In two pools, counted once.
+    make_env("production", runners[0])
+    make_env("staging", runners[0])
+    with django_assert_num_queries(1):
+        (family,) = StaleRunnerCollector().collect()
+    assert {s.labels["in_pool"]: s.value for s in family.samples} == {
+        "true": 1,
+        "false": size - 1,
+    }
+    assert (
+        'controlplane_runners_stale{in_pool="false"}'
+        in client.get("/metrics").content.decode()
+    )
