@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.utils import timezone
 
-from controlplane.models import AuditEvent
+from controlplane.models import AuditEvent, GitHubPurposeUsage
 from githubsim import Simulator
 from runners import retention, sync
 from runners.models import Runner, RunnerEvent
@@ -131,6 +131,9 @@ def test_an_sre_removes_a_stale_runner_from_github_and_the_registry(
     audit = AuditEvent.objects.get(action="runner.remove")
     assert (audit.actor_name, audit.outcome) == ("sam-sre", "success")
     assert audit.target_repr == "old-1"
+    # The one DELETE is counted in the API budget under its own purpose.
+    usage = GitHubPurposeUsage.objects.get(purpose="runner_removal")
+    assert usage.requests_total == 1
     # The next sweep agrees: GitHub no longer lists it, nothing appears again.
     result = sync.sync_fleet()
     assert (result.appeared, result.removed) == (0, 0)
