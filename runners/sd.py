@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -50,6 +51,7 @@ from runners.models import Runner
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _CHALLENGE = 'Bearer realm="runner exporters"'
 
 
@@ -77,6 +79,9 @@ def exporter_target(url: str) -> tuple[str, dict[str, str]] | None:
         labels["__metrics_path__"] = parts.path
     if parts.query:
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if not _LABEL_NAME.fullmatch(name):
+                # Prometheus refuses the whole answer for one bad label name.
+                return None
             labels.setdefault(f"__param_{name}", value)
     return target, labels
 

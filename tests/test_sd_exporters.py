@@ -68,7 +68,15 @@ def test_exporter_urls_become_targets_with_the_labels_that_scrape_them(
 
 
 @pytest.mark.parametrize(
-    "url", ["", "ftp://build-1.example/metrics", "http:///metrics", "http://h:99999/"]
+    "url",
+    [
+        "",
+        "ftp://build-1.example/metrics",
+        "http:///metrics",
+        "http://h:99999/",
+        # Not a label name: Prometheus would refuse the whole answer.
+        "http://h:9100/metrics?module-name=x",
+    ],
 )
 def test_urls_prometheus_cannot_scrape_are_left_out(url: str) -> None:
     assert exporter_target(url) is None
