@@ -253,3 +253,18 @@ def test_metrics_count_stale_runners_in_one_query(
         'controlplane_runners_stale{in_pool="false"}'
         in client.get("/metrics").content.decode()
     )
+
+
+def test_the_runner_page_says_since_when_github_reports_it_offline(
+    viewer: User,
+) -> None:
+    runner = offline_runner("old-1", 13)
+    assert runner.offline_since is not None
+    page = logged_in(viewer).get("/fleet/old-1/").content.decode()
+    assert f"{runner.offline_since:%Y-%m-%d %H:%M} UTC" in page
+    assert 'href="/retention/"' in page
+    make_runner("online-1", github_status="online")
+    assert (
+        "data-offline-since"
+        not in logged_in(viewer).get("/fleet/online-1/").content.decode()
+    )
