@@ -268,3 +268,17 @@ def test_the_runner_page_says_since_when_github_reports_it_offline(
         "data-offline-since"
         not in logged_in(viewer).get("/fleet/online-1/").content.decode()
     )
+
+
+@pytest.mark.parametrize("size", [3, 40])
+def test_the_api_list_costs_the_same_queries_at_two_sizes(
+    size: int, viewer: User, django_assert_num_queries: Any
+) -> None:
+    runners = [offline_runner(f"old-{i:03d}", 13) for i in range(size)]
+    make_env("production", runners[0], runners[1])
+    client = logged_in(viewer)
+    client.get("/")
+    # Session, user, role groups; the count, the page of runners, their pools.
+    with django_assert_num_queries(6):
+        response = client.get("/api/v1/stale-runners/")
+    assert response.json()["count"] == size
