@@ -6,13 +6,14 @@ what was done to it, each lower-case words joined by ``_`` (``runner.drain``,
 action's name and says so in ``outcome``. The actions recorded today:
 
 - ``session.login``, ``session.logout``, ``session.expire``; ``login.lockout``,
-  ``api_token.lockout``, ``heartbeat.lockout``
+  ``api_token.lockout``, ``heartbeat.lockout``, ``sd_token.lockout``
 - ``user.create``, ``user.password_change``, ``api_token.issue``
 - ``runner.drain``, ``runner.undrain``, ``runner.token_issue``,
   ``runner.token_revoke``, ``runner.update``, ``runner.delete``,
   ``runner.diagnostics_requested``, ``runner.agent_install_requested``,
   ``runner.diagnostics_reported``, ``runner.trust`` (trusted for deploys for a
-  bounded time), ``runner.untrust``
+  bounded time), ``runner.untrust``,
+  ``runner.remove`` (a stale runner removed from GitHub and the registry)
 - ``environment.create``, ``environment.update``, ``environment.delete``,
   ``environment.pool_update``, ``environment.pause``, ``environment.resume``,
   ``environment.protection_review`` (GitHub asked about a run started outside the

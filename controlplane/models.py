@@ -359,6 +359,7 @@ class AuthFailureCount(models.Model):
         LOGIN_ADDRESS = "login-address"
         API_TOKEN_ADDRESS = "api-token-address"
         HEARTBEAT_ADDRESS = "heartbeat-address"
+        SD_TOKEN_ADDRESS = "sd-token-address"
 
     scope = models.CharField(max_length=20, choices=Scope.choices)
     # A username or a client address; never a password or a token.

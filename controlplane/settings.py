@@ -174,8 +174,8 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
     # Behind a TLS-terminating proxy, which sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # /healthz, /readyz and /metrics are scraped over plain HTTP inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    # /healthz, /readyz, /metrics and /sd/exporters: plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^(metrics|sd/exporters)$"]
 
 # Content-Security-Policy (django-csp): every script, style, font and image is
 # vendored and served by the app itself, so nothing else may load, run or frame it.

@@ -9,7 +9,7 @@ from django.urls import include, path
 from controlplane import views
 from deploys import webhooks
 from diagnostics import receive as diagnostics
-from runners import heartbeat
+from runners import heartbeat, sd
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -33,6 +33,7 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit-list"),
     path("fleet/", include("runners.urls")),
     path("fleet/", include("diagnostics.urls")),
+    path("retention/", include("runners.retention_urls")),
     path("", include("deploys.urls")),
     path("", include("rotations.urls")),
     path("inventory/", include("inventory.urls")),
@@ -42,6 +43,7 @@ urlpatterns = [
     path("github/webhook", webhooks.receive, name="github-webhook"),
     path("heartbeat", heartbeat.receive, name="heartbeat"),
     path("diagnostics", diagnostics.receive, name="diagnostics-report"),
+    path("sd/exporters", sd.exporters, name="sd-exporters"),
 ]
 
 handler403 = "controlplane.views.permission_denied"

@@ -47,6 +47,12 @@ def exporter_text(runner: Runner, now: float) -> str:
         "# HELP node_load1 1m load average.",
         "# TYPE node_load1 gauge",
         f"node_load1 {runner.load1}",
+        "# HELP node_memory_MemAvailable_bytes Memory information field MemAvailable_bytes.",
+        "# TYPE node_memory_MemAvailable_bytes gauge",
+        f"node_memory_MemAvailable_bytes {runner.memory_available_bytes}",
+        "# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.",
+        "# TYPE node_memory_MemTotal_bytes gauge",
+        f"node_memory_MemTotal_bytes {runner.memory_total_bytes}",
         "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.",
         "# TYPE node_cpu_seconds_total counter",
     ]

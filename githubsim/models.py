@@ -38,6 +38,8 @@ class Runner:
     disk_free_bytes: int = 60 * GIB
     load1: float = 0.25
     cpus: int = 4
+    memory_total_bytes: int = 16 * GIB
+    memory_available_bytes: int = 10 * GIB
     booted_at: float = 0.0
     cpu_idle_seconds: float = 0.0
     version: str = "2.330.0"

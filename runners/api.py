@@ -21,6 +21,7 @@ from controlplane.permissions import IsAdmin, IsSRE, IsViewer
 from runners import trust
 from runners.filters import RunnerFilterSet
 from runners.models import Runner
+from runners.retention_api import StaleRunnerViewSet
 from runners.serializers import (
     DrainSerializer,
     HealthSampleSerializer,
@@ -187,3 +188,4 @@ class RunnerViewSet(viewsets.ReadOnlyModelViewSet[Runner]):
 
 router = SimpleRouter(trailing_slash=True)
 router.register("runners", RunnerViewSet, basename="runner")
+router.register("stale-runners", StaleRunnerViewSet, basename="stale-runner")

@@ -19,12 +19,16 @@ class RunnersConfig(AppConfig):
 
         import runners.hygiene_metrics  # noqa: F401
         import runners.metrics  # noqa: F401
+        import runners.retention_metrics  # noqa: F401
         from controlplane import audit, board, context_processors, notifications
         from runners import notify
         from runners.board import fleet_panel
 
         notifications.register_scanner(notify.SCANNER)
         context_processors.register_section("Fleet", "runners:fleet", position=10)
+        context_processors.register_section(
+            "Stale runners", "retention:stale", position=12
+        )
         register_schedules(*SCHEDULES)
         board.register_panel(
             "fleet", "runners/_board_fleet.html", fleet_panel, position=10

@@ -32,6 +32,7 @@ from controlplane import audit
 from runners import freshness
 from runners.hygiene_fields import RunnerHygieneFields
 from runners.hygiene_fields import RunnerRelease as RunnerRelease
+from runners.retention_fields import RetentionFields
 
 # The health vocabulary lives in runners.states; these names stay importable from
 # here, where the rest of the project (and the API schema's enum paths) find them.
@@ -108,7 +109,7 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(RunnerHygieneFields, models.Model):
+class Runner(RunnerHygieneFields, RetentionFields, models.Model):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------

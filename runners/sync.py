@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from controlplane.github import GitHubGateway, RunnerInfo, gateway
 from controlplane.models import GitHubUsage
-from runners import name_labels, versions
+from runners import name_labels, retention, versions
 from runners.health import _insert
 from runners.models import Runner, RunnerEvent, RunnerSync
 
@@ -237,6 +237,7 @@ def _sweep(gw: GitHubGateway, state: RunnerSync, now: datetime) -> SyncResult:
         # The registry's hygiene: versions GitHub listed, pool runners' name labels.
         versions.record_from_github(i for p in pages for i in p.runners or ())
         name_labels.flag()
+        retention.track_offline(now)
         RunnerSync.objects.filter(pk=state.pk).update(
             # After an inconsistent read no ETag can be trusted to describe a
             # consistent list: read every page again next time.

@@ -129,6 +129,7 @@ def test_main_pages_load_under_the_policy_without_violations(
         "/",
         "/fleet/",
         f"/fleet/{ids['runner']}/",
+        "/retention/",
         "/deploys/",
         "/deploys/new/",
         f"/deploys/{ids['run']}/",

@@ -18,10 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane.models import GitHubUsage, TaskStatus
 from deploys.metrics import DeployAlertCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
+from githubsim.hosts import exporter_text
+from githubsim.models import Runner as SimulatedRunner
 from rotations.models import SecretRotationSchedule
 from runners.models import Reason, Runner, RunnerRelease, State
 from tests.conftest import ROOT
 
+DASHBOARD_WITH_HOSTS = "monitoring/grafana/dashboards/controlplane-fleet.json"
 DASHBOARDS = sorted((ROOT / "monitoring/grafana/dashboards").glob("*.json"))
 ALERTS = ROOT / "monitoring/prometheus/alerts.yml"
 # Words of PromQL that look like metric names: functions, aggregations, keywords.
@@ -33,6 +36,20 @@ PROMQL_WORDS = {
 }  # fmt: skip
 # Series Prometheus makes itself, not the app.
 PROMETHEUS_SERIES = {"up"}
+# The job scraping runner hosts' exporters, found through /sd/exporters
+# (monitoring/prometheus/prometheus.yml).
+HOST_JOB = 'job="runner-exporters"'
+
+
+def node_exporter_series() -> set[str]:
+    """The node_exporter metric names the simulated runner hosts serve (the names
+    node_exporter itself exports)."""
+    text = exporter_text(SimulatedRunner(1, "host-1", []), 3600.0)
+    return {
+        sample.name
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def expressions() -> list[tuple[str, str]]:
@@ -159,11 +176,41 @@ def test_metric_names_are_read_out_of_promql() -> None:
 def test_every_query_names_metrics_the_app_exports(client: Client) -> None:
     make_every_family_report()
     names = set(exposed(client)) | PROMETHEUS_SERIES
+    host_series = node_exporter_series()
     queries = expressions()
     assert len(queries) > 30
     for where, expr in queries:
-        unknown = metric_names(expr) - names
+        used = metric_names(expr)
+        if used & host_series:
+            # Runner hosts' own series, only from the job that scrapes them.
+            assert HOST_JOB in expr, f"{where}: select {HOST_JOB}"
+            used -= host_series
+        unknown = used - names
         assert not unknown, f"{where} queries {sorted(unknown)}, which /metrics lacks"
+
+
+def test_the_host_row_shows_each_runner_host_templated_by_runner() -> None:
+    dashboard = json.loads((ROOT / DASHBOARD_WITH_HOSTS).read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert HOST_JOB in variables["runner"]["query"]["query"]
+    assert variables["runner"]["query"]["query"].endswith(", runner)")
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    row = titles.index("Runner hosts")
+    host_panels = dashboard["panels"][row + 1 :]
+    assert [p["title"] for p in host_panels] == [
+        "Host CPU busy",
+        "Host load per CPU",
+        "Root filesystem free",
+        "Host memory available",
+        "Exporters scraped",
+    ]
+    used: set[str] = set()
+    for panel in host_panels:
+        for target in panel["targets"]:
+            assert HOST_JOB in target["expr"], panel["title"]
+            assert 'runner=~"$runner"' in target["expr"], panel["title"]
+            used |= metric_names(target["expr"])
+    assert used - PROMETHEUS_SERIES <= node_exporter_series()
 
 
 @pytest.mark.django_db

@@ -54,6 +54,9 @@ ROLE_MATRIX: dict[str, Expect] = {
     # Machine-to-machine endpoints: POST with their own authentication
     "github/webhook": POST_ONLY,
     "heartbeat": POST_ONLY,
+    # Prometheus service discovery: its own bearer token, whatever the session;
+    # off (403) until a token is configured, as here.
+    "sd/exporters": Expect(403, 403, 403, 403, 403),
     # REST API
     "api/schema/": API_VIEWER,
     "api/docs/": Expect(302, 403, 200, 200, 200),
@@ -76,6 +79,11 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/runners/<name>/rotate-token/": Expect(401, 403, 403, 403, 405),
     "api/v1/runners/<name>/samples/": Expect(401, 403, 404, 404, 404),
     "api/v1/runners/<name>/events/": Expect(401, 403, 404, 404, 404),
+    # Stale runners proposed for removal (runners/retention_urls.py, retention_api.py)
+    "retention/": HTML_VIEWER,
+    "retention/<str:name>/remove/": Expect(302, 405, 405, 405, 405),
+    "api/v1/stale-runners/": API_VIEWER,
+    "api/v1/stale-runners/<name>/remove/": Expect(401, 403, 403, 405, 405),
     # Diagnostics without SSH (diagnostics/urls.py, diagnostics/api.py, /diagnostics)
     "diagnostics": POST_ONLY,
     "fleet/<str:name>/diagnostics/run/": Expect(302, 405, 405, 405, 405),

@@ -32,6 +32,7 @@ class Purpose(StrEnum):
     RATE_LIMIT = "rate_limit"  # asking GitHub for the budget (free)
     RUNNER_VERSIONS = "runner_versions"  # the newest runner release (downloads)
     OTHER = "other"  # an operation no purpose was given for
+    RUNNER_REMOVAL = "runner_removal"  # an SRE removing a stale runner from GitHub
 
 
 # The purpose of each gateway operation when the caller names none.
@@ -60,6 +61,7 @@ OPERATION_PURPOSES: dict[str, Purpose] = {
     "redeliver_hook_delivery": Purpose.WEBHOOK_RECOVERY,
     "rate_limit": Purpose.RATE_LIMIT,
     "runner_applications": Purpose.RUNNER_VERSIONS,
+    "delete_runner": Purpose.RUNNER_REMOVAL,
 }
 
 _CURRENT: contextvars.ContextVar[Purpose | None] = contextvars.ContextVar(

@@ -88,3 +88,12 @@ class RunnerCalls(GatewayCore):
             for item in data or ()
             if isinstance(item, dict)
         ]
+
+    def delete_runner(self, runner_id: int) -> None:
+        """Remove a self-hosted runner from GitHub (204). A runner GitHub no longer
+        has answers 404 (``GitHubNotFound``): the caller decides whether that is
+        success."""
+        with self._call("delete_runner"):
+            self._requester.requestJsonAndCheck(
+                "DELETE", f"{self.runners_url}/{runner_id}"
+            )
