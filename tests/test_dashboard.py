@@ -31,7 +31,7 @@ ALERTS = ROOT / "monitoring/prometheus/alerts.yml"
 PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "topk", "bottomk", "by", "without", "on",
     "ignoring", "group_left", "group_right", "and", "or", "unless", "rate",
-    "increase", "irate", "time", "vector", "scalar", "absent", "sort", "sort_desc",
+    "increase", "irate", "delta", "time", "vector", "scalar", "absent", "sort", "sort_desc",
     "histogram_quantile", "label_replace", "clamp_min", "clamp_max", "bool",
 }  # fmt: skip
 # Series Prometheus makes itself, not the app.
