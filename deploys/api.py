@@ -42,6 +42,7 @@ from deploys.serializers import (
     RedeploySerializer,
     ReviewSerializer,
 )
+from deploys.signoff_api import SignOffActions
 from deploys.triggers import (
     DeployRequest,
     DeployRequestError,
@@ -230,9 +231,10 @@ def _refusal(exc: DeployRequestError) -> Response:
 class DeployRunViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet[DeployRun],
+    SignOffActions,
 ):
-    """Deploy runs, newest first. Viewers read; SREs request and cancel."""
+    """Deploy runs, newest first. Viewers read; SREs request, cancel, approve and
+    reject (approvals in the control plane)."""
 
     queryset = DeployRun.objects.with_latest_attempt().order_by("-created_at", "-pk")
     serializer_class = DeployRunSerializer

@@ -19,6 +19,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from deploys.approval_views import approval_context
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
+from deploys.signoff_views import signoff_context
 from deploys.story import RunbookLink, runbook_link, story
 from deploys.triggers import DeployRequestError, request_deploy
 from deploys.views import duration
@@ -92,6 +93,7 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         # While it waits at the gate: the pool as the gate sees it now.
         "pool": env.pick_runner()[1] if gating else None,
         **approval,
+        **signoff_context(request, run, events, now),
         "can_cancel": can_act and not run.is_final,
         "can_redeploy": can_act and run.is_final,
         "now": now,

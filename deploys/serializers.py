@@ -14,6 +14,7 @@ from rest_framework.fields import empty
 from controlplane import names as github_names
 from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
+from deploys import signoff
 from deploys.models import (
     MAX_FREEZE_MINUTES,
     DeployAttempt,
@@ -22,6 +23,7 @@ from deploys.models import (
     Environment,
     FreezeWindow,
 )
+from deploys.signoff_serializers import SignOffStatusSerializer
 from runners.models import Runner
 
 
@@ -190,6 +192,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "gate_timeout",
             "busy_wait",
             "approval_timeout",
+            "signoffs_required",
+            "signoff_ttl",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -222,6 +226,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
                 "(0: never wait).",
             },
             "max_attempts": {"min_value": 1, "max_value": 10},
+            "signoffs_required": {"min_value": 0, "max_value": 10},
+            "signoff_ttl": {"min_value": 60, "max_value": 30 * 86400},
         }
 
     def to_representation(self, instance: Environment) -> dict[str, Any]:
@@ -397,6 +403,9 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
         default=None,
         help_text="The runner of the latest attempt.",
     )
+    break_glass = serializers.BooleanField(
+        read_only=True, default=False, help_text="An admin broke glass for it."
+    )
 
     class Meta:
         model = DeployRun
@@ -413,6 +422,7 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
             "change_ticket",
             "attempt_count",
             "runner",
+            "break_glass",
             "created_at",
             "started_at",
             "finished_at",
@@ -426,10 +436,20 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
 class DeployRunDetailSerializer(DeployRunSerializer):
     attempts = DeployAttemptSerializer(many=True, read_only=True)
     events = DeployEventSerializer(many=True, read_only=True)
+    signoff = serializers.SerializerMethodField(
+        help_text="Approvals in the control plane; null when none were required."
+    )
 
     class Meta(DeployRunSerializer.Meta):
-        fields = [*DeployRunSerializer.Meta.fields, "attempts", "events"]
+        fields = [*DeployRunSerializer.Meta.fields, "signoff", "attempts", "events"]
         read_only_fields = fields
+
+    @extend_schema_field(SignOffStatusSerializer(allow_null=True))
+    def get_signoff(self, run: DeployRun) -> dict[str, Any] | None:
+        if run.timeout("signoffs_required") <= 0:
+            return None
+        judged = signoff.verdict(run, timezone.now()).as_dict()
+        return dict(SignOffStatusSerializer(judged).data)
 
 
 class DeployErrorSerializer(serializers.Serializer[dict[str, Any]]):

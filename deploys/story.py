@@ -235,8 +235,14 @@ def headline(
 
 
 def _gating(run: DeployRun, events: Sequence[DeployEvent], now: datetime) -> Headline:
-    waiting = next((e for e in reversed(events) if e.kind == Kind.GATE_WAITING), None)
-    if waiting is None or run.gate_started_at is None:
+    waiting = next(
+        (e for e in reversed(events) if e.kind in (Kind.GATE_WAITING, Kind.SIGNED_OFF)),
+        None,
+    )
+    if waiting is not None and "signoff" in (waiting.detail or {}):
+        # Approvals in the control plane: no runner clock runs while they are awaited.
+        return Headline(waiting.message[:1].upper() + waiting.message[1:], "warning")
+    if waiting is None or waiting.kind != Kind.GATE_WAITING or not run.gate_started_at:
         return Headline("Choosing a runner", "info")
     timeout = run.timeout("gate_timeout")
     deadline = run.gate_started_at + timedelta(seconds=timeout)

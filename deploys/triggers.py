@@ -257,16 +257,16 @@ def _check_safeguards(
     env: Environment,
     change_ticket: str,
     break_glass_reason: str,
-) -> FreezeWindow | None:
-    """Refuse a paused, frozen (without break-glass) or unticketed request; the
-    freeze window being broken, if any."""
+) -> BreakGlass | None:
+    """Refuse a paused, frozen (without break-glass) or unticketed request; what an
+    admin's break-glass breaks, if anything (a freeze, approvals)."""
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
             + (f": {env.paused_reason}" if env.paused_reason else ""),
             field="environment",
         )
-    break_glass = _check_freeze(user, env, break_glass_reason.strip())
+    break_glass = _check_break_glass(user, env, break_glass_reason.strip())
     if not env.ticket_matches(change_ticket):
         raise DeployRequestError(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
@@ -282,7 +282,7 @@ def _safeguarded_create(
     sha: str,
     change_ticket: str,
     break_glass_reason: str,
-    break_glass: FreezeWindow | None,
+    break_glass: BreakGlass | None,
 ) -> DeployRun:
     """Create the run of a checked, resolved request; the policy is checked in the
     creating transaction, so two requests cannot both pass it."""
@@ -297,42 +297,74 @@ def _safeguarded_create(
             )
         run = _create(user, env, ref, sha, change_ticket)
         if break_glass is not None:
-            reason = break_glass_reason.strip()
-            DeployEvent.objects.create(
-                run=run,
-                kind=DeployEvent.Kind.BREAK_GLASS,
-                message=f"freeze broken by {run.requester_name}: {reason}",
-                detail={"freeze": break_glass.reason, "window": break_glass.pk},
-                created_at=run.created_at,
-            )
-            audit.record(
-                user,
-                "deploy.break_glass",
-                run,
-                freeze=break_glass.reason,
-                reason=reason,
-            )
+            break_glass.record(user, run, break_glass_reason.strip())
     return run
 
 
-def _check_freeze(
+@dataclass(frozen=True)
+class BreakGlass:
+    """What an admin's break-glass breaks: the freeze window in force, and/or the
+    environment's approvals in the control plane (how many were skipped)."""
+
+    freeze: FreezeWindow | None
+    signoffs_skipped: int
+
+    def record(self, user: User | AnonymousUser, run: DeployRun, reason: str) -> None:
+        """The ``break_glass`` event (what the gate and the pages read) and the
+        ``deploy.break_glass`` audit row."""
+        broken = []
+        detail: dict[str, Any] = {}
+        if self.freeze is not None:
+            broken.append("freeze broken")
+            detail.update(freeze=self.freeze.reason, window=self.freeze.pk)
+        if self.signoffs_skipped:
+            broken.append("approvals in the control plane skipped")
+            detail.update(
+                signoffs_skipped=self.signoffs_skipped,
+                by=run.requester_name,
+                reason=reason,
+            )
+        DeployEvent.objects.create(
+            run=run,
+            kind=DeployEvent.Kind.BREAK_GLASS,
+            message=f"{' and '.join(broken)} by {run.requester_name}: {reason}",
+            detail=detail,
+            created_at=run.created_at,
+        )
+        facts: dict[str, Any] = {}
+        if self.freeze is not None:
+            facts["freeze"] = self.freeze.reason
+        facts["reason"] = reason
+        if self.signoffs_skipped:
+            facts["signoffs_skipped"] = self.signoffs_skipped
+        audit.record(user, "deploy.break_glass", run, **facts)
+
+
+def _check_break_glass(
     user: User | AnonymousUser, env: Environment, break_glass_reason: str
-) -> FreezeWindow | None:
-    """The freeze window being broken (None when there is none), or a refusal."""
+) -> BreakGlass | None:
+    """What the request's break-glass breaks (None: nothing to break, or no
+    break-glass asked for), or a refusal: a freeze without break-glass, or
+    break-glass by someone who is not an admin."""
     window = env.freeze_at(timezone.now())
-    if window is None:
-        return None
-    if not break_glass_reason:
+    if window is not None and not break_glass_reason:
         raise DeployRefused(
             f"{env.name} is frozen ({window.reason}); an admin may break glass "
             "with a reason",
             field="environment",
         )
+    skipped = env.signoffs_required if break_glass_reason else 0
+    if window is None and not skipped:
+        return None
     if not has_role(user, Role.ADMIN):
         raise BreakGlassForbidden(
-            "only admins may deploy during a freeze", field="break_glass_reason"
+            "only admins may deploy during a freeze"
+            if window is not None
+            else "only admins may break glass to skip approvals in the control plane; "
+            "leave break_glass_reason empty and ask another SRE to approve",
+            field="break_glass_reason",
         )
-    return window
+    return BreakGlass(window, skipped)
 
 
 def environment_named(environment: Environment | str) -> Environment:

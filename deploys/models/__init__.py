@@ -23,6 +23,7 @@ from deploys.models.runs import (
     IdempotencyRecord,
     new_correlation_token,
 )
+from deploys.models.signoffs import SignOff
 from deploys.models.webhooks import (
     WebhookDelivery,
     WebhookDeliveryQuerySet,
@@ -46,6 +47,7 @@ __all__ = [
     "FreezeWindow",
     "IdempotencyRecord",
     "PoolChoice",
+    "SignOff",
     "SignalPolicy",
     "WebhookDelivery",
     "WebhookDeliveryQuerySet",

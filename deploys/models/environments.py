@@ -20,6 +20,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from deploys.models.signoff_rules import SignOffRules
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
 
@@ -34,7 +35,7 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-class Environment(models.Model):
+class Environment(SignOffRules, models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
     class Policy(models.TextChoices):
