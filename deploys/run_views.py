@@ -27,6 +27,7 @@ from deploys.views import duration
 # Runbook pages for a run without a final reason of its own.
 FAILOVER_RUNBOOK = "deploy-failed-over"
 WAITING_RUNBOOK = "deploy-waiting-for-runner"
+SIGNOFF_RUNBOOK = "deploy-rejected"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         slug = FAILOVER_RUNBOOK
     if not slug and not run.is_final and events:
         if events[-1].kind == DeployEvent.Kind.GATE_WAITING:
-            slug = WAITING_RUNBOOK
+            awaits_signoff = "signoff" in (events[-1].detail or {})
+            slug = SIGNOFF_RUNBOOK if awaits_signoff else WAITING_RUNBOOK
     can_act = has_role(request.user, Role.SRE)
     approval = approval_context(run, events, can_act)
     held = approval["approval"]

@@ -402,9 +402,12 @@ def story(
     end = run.finished_at if run.is_final and run.finished_at else now
     first_gate = spans[0][0] if spans else run.gate_started_at
     told = headline(run, attempts, events, now, approval_message)
+    label = state_label(run, attempts[-1] if attempts else None)
+    if run.state == Run.GATING and told.text.startswith("Awaiting approvals"):
+        label = "awaiting approval"
     return Story(
         headline=told,
-        state_label=state_label(run, attempts[-1] if attempts else None),
+        state_label=label,
         queue_wait=seconds(run.created_at, first_gate) if first_gate else None,
         gate_wait=sum(seconds(a, b or end) or 0 for a, b in spans),
         gate_spans=spans,

@@ -79,9 +79,10 @@ def test_approvals_given_at_once_each_count_once_in_order(
     for _ in range(ROUNDS):
         run = request_deploy(sre, env, "main").run
 
-        answers = all_at_once(
-            SRES, lambda i, r=run: decide(lambda: signoff.approve(r, sres[i]))
-        )
+        def approve(i: int, r: DeployRun = run) -> str:
+            return decide(lambda: signoff.approve(r, sres[i]))
+
+        answers = all_at_once(SRES, approve)
 
         assert answers == ["ok"] * SRES
         judged = signoff.verdict(run, run.created_at)
@@ -105,9 +106,10 @@ def test_one_sre_clicking_twice_at_once_is_counted_once(
     for _ in range(ROUNDS):
         run = request_deploy(sre, env, "main").run
 
-        answers = all_at_once(
-            2, lambda _, r=run: decide(lambda: signoff.approve(r, carol))
-        )
+        def click(_: int, r: DeployRun = run) -> str:
+            return decide(lambda: signoff.approve(r, carol))
+
+        answers = all_at_once(2, click)
 
         assert sorted(answers)[1] == "ok"
         assert sorted(answers)[0] in ("already_approved", "already_decided")
@@ -124,14 +126,12 @@ def test_an_approval_and_a_rejection_at_once_leave_the_deploy_rejected(
     for _ in range(ROUNDS):
         run = request_deploy(sre, env, "main").run
 
-        answers = all_at_once(
-            2,
-            lambda i, r=run: decide(
-                (lambda: signoff.approve(r, carol))
-                if i == 0
-                else (lambda: signoff.reject(r, dan, "no"))
-            ),
-        )
+        def approve_or_reject(i: int, r: DeployRun = run) -> str:
+            if i == 0:
+                return decide(lambda: signoff.approve(r, carol))
+            return decide(lambda: signoff.reject(r, dan, "no"))
+
+        answers = all_at_once(2, approve_or_reject)
 
         run.refresh_from_db()
         assert run.reason == DeployRun.Reason.REJECTED

@@ -428,8 +428,8 @@ class DeployEvent(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
         # Approvals in the control plane (not GitHub's): one given; enough of them.
-        SIGNOFF_APPROVED = "signoff_approved"
-        SIGNED_OFF = "signed_off"
+        SIGNOFF_APPROVED = "signoff_approved", "Approved (control plane)"
+        SIGNED_OFF = "signed_off", "Approvals Complete"
 
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="events")
     attempt = models.ForeignKey(
