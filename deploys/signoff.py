@@ -299,22 +299,16 @@ def _decide(
     verb = "approve" if decision == Decision.APPROVED else "reject"
     try:
         with transaction.atomic():
+            # The deploy's row only, not its environment's.
             locked = (
-                DeployRun.objects.select_for_update()
+                DeployRun.objects.select_for_update(of=("self",))
                 .select_related("environment")
                 .get(pk=run.pk)
             )
-            _check_open(locked, user, verb, now)
-            current = verdict(locked, now)
+            _check_open(locked, user, verb)
             mine = locked.signoffs.filter(approver_name=name).first()
             if mine is not None and decision == Decision.APPROVED:
-                if any(a.by == name for a in current.approvals):
-                    raise SignOffRefused(
-                        f"you already approved deploy #{locked.pk}; your approval "
-                        "counts until "
-                        f"{next(a for a in current.approvals if a.by == name).expires_at:%Y-%m-%d %H:%M} UTC",
-                        code="already_approved",
-                    )
+                _refuse_a_second_approval(verdict(locked, now), locked, name)
             if mine is None:
                 SignOff.objects.create(
                     run=locked,
@@ -369,7 +363,19 @@ def _decide(
     return verdict(run, now)
 
 
-def _check_open(run: DeployRun, user: User, verb: str, now: datetime) -> None:
+def _refuse_a_second_approval(judged: Verdict, run: DeployRun, name: str) -> None:
+    """An SRE whose approval still counts may not approve again (one whose
+    approval expired renews it)."""
+    mine = next((a for a in judged.approvals if a.by == name), None)
+    if mine is not None:
+        raise SignOffRefused(
+            f"you already approved deploy #{run.pk}; your approval counts until "
+            f"{mine.expires_at:%Y-%m-%d %H:%M} UTC",
+            code="already_approved",
+        )
+
+
+def _check_open(run: DeployRun, user: User, verb: str) -> None:
     """Refuse a decision on a deploy that no longer awaits one, or by its
     requester."""
     if run.is_final:
