@@ -363,6 +363,72 @@ def _decide(
     return verdict(run, now)
 
 
+def break_glass(
+    run: DeployRun,
+    user: User | AnonymousUser,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> Verdict:
+    """An admin skips the approvals a deploy still awaits, with a reason: the
+    ``break_glass`` event a request breaking glass writes (audited
+    ``deploy.break_glass``, flagged the same everywhere); the deploy goes on."""
+    now = now or timezone.now()
+    try:
+        return _break_glass(run, user, reason.strip(), now)
+    except SignOffRefused as exc:
+        audit.record(
+            user,
+            "deploy.break_glass",
+            run,
+            outcome=AuditEvent.Outcome.DENIED,
+            code=exc.code,
+            reason=exc.message,
+        )
+        raise
+
+
+def _break_glass(
+    run: DeployRun, user: User | AnonymousUser, reason: str, now: datetime
+) -> Verdict:
+    if not isinstance(user, User) or not has_role(user, Role.ADMIN):
+        raise SignOffRefused(
+            "only admins may break glass to skip approvals in the control plane",
+            status=403,
+            code="not_admin",
+        )
+    if not reason or len(reason) > REASON_MAX:
+        raise SignOffRefused(
+            f"say why you break glass, in at most {REASON_MAX} characters: it is "
+            "kept in the audit log and shown on the deploy",
+            status=400,
+            code="invalid",
+            field="reason",
+        )
+    name = user.get_username()
+    with transaction.atomic():
+        locked = (
+            DeployRun.objects.select_for_update(of=("self",))
+            .select_related("environment")
+            .get(pk=run.pk)
+        )
+        _check_open(locked, user, "")
+        skipped = locked.timeout("signoffs_required")
+        DeployEvent.objects.create(
+            run=locked,
+            kind=DeployEvent.Kind.BREAK_GLASS,
+            message=f"approvals in the control plane skipped by {name}: {reason}",
+            detail={"signoffs_skipped": skipped, "by": name, "reason": reason},
+            created_at=now,
+        )
+        audit.record(
+            user, "deploy.break_glass", locked, reason=reason, signoffs_skipped=skipped
+        )
+        enqueue.advance_on_commit(locked.pk)
+    run.refresh_from_db()
+    return verdict(run, now)
+
+
 def _refuse_a_second_approval(judged: Verdict, run: DeployRun, name: str) -> None:
     """An SRE whose approval still counts may not approve again (one whose
     approval expired renews it)."""
@@ -376,8 +442,8 @@ def _refuse_a_second_approval(judged: Verdict, run: DeployRun, name: str) -> Non
 
 
 def _check_open(run: DeployRun, user: User, verb: str) -> None:
-    """Refuse a decision on a deploy that no longer awaits one, or by its
-    requester."""
+    """Refuse a decision on a deploy that no longer awaits one, or (to ``verb``
+    it) by its requester."""
     if run.is_final:
         raise SignOffRefused(
             f"deploy #{run.pk} already {run.state}"
@@ -401,7 +467,8 @@ def _check_open(run: DeployRun, user: User, verb: str) -> None:
             "the dispatch; cancel it instead",
             code="dispatched",
         )
-    if run.requester_id is not None and run.requester_id == user.pk:
+    # Breaking glass (no verb) on one's own deploy is what a request does too.
+    if verb and run.requester_id is not None and run.requester_id == user.pk:
         raise SignOffRefused(
             f"you requested deploy #{run.pk}: another SRE must {verb} it "
             "(two-person rule)",

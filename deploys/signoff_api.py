@@ -13,7 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.permissions import IsSRE
+from controlplane.permissions import IsAdmin, IsSRE
 from deploys import signoff
 from deploys.models import DeployRun
 from deploys.serializers import DeployErrorSerializer, DeployRunDetailSerializer
@@ -26,7 +26,8 @@ RESPONSES = {
     400: OpenApiResponse(description="The reason is missing (reject) or too long."),
     403: OpenApiResponse(
         DeployErrorSerializer,
-        description="Not an SRE, or the requester (two-person rule).",
+        description="Not an SRE (an admin, to break glass), or the requester "
+        "(two-person rule).",
     ),
     409: OpenApiResponse(
         DeployErrorSerializer,
@@ -53,6 +54,19 @@ class SignOffActions(viewsets.GenericViewSet[DeployRun]):
         """Reject the deploy in the control plane with a ``reason``: it fails with
         reason ``rejected`` (audited)."""
         return self._decide(request, signoff.reject)
+
+    @extend_schema(request=SignOffDecisionSerializer, responses=RESPONSES)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="break-glass",
+        permission_classes=[IsAdmin],
+    )
+    def break_glass(self, request: Request, pk: str) -> Response:
+        """Admins: skip the approvals in the control plane the deploy still awaits,
+        with a ``reason`` (audited ``deploy.break_glass``, flagged as break-glass
+        wherever the deploy is shown); it goes on at once."""
+        return self._decide(request, signoff.break_glass)
 
     def _decide(self, request: Request, act: Act) -> Response:
         run = self.get_object()

@@ -48,6 +48,10 @@ def signoff_draft(event: DeployEvent) -> Draft | None:
             "deploy-rejected" if detail.get("signoffs_skipped") else "deploy-frozen",
             None,
             event.created_at,
-            {**base, "break_glass": True, "by": run.requester_name},
+            {
+                **base,
+                "break_glass": True,
+                "by": detail.get("by") or run.requester_name,
+            },
         )
     return None

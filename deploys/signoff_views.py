@@ -27,8 +27,8 @@ def signoff_context(
 ) -> dict[str, Any]:
     """``signoff``: the deploy's verdict (None when its environment needed no
     approval); ``can_signoff``: this user may approve or reject now;
-    ``signoff_blocked``: why this SRE may not; ``break_glass``: the break-glass
-    event, if an admin broke glass."""
+    ``signoff_blocked``: why this SRE may not; ``can_break_glass``: an admin may
+    skip them; ``break_glass``: the break-glass event, if an admin broke glass."""
     glass = next((e for e in events if e.kind == DeployEvent.Kind.BREAK_GLASS), None)
     ctx: dict[str, Any] = {
         "signoff": None,
@@ -36,6 +36,7 @@ def signoff_context(
         "signoff_blocked": "",
         "break_glass": glass,
         "signoff_dispatched": False,
+        "can_break_glass": False,
     }
     if run.timeout("signoffs_required") <= 0:
         return ctx
@@ -44,6 +45,7 @@ def signoff_context(
     ctx.update(signoff=judged, signoff_dispatched=dispatched)
     if dispatched or not judged.awaited or not has_role(request.user, Role.SRE):
         return ctx
+    ctx["can_break_glass"] = has_role(request.user, Role.ADMIN)
     name = request.user.get_username()
     if run.requester_id is not None and run.requester_id == request.user.pk:
         ctx["signoff_blocked"] = (
@@ -56,6 +58,18 @@ def signoff_context(
     return ctx
 
 
+DECISIONS = {
+    "approve": signoff.approve,
+    "reject": signoff.reject,
+    "break_glass": signoff.break_glass,
+}
+DONE = {
+    "approve": "approved in the control plane",
+    "reject": "rejected in the control plane",
+    "break_glass": "approvals skipped by break-glass",
+}
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(Role.SRE)
 def run_signoff(request: HttpRequest, pk: int) -> HttpResponse:
@@ -65,19 +79,16 @@ def run_signoff(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         decision = request.POST.get("decision", "")
         reason = request.POST.get("reason", "")
-        if decision not in ("approve", "reject"):
-            messages.error(request, "Choose approve or reject.")
+        act = DECISIONS.get(decision)
+        if act is None:
+            messages.error(request, "Choose approve, reject or break glass.")
             return redirect("deploys:run-signoff", pk=run.pk)
-        act = signoff.approve if decision == "approve" else signoff.reject
         try:
             act(run, request.user, reason)
         except signoff.SignOffRefused as exc:
             messages.error(request, f"Not recorded: {exc.message}")
             return redirect("deploys:run-signoff", pk=run.pk)
-        messages.success(
-            request,
-            f"Deploy #{run.pk} {decision}d in the control plane.",
-        )
+        messages.success(request, f"Deploy #{run.pk}: {DONE[decision]}.")
         return redirect("deploys:run-detail", pk=run.pk)
     events = list(run.events.order_by("created_at", "pk"))
     ctx = {"run": run, "env": run.environment}

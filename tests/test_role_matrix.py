@@ -98,6 +98,7 @@ ROLE_MATRIX: dict[str, Expect] = {
     "api/v1/deploys/<pk>/review/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/<pk>/approve/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/<pk>/reject/": Expect(401, 403, 403, 405, 405),
+    "api/v1/deploys/<pk>/break-glass/": Expect(401, 403, 403, 403, 405),
     "api/v1/deploys/redeploy-last-good/": Expect(401, 403, 403, 405, 405),
     "api/v1/deploys/rollback/": Expect(401, 403, 403, 405, 405),
     "api/v1/deployed-now/": API_VIEWER,

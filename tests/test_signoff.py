@@ -295,6 +295,39 @@ def test_an_admin_breaking_glass_skips_the_approvals_flagged_everywhere(
     assert sent.link.endswith(f"/deploys/{run.pk}/")
 
 
+def test_an_admin_breaks_glass_on_a_deploy_awaiting_approvals(
+    sim: Simulator, clock: Clock, admin_user: User, sre: User, settings: Any
+) -> None:
+    settings.NOTIFY_WEBHOOK_URLS = ["http://127.0.0.1:9/hook"]
+    settings.NOTIFY_SLACK_WEBHOOK_URLS = []
+    settings.NOTIFY_SCAN_GRACE = 0.0
+    env = simulated_env(sim, signoffs_required=2)
+    run = drive(request_deploy(sre, env, "main").run, awaiting, clock)
+    with pytest.raises(signoff.SignOffRefused) as not_admin:
+        signoff.break_glass(run, make_user("erin-sre", "sre"), "urgent", now=clock())
+    with pytest.raises(signoff.SignOffRefused) as no_reason:
+        signoff.break_glass(run, admin_user, " ", now=clock())
+
+    judged = signoff.break_glass(run, admin_user, "outage fix", now=clock())
+    run = drive(run, final, clock)
+
+    assert (not_admin.value.status, no_reason.value.status) == (403, 400)
+    assert judged.satisfied
+    assert judged.break_glass == "ada-admin: outage fix"
+    assert run.state == DeployRun.State.SUCCEEDED
+    assert run.events.get(kind=Kind.BREAK_GLASS).message == (
+        "approvals in the control plane skipped by ada-admin: outage fix"
+    )
+    assert list(
+        AuditEvent.objects.filter(action="deploy.break_glass")
+        .order_by("pk")
+        .values_list("actor_name", "outcome")
+    ) == [("erin-sre", "denied"), ("ada-admin", "denied"), ("ada-admin", "success")]
+    notifications.scan_events(clock() + timedelta(seconds=1))
+    sent = Notification.objects.get(kind=notifications.Kind.DEPLOY_BREAK_GLASS)
+    assert sent.fields["by"] == "ada-admin"
+
+
 def test_break_glass_on_approvals_alone_does_not_pass_a_later_freeze(
     sim: Simulator, clock: Clock, admin_user: User
 ) -> None:

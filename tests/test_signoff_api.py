@@ -172,6 +172,47 @@ def test_break_glass_is_flagged_in_the_list_and_detail(
     )
 
 
+def test_only_admins_break_glass_on_an_awaiting_deploy_with_a_reason(
+    admin_user: User, sre: User, carol: User
+) -> None:
+    run = awaiting_run(sre)
+    url = f"{DEPLOYS}{run.pk}/break-glass/"
+    admin = logged_in(admin_user)
+
+    by_sre = post(logged_in(carol), url, {"reason": "urgent"})
+    bare = post(admin, url, {})
+    done = post(admin, url, {"reason": "outage fix"})
+    again = post(admin, url, {"reason": "twice"})
+
+    assert by_sre.status_code == 403
+    assert bare.status_code == 400
+    assert "say why you break glass" in bare.json()["reason"][0]
+    assert done.status_code == 202
+    assert done.json()["break_glass"] is True
+    assert done.json()["signoff"]["break_glass"] == "ada-admin: outage fix"
+    assert again.status_code == 409
+    assert again.json()["code"] == "break_glass"
+
+
+def test_an_admin_sees_break_glass_on_the_deploy_page(
+    admin_user: User, sre: User
+) -> None:
+    run = awaiting_run(sre)
+    client = logged_in(admin_user)
+
+    page = client.get(f"/deploys/{run.pk}/").content.decode()
+    response = client.post(
+        f"/deploys/{run.pk}/signoff/",
+        {"decision": "break_glass", "reason": "outage fix"},
+        follow=True,
+    )
+
+    assert 'id="signoff-break-glass-button"' in page
+    assert 'id="signoff-approve-button"' in page
+    assert "approvals skipped by break-glass" in response.content.decode()
+    assert 'id="run-break-glass"' in response.content.decode()
+
+
 def test_a_non_admin_asking_to_break_glass_is_told_to_ask_an_sre(sre: User) -> None:
     make_env("production", pool_runner("prod-1"), signoffs_required=1)
 
