@@ -136,7 +136,7 @@ def test_the_requester_cannot_approve_and_a_second_sre_lets_the_deploy_go(
     theirs.click("#signoff-approve-button")
     theirs.wait_for_url(f"{base}/deploys/{run.pk}/")
     expect(theirs.locator("body")).to_contain_text(
-        f"Deploy #{run.pk} approved in the control plane."
+        f"Deploy #{run.pk}: approved in the control plane."
     )
     expect(theirs.locator('[data-approved-by="carol-sre"]')).to_contain_text(
         "diff reviewed"
