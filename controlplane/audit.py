@@ -21,7 +21,9 @@ action's name and says so in ``outcome``. The actions recorded today:
 - ``freeze_window.create``, ``freeze_window.update``, ``freeze_window.delete``
 - ``deploy.request`` (refused ones with outcome ``denied``), ``deploy.cancel``,
   ``deploy.break_glass``, ``deploy.rollback``, ``deploy.review`` (an approval or
-  rejection sent to GitHub)
+  rejection sent to GitHub), ``deploy.signoff_approve``, ``deploy.signoff_reject``
+  (an approval or rejection in the control plane; refused ones with outcome
+  ``denied``)
 - ``secret.rotate``, ``secret.audit``, ``secret.detect_external_rotation``
 - ``secret_schedule.create``, ``secret_schedule.update``,
   ``secret_schedule.delete``, ``secret_schedule.import``

@@ -84,6 +84,8 @@ class Kind(models.TextChoices):
     RUNNER_RECOVERED = "runner_recovered", "runner recovered"
     SECRET_OVERDUE = "secret_overdue", "secret overdue"
     SECRET_MISSING = "secret_missing", "secret missing"
+    DEPLOY_SIGNOFF_AWAITED = "deploy_signoff_awaited", "approvals awaited"
+    DEPLOY_BREAK_GLASS = "deploy_break_glass", "deploy broke glass"
 
 
 SEVERITIES: dict[str, str] = {
@@ -94,6 +96,8 @@ SEVERITIES: dict[str, str] = {
     Kind.RUNNER_RECOVERED: Severity.INFO,
     Kind.SECRET_OVERDUE: Severity.WARNING,
     Kind.SECRET_MISSING: Severity.CRITICAL,
+    Kind.DEPLOY_SIGNOFF_AWAITED: Severity.INFO,
+    Kind.DEPLOY_BREAK_GLASS: Severity.WARNING,
 }
 
 JSON_STYLE = "json"

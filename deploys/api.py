@@ -23,6 +23,12 @@ from rest_framework.routers import SimpleRouter
 from controlplane import audit
 from controlplane.filters import FilterBackend
 from controlplane.permissions import IsAdmin, IsSRE, IsViewer, ReadOnly
+from deploys.action_serializers import (
+    CancelSerializer,
+    PauseSerializer,
+    RedeploySerializer,
+    ReviewSerializer,
+)
 from deploys.commits import deployed_now
 from deploys.engine import approval
 from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
@@ -30,7 +36,6 @@ from deploys.models import DeployRun, Environment, FreezeWindow
 from deploys.pausing import PauseError, pause, resume
 from deploys.redeploy import redeploy_last_good, rollback
 from deploys.serializers import (
-    CancelSerializer,
     DeployedSerializer,
     DeployErrorSerializer,
     DeployRequestSerializer,
@@ -38,10 +43,8 @@ from deploys.serializers import (
     DeployRunSerializer,
     EnvironmentSerializer,
     FreezeWindowSerializer,
-    PauseSerializer,
-    RedeploySerializer,
-    ReviewSerializer,
 )
+from deploys.signoff_api import SignOffActions
 from deploys.triggers import (
     DeployRequest,
     DeployRequestError,
@@ -233,9 +236,10 @@ def _refusal(exc: DeployRequestError) -> Response:
 class DeployRunViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet[DeployRun],
+    SignOffActions,
 ):
-    """Deploy runs, newest first. Viewers read; SREs request and cancel."""
+    """Deploy runs, newest first. Viewers read; SREs request, cancel, approve and
+    reject (approvals in the control plane)."""
 
     queryset = DeployRun.objects.with_latest_attempt().order_by("-created_at", "-pk")
     serializer_class = DeployRunSerializer

@@ -1,10 +1,13 @@
-"""Break glass: an admin's deploy, with a reason, past a freeze window or the deploy
-rules (``deploys.rules``). Recorded on the deploy's timeline (``break_glass``, whose
-detail names what was broken: ``freeze`` and ``window``, ``rules``) and audited as
+"""Break glass: an admin's deploy, with a reason, past a freeze window, the deploy
+rules (``deploys.rules``) or the environment's approvals in the control plane.
+Recorded on the deploy's timeline (``break_glass``, whose detail names what was
+broken: ``freeze`` and ``window``, ``rules``, ``signoffs_skipped``) and audited as
 ``deploy.break_glass``; the gate lets such a run past what was broken only."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -14,32 +17,48 @@ from deploys.models import DeployEvent, DeployRun, FreezeWindow
 from deploys.rules import Refusal
 
 
-def record(
-    user: User | AnonymousUser,
-    run: DeployRun,
-    reason: str,
-    window: FreezeWindow | None,
-    broken: list[Refusal],
-) -> None:
-    """Write the event and the audit row, in the caller's transaction."""
-    what = [] if window is None else ["freeze"]
-    what += [refusal.name for refusal in broken]
-    detail: dict[str, Any] = {}
-    if window is not None:
-        detail = {"freeze": window.reason, "window": window.pk}
-    if broken:
-        detail["rules"] = [refusal.code for refusal in broken]
-    DeployEvent.objects.create(
-        run=run,
-        kind=DeployEvent.Kind.BREAK_GLASS,
-        message=f"{' and '.join(what)} broken by {run.requester_name}: {reason}",
-        detail=detail,
-        created_at=run.created_at,
-    )
-    audit.record(
-        user,
-        "deploy.break_glass",
-        run,
-        **{key: value for key, value in detail.items() if key != "window"},
-        reason=reason,
-    )
+@dataclass(frozen=True)
+class BreakGlass:
+    """What an admin's break-glass breaks: the freeze window in force, the deploy
+    rules that refused the request, and/or the approvals it skips (how many)."""
+
+    freeze: FreezeWindow | None = None
+    signoffs_skipped: int = 0
+    rules: tuple[Refusal, ...] = ()
+
+    @property
+    def breaks_anything(self) -> bool:
+        return self.freeze is not None or bool(self.signoffs_skipped or self.rules)
+
+    def with_rules(self, broken: list[Refusal]) -> BreakGlass:
+        return dataclasses.replace(self, rules=tuple(broken))
+
+    def record(self, user: User | AnonymousUser, run: DeployRun, reason: str) -> None:
+        """The ``break_glass`` event (what the gate and the pages read) and the
+        ``deploy.break_glass`` audit row, in the caller's transaction."""
+        things = [] if self.freeze is None else ["freeze"]
+        things += [refusal.name for refusal in self.rules]
+        parts = [f"{' and '.join(things)} broken"] if things else []
+        detail: dict[str, Any] = {}
+        facts: dict[str, Any] = {}
+        if self.freeze is not None:
+            detail.update(freeze=self.freeze.reason, window=self.freeze.pk)
+            facts["freeze"] = self.freeze.reason
+        if self.rules:
+            detail["rules"] = facts["rules"] = [r.code for r in self.rules]
+        if self.signoffs_skipped:
+            parts.append("approvals in the control plane skipped")
+            detail.update(
+                signoffs_skipped=self.signoffs_skipped,
+                by=run.requester_name,
+                reason=reason,
+            )
+            facts["signoffs_skipped"] = self.signoffs_skipped
+        DeployEvent.objects.create(
+            run=run,
+            kind=DeployEvent.Kind.BREAK_GLASS,
+            message=f"{' and '.join(parts)} by {run.requester_name}: {reason}",
+            detail=detail,
+            created_at=run.created_at,
+        )
+        audit.record(user, "deploy.break_glass", run, **facts, reason=reason)

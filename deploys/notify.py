@@ -1,5 +1,6 @@
 """Deploy events SREs need to hear about, for the notification outbox: a deploy
-failed, failed over to another runner, or waits with no healthy runner."""
+failed, failed over to another runner, waits with no healthy runner, awaits
+approvals in the control plane, or broke glass."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from django.urls import reverse
 
 from controlplane.notifications import Draft, Kind, Scanner, Severity, draft
 from deploys.models import DeployAttempt, DeployEvent, DeployRun
+from deploys.signoff_notify import signoff_draft
 
 # Failures that are a deploy policy working (warnings, not outages).
-POLICY_REASONS = (DeployRun.Reason.FROZEN, DeployRun.Reason.NOT_PROMOTED)
+POLICY_REASONS = (
+    DeployRun.Reason.FROZEN,
+    DeployRun.Reason.NOT_PROMOTED,
+    DeployRun.Reason.REJECTED,
+)
 
 
 def deploy_events() -> models.QuerySet[DeployEvent]:
@@ -18,6 +24,9 @@ def deploy_events() -> models.QuerySet[DeployEvent]:
 
 
 def from_deploy_event(event: DeployEvent) -> Draft | None:
+    signoff = signoff_draft(event)
+    if signoff is not None:
+        return signoff
     Event = DeployEvent.Kind
     run = event.run
     env = run.environment.name
@@ -32,8 +41,8 @@ def from_deploy_event(event: DeployEvent) -> Draft | None:
             link,
             f"deploy-failed:{run.pk}",
             run.runbook_slug or "deploy-failed",
-            # A freeze or the promotion rule stopping a deploy is the policy
-            # working, not an outage.
+            # A freeze, the promotion rule or a rejection stopping a deploy is the
+            # policy working, not an outage.
             Severity.WARNING if reason in POLICY_REASONS else None,
             event.created_at,
             {**base, "reason": reason},

@@ -19,6 +19,7 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from deploys.approval_views import approval_context
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
+from deploys.signoff_views import signoff_context
 from deploys.story import RunbookLink, runbook_link, story
 from deploys.triggers import DeployRequestError, request_deploy
 from deploys.views import duration
@@ -26,6 +27,7 @@ from deploys.views import duration
 # Runbook pages for a run without a final reason of its own.
 FAILOVER_RUNBOOK = "deploy-failed-over"
 WAITING_RUNBOOK = "deploy-waiting-for-runner"
+SIGNOFF_RUNBOOK = "deploy-rejected"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         slug = FAILOVER_RUNBOOK
     if not slug and not run.is_final and events:
         if events[-1].kind == DeployEvent.Kind.GATE_WAITING:
-            slug = WAITING_RUNBOOK
+            awaits_signoff = "signoff" in (events[-1].detail or {})
+            slug = SIGNOFF_RUNBOOK if awaits_signoff else WAITING_RUNBOOK
     can_act = has_role(request.user, Role.SRE)
     approval = approval_context(run, events, can_act)
     held = approval["approval"]
@@ -92,6 +95,7 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
         # While it waits at the gate: the pool as the gate sees it now.
         "pool": env.pick_runner()[1] if gating else None,
         **approval,
+        **signoff_context(request, run, events, now),
         "can_cancel": can_act and not run.is_final,
         "can_redeploy": can_act and run.is_final,
         "now": now,

@@ -14,6 +14,7 @@ from rest_framework.fields import empty
 from controlplane import names as github_names
 from controlplane.runbooks import runbook_url
 from controlplane.serializers import JSONTypesMixin, OptionalURLField
+from deploys import signoff
 from deploys.models import (
     MAX_FREEZE_MINUTES,
     DeployAttempt,
@@ -23,6 +24,7 @@ from deploys.models import (
     FreezeWindow,
 )
 from deploys.rules_serializers import RULE_FIELDS, DeployRulesSerializerMixin
+from deploys.signoff_serializers import SignOffStatusSerializer
 from runners.models import Runner
 
 
@@ -195,6 +197,8 @@ class EnvironmentSerializer(
             "gate_timeout",
             "busy_wait",
             "approval_timeout",
+            "signoffs_required",
+            "signoff_ttl",
             "max_attempts",
             "required_secrets",
             "block_on_overdue_secrets",
@@ -229,6 +233,8 @@ class EnvironmentSerializer(
                 "(0: never wait).",
             },
             "max_attempts": {"min_value": 1, "max_value": 10},
+            "signoffs_required": {"min_value": 0, "max_value": 10},
+            "signoff_ttl": {"min_value": 60, "max_value": 30 * 86400},
         }
 
     def to_representation(self, instance: Environment) -> dict[str, Any]:
@@ -323,34 +329,6 @@ class DeployRequestSerializer(JSONTypesMixin, serializers.Serializer[dict[str, A
     )
 
 
-class RedeploySerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
-    """Which environment's last succeeded deploy to repeat."""
-
-    environment = serializers.CharField(max_length=100)
-    break_glass_reason = serializers.CharField(
-        max_length=500, required=False, allow_blank=True
-    )
-
-
-class CancelSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
-    note = serializers.CharField(max_length=500, required=False, allow_blank=True)
-
-
-class PauseSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
-    reason = serializers.CharField(
-        max_length=500,
-        help_text="Why: shown wherever deploys are refused (to resume: a note).",
-    )
-
-
-class ReviewSerializer(JSONTypesMixin, serializers.Serializer[dict[str, Any]]):
-    state = serializers.ChoiceField(
-        choices=["approved", "rejected"],
-        help_text="Approve or reject the deployment GitHub's protection rules hold.",
-    )
-    comment = serializers.CharField(max_length=500, required=False, allow_blank=True)
-
-
 class DeployAttemptSerializer(serializers.ModelSerializer[DeployAttempt]):
     runner = serializers.CharField(source="runner.name", read_only=True)
     html_url = OptionalURLField(
@@ -404,6 +382,9 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
         default=None,
         help_text="The runner of the latest attempt.",
     )
+    break_glass = serializers.BooleanField(
+        read_only=True, default=False, help_text="An admin broke glass for it."
+    )
 
     class Meta:
         model = DeployRun
@@ -420,6 +401,7 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
             "change_ticket",
             "attempt_count",
             "runner",
+            "break_glass",
             "created_at",
             "started_at",
             "finished_at",
@@ -433,10 +415,20 @@ class DeployRunSerializer(serializers.ModelSerializer[DeployRun]):
 class DeployRunDetailSerializer(DeployRunSerializer):
     attempts = DeployAttemptSerializer(many=True, read_only=True)
     events = DeployEventSerializer(many=True, read_only=True)
+    signoff = serializers.SerializerMethodField(
+        help_text="Approvals in the control plane; null when none were required."
+    )
 
     class Meta(DeployRunSerializer.Meta):
-        fields = [*DeployRunSerializer.Meta.fields, "attempts", "events"]
+        fields = [*DeployRunSerializer.Meta.fields, "signoff", "attempts", "events"]
         read_only_fields = fields
+
+    @extend_schema_field(SignOffStatusSerializer(allow_null=True))
+    def get_signoff(self, run: DeployRun) -> dict[str, Any] | None:
+        if run.timeout("signoffs_required") <= 0:
+            return None
+        judged = signoff.verdict(run, timezone.now()).as_dict()
+        return dict(SignOffStatusSerializer(judged).data)
 
 
 class DeployErrorSerializer(serializers.Serializer[dict[str, Any]]):

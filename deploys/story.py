@@ -235,8 +235,14 @@ def headline(
 
 
 def _gating(run: DeployRun, events: Sequence[DeployEvent], now: datetime) -> Headline:
-    waiting = next((e for e in reversed(events) if e.kind == Kind.GATE_WAITING), None)
-    if waiting is None or run.gate_started_at is None:
+    waiting = next(
+        (e for e in reversed(events) if e.kind in (Kind.GATE_WAITING, Kind.SIGNED_OFF)),
+        None,
+    )
+    if waiting is not None and "signoff" in (waiting.detail or {}):
+        # Approvals in the control plane: no runner clock runs while they are awaited.
+        return Headline(waiting.message[:1].upper() + waiting.message[1:], "warning")
+    if waiting is None or waiting.kind != Kind.GATE_WAITING or not run.gate_started_at:
         return Headline("Choosing a runner", "info")
     timeout = run.timeout("gate_timeout")
     deadline = run.gate_started_at + timedelta(seconds=timeout)
@@ -396,9 +402,12 @@ def story(
     end = run.finished_at if run.is_final and run.finished_at else now
     first_gate = spans[0][0] if spans else run.gate_started_at
     told = headline(run, attempts, events, now, approval_message)
+    label = state_label(run, attempts[-1] if attempts else None)
+    if run.state == Run.GATING and told.text.startswith("Awaiting approvals"):
+        label = "awaiting approval"
     return Story(
         headline=told,
-        state_label=state_label(run, attempts[-1] if attempts else None),
+        state_label=label,
         queue_wait=seconds(run.created_at, first_gate) if first_gate else None,
         gate_wait=sum(seconds(a, b or end) or 0 for a, b in spans),
         gate_spans=spans,

@@ -35,13 +35,12 @@ from controlplane.github import is_full_sha
 from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
 from deploys import change_tickets, enqueue, rules
-from deploys.break_glass import record as break_glass_record
+from deploys.break_glass import BreakGlass
 from deploys.commits import CommitLookupError, resolve
 from deploys.models import (
     DeployEvent,
     DeployRun,
     Environment,
-    FreezeWindow,
     IdempotencyRecord,
 )
 
@@ -308,17 +307,17 @@ def _check_safeguards(
     env: Environment,
     change_ticket: str,
     break_glass_reason: str,
-) -> FreezeWindow | None:
+) -> BreakGlass | None:
     """Refuse a paused, frozen (without break-glass) or unticketed request, or one
-    whose JIRA ticket does not allow it (``change_tickets``); the freeze window
-    being broken, if any."""
+    whose JIRA ticket does not allow it (``change_tickets``); what an admin's
+    break-glass breaks, if anything (a freeze, approvals)."""
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
             + (f": {env.paused_reason}" if env.paused_reason else ""),
             field="environment",
         )
-    break_glass = _check_freeze(user, env, break_glass_reason.strip())
+    break_glass = _check_break_glass(user, env, break_glass_reason.strip())
     if not env.ticket_matches(change_ticket):
         raise DeployRequestError(
             f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
@@ -340,7 +339,7 @@ def _safeguarded_create(
     sha: str,
     change_ticket: str,
     break_glass_reason: str,
-    break_glass: FreezeWindow | None,
+    break_glass: BreakGlass | None,
     broken: list[rules.Refusal],
 ) -> DeployRun:
     """Create the run of a checked, resolved request; the policy is checked in the
@@ -356,31 +355,37 @@ def _safeguarded_create(
                 field="environment",
             )
         run = _create(user, env, ref, sha, change_ticket)
-        if break_glass is not None or broken:
-            break_glass_record(
-                user, run, break_glass_reason.strip(), break_glass, broken
-            )
+        glass = (break_glass or BreakGlass()).with_rules(broken)
+        if glass.breaks_anything:
+            glass.record(user, run, break_glass_reason.strip())
     return run
 
 
-def _check_freeze(
+def _check_break_glass(
     user: User | AnonymousUser, env: Environment, break_glass_reason: str
-) -> FreezeWindow | None:
-    """The freeze window being broken (None when there is none), or a refusal."""
+) -> BreakGlass | None:
+    """What the request's break-glass breaks (None: nothing to break, or no
+    break-glass asked for), or a refusal: a freeze without break-glass, or
+    break-glass by someone who is not an admin."""
     window = env.freeze_at(timezone.now())
-    if window is None:
-        return None
-    if not break_glass_reason:
+    if window is not None and not break_glass_reason:
         raise DeployRefused(
             f"{env.name} is frozen ({window.reason}); an admin may break glass "
             "with a reason",
             field="environment",
         )
+    skipped = env.signoffs_required if break_glass_reason else 0
+    if window is None and not skipped:
+        return None
     if not has_role(user, Role.ADMIN):
         raise BreakGlassForbidden(
-            "only admins may deploy during a freeze", field="break_glass_reason"
+            "only admins may deploy during a freeze"
+            if window is not None
+            else "only admins may break glass to skip approvals in the control plane; "
+            "leave break_glass_reason empty and ask another SRE to approve",
+            field="break_glass_reason",
         )
-    return window
+    return BreakGlass(window, skipped)
 
 
 def environment_named(environment: Environment | str) -> Environment:

@@ -9,6 +9,7 @@ from deploys import (
     commit_views,
     environment_views,
     run_views,
+    signoff_views,
     views,
 )
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("deploys/<int:pk>/cancel/", run_views.run_cancel, name="run-cancel"),
     path("deploys/<int:pk>/redeploy/", run_views.run_redeploy, name="run-redeploy"),
     path("deploys/<int:pk>/review/", approval_views.run_review, name="run-review"),
+    path("deploys/<int:pk>/signoff/", signoff_views.run_signoff, name="run-signoff"),
     path("deploys/environments/", views.environment_list, name="environment-list"),
     path(
         "deploys/environments/<slug:name>/",

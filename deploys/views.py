@@ -161,7 +161,8 @@ class DeployForm(forms.Form):
         required=False,
         strip=True,
         label="Break glass (admins)",
-        help_text="Deploy during a freeze window: why (kept in the audit log).",
+        help_text="Deploy during a freeze window, or without the approvals in the "
+        "control plane the environment needs: why (kept in the audit log).",
     )
 
 

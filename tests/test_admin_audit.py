@@ -38,6 +38,8 @@ def env_form(env: Environment, **changes: str) -> dict[str, str]:
         "busy_wait": str(env.busy_wait),
         "approval_timeout": str(env.approval_timeout),
         "promotion_period_hours": str(env.promotion_period_hours),
+        "signoffs_required": str(env.signoffs_required),
+        "signoff_ttl": str(env.signoff_ttl),
         "github_environment": env.github_environment,
         "heartbeat_policy": env.heartbeat_policy,
         "exporter_policy": env.exporter_policy,

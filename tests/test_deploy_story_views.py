@@ -250,6 +250,8 @@ def test_request_records_the_environment_timeouts(sre_client: Client) -> None:
         "gate_timeout": 77,
         "busy_wait": 120,
         "approval_timeout": 3600,
+        "signoffs_required": 0,
+        "signoff_ttl": 14400,
     }
     Environment.objects.update(gate_timeout=5)
     run.refresh_from_db()

@@ -14,6 +14,7 @@ from django.db.models import Q
 from deploys import rules
 from deploys.engine.busy import busy_runners
 from deploys.engine.common import Kind, Run, event, finish, poll, recheck
+from deploys.engine.signoff import hold as hold_for_signoffs
 from deploys.models import DeployAttempt, DeployRun
 from rotations import gate as secrets_gate
 from runners.models import Runner
@@ -164,7 +165,7 @@ def decide(run: DeployRun, now: datetime) -> Decision:
 
 
 def gating(run: DeployRun, now: datetime) -> bool:
-    """Check the freeze and secrets, pick a runner, create the attempt; or wait,
+    """Check the freeze, approvals in the control plane and secrets, pick a runner, create the attempt; or wait,
     or give up."""
     env = run.environment
     window = env.freeze_at(now)
@@ -192,6 +193,8 @@ def gating(run: DeployRun, now: datetime) -> bool:
             now,
             detail=refusal.detail(),
         )
+    if hold_for_signoffs(run, now):
+        return False
     started = run.gate_started_at or now
     expired = now >= started + timedelta(seconds=run.timeout("gate_timeout"))
     missing, overdue = secrets_gate.check(env, now)
@@ -282,7 +285,8 @@ def _held_by_freeze(run: DeployRun) -> bool:
 
     Only a run that has not been dispatched yet (a run back at the gate for a
     failover is already deploying, and goes on), and not one an admin requested by
-    breaking glass past the freeze (the request checked it and was let through)."""
+    breaking glass through a freeze (the request checked the freeze and was let
+    through; breaking glass to skip approvals alone does not break a later freeze)."""
     if run.attempts.exists():
         return False
     return not run.events.filter(

@@ -47,31 +47,4 @@ class Migration(migrations.Migration):
                 ],
             ),
         ),
-        migrations.AlterField(
-            model_name="deployrun",
-            name="reason",
-            field=models.CharField(
-                blank=True,
-                choices=[
-                    ("", "none"),
-                    ("deploy_failed", "a deploy step failed"),
-                    ("no_healthy_runner", "no healthy runner"),
-                    ("missing_secrets", "required secrets missing"),
-                    ("max_attempts", "every attempt failed over"),
-                    ("dispatch_rejected", "GitHub refused the dispatch"),
-                    ("wrong_runner", "the job ran on another runner"),
-                    ("wrong_sha", "the job did not deploy the requested commit"),
-                    ("cancelled", "cancelled by a person"),
-                    ("frozen", "the environment froze before the deploy started"),
-                    ("approval_timeout", "not approved in GitHub in time"),
-                    ("rejected_in_github", "a reviewer rejected it in GitHub"),
-                    (
-                        "not_promoted",
-                        "the commit has not succeeded where it must first",
-                    ),
-                ],
-                default="",
-                max_length=30,
-            ),
-        ),
     ]

@@ -25,6 +25,7 @@ from deploys.models.runs import (
     IdempotencyRecord,
     new_correlation_token,
 )
+from deploys.models.signoffs import SignOff
 from deploys.models.webhooks import (
     WebhookDelivery,
     WebhookDeliveryQuerySet,
@@ -49,6 +50,7 @@ __all__ = [
     "FreezeWindow",
     "IdempotencyRecord",
     "PoolChoice",
+    "SignOff",
     "SignalPolicy",
     "TicketUpdate",
     "TicketUpdateQuerySet",

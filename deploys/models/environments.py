@@ -22,6 +22,7 @@ from controlplane.names import (
 )
 from deploys.models.change_tickets import ChangeTicketFields
 from deploys.models.rules_fields import DeployRulesFields
+from deploys.models.signoff_rules import SignOffRules
 from runners import name_labels
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
@@ -37,7 +38,7 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-class Environment(DeployRulesFields, ChangeTicketFields, models.Model):
+class Environment(DeployRulesFields, ChangeTicketFields, SignOffRules, models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
     class Policy(models.TextChoices):

@@ -9,12 +9,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from controlplane import audit
 from deploys import enqueue
 from deploys.models.environments import Environment
+from deploys.models.signoff_rules import SIGNOFF_SETTINGS
 
 
 class DeployRunQuerySet(models.QuerySet["DeployRun"]):
@@ -41,6 +42,12 @@ class DeployRunQuerySet(models.QuerySet["DeployRun"]):
             attempt_count=Count("attempts", distinct=True),
             failover_count=Count(
                 "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
+            ),
+            # An admin broke glass (a freeze, approvals): flagged in every list.
+            break_glass=Exists(
+                DeployEvent.objects.filter(
+                    run=OuterRef("pk"), kind=DeployEvent.Kind.BREAK_GLASS
+                )
             ),
         )
 
@@ -82,15 +89,14 @@ class DeployRun(models.Model):
         FROZEN = "frozen", "the environment froze before the deploy started"
         APPROVAL_TIMEOUT = "approval_timeout", "not approved in GitHub in time"
         REJECTED_IN_GITHUB = "rejected_in_github", "a reviewer rejected it in GitHub"
-        NOT_PROMOTED = (
-            "not_promoted",
-            "the commit has not succeeded where it must first",
-        )
+        NOT_PROMOTED = "not_promoted", "the commit was not promoted here first"
+        REJECTED = "rejected", "an SRE rejected it in the control plane"
 
     ACTIVE_STATES = (State.GATING, State.DISPATCHING, State.RUNNING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
     # The environment settings recorded on each deploy when it is requested.
-    TIMEOUTS = ("pickup_timeout", "gate_timeout", "busy_wait", "approval_timeout")
+    TIMEOUTS: tuple[str, ...] = ("pickup_timeout", "gate_timeout", "busy_wait")
+    TIMEOUTS += ("approval_timeout", *SIGNOFF_SETTINGS)
 
     environment = models.ForeignKey(
         Environment, on_delete=models.PROTECT, related_name="deploys"
@@ -288,6 +294,7 @@ DEPLOY_RUNBOOKS: dict[str, str] = {
     DeployRun.Reason.APPROVAL_TIMEOUT: "deploy-github-approval",
     DeployRun.Reason.REJECTED_IN_GITHUB: "deploy-github-approval",
     DeployRun.Reason.NOT_PROMOTED: "deploy-not-promoted",
+    DeployRun.Reason.REJECTED: "deploy-rejected",
 }
 
 
@@ -422,6 +429,9 @@ class DeployEvent(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        # Approvals in the control plane (not GitHub's): one given; enough of them.
+        SIGNOFF_APPROVED = "signoff_approved", "Approved (control plane)"
+        SIGNED_OFF = "signed_off", "Approvals Complete"
 
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="events")
     attempt = models.ForeignKey(
