@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from deploys.metrics import DeployAlertCollector
 from deploys.models import DeployAttempt, DeployRun, Environment
 from githubsim.hosts import exporter_text
 from githubsim.models import Runner as SimulatedRunner
+from inventory.loading import load_text
+from inventory.models import InventoryLoad
 from rotations.models import SecretRotationSchedule
 from runners.models import Reason, Runner, RunnerRelease, State
 from tests.conftest import ROOT
@@ -154,6 +157,13 @@ def make_every_family_report() -> None:
     SecretRotationSchedule(
         name="DEPLOY_KEY", last_rotated_at=now - timedelta(days=100)
     ).save()
+    # The intended inventory names one runner GitHub never registered.
+    load_text(
+        "prod-1\nprod-2\nprod-3\n",
+        "list",
+        source=InventoryLoad.Source.API,
+        actor="test",
+    )
 
 
 def exposed(client: Client) -> dict[str, list[dict[str, str]]]:
@@ -173,7 +183,13 @@ def test_metric_names_are_read_out_of_promql() -> None:
 
 
 @pytest.mark.django_db
-def test_every_query_names_metrics_the_app_exports(client: Client) -> None:
+def test_every_query_names_metrics_the_app_exports(
+    client: Client, settings: Any, tmp_path: Path
+) -> None:
+    # An inventory file is watched (its refusal has a family of its own).
+    inventory = tmp_path / "inventory.txt"
+    inventory.write_text("prod-1\nprod-2\nprod-3\n")
+    settings.INVENTORY_PATH = str(inventory)
     make_every_family_report()
     names = set(exposed(client)) | PROMETHEUS_SERIES
     host_series = node_exporter_series()
