@@ -11,8 +11,10 @@ the App (a ``deployment_protection_rule`` webhook) before it runs. The answer:
   only if it passes the same rules a requested deploy meets now: the environment is
   not paused or frozen, the job is pinned to a runner of the environment's pool that
   may take a deploy under its signal policy, and the ref and commit satisfy the
-  environment's deploy rules (``deploys.rules``: allowed refs, promotion); otherwise it is rejected with a comment that says why
-  and links the environment's page.
+  environment's deploy rules (``deploys.rules``: allowed refs, promotion), and
+  the environment requires no approvals in the control plane (only a deploy
+  requested there can collect them); otherwise it is rejected with a comment that
+  says why and links the environment's page.
 
 Each request is stored (``GateReview``, one per delivery), answered through the
 run's callback (``POST .../actions/runs/{run_id}/deployment_protection_rule``) by the
@@ -201,6 +203,11 @@ def outside_refusals(
     window = env.freeze_at(now)
     if window is not None:
         refusals.append(f"{env.name} is frozen ({window.reason})")
+    if env.signoffs_required:
+        refusals.append(
+            f"{env.name} needs {env.signoffs_required} approval(s) in the control "
+            "plane, which only a deploy requested there can collect"
+        )
     refusals.extend(_runner_refusals(env, jobs, now))
     try:
         refusals.extend(

@@ -349,3 +349,17 @@ def test_a_run_started_elsewhere_on_a_ref_the_rules_refuse_is_rejected(
     review = GateReview.objects.get(github_run_id=run_id)
     assert review.decision == "rejected"
     assert "production deploys only refs matching refs/tags/v*" in review.comment
+
+
+def test_a_run_started_elsewhere_for_an_environment_needing_approvals_is_rejected(
+    sim, app, django_capture_on_commit_callbacks
+):
+    simulated_env(sim, signoffs_required=2)
+    run_id = dispatch_from_github_ui(sim)
+    assert sim.wait_until(lambda: requests_for(sim, app, run_id), timeout=5)
+
+    deliver(requests_for(sim, app, run_id)[0], django_capture_on_commit_callbacks)
+
+    review = GateReview.objects.get(github_run_id=run_id)
+    assert review.decision == "rejected"
+    assert "production needs 2 approval(s) in the control plane" in review.comment
