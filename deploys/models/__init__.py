@@ -3,6 +3,7 @@ environments, their runner pools and the deploy runs sent to them."""
 
 from __future__ import annotations
 
+from deploys.models.dora import CommitDate, Rollback
 from deploys.models.environments import (
     FREEZE_HORIZON,
     MAX_FREEZE_MINUTES,
@@ -38,6 +39,7 @@ __all__ = [
     "DEPLOY_RUNBOOKS",
     "FREEZE_HORIZON",
     "MAX_FREEZE_MINUTES",
+    "CommitDate",
     "DeployAttempt",
     "GateReview",
     "DeployEvent",
@@ -47,6 +49,7 @@ __all__ = [
     "EnvironmentRunner",
     "FreezeWindow",
     "IdempotencyRecord",
+    "Rollback",
     "PoolChoice",
     "SignalPolicy",
     "WebhookDelivery",
