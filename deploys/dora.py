@@ -1,32 +1,40 @@
 """Deploy outcomes per environment, the four DORA figures, from the deploy history.
 
-Over the last ``DORA_WINDOW_DAYS`` (default 30) of finished deploys:
+Over the last ``DORA_WINDOW_DAYS`` (default 30) of finished deploys. A **change** is
+a deploy of a commit this environment has not run successfully before, that reached
+a runner: its first succeeded deploy, or a deploy of it that failed in a deploy step
+or deployed the wrong commit. Redeploys and rollbacks put back a commit that already
+ran here: they are deploys, not changes. Deploys that never reached a runner (no
+healthy runner, frozen, cancelled, refused) changed nothing and are left out. Runs
+started outside the control plane are not in its history.
 
-- **deployment frequency**: succeeded deploys per day;
-- **lead time for changes**: from a commit's date in GitHub (recorded when a request
-  resolves its ref, ``CommitDate``) to the first succeeded deploy of that commit here;
-  redeploys of a commit already deployed are not new changes;
-- **change failure rate**: of the changes that reached a runner (succeeded deploys,
-  and deploys that failed in a deploy step or deployed the wrong commit), the share
-  that failed or was later rolled back (``Rollback``). Deploys that never reached a
-  runner (no healthy runner, frozen, cancelled, refused) changed nothing and are left
-  out;
-- **time to restore**: from each failed change (its end, or the rollback's request for
-  a rolled-back one) to the next succeeded deploy.
+- **deployment frequency**: changes deployed (first succeeded deploys of a commit)
+  per day. Counting redeploys and rollbacks would make a bad week look busy;
+- **lead time for changes**: from a commit's date in GitHub (the committer's date,
+  recorded when a request resolves its ref, ``CommitDate``) to its first succeeded
+  deploy here; the head commit's date only, so a deploy carrying several commits
+  counts from the newest;
+- **change failure rate**: of the changes, the share that failed or whose commit was
+  later rolled back (``Rollback``, whichever deploy of that commit it replaced);
+- **time to restore**: from each failed change's end to the next succeeded deploy
+  whose commit was not rolled back. For a rolled-back change the clock starts when
+  it went live, not when someone asked for the rollback: the bad commit served
+  production while nobody had noticed yet, and that is part of the outage.
 
-Medians are reported for the times. :func:`compute` makes four queries whatever the
-history's length.
+Medians are reported for the times. :func:`compute` makes three queries whatever
+the history's length.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from controlplane.env import envint
@@ -42,10 +50,58 @@ def window_days() -> int:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One finished deploy of the window, as the figures read it."""
+
+    pk: int
+    sha: str
+    state: str
+    reason: str
+    finished_at: datetime
+    committed_at: datetime | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == DeployRun.State.SUCCEEDED
+
+    @property
+    def ran(self) -> bool:
+        """It reached a runner: succeeded, or failed in what the job did."""
+        return self.succeeded or self.reason in CHANGE_FAILURES
+
+
+@dataclass(frozen=True)
 class Day:
     day: date
     succeeded: int
-    failed: int
+    failed: int  # failed after reaching a runner
+    not_run: int  # failed before reaching one
+
+
+@dataclass(frozen=True)
+class LeadTime:
+    run_id: int
+    sha: str
+    deployed_at: datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed change: a deploy that failed, or one whose commit was rolled back."""
+
+    run_id: int
+    sha: str
+    failed_at: datetime
+    rolled_back: bool
+    restored_by: int | None = None
+    restored_at: datetime | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.restored_at is None:
+            return None
+        return (self.restored_at - self.failed_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -53,35 +109,44 @@ class Figures:
     """One environment's deploy outcomes over the window."""
 
     window_days: int
-    succeeded: int
+    start: datetime
+    now: datetime
+    deploys: int  # succeeded deploys of any kind
+    changes_deployed: int  # first succeeded deploys of a commit
     days: list[Day]
-    # (deploy id, seconds from commit to deploy), oldest first.
-    lead_times: list[tuple[int, float]]
-    # Succeeded first deploys of a commit whose commit date is not recorded.
+    lead_times: list[LeadTime]  # oldest first
+    # Changes deployed whose commit date is not recorded.
     lead_time_unknown: int
-    changes: int
-    failed_changes: int
-    # (failed deploy id, seconds to the next succeeded deploy), oldest first.
-    restores: list[tuple[int, float]]
-    # The oldest failed change no succeeded deploy has followed yet.
-    failing_since: datetime | None = None
-    notes: list[str] = field(default_factory=list)
+    changes: int  # changes deployed, and changes that failed in a deploy
+    failures: list[Failure]  # oldest first
 
     @property
     def per_day(self) -> float:
-        return self.succeeded / self.window_days
+        return self.changes_deployed / self.window_days
 
     @property
     def lead_time_median(self) -> float | None:
-        return _median(seconds for _, seconds in self.lead_times)
+        return _median(item.seconds for item in self.lead_times)
 
     @property
     def change_failure_rate(self) -> float | None:
-        return self.failed_changes / self.changes if self.changes else None
+        return len(self.failures) / self.changes if self.changes else None
+
+    @property
+    def restores(self) -> list[Failure]:
+        return [item for item in self.failures if item.restored_at is not None]
 
     @property
     def restore_median(self) -> float | None:
-        return _median(seconds for _, seconds in self.restores)
+        return _median(item.seconds or 0.0 for item in self.restores)
+
+    @property
+    def failing_since(self) -> datetime | None:
+        """When the oldest failed change no good deploy has followed yet failed."""
+        return next(
+            (item.failed_at for item in self.failures if item.restored_at is None),
+            None,
+        )
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -90,156 +155,178 @@ def _median(values: Iterable[float]) -> float | None:
 
 
 def compute(env: Environment, now: datetime) -> Figures:
+    """1. The window's finished deploys, each with its commit's date (one query).
+    2. The commits among them that succeeded here before the window (one query).
+    3. The commits rolled back since the window began (one query).
+    4. Walk the deploys oldest first, telling changes from redeploys."""
     days = window_days()
     start = now - timedelta(days=days)
-    runs = list(
-        DeployRun.objects.filter(
-            environment=env,
-            state__in=(DeployRun.State.SUCCEEDED, DeployRun.State.FAILED),
-            finished_at__gte=start,
-            finished_at__lte=now,
+    finished = DeployRun.objects.filter(
+        environment=env,
+        state__in=(DeployRun.State.SUCCEEDED, DeployRun.State.FAILED),
+        finished_at__gte=start,
+        finished_at__lte=now,
+    )
+    rows = (
+        finished.annotate(
+            committed_at=Subquery(
+                CommitDate.objects.filter(
+                    repository=env.repository, sha=OuterRef("sha")
+                ).values("committed_at")[:1]
+            )
         )
         .order_by("finished_at", "pk")
-        .values("pk", "sha", "state", "reason", "finished_at")
+        .values_list("pk", "sha", "state", "reason", "finished_at", "committed_at")
     )
-    succeeded = [r for r in runs if r["state"] == DeployRun.State.SUCCEEDED]
-    changes = succeeded + [
-        r
-        for r in runs
-        if r["state"] == DeployRun.State.FAILED and r["reason"] in CHANGE_FAILURES
+    runs = [
+        Run(pk, sha, state, reason, finished_at, committed_at)
+        for pk, sha, state, reason, finished_at, committed_at in rows
+        if finished_at is not None  # the filter says so; the type does not
     ]
-    rolled_back = dict(
-        Rollback.objects.filter(replaced__in=[r["pk"] for r in succeeded]).values_list(
-            "replaced_id", "run__created_at"
-        )
-    )
-    lead_times, unknown = _lead_times(env, succeeded, start)
-    failures: list[tuple[int, datetime]] = sorted(
-        [
-            (r["pk"], r["finished_at"])
-            for r in changes
-            if r["state"] == DeployRun.State.FAILED
-        ]
-        + [(pk, at) for pk, at in rolled_back.items()],
-        key=lambda item: item[1],
-    )
-    restores, failing_since = _restores(failures, succeeded, set(rolled_back))
-    return Figures(
-        window_days=days,
-        succeeded=len(succeeded),
-        days=_days(runs, now, days),
-        lead_times=lead_times,
-        lead_time_unknown=unknown,
-        changes=len(changes),
-        failed_changes=len(failures),
-        restores=restores,
-        failing_since=failing_since,
-    )
-
-
-def _lead_times(
-    env: Environment, succeeded: list[dict[str, Any]], start: datetime
-) -> tuple[list[tuple[int, float]], int]:
-    """Commit to first succeeded deploy here, for each commit first deployed in the
-    window; and how many such deploys have no recorded commit date."""
-    shas = {r["sha"] for r in succeeded if r["sha"]}
-    dates = dict(
-        CommitDate.objects.filter(repository=env.repository, sha__in=shas).values_list(
-            "sha", "committed_at"
-        )
-    )
-    earlier = set(
+    deployed = set(
         DeployRun.objects.filter(
             environment=env,
             state=DeployRun.State.SUCCEEDED,
-            sha__in=shas,
             finished_at__lt=start,
-        ).values_list("sha", flat=True)
+            sha__in=finished.exclude(sha="").values("sha"),
+        )
+        .order_by()
+        .values_list("sha", flat=True)
+        .distinct()
     )
-    seen: set[str] = set(earlier)
-    lead_times: list[tuple[int, float]] = []
-    unknown = 0
-    for run in succeeded:
-        sha = run["sha"]
-        if not sha or sha in seen:
+    rolled_back = set(
+        Rollback.objects.filter(
+            replaced__environment=env,
+            run__created_at__gte=start,
+            run__created_at__lte=now,
+        )
+        .exclude(replaced__sha="")
+        .values_list("replaced__sha", flat=True)
+    )
+    return _walk(runs, deployed, rolled_back, now, start, days)
+
+
+def _walk(
+    runs: list[Run],
+    deployed: set[str],
+    rolled_back: set[str],
+    now: datetime,
+    start: datetime,
+    days: int,
+) -> Figures:
+    changes_deployed = changes = unknown = 0
+    lead_times: list[LeadTime] = []
+    failed: list[Run] = []
+    for run in runs:
+        # A run without a SHA cannot be told from a redeploy: counted as a change.
+        if not run.ran or (run.sha and run.sha in deployed):
             continue
-        seen.add(sha)
-        committed = dates.get(sha)
-        if committed is None:
+        changes += 1
+        if not run.succeeded:
+            failed.append(run)
+            continue
+        changes_deployed += 1
+        if run.sha:
+            deployed.add(run.sha)
+        if run.sha in rolled_back:
+            failed.append(run)
+        if run.committed_at is None:
             unknown += 1
             continue
-        seconds = (run["finished_at"] - committed).total_seconds()
-        lead_times.append((run["pk"], max(0.0, seconds)))
-    return lead_times, unknown
+        seconds = (run.finished_at - run.committed_at).total_seconds()
+        # A committer's clock ahead of GitHub's is not a negative lead time.
+        lead_times.append(LeadTime(run.pk, run.sha, run.finished_at, max(0.0, seconds)))
+    good = [r for r in runs if r.succeeded and not (r.sha and r.sha in rolled_back)]
+    return Figures(
+        window_days=days,
+        start=start,
+        now=now,
+        deploys=sum(1 for r in runs if r.succeeded),
+        changes_deployed=changes_deployed,
+        days=_days(runs, start, now),
+        lead_times=lead_times,
+        lead_time_unknown=unknown,
+        changes=changes,
+        failures=[_restored(run, good, rolled_back) for run in failed],
+    )
 
 
-def _restores(
-    failures: list[tuple[int, datetime]],
-    succeeded: list[dict[str, Any]],
-    rolled_back: set[int],
-) -> tuple[list[tuple[int, float]], datetime | None]:
-    """For each failed change, the time to the next succeeded deploy that was not
-    itself rolled back; the oldest failure not restored yet."""
-    good = [r for r in succeeded if r["pk"] not in rolled_back]
-    restores: list[tuple[int, float]] = []
-    failing_since: datetime | None = None
-    for pk, failed_at in failures:
-        after = next((r for r in good if r["finished_at"] > failed_at), None)
-        if after is None:
-            failing_since = failing_since or failed_at
-            continue
-        restores.append((pk, (after["finished_at"] - failed_at).total_seconds()))
-    return restores, failing_since
+def _restored(run: Run, good: list[Run], rolled_back: set[str]) -> Failure:
+    """The failed change and the next good deploy after it, if any yet."""
+    after = next((r for r in good if r.finished_at > run.finished_at), None)
+    return Failure(
+        run_id=run.pk,
+        sha=run.sha,
+        failed_at=run.finished_at,
+        rolled_back=run.succeeded and run.sha in rolled_back,
+        restored_by=after.pk if after else None,
+        restored_at=after.finished_at if after else None,
+    )
 
 
-def _days(runs: list[dict[str, Any]], now: datetime, days: int) -> list[Day]:
-    """Succeeded and failed deploys per UTC day, oldest first, one entry per day."""
-    today = now.date()
-    counts: dict[date, list[int]] = {
-        today - timedelta(days=offset): [0, 0] for offset in range(days)
-    }
+def _days(runs: list[Run], start: datetime, now: datetime) -> list[Day]:
+    """Deploys per UTC day of the window, oldest first, one entry per day."""
+    counts: dict[date, list[int]] = {}
+    day = start.date()
+    while day <= now.date():
+        counts[day] = [0, 0, 0]
+        day += timedelta(days=1)
     for run in runs:
-        day = run["finished_at"].date()
-        if day in counts:
-            counts[day][0 if run["state"] == DeployRun.State.SUCCEEDED else 1] += 1
-    return [Day(day, ok, bad) for day, (ok, bad) in sorted(counts.items())]
+        kind = 0 if run.succeeded else 1 if run.ran else 2
+        counts[run.finished_at.date()][kind] += 1
+    return [Day(day, *values) for day, values in counts.items()]
 
 
 class DoraCollector:
-    """The four figures per environment, computed at scrape time."""
+    """The four figures per environment, computed at scrape time: three queries per
+    environment, plus one for the environments."""
+
+    name = "dora"
 
     def collect(self) -> Iterable[Metric]:
         from django.utils import timezone
 
         now = timezone.now()
-        frequency = GaugeMetricFamily(
-            "controlplane_dora_deploys_per_day",
-            "Succeeded deploys per day over the DORA window.",
-            labels=["environment"],
-        )
-        lead = GaugeMetricFamily(
-            "controlplane_dora_lead_time_seconds",
-            "Median time from a commit to its first succeeded deploy (DORA window).",
-            labels=["environment"],
-        )
-        failure = GaugeMetricFamily(
-            "controlplane_dora_change_failure_ratio",
-            "Share of changes that failed or were rolled back (DORA window).",
-            labels=["environment"],
-        )
-        restore = GaugeMetricFamily(
-            "controlplane_dora_time_to_restore_seconds",
-            "Median time from a failed change to the next good deploy (DORA window).",
-            labels=["environment"],
-        )
+        labels = ["environment"]
+        families: dict[str, GaugeMetricFamily] = {
+            name: GaugeMetricFamily(f"controlplane_dora_{name}", text, labels=labels)
+            for name, text in (
+                ("deploys_per_day", "Changes deployed per day over the DORA window."),
+                (
+                    "lead_time_seconds",
+                    "Median time from a commit to its first succeeded deploy "
+                    "(DORA window).",
+                ),
+                (
+                    "change_failure_ratio",
+                    "Share of changes that failed or were rolled back (DORA window).",
+                ),
+                (
+                    "time_to_restore_seconds",
+                    "Median time from a failed change to the next good deploy "
+                    "(DORA window).",
+                ),
+                ("changes", "Changes (deploys of a new commit) in the DORA window."),
+                (
+                    "failing_since_timestamp_seconds",
+                    "When the oldest failed change not yet followed by a good "
+                    "deploy failed (absent when none).",
+                ),
+            )
+        }
         for env in Environment.objects.only("pk", "name", "repository"):
             figures = compute(env, now)
-            frequency.add_metric([env.name], figures.per_day)
-            for family, value in (
-                (lead, figures.lead_time_median),
-                (failure, figures.change_failure_rate),
-                (restore, figures.restore_median),
-            ):
+            since = figures.failing_since
+            values: dict[str, Any] = {
+                "deploys_per_day": figures.per_day,
+                "lead_time_seconds": figures.lead_time_median,
+                "change_failure_ratio": figures.change_failure_rate,
+                "time_to_restore_seconds": figures.restore_median,
+                "changes": figures.changes,
+                "failing_since_timestamp_seconds": since.timestamp() if since else None,
+            }
+            for name, value in values.items():
+                # No sample when there is nothing to measure: unknown, not zero.
                 if value is not None:
-                    family.add_metric([env.name], value)
-        yield from (frequency, lead, failure, restore)
+                    families[name].add_metric([env.name], float(value))
+        yield from families.values()
