@@ -33,20 +33,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from controlplane.env import envint
+from deploys.dora_conf import window_days
 from deploys.models import CommitDate, DeployRun, Environment, Rollback
 
-_WINDOW_DAYS = envint("DORA_WINDOW_DAYS", 30, minimum=1)
 # A failed deploy counts as a failed change when the job ran the change.
 CHANGE_FAILURES = (DeployRun.Reason.DEPLOY_FAILED, DeployRun.Reason.WRONG_SHA)
-
-
-def window_days() -> int:
-    return int(getattr(settings, "DORA_WINDOW_DAYS", _WINDOW_DAYS))
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,22 @@ def test_a_quiet_environment_says_so() -> None:
     assert "No change failed in 30 days." in notes(compute(env, NOW))
 
 
+def test_the_window_follows_the_setting(settings: Any) -> None:
+    settings.DORA_WINDOW_DAYS = 7
+    env = make_env()
+    deploy(env, 1, 10)
+    deploy(env, 2, 6)
+
+    figures = compute(env, NOW)
+
+    assert (figures.window_days, figures.changes_deployed, len(figures.days)) == (
+        7,
+        1,
+        8,
+    )
+    assert figures.per_day == 1 / 7
+
+
 def test_compute_makes_three_queries_whatever_the_history(
     django_assert_num_queries: Any,
 ) -> None:
