@@ -13,12 +13,12 @@ from datetime import datetime
 from deploys.dora import Figures
 
 # Chart coordinates (the SVG's viewBox units; each chart scales to its card).
-WIDTH = 600
-LEFT = 52  # room for the value axis labels
-RIGHT = WIDTH - 8
-TOP = 10
-PLOT = 110  # the plot's height
-HEIGHT = TOP + PLOT + 26  # room for the time axis labels
+WIDTH = 380
+LEFT = 44  # room for the value axis labels
+RIGHT = WIDTH - 4
+TOP = 8
+PLOT = 100  # the plot's height
+HEIGHT = TOP + PLOT + 22  # room for the time axis labels
 LANE = 14  # one row of the restores chart
 # Succeeded, failed after reaching a runner, failed before reaching one.
 OUTCOMES = (
@@ -64,6 +64,7 @@ class Dot:
 class Tick:
     at: float  # x on the time axis, y on the value axis
     label: str
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,12 @@ def _time_ticks(figures: Figures) -> list[Tick]:
     days = figures.days
     picks = [days[0], days[len(days) // 2], days[-1]]
     slot = (RIGHT - LEFT) / len(days)
+    # The end labels stay inside the chart.
+    anchors = ("start", "middle", "end")
+    xs = (LEFT, LEFT + days.index(picks[1]) * slot + slot / 2, RIGHT)
     return [
-        Tick(round(LEFT + days.index(d) * slot + slot / 2, 1), f"{d.day:%b %d}")
-        for d in picks
+        Tick(round(x, 1), f"{d.day:%b %d}", anchor)
+        for x, d, anchor in zip(xs, picks, anchors, strict=True)
     ]
 
 
@@ -208,7 +212,7 @@ def restores(figures: Figures) -> Chart:
             Rect(
                 start,
                 TOP + row * LANE,
-                round(max(2.0, end - start), 1),
+                round(max(4.0, end - start), 1),
                 LANE - 4,
                 kind,
                 f"deploy #{item.run_id} ({item.sha[:7] or 'no commit'}) {how}, "
@@ -221,7 +225,7 @@ def restores(figures: Figures) -> Chart:
         dots=[],
         x_ticks=_time_ticks(figures),
         y_ticks=[],
-        height=axis_y + 26,
+        height=axis_y + 22,
         axis_y=axis_y,
         summary=f"{len(rects)} failed changes, each until the deploy that restored it.",
     )

@@ -40,9 +40,10 @@ def deploy(
     days_ago: float,
     state: str = DeployRun.State.SUCCEEDED,
     reason: str = "",
+    now: datetime = NOW,
 ) -> DeployRun:
-    """A deploy of commit ``commit`` that finished ``days_ago`` days before NOW."""
-    finished = NOW - timedelta(days=days_ago)
+    """A deploy of commit ``commit`` that finished ``days_ago`` days before ``now``."""
+    finished = now - timedelta(days=days_ago)
     return DeployRun.objects.create(
         environment=env,
         ref="main",
@@ -55,36 +56,40 @@ def deploy(
     )
 
 
-def failed(env: Environment, commit: int, days_ago: float, reason: str) -> DeployRun:
-    return deploy(env, commit, days_ago, DeployRun.State.FAILED, reason)
+def failed(
+    env: Environment, commit: int, days_ago: float, reason: str, now: datetime = NOW
+) -> DeployRun:
+    return deploy(env, commit, days_ago, DeployRun.State.FAILED, reason, now)
 
 
-def committed(commit: int, days_ago: float, repository: str = REPOSITORY) -> None:
+def committed(
+    commit: int, days_ago: float, repository: str = REPOSITORY, now: datetime = NOW
+) -> None:
     CommitDate.objects.create(
         repository=repository,
         sha=sha(commit),
-        committed_at=NOW - timedelta(days=days_ago),
+        committed_at=now - timedelta(days=days_ago),
     )
 
 
 def rolled_back(
-    env: Environment, replaced: DeployRun, to: int, days_ago: float
+    env: Environment, replaced: DeployRun, to: int, days_ago: float, now: datetime = NOW
 ) -> None:
-    run = deploy(env, to, days_ago)
+    run = deploy(env, to, days_ago, now=now)
     Rollback.objects.create(run=run, replaced=replaced)
 
 
-def seed_failures(env: Environment, base: int = 0) -> None:
+def seed_failures(env: Environment, base: int = 0, now: datetime = NOW) -> None:
     """Commit 1 deployed; commit 2 fails in a step, is retried and rolled back to 1;
     commit 3 deploys the wrong commit; commit 4 finds no healthy runner, then
     deploys (commits numbered from ``base``)."""
-    deploy(env, base + 1, 10)
-    failed(env, base + 2, 8, DeployRun.Reason.DEPLOY_FAILED)
-    two = deploy(env, base + 2, 8 - 1 / 24)
-    rolled_back(env, two, base + 1, 7)
-    failed(env, base + 3, 5, DeployRun.Reason.WRONG_SHA)
-    failed(env, base + 4, 4, DeployRun.Reason.NO_HEALTHY_RUNNER)
-    deploy(env, base + 4, 3)
+    deploy(env, base + 1, 10, now=now)
+    failed(env, base + 2, 8, DeployRun.Reason.DEPLOY_FAILED, now)
+    two = deploy(env, base + 2, 8 - 1 / 24, now=now)
+    rolled_back(env, two, base + 1, 7, now)
+    failed(env, base + 3, 5, DeployRun.Reason.WRONG_SHA, now)
+    failed(env, base + 4, 4, DeployRun.Reason.NO_HEALTHY_RUNNER, now)
+    deploy(env, base + 4, 3, now=now)
 
 
 # Figures ------------------------------------------------------------------------------
