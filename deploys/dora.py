@@ -27,6 +27,7 @@ the history's length.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -230,7 +231,9 @@ def _walk(
         seconds = (run.finished_at - run.committed_at).total_seconds()
         # A committer's clock ahead of GitHub's is not a negative lead time.
         lead_times.append(LeadTime(run.pk, run.sha, run.finished_at, max(0.0, seconds)))
+    # The deploys that restore service, oldest first: a bisection finds the next one.
     good = [r for r in runs if r.succeeded and not (r.sha and r.sha in rolled_back)]
+    good_at = [r.finished_at for r in good]
     return Figures(
         window_days=days,
         start=start,
@@ -241,13 +244,16 @@ def _walk(
         lead_times=lead_times,
         lead_time_unknown=unknown,
         changes=changes,
-        failures=[_restored(run, good, rolled_back) for run in failed],
+        failures=[_restored(run, good, good_at, rolled_back) for run in failed],
     )
 
 
-def _restored(run: Run, good: list[Run], rolled_back: set[str]) -> Failure:
+def _restored(
+    run: Run, good: list[Run], good_at: list[datetime], rolled_back: set[str]
+) -> Failure:
     """The failed change and the next good deploy after it, if any yet."""
-    after = next((r for r in good if r.finished_at > run.finished_at), None)
+    index = bisect.bisect_right(good_at, run.finished_at)
+    after = good[index] if index < len(good) else None
     return Failure(
         run_id=run.pk,
         sha=run.sha,
