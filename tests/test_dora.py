@@ -324,9 +324,12 @@ def test_an_environment_without_history_says_so(viewer_client: Client) -> None:
 
 def dora_samples(client: Client) -> dict[tuple[str, str], float]:
     text = client.get("/metrics").content.decode()
+    families = list(text_string_to_metric_families(text))
+    up = next(f for f in families if f.name == "controlplane_metrics_collector_up")
+    assert {"collector": "dora"} in [s.labels for s in up.samples if s.value == 1]
     return {
         (sample.name, sample.labels["environment"]): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         if family.name.startswith("controlplane_dora_")
         for sample in family.samples
     }
