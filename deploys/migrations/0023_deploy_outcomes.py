@@ -27,6 +27,7 @@ class Migration(migrations.Migration):
                 ("committed_at", models.DateTimeField()),
             ],
             options={
+                "ordering": ["repository", "committed_at", "pk"],
                 "constraints": [
                     models.UniqueConstraint(
                         fields=("repository", "sha"), name="commit_date_uniq"
@@ -63,5 +64,8 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
+            options={
+                "ordering": ["pk"],
+            },
         ),
     ]

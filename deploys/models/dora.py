@@ -17,6 +17,7 @@ class CommitDate(models.Model):
     committed_at = models.DateTimeField()
 
     class Meta:
+        ordering = ["repository", "committed_at", "pk"]
         constraints = [
             models.UniqueConstraint(
                 fields=["repository", "sha"], name="commit_date_uniq"
@@ -29,7 +30,7 @@ class CommitDate(models.Model):
 
 class Rollback(models.Model):
     """A deploy requested as a rollback, and the deploy it replaced: the replaced
-    deploy counts as a failed change."""
+    deploy's commit counts as a failed change (``deploys.dora``)."""
 
     run = models.OneToOneField(
         DeployRun, on_delete=models.CASCADE, related_name="rollback"
@@ -37,6 +38,9 @@ class Rollback(models.Model):
     replaced = models.ForeignKey(
         DeployRun, on_delete=models.CASCADE, related_name="rolled_back_by"
     )
+
+    class Meta:
+        ordering = ["pk"]
 
     def __str__(self) -> str:
         return f"deploy {self.run_id} rolls back deploy {self.replaced_id}"
