@@ -9,7 +9,8 @@ healthy runner, frozen, cancelled, refused) changed nothing and are left out. Ru
 started outside the control plane are not in its history.
 
 - **deployment frequency**: changes deployed (first succeeded deploys of a commit)
-  per day. Counting redeploys and rollbacks would make a bad week look busy;
+  per day of the window the environment existed. Counting redeploys and rollbacks
+  would make a bad week look busy;
 - **lead time for changes**: from a commit's date in GitHub (the committer's date,
   recorded when a request resolves its ref, ``CommitDate``) to its first succeeded
   deploy here; the head commit's date only, so a deploy carrying several commits
@@ -106,6 +107,8 @@ class Figures:
     window_days: int
     start: datetime
     now: datetime
+    # Days of the window the environment existed (at least one).
+    observed_days: float
     deploys: int  # succeeded deploys of any kind
     changes_deployed: int  # first succeeded deploys of a commit
     days: list[Day]
@@ -117,7 +120,14 @@ class Figures:
 
     @property
     def per_day(self) -> float:
-        return self.changes_deployed / self.window_days
+        # Per day the environment existed: a week-old environment deploying daily
+        # deploys daily, not a quarter as often.
+        return self.changes_deployed / self.observed_days
+
+    @property
+    def young(self) -> bool:
+        """The environment is younger than the window."""
+        return self.observed_days < self.window_days
 
     @property
     def lead_time_median(self) -> float | None:
@@ -198,7 +208,8 @@ def compute(env: Environment, now: datetime) -> Figures:
         .exclude(replaced__sha="")
         .values_list("replaced__sha", flat=True)
     )
-    return _walk(runs, deployed, rolled_back, now, start, days)
+    observed = (now - max(start, env.created_at)).total_seconds() / 86400
+    return _walk(runs, deployed, rolled_back, now, start, days, max(1.0, observed))
 
 
 def _walk(
@@ -208,6 +219,7 @@ def _walk(
     now: datetime,
     start: datetime,
     days: int,
+    observed_days: float,
 ) -> Figures:
     changes_deployed = changes = unknown = 0
     lead_times: list[LeadTime] = []
@@ -238,6 +250,7 @@ def _walk(
         window_days=days,
         start=start,
         now=now,
+        observed_days=observed_days,
         deploys=sum(1 for r in runs if r.succeeded),
         changes_deployed=changes_deployed,
         days=_days(runs, start, now),
@@ -314,7 +327,7 @@ class DoraCollector:
                 ),
             )
         }
-        for env in Environment.objects.only("pk", "name", "repository"):
+        for env in Environment.objects.only("pk", "name", "repository", "created_at"):
             figures = compute(env, now)
             since = figures.failing_since
             values: dict[str, Any] = {

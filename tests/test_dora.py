@@ -21,6 +21,7 @@ from deploys.models import CommitDate, DeployRun, Environment, Rollback
 from deploys.redeploy import rollback
 from deploys.templatetags.dora import notes
 from githubsim import Simulator
+from runners.models import Runner
 from tests.factories import REPOSITORY, make_env, pool_runner
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DAY = 86400.0
 HOUR = 3600.0
+
+
+def old_env(name: str = "production", *runners: Runner, **kw: Any) -> Environment:
+    """An environment older than the window (a younger one counts fewer days)."""
+    kw.setdefault("created_at", NOW - timedelta(days=365))
+    return make_env(name, *runners, **kw)
 
 
 def sha(n: int) -> str:
@@ -96,7 +103,7 @@ def seed_failures(env: Environment, base: int = 0, now: datetime = NOW) -> None:
 
 
 def test_frequency_counts_changes_not_redeploys_or_deploys_that_never_ran() -> None:
-    env = make_env()
+    env = old_env()
     deploy(env, 1, 40)  # before the window
     deploy(env, 1, 20)  # a redeploy of a commit deployed before the window
     deploy(env, 2, 10)
@@ -104,7 +111,7 @@ def test_frequency_counts_changes_not_redeploys_or_deploys_that_never_ran() -> N
     failed(env, 3, 2, DeployRun.Reason.NO_HEALTHY_RUNNER)
     deploy(env, 3, 2, state=DeployRun.State.CANCELLED)
     deploy(env, 3, 1)
-    deploy(make_env("staging"), 4, 1)  # another environment
+    deploy(old_env("staging"), 4, 1)  # another environment
 
     figures = compute(env, NOW)
 
@@ -118,7 +125,7 @@ def test_frequency_counts_changes_not_redeploys_or_deploys_that_never_ran() -> N
 
 
 def test_lead_time_runs_from_the_commit_date_to_the_first_good_deploy() -> None:
-    env = make_env()
+    env = old_env()
     deploy(env, 1, 10)
     committed(1, 10 + 3 / 24)  # 3 h before its deploy
     deploy(env, 1, 9)  # a redeploy: not a change
@@ -142,7 +149,7 @@ def test_lead_time_runs_from_the_commit_date_to_the_first_good_deploy() -> None:
 
 
 def test_failure_rate_counts_failed_and_rolled_back_changes() -> None:
-    env = make_env()
+    env = old_env()
     seed_failures(env)
 
     figures = compute(env, NOW)
@@ -159,7 +166,7 @@ def test_failure_rate_counts_failed_and_rolled_back_changes() -> None:
 
 
 def test_time_to_restore_runs_to_the_next_deploy_not_rolled_back() -> None:
-    env = make_env()
+    env = old_env()
     seed_failures(env)
 
     figures = compute(env, NOW)
@@ -173,7 +180,7 @@ def test_time_to_restore_runs_to_the_next_deploy_not_rolled_back() -> None:
 
 
 def test_a_failure_no_good_deploy_followed_is_still_failing() -> None:
-    env = make_env()
+    env = old_env()
     deploy(env, 1, 3)
     bad = deploy(env, 2, 2)
     rolled_back(env, bad, 1, 1.5)
@@ -192,7 +199,7 @@ def test_a_failure_no_good_deploy_followed_is_still_failing() -> None:
 
 
 def test_a_quiet_environment_says_so() -> None:
-    env = make_env()
+    env = old_env()
     deploy(env, 1, 40)
     deploy(env, 1, 2)  # a redeploy
 
@@ -207,9 +214,23 @@ def test_a_quiet_environment_says_so() -> None:
     assert "No change failed in 30 days." in notes(compute(env, NOW))
 
 
+def test_a_young_environment_counts_the_days_it_existed() -> None:
+    env = old_env(created_at=NOW - timedelta(days=4))
+    for commit in range(1, 7):
+        deploy(env, commit, commit / 2)
+
+    figures = compute(env, NOW)
+
+    assert (figures.observed_days, figures.per_day) == (4, 6 / 4)
+    assert notes(figures)[0] == (
+        "Only 4 of 30 days of history: the environment was added since; deployment "
+        "frequency is per day since then."
+    )
+
+
 def test_the_window_follows_the_setting(settings: Any) -> None:
     settings.DORA_WINDOW_DAYS = 7
-    env = make_env()
+    env = old_env()
     deploy(env, 1, 10)
     deploy(env, 2, 6)
 
@@ -226,11 +247,11 @@ def test_the_window_follows_the_setting(settings: Any) -> None:
 def test_compute_makes_three_queries_whatever_the_history(
     django_assert_num_queries: Any,
 ) -> None:
-    env = make_env()
+    env = old_env()
     with django_assert_num_queries(3):
         compute(env, NOW)
     for offset in range(10):
-        seed_failures(make_env(f"env-{offset}"))
+        seed_failures(old_env(f"env-{offset}"))
         seed_failures(env, base=10 * offset)
     with django_assert_num_queries(3):
         figures = compute(env, NOW)
@@ -243,7 +264,7 @@ def test_compute_makes_three_queries_whatever_the_history(
 def test_resolving_a_ref_records_the_commits_date_from_github(
     github: Simulator,
 ) -> None:
-    env = make_env()
+    env = old_env()
     head = github.push("main")
 
     assert resolve(env, "main") == head
@@ -257,7 +278,7 @@ def test_resolving_a_ref_records_the_commits_date_from_github(
 
 
 def test_rollback_records_the_deploy_it_replaces(github: Simulator, sre: User) -> None:
-    env = make_env("production", pool_runner("p1"))
+    env = old_env("production", pool_runner("p1"))
     old, new = github.sha_of("main"), github.push("main")
     DeployRun.objects.create(
         environment=env, ref="main", sha=old, state="succeeded", finished_at=NOW
@@ -285,7 +306,7 @@ def test_the_environment_page_shows_the_figures_and_the_charts(
     viewer_client: Client, time_machine: Any
 ) -> None:
     time_machine.move_to(NOW, tick=False)
-    env = make_env()
+    env = old_env()
     seed_failures(env)
     committed(1, 10 + 2 / 24)
     committed(4, 4)
@@ -313,7 +334,7 @@ def test_the_environment_page_shows_the_figures_and_the_charts(
 
 
 def test_an_environment_without_history_says_so(viewer_client: Client) -> None:
-    make_env()
+    old_env()
     html = viewer_client.get("/deploys/environments/production/").content.decode()
     assert "No change reached a runner in 30 days: nothing to measure." in html
     assert "nothing failed" in html
@@ -339,10 +360,10 @@ def test_the_figures_are_exported_per_environment(
     client: Client, time_machine: Any
 ) -> None:
     time_machine.move_to(NOW, tick=False)
-    seed_failures(make_env())
+    seed_failures(old_env())
     committed(1, 10 + 2 / 24)
-    failed(make_env("staging"), 9, 1, DeployRun.Reason.DEPLOY_FAILED)
-    make_env("empty")
+    failed(old_env("staging"), 9, 1, DeployRun.Reason.DEPLOY_FAILED)
+    old_env("empty")
 
     samples = dora_samples(client)
 
@@ -367,12 +388,12 @@ def test_a_scrape_makes_three_queries_per_environment(
     django_assert_num_queries: Any,
 ) -> None:
     for index in range(2):
-        seed_failures(make_env(f"small-{index}"))
+        seed_failures(old_env(f"small-{index}"))
     # The environments, then three per environment.
     with django_assert_num_queries(1 + 3 * 2):
         list(DoraCollector().collect())
     for index in range(4):
-        seed_failures(make_env(f"large-{index}"))
+        seed_failures(old_env(f"large-{index}"))
     with django_assert_num_queries(1 + 3 * 6):
         families = list(DoraCollector().collect())
     changes = next(f for f in families if f.name == "controlplane_dora_changes")

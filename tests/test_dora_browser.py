@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from deploys.models import DeployRun
 from tests.conftest import PASSWORD, ROOT
-from tests.factories import make_env, pool_runner
+from tests.factories import pool_runner
 from tests.processes import CHROMIUM, CHROMIUM_ARGS
-from tests.test_dora import committed, deploy, failed, seed_failures
+from tests.test_dora import committed, deploy, failed, old_env, seed_failures
 
 pytestmark = [
     pytest.mark.browser,
@@ -62,7 +62,7 @@ def test_the_environment_page_draws_the_deploy_outcomes(
     from playwright.sync_api import expect
 
     now = timezone.now()
-    env = make_env("production", pool_runner("p1"), pool_runner("s1"))
+    env = old_env("production", pool_runner("p1"), pool_runner("s1"))
     seed_failures(env, now=now)
     committed(1, 10 + 2 / 24, now=now)
     committed(4, 4, now=now)

@@ -24,6 +24,11 @@ def notes(figures: Figures) -> list[str]:
         found.append(f"No change reached a runner in {days} days: nothing to measure.")
     elif not figures.changes_deployed:
         found.append(f"No change deployed successfully in {days} days.")
+    if figures.young:
+        found.append(
+            f"Only {figures.observed_days:.0f} of {days} days of history: the "
+            "environment was added since; deployment frequency is per day since then."
+        )
     if figures.lead_time_unknown:
         count = figures.lead_time_unknown
         found.append(
