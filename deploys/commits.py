@@ -20,7 +20,7 @@ from controlplane.github import (
     gateway_for,
     is_full_sha,
 )
-from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.models import CommitDate, DeployAttempt, DeployRun, Environment
 
 GITHUB_WEB = "https://github.com"
 
@@ -69,6 +69,12 @@ def resolve(env: Environment, ref: str, sha: str = "") -> str:
             f"{sha!r} is not a full commit SHA of {env.repository}",
             field="sha",
             unavailable=False,
+        )
+    if commit.committed_at is not None:
+        CommitDate.objects.get_or_create(
+            repository=env.repository,
+            sha=commit.sha,
+            defaults={"committed_at": commit.committed_at},
         )
     return commit.sha
 

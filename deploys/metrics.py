@@ -23,6 +23,7 @@ from prometheus_client.core import (
 
 from controlplane import metrics
 from controlplane.models import Notification
+from deploys.dora import DoraCollector
 from deploys.models import (
     DeployAttempt,
     DeployRun,
@@ -263,3 +264,4 @@ metrics.register(DeployCollector())
 metrics.register(WebhookCollector())
 metrics.register(NotificationCollector())
 metrics.register(DeployAlertCollector())
+metrics.register(DoraCollector())

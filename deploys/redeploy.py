@@ -10,7 +10,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from controlplane import audit
 from deploys.commits import rollback_target
-from deploys.models import DeployRun, Environment
+from deploys.models import DeployRun, Environment, Rollback
 from deploys.triggers import (
     DeployRequest,
     DeployRequestError,
@@ -82,6 +82,7 @@ def rollback(
         sha=target.sha,
     )
     if result.created:
+        Rollback.objects.create(run=result.run, replaced=current)
         audit.record(
             user,
             "deploy.rollback",

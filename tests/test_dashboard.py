@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.models import GitHubUsage, TaskStatus
 from deploys.metrics import DeployAlertCollector
-from deploys.models import DeployAttempt, DeployRun, Environment
+from deploys.models import CommitDate, DeployAttempt, DeployRun, Environment
 from githubsim.hosts import exporter_text
 from githubsim.models import Runner as SimulatedRunner
 from inventory.loading import load_text
@@ -166,6 +166,31 @@ def make_every_family_report() -> None:
     )
 
 
+def make_dora_report() -> None:
+    """A deploy history where every deploy outcome figure has a sample: a change with
+    its commit date, a failed change restored, and one failing still."""
+    now = timezone.now()
+    env = Environment.objects.create(name="staging", repository="acme/deploy")
+    history = [
+        ("a" * 40, DeployRun.State.SUCCEEDED, "", 5),
+        ("b" * 40, DeployRun.State.FAILED, DeployRun.Reason.DEPLOY_FAILED, 4),
+        ("a" * 40, DeployRun.State.SUCCEEDED, "", 3),
+        ("c" * 40, DeployRun.State.FAILED, DeployRun.Reason.DEPLOY_FAILED, 2),
+    ]
+    for sha, state, reason, hours_ago in history:
+        DeployRun.objects.create(
+            environment=env,
+            ref="main",
+            sha=sha,
+            state=state,
+            reason=reason,
+            finished_at=now - timedelta(hours=hours_ago),
+        )
+    CommitDate.objects.create(
+        repository="acme/deploy", sha="a" * 40, committed_at=now - timedelta(hours=6)
+    )
+
+
 def exposed(client: Client) -> dict[str, list[dict[str, str]]]:
     text = client.get("/metrics").content.decode()
     samples: dict[str, list[dict[str, str]]] = {}
@@ -191,6 +216,7 @@ def test_every_query_names_metrics_the_app_exports(
     inventory.write_text("prod-1\nprod-2\nprod-3\n")
     settings.INVENTORY_PATH = str(inventory)
     make_every_family_report()
+    make_dora_report()
     names = set(exposed(client)) | PROMETHEUS_SERIES
     host_series = node_exporter_series()
     queries = expressions()
@@ -282,6 +308,10 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "Secrets by status",
         "Days until due",
         "GitHub API budget left",
+        "Deployment frequency",
+        "Lead time for changes",
+        "Change failure rate",
+        "Time to restore",
     ):
         assert title in titles, title
 

@@ -673,15 +673,16 @@ def test_environment_page_query_count_does_not_grow_with_deploys(
     # session, user, role groups, environment, unfinished runs, recent runs,
     # freeze windows, pool with runners, the stopped-jobs banner, deployed commits,
     # the last good deploy, the runs started outside the control plane and how many
-    # of them are unanswered.
-    with django_assert_num_queries(13):
+    # of them are unanswered, and the deploy outcomes (the window's deploys with
+    # their commit dates, their commits deployed before it, the rollbacks).
+    with django_assert_num_queries(16):
         client.get("/deploys/environments/production/")
     for _ in range(40):
         make_run(env, state=DeployRun.State.SUCCEEDED)
     make_run(env)
     for _ in range(3):
         freeze(env)
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(16):
         response = client.get("/deploys/environments/production/")
     assert len(response.context["recent"]) == 20
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 
 from controlplane import names
 from controlplane.github.core import GatewayCore
 from controlplane.github.errors import GitHubNotFound, GitHubValidationError
+from controlplane.github.types import parse_time
 
 FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -25,6 +27,8 @@ class CommitInfo:
     sha: str
     html_url: str
     message: str
+    # When it was committed (the committer's date; lead time for changes starts here).
+    committed_at: datetime | None = None
 
 
 def is_full_sha(value: str) -> bool:
@@ -48,6 +52,8 @@ class CommitCalls(GatewayCore):
             sha=str(data["sha"]),
             html_url=str(data.get("html_url") or ""),
             message=str(commit.get("message") or ""),
+            committed_at=parse_time((commit.get("committer") or {}).get("date"))
+            or parse_time((commit.get("author") or {}).get("date")),
         )
 
     def git_ref_sha(self, ref: str) -> str | None:

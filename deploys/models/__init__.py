@@ -4,6 +4,7 @@ environments, their runner pools and the deploy runs sent to them."""
 from __future__ import annotations
 
 from deploys.models.change_tickets import TicketUpdate, TicketUpdateQuerySet
+from deploys.models.dora import CommitDate, Rollback
 from deploys.models.environments import (
     FREEZE_HORIZON,
     MAX_FREEZE_MINUTES,
@@ -40,6 +41,7 @@ __all__ = [
     "DEPLOY_RUNBOOKS",
     "FREEZE_HORIZON",
     "MAX_FREEZE_MINUTES",
+    "CommitDate",
     "DeployAttempt",
     "GateReview",
     "DeployEvent",
@@ -49,6 +51,7 @@ __all__ = [
     "EnvironmentRunner",
     "FreezeWindow",
     "IdempotencyRecord",
+    "Rollback",
     "PoolChoice",
     "SignOff",
     "SignalPolicy",
