@@ -4,6 +4,7 @@ GitHub budget)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import timedelta
@@ -238,7 +239,11 @@ def test_the_host_row_shows_each_runner_host_templated_by_runner() -> None:
     assert variables["runner"]["query"]["query"].endswith(", runner)")
     titles = [panel["title"] for panel in dashboard["panels"]]
     row = titles.index("Runner hosts")
-    host_panels = dashboard["panels"][row + 1 :]
+    host_panels = list(
+        itertools.takewhile(
+            lambda panel: panel.get("type") != "row", dashboard["panels"][row + 1 :]
+        )
+    )
     assert [p["title"] for p in host_panels] == [
         "Host CPU busy",
         "Host load per CPU",
