@@ -195,6 +195,8 @@ class EnvironmentSerializer(JSONTypesMixin, serializers.ModelSerializer[Environm
             "block_on_overdue_secrets",
             "heartbeat_policy",
             "exporter_policy",
+            "canary_policy",
+            "canary_interval_minutes",
             "policy",
             "change_ticket_pattern",
             "production",

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from controlplane import audit
 from runners import freshness
+from runners.canary_fields import CanaryFields
 
 # The health vocabulary lives in runners.states; these names stay importable from
 # here, where the rest of the project (and the API schema's enum paths) find them.
@@ -106,7 +107,7 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(models.Model):
+class Runner(CanaryFields, models.Model):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------

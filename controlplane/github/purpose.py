@@ -30,6 +30,7 @@ class Purpose(StrEnum):
     INSTALLATION_TOKEN = "installation_token"  # GitHub App token refresh
     RATE_LIMIT = "rate_limit"  # asking GitHub for the budget (free)
     OTHER = "other"  # an operation no purpose was given for
+    CANARY = "canary"  # a canary job on a pool runner: dispatch, lookups, cancel
 
 
 # The purpose of each gateway operation when the caller names none.

@@ -20,6 +20,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from deploys.models.canary_fields import CanaryFields
 from runners.eligibility import SignalPolicy as SignalPolicy
 from runners.eligibility import Verdict, judge, trust_text
 
@@ -34,7 +35,7 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-class Environment(models.Model):
+class Environment(CanaryFields, models.Model):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
     class Policy(models.TextChoices):
@@ -178,6 +179,7 @@ class Environment(models.Model):
             now,
             heartbeat=self.heartbeat_policy,
             exporter=self.exporter_policy,
+            canary=self.canary_policy,
             scope=self.name,
         )
 
@@ -186,7 +188,7 @@ class Environment(models.Model):
         """The policy in words, for pages and the decision list."""
         return (
             f"GitHub status required, heartbeat {self.heartbeat_policy}, "
-            f"exporter {self.exporter_policy}"
+            f"exporter {self.exporter_policy}, canary {self.canary_policy}"
         )
 
     def set_pool(self, runners: list[Any]) -> None:
