@@ -11,4 +11,8 @@ class DiagnosticsConfig(AppConfig):
     verbose_name = "Runner diagnostics without SSH"
 
     def ready(self) -> None:
+        from controlplane.metrics import register as register_metrics
+        from diagnostics.canary_metrics import CanaryCollector
+
         register_schedules(*SCHEDULES)
+        register_metrics(CanaryCollector())

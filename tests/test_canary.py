@@ -317,3 +317,40 @@ def test_dispatches_are_spread_over_the_interval(sim: Simulator) -> None:
     # 60 runners every 30 min: two per minute, and one more to catch up.
     assert len(canary.schedule_due(now)) == 3
     assert len(canary.schedule_due(now + timedelta(minutes=1))) == 3
+
+
+def test_metrics_and_the_runner_page_show_each_runners_canaries(
+    fleet: Fleet, sre_client: Client
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fleet.sim.refuse_jobs(NAMES[1])
+    canary.schedule_due(fleet.now)
+    fleet.run_for(125)
+
+    answer = Client().get("/metrics")
+    assert answer.status_code == 200
+    samples = {
+        (sample.name, sample.labels.get("runner"), sample.labels.get("le")): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(answer.content.decode())
+        for sample in family.samples
+        if "canary" in sample.name
+    }
+    last = "controlplane_runner_canary_last_result"
+    assert samples[(last, NAMES[0], None)] == 1
+    assert samples[(last, NAMES[1], None)] == 0
+    pickup = "controlplane_runner_canary_pickup_seconds"
+    assert samples[(pickup + "_count", NAMES[0], None)] == 1
+    assert samples[(pickup + "_bucket", NAMES[0], "2.0")] == 0
+    assert samples[(pickup + "_bucket", NAMES[0], "5.0")] == 1
+    # The runner that never took its job has no pickup to measure.
+    assert (pickup + "_count", NAMES[1], None) not in samples
+
+    page = sre_client.get(f"/fleet/{NAMES[1]}/").content.decode()
+    assert 'class="canary-fail"' in page
+    assert "not picked up within 120 s" in page
+    assert "/runbooks/canary-failed/" in page
+    page = sre_client.get(f"/fleet/{NAMES[0]}/").content.decode()
+    assert 'class="canary-pass"' in page
