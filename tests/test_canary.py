@@ -354,3 +354,19 @@ def test_metrics_and_the_runner_page_show_each_runners_canaries(
     assert "/runbooks/canary-failed/" in page
     page = sre_client.get(f"/fleet/{NAMES[0]}/").content.decode()
     assert 'class="canary-pass"' in page
+
+
+def test_the_simulators_control_api_makes_a_runner_refuse_jobs(sim: Simulator) -> None:
+    sim.add_runner("stuck-1")
+    answer = requests.post(f"{sim.url}/_sim/runners/stuck-1/refuse-jobs", timeout=5)
+    assert answer.status_code == 200
+    assert answer.json()["takes_jobs"] is False
+    # GitHub still shows it online and idle: only a job reveals it.
+    listed = requests.get(
+        f"{sim.url}/repos/acme/deploy/actions/runners",
+        headers={"Authorization": "token x"},
+        timeout=5,
+    ).json()["runners"]
+    assert [(r["status"], r["busy"]) for r in listed] == [("online", False)]
+    answer = requests.post(f"{sim.url}/_sim/runners/stuck-1/take-jobs", timeout=5)
+    assert answer.json()["takes_jobs"] is True
