@@ -21,8 +21,7 @@ CI: ``--ci-jobs-per-minute`` jobs of ``--ci-job-minutes`` each start every minut
 
 Canaries: ``--canary-runners`` more runners (150) sit in pools of environments that
 do not deploy during the hour (10 runners a pool) with a canary every
-``--canary-minutes`` (30); the deploying pools have canaries too, which are skipped
-while their environment deploys. The canary schedule runs every minute and its
+``--canary-minutes`` (30); the deploying pools, busy all hour, have canaries off. The canary schedule runs every minute and its
 watch at every tick; the shipped canary workflow's job takes ``--canary-seconds``.
 
 Prints one JSON object: ``budget_share`` (requests charged to the budget, i.e. not
@@ -218,7 +217,9 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
                 workflow_file="deploy.yml",
                 default_ref="main",
                 required_secrets=["DEPLOY_KEY"],
-                canary_interval_minutes=args.canary_minutes,
+                # Deploying all hour, these pools would get no canary anyway; off,
+                # so the canary runners are exactly --canary-runners.
+                canary_interval_minutes=0,
             )
             env.set_pool([Runner.objects.get(name=name) for name in pair])
             envs.append(env)
