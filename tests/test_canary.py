@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -370,3 +371,33 @@ def test_the_simulators_control_api_makes_a_runner_refuse_jobs(sim: Simulator) -
     assert [(r["status"], r["busy"]) for r in listed] == [("online", False)]
     answer = requests.post(f"{sim.url}/_sim/runners/stuck-1/take-jobs", timeout=5)
     assert answer.json()["takes_jobs"] is True
+
+
+def test_an_admin_sets_the_canary_policy_and_interval_through_the_api(
+    admin_user: User,
+) -> None:
+    make_env("production", pool_runner("prod-1"))
+    client = Client()
+    client.force_login(admin_user)
+    url = "/api/v1/environments/production/"
+
+    answer = client.patch(
+        url,
+        {"canary_policy": "advisory", "canary_interval_minutes": 15},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200, answer.json()
+    env = Environment.objects.get()
+    assert (env.canary_policy, env.canary_interval_minutes) == ("advisory", 15)
+
+    answer = client.patch(
+        url, {"canary_policy": "sometimes"}, content_type="application/json"
+    )
+    assert answer.status_code == 400
+    assert "canary_policy" in answer.json()
+    answer = client.patch(
+        url, {"canary_interval_minutes": -5}, content_type="application/json"
+    )
+    assert answer.status_code == 400
+    assert "canary_interval_minutes" in answer.json()
+    assert Environment.objects.get().canary_policy == "advisory"
