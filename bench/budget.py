@@ -19,6 +19,11 @@ always in flight; a deploy job takes ``--job-seconds``. The rest of the fleet ru
 CI: ``--ci-jobs-per-minute`` jobs of ``--ci-job-minutes`` each start every minute
 (busy runners change the runner list's pages and send job webhooks).
 
+Canaries: ``--canary-runners`` more runners (150) sit in pools of environments that
+do not deploy during the hour (10 runners a pool) with a canary every
+``--canary-minutes`` (30); the deploying pools, busy all hour, have canaries off. The canary schedule runs every minute and its
+watch at every tick; the shipped canary workflow's job takes ``--canary-seconds``.
+
 Prints one JSON object: ``budget_share`` (requests charged to the budget, i.e. not
 304, over the hourly rate limit; the target is at most 0.20), ``by_purpose``
 (charged requests per purpose), and the 304s and deploys finished.
@@ -31,6 +36,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from bench import database_url, emit, setup_django
@@ -40,6 +46,15 @@ SECRET = "bench-budget-webhook-secret"  # noqa: S105
 REPOSITORY = "acme/deploy"
 RECOVERY_EVERY = timedelta(minutes=5)
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CANARY_WORKFLOW = Path(__file__).resolve().parent.parent / (
+    "diagnostics/workflows/runner-canary.yml"
+)
+
+
+def canary_conf_workflow() -> str:
+    from diagnostics import canary_conf
+
+    return canary_conf.workflow()
 
 
 class Inbox:
@@ -81,6 +96,9 @@ def main() -> None:
     parser.add_argument("--job-seconds", type=float, default=300.0)
     parser.add_argument("--ci-jobs-per-minute", type=int, default=50)
     parser.add_argument("--ci-job-minutes", type=float, default=10.0)
+    parser.add_argument("--canary-runners", type=int, default=150)
+    parser.add_argument("--canary-minutes", type=int, default=30)
+    parser.add_argument("--canary-seconds", type=float, default=20.0)
     args = parser.parse_args()
     import time_machine
 
@@ -108,6 +126,8 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
     from deploys import engine, enqueue, jobs, webhook_recovery
     from deploys.models import DeployRun, Environment, WebhookDelivery
     from deploys.triggers import request_deploy
+    from diagnostics import canary
+    from diagnostics.models import HostRun
     from githubsim import Simulator
     from githubsim.webhooks import HOOK_ID
     from runners import sync
@@ -147,7 +167,25 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         for pair in pools:
             for name in pair:
                 sim.add_runner(name)
-        sim.add_runners(args.runners - 2 * len(pools), prefix="ci", labels=["ci"])
+        canary_pools = [
+            [
+                f"canary-{p}-{n}"
+                for n in range(p * 10, min(p * 10 + 10, args.canary_runners))
+            ]
+            for p in range(-(-args.canary_runners // 10))
+        ]
+        for pool in canary_pools:
+            for name in pool:
+                sim.add_runner(name)
+        sim.add_runners(
+            args.runners - 2 * len(pools) - args.canary_runners,
+            prefix="ci",
+            labels=["ci"],
+        )
+        canary_flow = sim.set_workflow(
+            canary_conf_workflow(), yaml=CANARY_WORKFLOW.read_text()
+        )
+        canary_flow.jobs[0].duration = args.canary_seconds
         sim.state.set_secret(("repository", REPOSITORY), "DEPLOY_KEY", "x")
         sim.webhooks.wait_idle()
         inbox.take()  # the ping
@@ -163,6 +201,14 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         Runner.objects.filter(name__startswith="pool-").update(
             state=State.HEALTHY, reason=""
         )
+        for p, pool in enumerate(canary_pools):
+            quiet = Environment.objects.create(
+                name=f"quiet-{p}",
+                repository=REPOSITORY,
+                workflow_file="deploy.yml",
+                canary_interval_minutes=args.canary_minutes,
+            )
+            quiet.set_pool(list(Runner.objects.filter(name__in=pool).order_by("pk")))
         envs = []
         for n, pair in enumerate(pools):
             env = Environment.objects.create(
@@ -171,6 +217,9 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
                 workflow_file="deploy.yml",
                 default_ref="main",
                 required_secrets=["DEPLOY_KEY"],
+                # Deploying all hour, these pools would get no canary anyway; off,
+                # so the canary runners are exactly --canary-runners.
+                canary_interval_minutes=0,
             )
             env.set_pool([Runner.objects.get(name=name) for name in pair])
             envs.append(env)
@@ -181,7 +230,7 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
         client = Client()
         started = timezone.now()
         end = started + timedelta(minutes=args.minutes)
-        next_recovery = next_ci = next_report = started
+        next_recovery = next_ci = next_report = next_canary = started
         finished = 0
         active: dict[int, int] = {}
         now = started
@@ -205,6 +254,10 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
                     engine.advance(run_id, now=now)
                 _deliver_webhooks(sim, inbox, client, jobs, WebhookDelivery)
             sync.sync_if_due(now)
+            if now >= next_canary:
+                canary.schedule_due(now)
+                next_canary = now + timedelta(seconds=canary.SCHEDULE_EVERY)
+            canary.watch_due(now)
             if now >= next_recovery:
                 webhook_recovery.recover(now)
                 next_recovery = now + RECOVERY_EVERY
@@ -226,6 +279,15 @@ def run(args: argparse.Namespace, traveller: Any) -> dict[str, Any]:
     result = report(args, limit, finished, GitHubPurposeUsage, GitHubUsage)
     result["webhooks"] = dict(
         Counter(WebhookDelivery.objects.values_list("outcome", flat=True))
+    )
+    result["canary_runners"] = args.canary_runners
+    result["canary_minutes"] = args.canary_minutes
+    result["canaries"] = dict(
+        Counter(
+            HostRun.objects.filter(kind=HostRun.Kind.CANARY).values_list(
+                "state", flat=True
+            )
+        )
     )
     return result
 

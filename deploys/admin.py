@@ -117,9 +117,10 @@ class EnvironmentAdmin(AuditedAdmin):
         "policy",
         "heartbeat_policy",
         "exporter_policy",
+        "canary_policy",
         "paused",
     ]
-    list_filter = ["heartbeat_policy", "exporter_policy"]
+    list_filter = ["heartbeat_policy", "exporter_policy", "canary_policy"]
     search_fields = ["name", "repository"]
     readonly_fields = ["created_at", "updated_at", "paused_by", "paused_at"]
     inlines = [PoolInline, FreezeWindowInline]

@@ -204,6 +204,8 @@ class EnvironmentSerializer(
             "block_on_overdue_secrets",
             "heartbeat_policy",
             "exporter_policy",
+            "canary_policy",
+            "canary_interval_minutes",
             "policy",
             "change_ticket_pattern",
             *RULE_FIELDS,

@@ -11,10 +11,12 @@ class DiagnosticsConfig(AppConfig):
     verbose_name = "Runner diagnostics without SSH"
 
     def ready(self) -> None:
-        # Imported here: the metrics registry and the collector load models, which
+        # Imported here: the metrics registry and the collectors load models, which
         # needs the app registry ready.
         from controlplane import metrics
+        from diagnostics.canary_metrics import CanaryCollector
         from diagnostics.metrics import DiagnosticsCollector
 
         register_schedules(*SCHEDULES)
         metrics.register(DiagnosticsCollector())
+        metrics.register(CanaryCollector())

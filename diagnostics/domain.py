@@ -31,7 +31,7 @@ from controlplane.github import (
     JobInfo,
     gateway_for,
 )
-from diagnostics import conf
+from diagnostics import canary_conf, conf
 from diagnostics.models import HostRun
 from diagnostics.redact import scrub
 from diagnostics.report import key_facts
@@ -52,6 +52,8 @@ class Refused(ValueError):
 def workflow_for(kind: str) -> str:
     if kind == HostRun.Kind.AGENT_INSTALL:
         return conf.agent_workflow()
+    if kind == HostRun.Kind.CANARY:
+        return canary_conf.workflow()
     return conf.workflow()
 
 
@@ -168,7 +170,12 @@ def _postpone(run: HostRun, now: datetime, why: str) -> None:
 def watch_due(now: datetime | None = None, limit: int = 100) -> int:
     """Look at the runs in flight whose next look is due; returns how many."""
     now = now or timezone.now()
-    runs = list(HostRun.objects.due(now).select_related("runner")[:limit])
+    # Canaries have their own watch (diagnostics.canary), driven by job webhooks.
+    runs = list(
+        HostRun.objects.due(now)
+        .exclude(kind=HostRun.Kind.CANARY)
+        .select_related("runner")[:limit]
+    )
     for run in runs:
         try:
             watch(run, now)
@@ -299,11 +306,11 @@ def record_report(
 
 
 def _prune(runner: Runner) -> None:
+    # Canaries are kept apart (diagnostics.canary): they must not push reports out.
+    runs = HostRun.objects.filter(runner=runner).exclude(kind=HostRun.Kind.CANARY)
     keep = list(
-        HostRun.objects.filter(runner=runner)
-        .order_by("-requested_at", "-pk")
-        .values_list("pk", flat=True)[: conf.keep()]
+        runs.order_by("-requested_at", "-pk").values_list("pk", flat=True)[
+            : conf.keep()
+        ]
     )
-    HostRun.objects.filter(runner=runner, finished_at__isnull=False).exclude(
-        pk__in=keep
-    ).delete()
+    runs.filter(finished_at__isnull=False).exclude(pk__in=keep).delete()

@@ -31,6 +31,7 @@ class HostRun(models.Model):
     class Kind(models.TextChoices):
         DIAGNOSTICS = "diagnostics", "Diagnostics"
         AGENT_INSTALL = "agent_install", "Agent install"
+        CANARY = "canary", "Canary"
 
     class State(models.TextChoices):
         DISPATCHING = "dispatching"
@@ -56,6 +57,8 @@ class HostRun(models.Model):
     github_run_id = models.BigIntegerField(null=True, blank=True)
     html_url = models.URLField(max_length=500, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When a runner took the job (the canary's pickup; null: not yet or never).
+    started_at = models.DateTimeField(null=True, blank=True)
     # Why it failed or timed out, in words for the runner page.
     detail = models.TextField(blank=True)
     # The redacted report (diagnostics only) and its key facts, compared run to run.
@@ -93,6 +96,20 @@ class HostRun(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL_STATES
+
+    @property
+    def pickup_seconds(self) -> float | None:
+        """Seconds from the request (the dispatch) until a runner took the job."""
+        if self.started_at is None:
+            return None
+        return max(0.0, (self.started_at - self.requested_at).total_seconds())
+
+    @property
+    def job_seconds(self) -> float | None:
+        """Seconds the job ran on its runner, once it ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -35,7 +35,9 @@ class Summary:
 def summarize(runner: Runner, now: datetime) -> Summary:
     """One query for the runner's recent runs; a second one for its last two
     reports only when the runs shown are not all it has."""
-    history = list(HostRun.objects.filter(runner=runner)[: HISTORY + 1])
+    # Canaries have their own strip (diagnostics.templatetags.canary).
+    runs = HostRun.objects.filter(runner=runner).exclude(kind=HostRun.Kind.CANARY)
+    history = list(runs[: HISTORY + 1])
     complete = len(history) <= HISTORY
     history = history[:HISTORY]
     in_flight = next((run for run in history if run.finished_at is None), None)
@@ -44,9 +46,7 @@ def summarize(runner: Runner, now: datetime) -> Summary:
         reports.sort(key=lambda run: (run.reported_at, run.pk), reverse=True)
     else:
         reports = list(
-            HostRun.objects.filter(runner=runner, reported_at__isnull=False).order_by(
-                "-reported_at", "-pk"
-            )[:2]
+            runs.filter(reported_at__isnull=False).order_by("-reported_at", "-pk")[:2]
         )
     latest, previous = (reports + [None, None])[:2]
     for run in [*history, *filter(None, (latest, previous))]:

@@ -1,11 +1,12 @@
-"""Diagnostics tasks: dispatch one run, and the periodic watch of runs in flight."""
+"""Diagnostics tasks: dispatch one run, the periodic watch of runs in flight (canaries
+included) and the canary schedule."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from controlplane.tasks import tracked
-from diagnostics import domain
+from diagnostics import canary, domain
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -19,3 +20,11 @@ def watch_host_runs() -> None:
     """Look at the runs in flight whose next look is due (every 5 seconds)."""
     with tracked("diagnostics_watch"):
         domain.watch_due()
+        canary.watch_due()
+
+
+@shared_task(ignore_result=True)
+def schedule_canaries() -> None:
+    """Record the canaries whose turn has come on the pool runners (every minute)."""
+    with tracked("canary_schedule"):
+        canary.schedule_due()

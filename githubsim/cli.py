@@ -18,6 +18,15 @@ from githubsim.simulator import Simulator
 DEFAULT_URL = "http://127.0.0.1:9100"
 # The control plane's embedded default, so `dev.py run` works without configuration.
 EMBEDDED_WEBHOOK_SECRET = "embedded-webhook-secret"  # noqa: S105
+# Runner actions that take nothing but the runner's name.
+SIMPLE_ACTIONS = (
+    "kill",
+    "revive",
+    "stop-heartbeats",
+    "start-heartbeats",
+    "refuse-jobs",
+    "take-jobs",
+)
 
 
 def default_webhook_secret() -> str:
@@ -95,7 +104,7 @@ def call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -
 def ctl(args: argparse.Namespace) -> int:
     c = args.command
     request: tuple[str, str, dict[str, Any] | None]
-    if c in ("kill", "revive", "stop-heartbeats", "start-heartbeats"):
+    if c in SIMPLE_ACTIONS:
         request = ("POST", f"/_sim/runners/{args.runner}/{c}", {})
     elif c == "fill-disk":
         body = {"free_percent": args.free_percent}
@@ -197,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--url", default=os.getenv("GITHUBSIM_URL", DEFAULT_URL))
     c.set_defaults(func=ctl)
     cmds = c.add_subparsers(dest="command", required=True)
-    for name in ("kill", "revive", "stop-heartbeats", "start-heartbeats", "remove"):
+    for name in (*SIMPLE_ACTIONS, "remove"):
         cmds.add_parser(name).add_argument("runner")
     p = cmds.add_parser("fill-disk")
     p.add_argument("runner")

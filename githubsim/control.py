@@ -105,6 +105,10 @@ def runner_action(request: Request) -> Reply:
         runner = state.set_heartbeats(name, False)
     elif action == "start-heartbeats":
         runner = state.set_heartbeats(name, True)
+    elif action == "refuse-jobs":
+        runner = state.set_takes_jobs(name, False)
+    elif action == "take-jobs":
+        runner = state.set_takes_jobs(name, True)
     elif action == "fill-disk":
         runner = state.fill_disk(name, number(body, "free_percent", 3.0))
     elif action == "load":

@@ -43,6 +43,9 @@ class Runner:
     booted_at: float = 0.0
     cpu_idle_seconds: float = 0.0
     version: str = "2.330.0"
+    # False: online and idle for GitHub, yet it never takes a job (a full work
+    # folder, a refused runner version): what only a canary job reveals.
+    takes_jobs: bool = True
 
     @property
     def labels(self) -> list[str]:

@@ -160,6 +160,13 @@ class Simulator:
     def revive(self, name: str) -> Runner:
         return self.state.revive(name)
 
+    def refuse_jobs(self, name: str) -> Runner:
+        """The runner stays online and idle for GitHub but never takes a job."""
+        return self.state.set_takes_jobs(name, False)
+
+    def take_jobs(self, name: str) -> Runner:
+        return self.state.set_takes_jobs(name, True)
+
     def stop_heartbeats(self, name: str) -> Runner:
         return self.state.set_heartbeats(name, False)
 

@@ -1,10 +1,10 @@
 """Whether a runner may take a deploy to one environment, and why not, in words.
 
 The runner's own health state is fleet-wide (``runners.states``); an environment
-may relax it with a signal policy: GitHub's status always counts, the heartbeat and
-the exporter are each *required* (today's rule: the fleet state decides),
-*advisory* (a bad reading is shown and explained but does not keep the runner out)
-or *ignored* (counts neither for nor against it). A relaxed policy judges the
+may relax it with a signal policy: GitHub's status always counts, the heartbeat,
+the exporter and the canary job are each *required* (today's rule: the fleet state
+decides), *advisory* (a bad reading is shown and explained but does not keep the
+runner out) or *ignored* (counts neither for nor against it). A relaxed policy judges the
 runner's latest observation (``observed_flags``) with the relaxed signals masked
 out, and also the fleet state while its primary reason comes from a signal that
 still counts, so hysteresis keeps holding a runner that is recovering on a required
@@ -40,10 +40,18 @@ class SignalPolicy(models.TextChoices):
     IGNORED = "ignored", "ignored"
 
 
-# Each policy-controlled signal: its good and bad observation bits.
+# Each policy-controlled signal: its good and bad observation bits (the canary has
+# no good bit: a passing canary only clears the bad one).
 _SIGNAL_BITS: dict[str, tuple[Flag, Flag]] = {
     "heartbeat": (Flag.HEARTBEAT_FRESH, Flag.HEARTBEAT_STALE),
     "exporter": (Flag.EXPORTER_OK, Flag.EXPORTER_UNREACHABLE),
+    "canary": (Flag(0), Flag.CANARY_FAILED),
+}
+# The reason a bad reading of each signal gives, for advisory notes.
+_SIGNAL_REASON: dict[str, Reason] = {
+    "heartbeat": Reason.HEARTBEAT_STALE,
+    "exporter": Reason.EXPORTER_UNREACHABLE,
+    "canary": Reason.CANARY_FAILED,
 }
 _HOST_PROBLEMS = Flag.DISK_LOW | Flag.LOAD_HIGH
 
@@ -58,6 +66,7 @@ _REASON_SIGNAL: dict[str, str] = {
     Reason.REMOVED_FROM_GITHUB: "github",
     Reason.DISK_LOW: "host",
     Reason.LOAD_HIGH: "host",
+    Reason.CANARY_FAILED: "canary",
 }
 
 
@@ -93,6 +102,7 @@ def judge(
     *,
     heartbeat: str = SignalPolicy.REQUIRED,
     exporter: str = SignalPolicy.REQUIRED,
+    canary: str = SignalPolicy.REQUIRED,
     scope: str = "this environment",
 ) -> Verdict:
     """Judge ``runner`` at ``now`` under a signal policy (``scope`` names the
@@ -109,7 +119,7 @@ def judge(
     # GitHub would not run the job there: no override lifts these.
     blocking += hygiene.blocking(runner)
     notes += hygiene.notes(runner)
-    policy = {"heartbeat": heartbeat, "exporter": exporter}
+    policy = {"heartbeat": heartbeat, "exporter": exporter, "canary": canary}
     if all(p == SignalPolicy.REQUIRED for p in policy.values()):
         health = [_state_text(runner.state, runner.reason)]
         if runner.state == State.HEALTHY:
@@ -141,9 +151,7 @@ def _relaxed_health(
         if policy[signal] == SignalPolicy.REQUIRED:
             continue
         if flags & bad and policy[signal] == SignalPolicy.ADVISORY:
-            label = Reason.HEARTBEAT_STALE if signal == "heartbeat" else None
-            label = label or Reason.EXPORTER_UNREACHABLE
-            notes.append(f"{label.label}: advisory for {scope}")
+            notes.append(f"{_SIGNAL_REASON[signal].label}: advisory for {scope}")
         masked &= ~bad
         if policy[signal] == SignalPolicy.IGNORED:
             masked &= ~good

@@ -136,6 +136,7 @@ def _flag_conditions(now: datetime) -> list[tuple[Flag, Q]]:
                 exporter_checked_at__isnull=True,
             ),
         ),
+        (Flag.CANARY_FAILED, Q(canary_failing=True)),
     ]
 
 

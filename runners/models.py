@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from controlplane import audit
 from runners import freshness
+from runners.canary_fields import CanaryFields
 from runners.hygiene_fields import RunnerHygieneFields
 from runners.hygiene_fields import RunnerRelease as RunnerRelease
 from runners.retention_fields import RetentionFields
@@ -109,7 +110,7 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(RunnerHygieneFields, RetentionFields, models.Model):
+class Runner(RunnerHygieneFields, RetentionFields, CanaryFields, models.Model):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------

@@ -27,6 +27,8 @@ class Flag(enum.IntFlag):
     LOAD_HIGH = 128
     REMOVED = 256
     NEVER_SEEN = 512
+    # The latest canary job on the runner was not picked up in time, or failed.
+    CANARY_FAILED = 1024
 
 
 class State(models.TextChoices):
@@ -60,6 +62,7 @@ class Reason(models.TextChoices):
     GITHUB_ONLY = "github_only", "only GitHub reports it"
     NO_SIGNAL = "no_signal", "no fresh signal"
     NEVER_SEEN = "never_seen", "never seen"
+    CANARY_FAILED = "canary_failed", "canary job failed"
 
 
 class Rule:
@@ -111,6 +114,9 @@ RULES: tuple[Rule, ...] = (
     Rule(Flag.EXPORTER_UNREACHABLE, State.DEGRADED, Reason.EXPORTER_UNREACHABLE),
     Rule(Flag.DISK_LOW, State.DEGRADED, Reason.DISK_LOW),
     Rule(Flag.LOAD_HIGH, State.DEGRADED, Reason.LOAD_HIGH),
+    # Online and heartbeating, yet its last canary job was not taken or failed: the
+    # runner would leave a deploy queued (full work folder, refused version, labels).
+    Rule(Flag.CANARY_FAILED, State.DEGRADED, Reason.CANARY_FAILED),
     # A host-level signal (heartbeat or exporter) is needed to be healthy: GitHub's
     # "online" alone only proves the runner process holds a connection to GitHub.
     Rule(Flag.HEARTBEAT_FRESH, State.HEALTHY, Reason.NONE),
@@ -148,6 +154,7 @@ RUNBOOKS: dict[str, str] = {
     Reason.GITHUB_ONLY: "monitoring-gap",
     Reason.NO_SIGNAL: "monitoring-gap",
     Reason.NEVER_SEEN: "monitoring-gap",
+    Reason.CANARY_FAILED: "canary-failed",
 }
 
 

@@ -43,6 +43,8 @@ def env_form(env: Environment, **changes: str) -> dict[str, str]:
         "github_environment": env.github_environment,
         "heartbeat_policy": env.heartbeat_policy,
         "exporter_policy": env.exporter_policy,
+        "canary_policy": env.canary_policy,
+        "canary_interval_minutes": str(env.canary_interval_minutes),
         "max_attempts": str(env.max_attempts),
         "required_secrets": "\n".join(env.required_secrets),
         "policy": env.policy,

@@ -31,12 +31,35 @@ def load(path: Path) -> dict[Any, Any]:
     return doc
 
 
+CANARY = FOLDER / "runner-canary.yml"
+
+
 def test_the_control_plane_dispatches_the_shipped_file_names() -> None:
     assert sorted(p.name for p in FOLDER.glob("*.yml")) == sorted(
-        p.name for p in FILES.values()
+        [*(p.name for p in FILES.values()), CANARY.name]
     )
     for kind, path in FILES.items():
         assert workflow_for(kind) == path.name
+    assert workflow_for(HostRun.Kind.CANARY) == CANARY.name
+
+
+def test_the_canary_is_one_short_job_pinned_to_the_runner_without_secrets() -> None:
+    doc = load(CANARY)
+    inputs = doc[True]["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"runner", "token"}
+    assert all(spec["required"] for spec in inputs.values())
+    assert "${{ inputs.token }}" in doc["run-name"]
+    (job,) = doc["jobs"].values()
+    assert job["runs-on"] == ["self-hosted", "${{ inputs.runner }}"]
+    # No GitHub environment: no deployment, no protection rule to wait on, no secret.
+    assert "environment" not in job
+    assert "secrets." not in CANARY.read_text()
+    assert job["permissions"] == {}
+    assert job["timeout-minutes"] <= 5
+    # The step checks it ran where it was pinned.
+    (step,) = job["steps"]
+    assert step["env"] == {"EXPECTED_RUNNER": "${{ inputs.runner }}"}
+    assert "RUNNER_NAME" in step["run"]
 
 
 @pytest.mark.parametrize("path", FILES.values(), ids=lambda p: p.name)

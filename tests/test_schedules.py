@@ -27,7 +27,7 @@ def sweep() -> PeriodicTask:
 
 def test_every_declared_task_is_a_celery_task_and_every_row_is_declared() -> None:
     names = {schedule.name for schedule in table()}
-    assert len(names) == 17
+    assert len(names) == 18
     assert set(PeriodicTask.objects.values_list("name", flat=True)) == names
     # What a worker imports at start: the apps' tasks modules.
     app.loader.import_default_modules()
@@ -115,7 +115,7 @@ def test_rows_from_before_the_table_keep_values_that_differ_from_it() -> None:
         lines = sync()
     kept = "kept at 3, not what the code last wrote (it declares 5)"
     assert lines == [f"{SWEEP}: expire_seconds {kept}"]
-    assert CodeSchedule.objects.count() == 17
+    assert CodeSchedule.objects.count() == 18
     with override_settings(HEALTH_SWEEP_INTERVAL=6):
         sync()
     assert (sweep().interval.every, sweep().expire_seconds) == (6, 3)

@@ -76,7 +76,8 @@ def test_sre_trusts_a_runner_and_every_page_shows_it(
         ": exporter behind the firewall, INC-7"
     )
     expect(page.locator("#environment-eligibility")).to_contain_text(
-        "production (GitHub status required, heartbeat required, exporter required)"
+        "production (GitHub status required, heartbeat required, exporter required, "
+        "canary required)"
         ": eligible"
     )
     expect(page.locator('#eligibility [data-environment="staging"]')).to_contain_text(

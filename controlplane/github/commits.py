@@ -40,13 +40,17 @@ class CommitCalls(GatewayCore):
         """The commit ``ref`` (a branch, tag or SHA) stands for now.
 
         GitHub answers an unknown ref with 422 "No commit found for SHA: ..."
-        (:class:`GitHubValidationError`) and an unknown repository with 404."""
+        (:class:`GitHubValidationError`) and an unknown repository with 404.
+        Conditional: while the ref has not moved GitHub answers 304, which costs no
+        API budget (every deploy request resolves its ref)."""
         message = names.problem(names.Kind.GIT_REF, ref)
         if message is not None:
             raise GitHubValidationError(f"refusing to call GitHub: {message}")
         # Slashes stay: GitHub reads "commits/feature/x" as the branch feature/x.
         path = urllib.parse.quote(ref, safe="/")
-        data = self._get("get_commit", f"{self._repo_url}/commits/{path}")
+        data = self._get(
+            "get_commit", f"{self._repo_url}/commits/{path}", conditional=True
+        )
         commit = data.get("commit") or {}
         return CommitInfo(
             sha=str(data["sha"]),

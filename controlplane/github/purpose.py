@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     RUNNER_VERSIONS = "runner_versions"  # the newest runner release (downloads)
     OTHER = "other"  # an operation no purpose was given for
     RUNNER_REMOVAL = "runner_removal"  # an SRE removing a stale runner from GitHub
+    CANARY = "canary"  # a canary job on a pool runner: dispatch, lookups, cancel
 
 
 # The purpose of each gateway operation when the caller names none.

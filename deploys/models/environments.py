@@ -20,6 +20,7 @@ from controlplane.names import (
     validate_secret_names,
     validate_workflow_file,
 )
+from deploys.models.canary_fields import CanaryFields
 from deploys.models.change_tickets import ChangeTicketFields
 from deploys.models.rules_fields import DeployRulesFields
 from deploys.models.signoff_rules import SignOffRules
@@ -38,7 +39,9 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"not a regular expression: {exc}") from None
 
 
-class Environment(DeployRulesFields, ChangeTicketFields, SignOffRules, models.Model):
+class Environment(
+    DeployRulesFields, ChangeTicketFields, SignOffRules, CanaryFields, models.Model
+):
     """A deploy target (production, staging…): repository, workflow and runner pool."""
 
     class Policy(models.TextChoices):
@@ -182,6 +185,7 @@ class Environment(DeployRulesFields, ChangeTicketFields, SignOffRules, models.Mo
             now,
             heartbeat=self.heartbeat_policy,
             exporter=self.exporter_policy,
+            canary=self.canary_policy,
             scope=self.name,
         )
 
@@ -190,7 +194,7 @@ class Environment(DeployRulesFields, ChangeTicketFields, SignOffRules, models.Mo
         """The policy in words, for pages and the decision list."""
         return (
             f"GitHub status required, heartbeat {self.heartbeat_policy}, "
-            f"exporter {self.exporter_policy}"
+            f"exporter {self.exporter_policy}, canary {self.canary_policy}"
         )
 
     def set_pool(self, runners: list[Any]) -> None:

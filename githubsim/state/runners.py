@@ -162,6 +162,14 @@ class RunnersMixin(StateCore):
 
     # The host behind a runner ------------------------------------------------------------
 
+    def set_takes_jobs(self, name: str, takes: bool) -> Runner:
+        """Have the runner stop (or start again) taking jobs while GitHub still
+        shows it online and idle."""
+        with self.lock:
+            runner = self.runner(name)
+            runner.takes_jobs = takes
+            return runner
+
     def set_heartbeats(self, name: str, enabled: bool) -> Runner:
         with self.lock:
             runner = self.runner(name)
@@ -230,6 +238,7 @@ class RunnersMixin(StateCore):
                 "alive": runner.alive,
                 "job_id": runner.job_id,
                 "heartbeats": runner.heartbeats,
+                "takes_jobs": runner.takes_jobs,
                 "heartbeat_token_set": runner.heartbeat_token is not None,
                 "heartbeat_follows_interval": runner.heartbeat_follows_interval,
                 "heartbeat_interval": runner.heartbeat_interval

@@ -95,7 +95,10 @@ class SchedulingMixin(RunnersMixin):
         for runner_id in sorted(candidates):
             runner = self._runners[runner_id]
             if not (
-                runner.alive and runner.status == "online" and runner.job_id is None
+                runner.alive
+                and runner.takes_jobs
+                and runner.status == "online"
+                and runner.job_id is None
             ):
                 continue
             if all(runner_id in pool for pool in pools):
