@@ -109,6 +109,9 @@ def make_every_family_report() -> None:
         trusted_until=now - timedelta(minutes=1),
         trusted_by="sam",
         trusted_reason="exporter behind the firewall",
+        # Its latest canary job was not picked up.
+        canary_checked_at=now,
+        canary_failing=True,
     )
     spare = Runner.objects.create(
         name="prod-2",

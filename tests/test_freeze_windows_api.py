@@ -496,6 +496,8 @@ def admin_form(env: Environment, *windows: dict[str, str]) -> dict[str, str]:
         "promotion_period_hours": str(env.promotion_period_hours),
         "signoffs_required": str(env.signoffs_required),
         "signoff_ttl": str(env.signoff_ttl),
+        "canary_policy": env.canary_policy,
+        "canary_interval_minutes": str(env.canary_interval_minutes),
         "github_environment": env.github_environment,
         "heartbeat_policy": env.heartbeat_policy,
         "exporter_policy": env.exporter_policy,

@@ -22,8 +22,12 @@ from tests.test_runners_api import token_client as api
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/runners/"
-STRICT = "GitHub status required, heartbeat required, exporter required"
-RELAXED = "GitHub status required, heartbeat required, exporter advisory"
+STRICT = (
+    "GitHub status required, heartbeat required, exporter required, canary required"
+)
+RELAXED = (
+    "GitHub status required, heartbeat required, exporter advisory, canary required"
+)
 
 
 def seed_primary(name: str = "prod-primary") -> Runner:
@@ -216,8 +220,8 @@ def test_card_costs_no_query_per_environment(
 
     # session, user, role groups, runner, its pools (with their environments), 2
     # timeline queries, events, jobs, the stopped-jobs banner, the newest runner
-    # release (version card), the diagnostics panel's runs.
-    with django_assert_num_queries(12):
+    # release (version card), the diagnostics panel's runs, the canary strip.
+    with django_assert_num_queries(13):
         page = viewer_client.get("/fleet/prod-primary/").content.decode()
 
     assert page.count("exporter unreachable: advisory for env-") == environments

@@ -4,6 +4,7 @@ real Prometheus, given the shipped job, finds and scrapes simulated runner hosts
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -205,7 +206,10 @@ def host_row_queries() -> list[tuple[str, str]]:
             panel["title"],
             target["expr"].replace("$environment", ".*").replace("$runner", ".*"),
         )
-        for panel in panels[titles.index("Runner hosts") + 1 :]
+        for panel in itertools.takewhile(
+            lambda panel: panel.get("type") != "row",
+            panels[titles.index("Runner hosts") + 1 :],
+        )
         for target in panel["targets"]
     ]
 
