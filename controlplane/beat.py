@@ -74,7 +74,13 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc] # untyped base
             return self._standby_wait()
         try:
             return float(super().tick(*args, **kwargs))
-        except (DatabaseError, InterfaceError):
+        except Exception as exc:
+            if self.closed:
+                # SIGTERM arrived mid-query: the handler closed the scheduler (and
+                # its connection) under the query, which then fails. Stop cleanly.
+                raise SystemExit() from None
+            if not isinstance(exc, DatabaseError | InterfaceError):
+                raise
             # The schedule cannot be read or last_run_at written: sending blind could
             # repeat a task. Stop leading; taking the lease back reloads everything.
             logger.exception("beat: database error, no longer leading")

@@ -14,6 +14,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
@@ -26,6 +27,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
 
 from controlplane.beat import LeaderScheduler
 from controlplane.celery import app as celery_app
@@ -240,6 +242,41 @@ def test_a_leader_stopping_cleanly_hands_the_lease_over_at_once() -> None:
     assert Lease.objects.acquire(BEAT_LEASE, "other-host:1", seconds=15)
     # A stop that a broker client swallowed mid-send still ends beat's loop.
     with pytest.raises(SystemExit):
+        scheduler.tick()
+
+
+@in_autocommit
+def test_a_stop_that_closes_the_database_under_a_query_ends_beat_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+    run_ticks(scheduler, 1)
+
+    def interrupted(*args: object, **kwargs: object) -> float:
+        # What SIGTERM mid-query leaves: the handler closed the scheduler and its
+        # connection, and the query it interrupted fails on the closed database.
+        scheduler.closed = True
+        raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    monkeypatch.setattr(DatabaseScheduler, "tick", interrupted)
+
+    with pytest.raises(SystemExit):
+        scheduler.tick()
+
+
+@in_autocommit
+def test_an_unexpected_error_while_running_still_surfaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scheduler = LeaderScheduler(app=celery_app, max_interval=1)
+    run_ticks(scheduler, 1)
+
+    def broken(*args: object, **kwargs: object) -> float:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(DatabaseScheduler, "tick", broken)
+
+    with pytest.raises(ValueError, match="a bug"):
         scheduler.tick()
 
 
