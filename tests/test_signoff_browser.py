@@ -142,6 +142,10 @@ def test_the_requester_cannot_approve_and_a_second_sre_lets_the_deploy_go(
         "diff reviewed"
     )
 
+    # Both deploy pages poll; on the embedded SQLite their reads would lock the
+    # tables the engine writes here, so the browsers wait elsewhere meanwhile.
+    mine.goto("about:blank")
+    theirs.goto("about:blank")
     run = drive(run, final, clock)
     assert run.state == DeployRun.State.SUCCEEDED
 
