@@ -1,6 +1,7 @@
 """The demo's diagnostics: two reports from the seed's primary, stored through the
 same path a host's report takes (``domain.record_report``: redaction, key facts,
-audit), so its runner page shows a latest report, a history and what changed.
+audit), so its runner page shows a latest report, a history and what changed; and
+the shipped canary workflow installed in the demo's simulator, so canaries run.
 
 The reports are what ``agent/runner-diagnostics`` sends from a host whose
 Prometheus is behind a firewall: GitHub and the control plane reachable, Prometheus
@@ -10,9 +11,12 @@ not (the seed's question, answered from the host's side).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from diagnostics import domain
+import requests
+
+from diagnostics import canary_conf, conf, domain
 from diagnostics.models import HostRun
 from runners.models import Runner
 
@@ -23,6 +27,20 @@ REPORTS = (
     (timedelta(minutes=20), 22, "2.330.0"),
 )
 GIB = 1024**3
+
+
+CANARY_WORKFLOW = Path(__file__).parent / "workflows" / "runner-canary.yml"
+
+
+def install_canary_workflow(session: requests.Session, base: str) -> bool:
+    """Give the demo simulator's repository the shipped canary workflow (what an
+    SRE adopting canaries copies into ``.github/workflows/``); False when the
+    simulator refused it."""
+    path = f"/_sim/repos/{conf.repository()}/workflows/{canary_conf.workflow()}"
+    response = session.put(
+        base + path, json={"yaml": CANARY_WORKFLOW.read_text()}, timeout=10
+    )
+    return response.status_code < 400
 
 
 def seed(runner: Runner, now: datetime) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+import requests
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
@@ -72,6 +73,13 @@ def test_demo_creates_environments_schedules_and_first_deploys_once(
     assert 'id="diagnostics-history"' in page
     assert "2.329.0 &rarr; <strong>2.330.0</strong>" in page
     assert "No diagnostics report yet." not in page
+
+    # The shipped canary workflow is in the simulator's repository, so canaries run.
+    canary = requests.get(
+        f"{sim.url}/_sim/repos/acme/deploy/workflows/runner-canary.yml", timeout=10
+    )
+    assert canary.status_code == 200, canary.text
+    assert "refused the canary workflow" not in first
 
     audits = AuditEvent.objects.filter(action="secret.audit").count()
     assert audits == 1

@@ -9,8 +9,9 @@
 4. Create the ``production`` (primary and two secondaries) and ``staging`` (its
    exporter signal advisory) environments with their runner pools, and rotation schedules for the simulator's
    secrets (one due soon, one overdue), checked against it once.
-5. Store two diagnostics reports from the production primary (``diagnostics.demo``)
-   when it has none, so its page shows a report, a history and what changed.
+5. Store two diagnostics reports from the production primary when it has none, so
+   its page shows a report, a history and what changed; install the shipped canary
+   workflow in the simulator, so canaries run (``diagnostics.demo``).
 6. With ``--history``, request a deploy to each environment when none has been made
    yet; the running worker takes them through the real engine, so the deploy pages
    show true history.
@@ -136,6 +137,8 @@ class Command(BaseCommand):
         primary = Runner.objects.active().filter(name=DIAGNOSED).first()
         reports = diagnostics_demo.seed(primary, now) if primary else 0
         self.stdout.write(f"demo: {reports} diagnostics reports stored")
+        if not diagnostics_demo.install_canary_workflow(session, base):
+            self.stdout.write("demo: the simulator refused the canary workflow")
         if options["history"]:
             requested = _history()
             self.stdout.write(f"demo: {requested} deploys requested")
