@@ -143,7 +143,9 @@ def decide(request: GateRequest, now: datetime) -> Answer:
     run = gateway.get_run(request.run_id)
     token = CORRELATION_TOKEN.search(f"{run.display_title} {run.name}")
     attempt = (
-        DeployAttempt.objects.select_related("run").filter(token=token.group(0)).first()
+        DeployAttempt.objects.select_related("run", "runner")
+        .filter(token=token.group(0))
+        .first()
         if token is not None
         else None
     )
@@ -283,6 +285,7 @@ def answer(delivery_id: int, now: datetime | None = None) -> GateReview | None:
     if review.answered_at is not None:
         return review
     review.tries += 1
+    review.error = ""  # an earlier try's failure no longer holds
     try:
         decision = decide(request, now)
         review.environment = decision.environment

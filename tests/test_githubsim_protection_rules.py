@@ -5,8 +5,6 @@ GitHub's shapes (tests/data/github)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -16,14 +14,20 @@ import requests
 from githubsim import Simulator
 from tests.simhttp import (
     REPO,
-    Captured,
     assert_rest_shape,
     assert_webhook_shape,
     get,
     job_of,
     post,
 )
-from tests.test_githubsim_environments import add_user, deploy, put_env, until
+from tests.test_githubsim_environments import (  # noqa: F401 (fixtures)
+    add_user,
+    deploy,
+    put_env,
+    receiver,
+    reference_workflow,
+    until,
+)
 
 RULES = (
     "/repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules"
@@ -35,21 +39,6 @@ APP_ID = 4242
 INSTALLATION_ID = 77
 
 pytestmark = pytest.mark.sim(time_scale=600, demo=True, seed=7)
-
-REFERENCE_WORKFLOW = Path(__file__).parent.parent / "deploys/workflows/deploy.yml"
-
-
-@pytest.fixture(autouse=True)
-def reference_workflow(sim: Simulator) -> None:
-    sim.set_workflow(yaml=REFERENCE_WORKFLOW.read_text())
-
-
-@pytest.fixture
-def receiver(sim: Simulator) -> Iterator[Captured]:
-    captured = Captured()
-    sim.set_webhook(captured.url, "s")
-    yield captured
-    captured.close()
 
 
 def register_app(
@@ -153,7 +142,7 @@ def test_a_rule_for_an_unknown_app_or_twice_is_refused_with_422(
     assert message in response.json()["message"]
 
 
-def test_the_rule_holds_the_job_and_asks_the_app(sim, receiver):
+def test_the_rule_holds_the_job_and_asks_the_app(sim, receiver):  # noqa: F811
     register_app(sim)
     enable_rule(sim)
 
@@ -180,7 +169,7 @@ def test_the_rule_holds_the_job_and_asks_the_app(sim, receiver):
     assert request["deployment"]["environment"] == "production"
 
 
-def test_the_apps_approval_releases_the_job(sim, receiver):
+def test_the_apps_approval_releases_the_job(sim, receiver):  # noqa: F811
     register_app(sim)
     enable_rule(sim)
     run_id = deploy(sim, "production")

@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -35,6 +33,7 @@ from tests.clients import sign
 from tests.conftest import logged_in
 from tests.deploying import PRIMARY, REPO, Clock, drive, github_id, simulated_env
 from tests.simhttp import Captured, job_of, post
+from tests.test_github_gateway import private_key_pem
 
 pytestmark = [
     pytest.mark.django_db,
@@ -46,15 +45,6 @@ SECRET = "protection-rule-secret"  # noqa: S105
 APP_ID = 4242
 INSTALLATION_ID = 77
 WORKFLOW = Path(__file__).parent.parent / "deploys/workflows/deploy.yml"
-
-
-def private_key_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 @pytest.fixture
