@@ -32,6 +32,11 @@ API by an SRE thread (:class:`Approver`) once the deploy says it is held; the
 single-job ``deploy.yml`` behind a one-minute wait timer; and each of the two
 without protection rules.
 
+The shipped canary workflow is loaded too: beat sends canaries to the pool runners
+of environments that are not deploying, as in production. Runs are told apart by
+their workflow: ``foreign_runs`` counts deploy-workflow runs whose token belongs to
+no attempt; ``other_runs`` counts the runs of every other workflow (the canaries).
+
 ``duplicate_dispatches`` counts workflow runs GitHub created beyond the first for a
 token (the engine must send each attempt's dispatch at most once, across crashes);
 ``stuck`` counts deploys still not terminal at the end. ``wrong_sha`` counts
@@ -63,6 +68,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench import emit
 from bench._processes import Stack, call, prepare, setup_django, wait_until
 
@@ -85,6 +92,9 @@ SHAPES = (
     ("deploy.yml", ""),
 )
 WORKFLOWS = Path(__file__).resolve().parent.parent / "deploys" / "workflows"
+CANARY_WORKFLOW = (
+    Path(__file__).resolve().parent.parent / "diagnostics/workflows/runner-canary.yml"
+)
 # The simulator's own user (the control plane's token): the required reviewer.
 REVIEWER_ID = 9_000_001
 
@@ -230,6 +240,8 @@ def main() -> None:
         for workflow in {workflow for workflow, _ in SHAPES}:
             path = f"/_sim/repos/{REPOSITORY}/workflows/{workflow}"
             stack.sim("PUT", path, {"yaml": (WORKFLOWS / workflow).read_text()})
+        path = f"/_sim/repos/{REPOSITORY}/workflows/{CANARY_WORKFLOW.name}"
+        stack.sim("PUT", path, {"yaml": CANARY_WORKFLOW.read_text()})
         stack.sim(
             "POST",
             "/_sim/config",
@@ -362,13 +374,24 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     reasons = Counter(
         runs.exclude(state=DeployRun.State.SUCCEEDED).values_list("reason", flat=True)
     )
-    # Every workflow run GitHub created, by the correlation token in its run-name
-    # (a multi-job run lists several jobs: each run counts once).
+    # Every deploy-workflow run GitHub created, by the correlation token in its
+    # run-name (a multi-job run lists several jobs: each run counts once).
+    deploy_workflows = {workflow_name(WORKFLOWS / w) for w, _ in SHAPES}
+    jobs = stack.sim("GET", "/_sim/jobs")["jobs"]
     runs_by_token = {
         (match.group(1), job["run_id"])
-        for job in stack.sim("GET", "/_sim/jobs")["jobs"]
-        if (match := TOKEN_RE.search(job["run_display_title"]))
+        for job in jobs
+        if job["workflow_name"] in deploy_workflows
+        and (match := TOKEN_RE.search(job["run_display_title"]))
     }
+    other_runs = Counter(
+        name
+        for _, name in {
+            (job["run_id"], job["workflow_name"])
+            for job in jobs
+            if job["workflow_name"] not in deploy_workflows
+        }
+    )
     dispatched = Counter(token for token, _ in runs_by_token)
     tokens = set(
         DeployAttempt.objects.filter(run_id__in=run_ids).values_list("token", flat=True)
@@ -388,6 +411,7 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "attempts": DeployAttempt.objects.filter(run_id__in=run_ids).count(),
         "github_runs": sum(dispatched[t] for t in tokens),
         "foreign_runs": sum(n for t, n in dispatched.items() if t not in tokens),
+        "other_runs": dict(other_runs),
         "events": dict(events),
         "wrong_sha": shipped["wrong_sha"],
         "head_moved": shipped["head_moved"],
@@ -405,6 +429,11 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         },
         "seconds": round(elapsed, 1),
     }
+
+
+def workflow_name(path: Path) -> str:
+    """The ``name:`` of a shipped workflow (GitHub's ``workflow_name`` of its jobs)."""
+    return str(yaml.safe_load(path.read_text())["name"])
 
 
 def shipped_commits(stack: Stack, runs: Any) -> dict[str, int]:

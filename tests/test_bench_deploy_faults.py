@@ -53,6 +53,8 @@ def test_deploys_under_faults_and_worker_kills_end_terminal_without_duplicates(
     assert (result["terminal"], result["stuck"]) == (8, 0), result
     assert result["duplicate_dispatches"] == 0, result
     assert result["foreign_runs"] == 0, result
+    # Beside the deploys, only canaries ran (beat sends them to idle pools).
+    assert set(result["other_runs"]) <= {"Runner canary"}, result
     # Every deploy that succeeded ran on GitHub; one that did not says why (three
     # dispatches in a row lost to injected 5xx is a legitimate max_attempts).
     succeeded = result["states"].get("succeeded", 0)
