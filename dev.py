@@ -38,6 +38,12 @@ WEB_URL = f"http://127.0.0.1:{WEB_PORT}"
 DEFAULT_SIMULATOR_PORT = 9100
 SIMULATOR_PORT = int(os.environ.get("DEV_SIMULATOR_PORT", DEFAULT_SIMULATOR_PORT))
 DEMO_ADMIN = "admin"
+# A second user, an SRE: deploys that need another SRE's approval can be approved (no
+# one approves their own), and the demo's deploy awaiting approval is requested by
+# this user, so the admin can approve it.
+DEMO_SRE = "sre"
+# The demo fleet's intended inventory, drifting from the simulator's fleet on purpose.
+DEMO_INVENTORY = ROOT / "inventory" / "demo-hosts.ini"
 # A process that exits this often within the window is broken, not unlucky: stop.
 RESTART_LIMIT = 5
 RESTART_WINDOW = 60.0
@@ -94,9 +100,9 @@ def manage(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> No
     )
 
 
-def demo_admin_password() -> str:
-    """The demo admin's password: made once, kept in var/ so every run can print it."""
-    path = VAR / "demo-admin-password"
+def demo_password(username: str) -> str:
+    """A demo user's password: made once, kept in var/ so every run can print it."""
+    path = VAR / f"demo-{username}-password"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(12))
         path.chmod(0o600)
@@ -129,18 +135,23 @@ def run() -> None:
             "RUNNER_EXPORTER_URL_TEMPLATE",
             f"{simulator}/_sim/exporter/{{name}}/metrics",
         )
+    # The inventory page and the home board hold the registry against it; beat
+    # re-reads the file when it changes.
+    env.setdefault("INVENTORY_PATH", str(DEMO_INVENTORY))
     manage("migrate", "--noinput", "-v0", env=env)
-    password = demo_admin_password()
-    manage(
-        "createuser",
-        DEMO_ADMIN,
-        "--role",
-        "admin",
-        "--password-stdin",
-        "--if-missing",
-        env=env,
-        stdin=password,
-    )
+    passwords: dict[str, str] = {}
+    for username, role in ((DEMO_ADMIN, "admin"), (DEMO_SRE, "sre")):
+        passwords[username] = demo_password(username)
+        manage(
+            "createuser",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+            "--if-missing",
+            env=env,
+            stdin=passwords[username],
+        )
     commands = {
         "simulator": [
             str(PYTHON),
@@ -212,7 +223,11 @@ def run() -> None:
             stop_all(procs)
             sys.exit(f"dev.py: manage.py demo failed with code {exc.returncode}")
         log(f"the control plane is running at {WEB_URL}/")
-        log(f"log in as {DEMO_ADMIN!r} with password {password!r}")
+        log(f"log in as {DEMO_ADMIN!r} with password {passwords[DEMO_ADMIN]!r}")
+        log(
+            f"or as the SRE {DEMO_SRE!r} with password {passwords[DEMO_SRE]!r} "
+            "(approvals need an SRE other than the requester)"
+        )
         log(f"break a runner: {PYTHON} -m githubsim ctl kill prod-primary-1")
         log(f"each process logs to {LOG_DIR}/<name>.log")
         log("press Ctrl-C to stop everything")

@@ -7,20 +7,29 @@
    or stored).
 3. Point each simulated runner's exporter URL at the simulator's node_exporter page.
 4. Create the ``production`` (primary and two secondaries) and ``staging`` (its
-   exporter signal advisory) environments with their runner pools, and rotation schedules for the simulator's
-   secrets (one due soon, one overdue), checked against it once.
+   exporter signal advisory) environments with their runner pools;
+   ``production-eu``, whose deploy rules take only commits that succeeded in
+   staging, only from ``main`` or release tags, each approved by a second SRE; and
+   ``billing``, whose deploys a second SRE approves. Then rotation schedules for
+   the simulator's secrets (one due soon, one overdue), checked against it once.
 5. Store two diagnostics reports from the production primary when it has none, so
    its page shows a report, a history and what changed; install the shipped canary
    workflow in the simulator, so canaries run (``diagnostics.demo``).
-6. With ``--history``, request a deploy to each environment when none has been made
-   yet; the running worker takes them through the real engine, so the deploy pages
-   show true history.
+6. Load the ``INVENTORY_PATH`` file now if it changed, rather than at beat's next
+   look (``dev.py`` points it at ``inventory/demo-hosts.ini``, which drifts from the
+   simulator's fleet on purpose: one runner missing, one rogue, one with a label
+   short).
+7. With ``--history``, request a deploy to each environment when none has been made
+   yet, except those promoting from another (their commit must succeed there
+   first); the running worker takes them through the real engine, so the deploy
+   pages show true history. ``billing``'s waits for an SRE's approval: it is
+   requested by an SRE other than the first user (the admin), who can approve it.
 
 Running it again changes nothing for runners that heartbeat: a token is only ever
 shown once, so a runner is given a new one when the simulator holds none (it was
 restarted) or its heartbeats stopped arriving (e.g. the database was reset).
-Environments, pools and schedules that exist are left as they are (an SRE may have
-edited them).
+Environments, pools, rules and schedules that exist are left as they are (an SRE may
+have edited them); an inventory file is loaded again only when its content changed.
 """
 
 from __future__ import annotations
@@ -35,10 +44,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 
-from controlplane.github import GitHubError
+from controlplane.github import GitHubError, gateway_for
 from deploys import triggers
 from deploys.models import DeployRun, Environment
 from diagnostics import demo as diagnostics_demo
+from inventory import conf as inventory_conf
+from inventory import loading as inventory_loading
 from rotations import domain
 from rotations.models import SecretRotationSchedule
 from runners import sync
@@ -54,7 +65,27 @@ ENVIRONMENTS = {
         ["DEPLOY_KEY", "PROD_DB_PASSWORD"],
     ),
     "staging": (["staging-1", "staging-2"], ["DEPLOY_KEY", "STAGING_DB_PASSWORD"]),
+    # A second production region, served by production's secondaries.
+    "production-eu": (["prod-secondary-2", "prod-secondary-1"], ["DEPLOY_KEY"]),
+    "billing": (["build-1", "build-2"], ["DEPLOY_KEY"]),
 }
+PRODUCTION = ("production", "production-eu", "billing")
+# Deploy rules and approvals in the control plane other than the defaults (none):
+# production-eu takes what staging has run, from main or a release tag, approved by
+# a second SRE; every billing deploy needs a second SRE's approval.
+RULES: dict[str, dict[str, Any]] = {
+    "production-eu": {
+        "promote_from": "staging",
+        "allowed_refs": "refs/heads/main refs/tags/v*",
+        "signoffs_required": 1,
+    },
+    "billing": {"signoffs_required": 1},
+}
+# Refs beside main in the simulator's repository: a release tag on main's commit
+# (allowed in production-eu once staging has run that commit) and a feature branch
+# one commit ahead (refused there by the allowed-refs rule).
+DEMO_TAG = "v1.0.0"
+DEMO_BRANCH = "feature/retry-budget"
 # Signal policies other than the strict default: staging's runners may take deploys
 # while Prometheus cannot reach their exporters (a firewall between them), as long
 # as they heartbeat.
@@ -129,37 +160,71 @@ class Command(BaseCommand):
             f"{tokens} heartbeat tokens issued, {exporters} exporter URLs set, "
             f"simulator {base}"
         )
+        refs = _refs(session, base)
         created = _environments()
         schedules = _schedules()
         self.stdout.write(
-            f"demo: {created} environments and {schedules} secret schedules created"
+            f"demo: {created} environments, {schedules} secret schedules and "
+            f"{refs} git refs created"
         )
         primary = Runner.objects.active().filter(name=DIAGNOSED).first()
         reports = diagnostics_demo.seed(primary, now) if primary else 0
         self.stdout.write(f"demo: {reports} diagnostics reports stored")
         if not diagnostics_demo.install_canary_workflow(session, base):
             self.stdout.write("demo: the simulator refused the canary workflow")
+        self.stdout.write(f"demo: {_inventory()}")
         if options["history"]:
             requested = _history()
             self.stdout.write(f"demo: {requested} deploys requested")
 
 
 def _environments() -> int:
-    """Create the demo environments that do not exist, each with its pool."""
+    """Create the demo environments that do not exist, each with its pool and its
+    rules (a promotion source that no longer exists is left out)."""
     runners = {r.name: r for r in Runner.objects.active()}
     created = 0
     for name, (pool, required) in ENVIRONMENTS.items():
+        rules = dict(RULES.get(name, {}))
+        if "promote_from" in rules:
+            rules["promote_from"] = Environment.objects.filter(
+                name=rules["promote_from"]
+            ).first()
         env, new = Environment.objects.get_or_create(
             name=name,
             defaults={
                 "repository": settings.GITHUB_REPOSITORY,
                 "required_secrets": required,
                 **SIGNAL_POLICIES.get(name, {}),
-                "production": name == "production",
+                **rules,
+                "production": name in PRODUCTION,
             },
         )
         if new:
             env.set_pool([runners[n] for n in pool if n in runners])
+            created += 1
+    return created
+
+
+def _refs(session: requests.Session, base: str) -> int:
+    """Create the demo tag and branch in the simulator's repository unless they
+    exist (they last as long as the simulator runs); how many were created."""
+    repo = settings.GITHUB_REPOSITORY
+    gateway = gateway_for(repo)
+    created = 0
+    for ref, path, body in (
+        (f"refs/tags/{DEMO_TAG}", "tags", {"tag": DEMO_TAG, "target": "main"}),
+        (
+            f"refs/heads/{DEMO_BRANCH}",
+            "push",
+            {"ref": DEMO_BRANCH, "message": "Retry GitHub calls within a budget"},
+        ),
+    ):
+        try:
+            exists = gateway.git_ref_sha(ref) is not None
+        except GitHubError as exc:
+            raise CommandError(f"cannot look up {ref} in {repo}: {exc}") from None
+        if not exists:
+            _control(session, base, f"/_sim/repos/{repo}/{path}", **body)
             created += 1
     return created
 
@@ -189,14 +254,36 @@ def _schedules() -> int:
     return created
 
 
+def _inventory() -> str:
+    """Load the INVENTORY_PATH file if its content changed; what happened, in words."""
+    if not inventory_conf.path():
+        return "no INVENTORY_PATH: no intended inventory loaded"
+    load = inventory_loading.load_file()
+    if load is None:
+        return f"the inventory file {inventory_conf.path()} is unchanged"
+    if not load.accepted:
+        return f"the inventory file {load.filename} was refused: {load.error}"
+    return f"inventory loaded from {load.filename}: {load.hosts} runners expected"
+
+
 def _history() -> int:
-    """Request a deploy of the default ref to each demo environment without one."""
-    requester = get_user_model().objects.filter(is_active=True).order_by("pk").first()
+    """Request a deploy of the default ref to each demo environment without one,
+    except those promoting from another environment (nothing has succeeded there
+    yet: the request would be refused)."""
+    users = get_user_model().objects.filter(is_active=True).order_by("pk")
+    requester = users.first()
+    # A deploy awaiting approval in the control plane is requested by another SRE
+    # when there is one, so the first user (dev.py's admin) may approve it: no one
+    # approves their own deploy.
+    sres = users.filter(Q(groups__name__in=["sre", "admin"]) | Q(is_superuser=True))
+    colleague = sres.exclude(pk=requester.pk).first() if requester else None
     requested = 0
-    for env in Environment.objects.filter(name__in=ENVIRONMENTS).order_by("pk"):
+    envs = Environment.objects.filter(name__in=ENVIRONMENTS, promote_from=None)
+    for env in envs.order_by("pk"):
         if DeployRun.objects.filter(environment=env).exists():
             continue
-        triggers.request_deploy(requester or AnonymousUser(), env)
+        user = (colleague or requester) if env.signoffs_required else requester
+        triggers.request_deploy(user or AnonymousUser(), env)
         requested += 1
     return requested
 
