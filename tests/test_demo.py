@@ -170,7 +170,7 @@ def test_demo_inventory_drifts_from_the_fleet_once(
 
     again = demo(sim)
 
-    assert f"the inventory file {DEMO_INVENTORY} is unchanged" in again
+    assert f"the inventory file {DEMO_INVENTORY} was read already, unchanged" in again
     assert InventoryLoad.objects.count() == 1
 
 
@@ -213,6 +213,12 @@ def test_demo_production_eu_takes_only_what_staging_ran(
 ) -> None:
     demo(sim)
     assert not DeployRun.objects.filter(environment__name="production-eu").exists()
+    # The release tag the rules allow is main's commit; the branch is one ahead.
+    main_sha = sim.state.resolve_ref("acme/deploy", "main")
+    assert sim.state.git_ref("acme/deploy", "tags/v1.0.0")[1] == main_sha
+    assert sim.state.ancestry(
+        "acme/deploy", sim.state.resolve_ref("acme/deploy", "feature/retry-budget")
+    )[1:] == [main_sha]
 
     # main has not succeeded in staging yet; the feature branch never may go.
     with pytest.raises(RuleRefused) as main:
@@ -223,7 +229,11 @@ def test_demo_production_eu_takes_only_what_staging_ran(
     assert main.value.code == "not_promoted"
     assert "Deploy it to staging first" in main.value.message
     assert feature.value.code == "ref_not_allowed"
-    page = logged_in(admin_user).get("/deploys/environments/production-eu/").content.decode()
+    page = (
+        logged_in(admin_user)
+        .get("/deploys/environments/production-eu/")
+        .content.decode()
+    )
     assert "only commits that succeeded in" in page
     assert "refs/tags/v*" in page
     assert "1 approval in the control plane required" in page

@@ -44,7 +44,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 
-from controlplane.github import GitHubError, gateway_for
+from controlplane.github import GitHubError
 from deploys import triggers
 from deploys.models import DeployRun, Environment
 from diagnostics import demo as diagnostics_demo
@@ -161,11 +161,13 @@ class Command(BaseCommand):
             f"simulator {base}"
         )
         refs = _refs(session, base)
+        if refs is None:
+            self.stdout.write("demo: the simulator refused the demo's tag and branch")
         created = _environments()
         schedules = _schedules()
         self.stdout.write(
             f"demo: {created} environments, {schedules} secret schedules and "
-            f"{refs} git refs created"
+            f"{refs or 0} git refs created"
         )
         primary = Runner.objects.active().filter(name=DIAGNOSED).first()
         reports = diagnostics_demo.seed(primary, now) if primary else 0
@@ -205,28 +207,29 @@ def _environments() -> int:
     return created
 
 
-def _refs(session: requests.Session, base: str) -> int:
-    """Create the demo tag and branch in the simulator's repository unless they
-    exist (they last as long as the simulator runs); how many were created."""
+def _refs(session: requests.Session, base: str) -> int | None:
+    """Give the simulator's repository the demo tag and branch unless it has them;
+    how many refs were created, None when the simulator refused them (it holds
+    another repository). The tag is made first, so a simulator that has it has both
+    (a restarted simulator has neither); no GitHub call is spent on it."""
     repo = settings.GITHUB_REPOSITORY
-    gateway = gateway_for(repo)
-    created = 0
-    for ref, path, body in (
-        (f"refs/tags/{DEMO_TAG}", "tags", {"tag": DEMO_TAG, "target": "main"}),
-        (
-            f"refs/heads/{DEMO_BRANCH}",
-            "push",
-            {"ref": DEMO_BRANCH, "message": "Retry GitHub calls within a budget"},
-        ),
+    made = 0
+    for path, body in (
+        ("tags", {"tag": DEMO_TAG, "target": "main"}),
+        ("push", {"ref": DEMO_BRANCH, "message": "Retry GitHub calls within a budget"}),
     ):
         try:
-            exists = gateway.git_ref_sha(ref) is not None
-        except GitHubError as exc:
-            raise CommandError(f"cannot look up {ref} in {repo}: {exc}") from None
-        if not exists:
-            _control(session, base, f"/_sim/repos/{repo}/{path}", **body)
-            created += 1
-    return created
+            response = session.post(
+                f"{base}/_sim/repos/{repo}/{path}", json=body, timeout=CONTROL_TIMEOUT
+            )
+        except requests.RequestException as exc:
+            raise CommandError(f"cannot reach the simulator at {base}: {exc}") from None
+        if response.status_code == 422 and "already_exists" in response.text:
+            return made
+        if response.status_code >= 400:
+            return None
+        made += 1
+    return made
 
 
 def _schedules() -> int:
@@ -260,7 +263,7 @@ def _inventory() -> str:
         return "no INVENTORY_PATH: no intended inventory loaded"
     load = inventory_loading.load_file()
     if load is None:
-        return f"the inventory file {inventory_conf.path()} is unchanged"
+        return f"the inventory file {inventory_conf.path()} was read already, unchanged"
     if not load.accepted:
         return f"the inventory file {load.filename} was refused: {load.error}"
     return f"inventory loaded from {load.filename}: {load.hosts} runners expected"
