@@ -249,7 +249,16 @@ def primary_never_picks_up(bench: Bench, timeout: float) -> dict[str, Any]:
         f"{bench.stack.sim_url}/repos/{REPOSITORY}/actions/workflows/deploy.yml/"
         "dispatches",
         "POST",
-        {"ref": "main", "inputs": {"runner": primary("pickup"), "token": "by-hand"}},
+        {
+            "ref": "main",
+            # What the shipped deploy.yml requires, should the bench load it first.
+            "inputs": {
+                "runner": primary("pickup"),
+                "token": "by-hand",
+                "sha": "",
+                "environment": "failover-pickup",
+            },
+        },
         {"Authorization": "token bench-token"},
     )
     bench.seen(primary("pickup"), ("in_progress",), timeout)

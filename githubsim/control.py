@@ -176,6 +176,8 @@ def workflow_view(request: Request) -> dict[str, Any]:
         "path": flow.path,
         "name": flow.name,
         "jobs": [spec.as_dict() for spec in flow.jobs],
+        # null: no file loaded, so dispatches may send any inputs.
+        "inputs": None if flow.inputs is None else [i.as_dict() for i in flow.inputs],
     }
 
 
@@ -186,12 +188,17 @@ def get_workflow(request: Request) -> Reply:
 
 @router.add("PUT", WORKFLOW)
 def put_workflow(request: Request) -> Reply:
-    """The workflow's jobs for later runs: ``{"yaml": "<file text>"}`` or
+    """The workflow's jobs (and, from a file, the inputs a dispatch is checked
+    against) for later runs: ``{"yaml": "<file text>"}`` or
     ``{"jobs": [{"name", "runs_on", "needs", "environment", "duration", "outcome"}]}``."""
-    name, specs = parse_definition(request.json_object())
+    definition = parse_definition(request.json_object())
     params = request.params
     request.sim.state.set_workflow(
-        f"{params['owner']}/{params['repo']}", params["file"], specs, name
+        f"{params['owner']}/{params['repo']}",
+        params["file"],
+        definition.jobs,
+        definition.name,
+        definition.inputs,
     )
     return Reply(body=workflow_view(request))
 

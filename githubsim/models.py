@@ -96,6 +96,19 @@ class JobSpec:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class WorkflowInput:
+    """One input a workflow file declares under ``on.workflow_dispatch.inputs``."""
+
+    name: str
+    required: bool = False
+    # None: the file gives no default, so a required input must be sent.
+    default: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def default_jobs() -> list[JobSpec]:
     """Today's single-job reference workflow: ``deploy`` on the runner named in inputs."""
     return [JobSpec("deploy", ["self-hosted", RUNNER_EXPRESSION])]
@@ -188,6 +201,9 @@ class Workflow:
     created_at: float
     jobs: list[JobSpec] = field(default_factory=default_jobs)
     command: Command | None = None
+    # The dispatch inputs its loaded file declares; None when no file was loaded (a
+    # job list, or none at all): then a dispatch may send any inputs.
+    inputs: list[WorkflowInput] | None = None
 
 
 @dataclass

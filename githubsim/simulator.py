@@ -215,9 +215,13 @@ class Simulator:
     ) -> Workflow:
         """Define a workflow from its file's text or a job list, as the control API."""
         body: dict[str, Any] = {"yaml": yaml} if yaml is not None else {"jobs": jobs}
-        name, specs = parse_definition(body)
+        definition = parse_definition(body)
         return self.state.set_workflow(
-            repository or self.state.default_repository, workflow_file, specs, name
+            repository or self.state.default_repository,
+            workflow_file,
+            definition.jobs,
+            definition.name,
+            definition.inputs,
         )
 
     def set_workflow_command(

@@ -1,7 +1,8 @@
 """Workflow definitions: the jobs of a workflow file, and expressions in them.
 
 The simulator reads what decides where and when jobs run: ``jobs.<id>.runs-on``,
-``needs`` and ``environment``. Steps are not run; a job's duration and outcome come from
+``needs`` and ``environment``, and the inputs a dispatch may send
+(``on.workflow_dispatch.inputs``), which it checks as GitHub does. Steps are not run; a job's duration and outcome come from
 the control API or the simulator's settings. Expressions are resolved from the dispatch
 inputs only (``${{ inputs.NAME }}`` or ``${{ github.event.inputs.NAME }}``); any other
 expression is kept as written.
@@ -9,20 +10,32 @@ expression is kept as written.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from githubsim.errors import ApiError
-from githubsim.models import JobSpec
+from githubsim.models import JobSpec, WorkflowInput
 
 OUTCOMES = ("success", "failure")
 EXPRESSION = re.compile(
     r"\$\{\{\s*(?:github\.event\.)?inputs\.([A-Za-z_][\w-]*)\s*\}\}"
 )
 JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+@dataclass
+class Definition:
+    """What a workflow file (or a control-API job list) defines."""
+
+    name: str | None
+    jobs: list[JobSpec]
+    # None for a job list, or a file without a workflow_dispatch trigger.
+    inputs: list[WorkflowInput] | None = None
 
 
 def invalid(message: str) -> ApiError:
@@ -73,8 +86,8 @@ def _environment(value: Any, job: str) -> str | None:
     return value
 
 
-def parse_yaml(text: str) -> tuple[str | None, list[JobSpec]]:
-    """The workflow's ``name`` and its jobs, from the text of a workflow file."""
+def parse_yaml(text: str) -> Definition:
+    """The workflow's ``name``, jobs and inputs, from the text of a workflow file."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -96,7 +109,61 @@ def parse_yaml(text: str) -> tuple[str | None, list[JobSpec]]:
             )
         )
     name = document.get("name")
-    return (name if isinstance(name, str) and name else None), checked(specs)
+    return Definition(
+        name if isinstance(name, str) and name else None,
+        checked(specs),
+        dispatch_inputs(document),
+    )
+
+
+def dispatch_inputs(document: Mapping[Any, Any]) -> list[WorkflowInput] | None:
+    """The inputs ``on.workflow_dispatch.inputs`` declares: ``[]`` for a trigger
+    without inputs (GitHub then refuses any), None for a file without the trigger."""
+    # YAML 1.1 (PyYAML) reads the key ``on`` as the boolean True.
+    triggers = document.get("on", document.get(True))
+    if isinstance(triggers, str):
+        triggers = [triggers]
+    if isinstance(triggers, list):
+        return [] if "workflow_dispatch" in triggers else None
+    if not isinstance(triggers, dict) or "workflow_dispatch" not in triggers:
+        return None
+    trigger = triggers["workflow_dispatch"] or {}
+    if not isinstance(trigger, dict):
+        raise invalid("on.workflow_dispatch must be a mapping")
+    declared = trigger.get("inputs") or {}
+    if not isinstance(declared, dict):
+        raise invalid("on.workflow_dispatch.inputs must be a mapping of input names")
+    inputs = []
+    for name, spec in declared.items():
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise invalid(f"on.workflow_dispatch.inputs.{name} must be a mapping")
+        default = spec.get("default")
+        inputs.append(
+            WorkflowInput(
+                str(name),
+                spec.get("required") is True,
+                None if default is None else str(default),
+            )
+        )
+    return inputs
+
+
+def check_inputs(
+    declared: list[WorkflowInput] | None, inputs: Mapping[str, Any]
+) -> None:
+    """Refuse a dispatch's inputs as GitHub does, with its messages: a name the
+    file does not declare, then a required input without a default left out. Not
+    checked when no file was loaded (``declared`` is None)."""
+    if declared is None:
+        return
+    names = {spec.name for spec in declared}
+    unexpected = [name for name in inputs if name not in names]
+    if unexpected:
+        raise invalid(f"Unexpected inputs provided: {json.dumps(unexpected)}")
+    for spec in declared:
+        if spec.required and spec.default is None and spec.name not in inputs:
+            raise invalid(f"Required input '{spec.name}' not provided")
 
 
 def _number(item: Mapping[str, Any], key: str, job: str) -> float | None:
@@ -171,7 +238,7 @@ def checked(specs: list[JobSpec]) -> list[JobSpec]:
     return specs
 
 
-def parse_definition(body: Mapping[str, Any]) -> tuple[str | None, list[JobSpec]]:
+def parse_definition(body: Mapping[str, Any]) -> Definition:
     """A control-API body: ``{"yaml": "<workflow file>"}`` or ``{"jobs": [...]}``."""
     if "yaml" in body:
         if not isinstance(body["yaml"], str):
@@ -181,7 +248,7 @@ def parse_definition(body: Mapping[str, Any]) -> tuple[str | None, list[JobSpec]
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise invalid("name must be a string")
-        return name, parse_job_list(body["jobs"])
+        return Definition(name, parse_job_list(body["jobs"]))
     raise invalid('send {"yaml": "<workflow file text>"} or {"jobs": [...]}')
 
 

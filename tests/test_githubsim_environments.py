@@ -87,7 +87,12 @@ def deploy(sim: Simulator, environment: str, runner: str = "prod-primary-1") -> 
         f"{REPO}/actions/workflows/deploy.yml/dispatches",
         {
             "ref": "main",
-            "inputs": {"runner": runner, "token": "t", "environment": environment},
+            "inputs": {
+                "runner": runner,
+                "token": "t",
+                "sha": sim.sha_of("main"),
+                "environment": environment,
+            },
             "return_run_details": True,
         },
     )

@@ -62,7 +62,12 @@ def start(sim: Simulator, runner: str = "prod-primary-1") -> int:
         f"{REPO}/actions/workflows/deploy.yml/dispatches",
         {
             "ref": "main",
-            "inputs": {"runner": runner, "token": "t-1", "environment": "production"},
+            "inputs": {
+                "runner": runner,
+                "token": "t-1",
+                "sha": sim.sha_of("main"),
+                "environment": "production",
+            },
             "return_run_details": True,
         },
     )

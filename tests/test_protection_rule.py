@@ -125,6 +125,7 @@ def dispatch_from_github_ui(sim: Simulator, runner: str = PRIMARY) -> int:
             "inputs": {
                 "runner": runner,
                 "token": "manual",
+                "sha": sim.sha_of("main"),
                 "environment": "production",
             },
             "return_run_details": True,

@@ -22,6 +22,27 @@ class GitHubValidationError(GitHubError):
     """GitHub refused the request as invalid (400/422); ``github_message`` says why."""
 
 
+class GitHubInputsRefused(GitHubValidationError):
+    """GitHub refused a workflow dispatch's inputs (422) and created no run.
+
+    ``unexpected``: inputs sent that the workflow file does not declare;
+    ``missing``: a required input (without a default) that was not sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        github_message: str = "",
+        unexpected: tuple[str, ...] = (),
+        missing: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, status=status, github_message=github_message)
+        self.unexpected = unexpected
+        self.missing = missing
+
+
 class GitHubAuthError(GitHubError):
     """The credentials were refused (401) or lack a permission (403)."""
 

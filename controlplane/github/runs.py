@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from github.Requester import Requester
+from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun
 
 from controlplane import names
 from controlplane.github.core import PER_PAGE, GatewayCore
-from controlplane.github.errors import GitHubValidationError
+from controlplane.github.errors import GitHubInputsRefused, GitHubValidationError
 from controlplane.github.paths import segment
 from controlplane.github.types import (
     DispatchResult,
@@ -27,6 +29,11 @@ from controlplane.github.types import (
 logger = logging.getLogger(__name__)
 
 MAX_DISPATCH_INPUTS = 25
+# GitHub's messages when a dispatch's inputs do not match the workflow file's
+# ``on.workflow_dispatch.inputs``: ``Unexpected inputs provided: ["a", "b"]`` and
+# ``Required input 'x' not provided``.
+UNEXPECTED_INPUTS = re.compile(r"Unexpected inputs provided: (\[[^\]]*\])")
+MISSING_INPUT = re.compile(r"Required input '([^']+)' not provided")
 # Run-list pages (with their ETags) a gateway keeps for conditional token lookups:
 # one per dispatch being looked up, so a handful in practice.
 RUN_PAGES_KEPT = 64
@@ -47,6 +54,28 @@ def parse_run(data: Mapping[str, Any]) -> RunInfo:
         run_attempt=int(data.get("run_attempt") or 1),
         created_at=parse_time(data.get("created_at")),
         updated_at=parse_time(data.get("updated_at")),
+    )
+
+
+def inputs_refusal(exc: GitHubValidationError) -> GitHubInputsRefused | None:
+    """``exc`` as a refusal of the dispatch's inputs, or None when it is another."""
+    unexpected: list[str] = []
+    found = UNEXPECTED_INPUTS.search(exc.github_message)
+    if found:
+        try:
+            names = json.loads(found.group(1))
+        except ValueError:
+            names = re.findall(r'"([^"]*)"', found.group(1))
+        unexpected = [str(name) for name in names]
+    missing = MISSING_INPUT.findall(exc.github_message)
+    if not unexpected and not missing:
+        return None
+    return GitHubInputsRefused(
+        str(exc),
+        status=exc.status,
+        github_message=exc.github_message,
+        unexpected=tuple(unexpected),
+        missing=tuple(missing),
     )
 
 
@@ -86,7 +115,8 @@ class RunCalls(GatewayCore):
 
         Asks for the run's details; a server that rejects ``return_run_details``
         (GitHub Enterprise Server without it) gets a plain dispatch, now and for the
-        rest of this gateway's life, and the result then has no ``run_id``.
+        rest of this gateway's life, and the result then has no ``run_id``. Inputs
+        the workflow file does not take raise :class:`GitHubInputsRefused`.
         """
         if len(inputs) > MAX_DISPATCH_INPUTS:
             raise GitHubValidationError(
@@ -94,6 +124,17 @@ class RunCalls(GatewayCore):
             )
         segment(names.Kind.WORKFLOW, workflow)  # PyGithub builds this URL itself
         workflow_obj = self._github.get_repo(self.repository).get_workflow(workflow)
+        try:
+            return self._dispatch(workflow_obj, ref, inputs)
+        except GitHubValidationError as exc:
+            refusal = inputs_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+
+    def _dispatch(
+        self, workflow_obj: Workflow, ref: str, inputs: Mapping[str, str]
+    ) -> DispatchResult:
         if self.run_details_supported is not False:
             try:
                 with self._call("dispatch_workflow"):

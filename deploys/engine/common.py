@@ -22,6 +22,17 @@ Kind = DeployEvent.Kind
 # declare or leaves out a required one. All are required but ``ticket`` (the change
 # ticket, "" for a deploy without one), which the run's name shows.
 DISPATCH_INPUTS = ("runner", "token", "sha", "environment", "ticket")
+# The inputs a deploy can do without when a team's copy of the workflow predates
+# them (deploys/engine/inputs.py sends the dispatch again without them), each with
+# what is lost. The others are essential: ``runner`` pins the deploy job to the
+# runner the gate chose, ``token`` finds the run again after a lost answer, ``sha``
+# is the exact commit deployed and ``environment`` brings the GitHub environment's
+# secrets and protection rules.
+OPTIONAL_INPUTS: dict[str, str] = {
+    # Only names the run in GitHub's run list ("Deploy main INFRA-473 [token]"); the
+    # deploy, its correlation and the ticket's JIRA comments work without it.
+    "ticket": "the change ticket is not shown in the run's name",
+}
 
 
 def poll() -> timedelta:

@@ -13,12 +13,13 @@ from django.utils import timezone
 from controlplane.github import (
     GitHubAmbiguousWrite,
     GitHubError,
+    GitHubInputsRefused,
     GitHubRateLimited,
     GitHubUnavailable,
     RunInfo,
     gateway_for,
 )
-from deploys.change_tickets import for_github
+from deploys.engine import inputs
 from deploys.engine.common import (
     Attempt,
     Kind,
@@ -96,17 +97,8 @@ def dispatching(run: DeployRun, now: datetime) -> bool:
 
 def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool:
     """Send the attempt's one dispatch (its claim is already committed)."""
-    env = run.environment
-    runner_name = attempt.runner.name
-    inputs = {"runner": runner_name, "token": attempt.token}
-    inputs.update({"sha": run.sha} if run.sha else {})  # the exact commit to check out
-    inputs["environment"] = env.github_environment_name
-    # Shown in the run's name; its characters are checked again before it leaves.
-    inputs["ticket"] = for_github(run.change_ticket)
     try:
-        result = gateway_for(env.repository).dispatch_workflow(
-            env.workflow_file, run.ref, inputs
-        )
+        result = inputs.dispatch(run, attempt, now)
     except GitHubAmbiguousWrite as exc:
         # It may have created the run: only the token lookup may decide now, and
         # it starts at once (GitHub lists a dispatched run as soon as it exists).
@@ -132,6 +124,17 @@ def send_dispatch(run: DeployRun, attempt: DeployAttempt, now: datetime) -> bool
             )
             recheck(run, now + poll())
         return False
+    except GitHubInputsRefused as exc:
+        # Inputs the deploy cannot do without (optional ones went again without).
+        return finish(
+            run,
+            Run.FAILED,
+            DeployRun.Reason.DISPATCH_REJECTED,
+            inputs.refusal_message(run.environment, exc),
+            now,
+            attempt=attempt,
+            attempt_state=Attempt.FAILED,
+        )
     except GitHubError as exc:
         return finish(
             run,

@@ -4,6 +4,7 @@ environments, their runner pools and the deploy runs sent to them."""
 from __future__ import annotations
 
 from deploys.models.change_tickets import TicketUpdate, TicketUpdateQuerySet
+from deploys.models.dispatch_inputs import UndeclaredInput
 from deploys.models.dora import CommitDate, Rollback
 from deploys.models.environments import (
     FREEZE_HORIZON,
@@ -57,6 +58,7 @@ __all__ = [
     "SignalPolicy",
     "TicketUpdate",
     "TicketUpdateQuerySet",
+    "UndeclaredInput",
     "WebhookDelivery",
     "WebhookDeliveryQuerySet",
     "WebhookHook",

@@ -432,6 +432,8 @@ class DeployEvent(models.Model):
         # Approvals in the control plane (not GitHub's): one given; enough of them.
         SIGNOFF_APPROVED = "signoff_approved", "Approved (control plane)"
         SIGNED_OFF = "signed_off", "Approvals Complete"
+        # Sent without an optional input the workflow file does not declare.
+        INPUT_LEFT_OUT = "input_left_out"
 
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="events")
     attempt = models.ForeignKey(

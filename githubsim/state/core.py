@@ -16,7 +16,7 @@ from githubsim import shapes
 from githubsim.clock import SimClock
 from githubsim.errors import not_found
 from githubsim.limits import Limits
-from githubsim.models import Config, Faults, JobSpec, Workflow
+from githubsim.models import Config, Faults, JobSpec, Workflow, WorkflowInput
 
 WebhookSink = Callable[[str, dict[str, Any]], None]
 
@@ -77,8 +77,10 @@ class StateCore:
         workflow_file: str,
         jobs: list[JobSpec],
         name: str | None = None,
+        inputs: list[WorkflowInput] | None = None,
     ) -> Workflow:
-        """Define a workflow's jobs (later runs use them), adding the file if new."""
+        """Define a workflow's jobs and the inputs its file declares (later runs and
+        dispatches use them), adding the file if new."""
         with self.lock:
             self.repository_id(full_name)
             file = workflow_file.rsplit("/", 1)[-1]
@@ -96,6 +98,7 @@ class StateCore:
                 )
                 self.workflows[workflow_id] = flow
             flow.jobs = list(jobs)
+            flow.inputs = None if inputs is None else list(inputs)
             if name:
                 flow.name = name
             return flow

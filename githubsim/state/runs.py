@@ -18,7 +18,7 @@ from githubsim.errors import ApiError, invalid, not_found
 from githubsim.models import Job, JobSpec, Run, Workflow
 from githubsim.state.commits import CommitsMixin
 from githubsim.state.scheduling import SchedulingMixin
-from githubsim.workflows import resolved
+from githubsim.workflows import check_inputs, resolved
 
 MAX_INPUTS = 25
 
@@ -46,6 +46,9 @@ class RunsMixin(SchedulingMixin, CommitsMixin):
                     f"you may only define up to {MAX_INPUTS} inputs for a workflow_dispatch",
                     "inputs",
                 )
+            # GitHub's 422 for an input the file does not declare or a required one
+            # left out: nothing is created.
+            check_inputs(flow.inputs, inputs)
             branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
             # The reference workflows' run-name: "Deploy {ref} [{inputs.token}]",
             # with " {inputs.ticket}" after the ref when a ticket was sent.
