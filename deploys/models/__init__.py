@@ -16,6 +16,7 @@ from deploys.models.environments import (
     SignalPolicy,
     validate_pattern,
 )
+from deploys.models.idempotency import IdempotencyRecord
 from deploys.models.protection import GateReview
 from deploys.models.runs import (
     CORRELATION_TOKEN,
@@ -24,7 +25,6 @@ from deploys.models.runs import (
     DeployEvent,
     DeployRun,
     DeployRunQuerySet,
-    IdempotencyRecord,
     new_correlation_token,
 )
 from deploys.models.signoffs import SignOff
