@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deploys', '0027_environment_canary'),
+        ('deploys', '0028_undeclared_dispatch_inputs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
