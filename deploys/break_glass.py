@@ -1,8 +1,10 @@
 """Break glass: an admin's deploy, with a reason, past a freeze window, the deploy
-rules (``deploys.rules``) or the environment's approvals in the control plane.
-Recorded on the deploy's timeline (``break_glass``, whose detail names what was
-broken: ``freeze`` and ``window``, ``rules``, ``signoffs_skipped``) and audited as
-``deploy.break_glass``; the gate lets such a run past what was broken only."""
+rules (``deploys.rules``), the environment's approvals in the control plane, or a
+JIRA that cannot check the change ticket (``deploys.request_ticket``). Recorded on
+the deploy's timeline (``break_glass``, whose detail names what was broken:
+``freeze`` and ``window``, ``rules``, ``signoffs_skipped``, ``jira_unverified`` with
+``change_ticket``) and audited as ``deploy.break_glass``; the gate lets such a run
+past what was broken only."""
 
 from __future__ import annotations
 
@@ -20,18 +22,25 @@ from deploys.rules import Refusal
 @dataclass(frozen=True)
 class BreakGlass:
     """What an admin's break-glass breaks: the freeze window in force, the deploy
-    rules that refused the request, and/or the approvals it skips (how many)."""
+    rules that refused the request, the approvals it skips (how many), and/or the
+    JIRA check of the change ticket (what JIRA answered instead)."""
 
     freeze: FreezeWindow | None = None
     signoffs_skipped: int = 0
     rules: tuple[Refusal, ...] = ()
+    jira_unverified: str = ""
 
     @property
     def breaks_anything(self) -> bool:
-        return self.freeze is not None or bool(self.signoffs_skipped or self.rules)
+        return self.freeze is not None or bool(
+            self.signoffs_skipped or self.rules or self.jira_unverified
+        )
 
     def with_rules(self, broken: list[Refusal]) -> BreakGlass:
         return dataclasses.replace(self, rules=tuple(broken))
+
+    def past_jira(self, error: str) -> BreakGlass:
+        return dataclasses.replace(self, jira_unverified=error)
 
     def record(self, user: User | AnonymousUser, run: DeployRun, reason: str) -> None:
         """The ``break_glass`` event (what the gate and the pages read) and the
@@ -54,6 +63,14 @@ class BreakGlass:
                 reason=reason,
             )
             facts["signoffs_skipped"] = self.signoffs_skipped
+        if self.jira_unverified:
+            ticket = run.change_ticket
+            parts.append(
+                f"change ticket {ticket} not checked: JIRA unavailable "
+                f"({self.jira_unverified})"
+            )
+            detail.update(jira_unverified=self.jira_unverified, change_ticket=ticket)
+            facts.update(jira_unverified=self.jira_unverified, change_ticket=ticket)
         DeployEvent.objects.create(
             run=run,
             kind=DeployEvent.Kind.BREAK_GLASS,

@@ -8,9 +8,10 @@ The "JIRA-first" rule: every change is traceable to a ticket such as ``INFRA-473
   and be in one of the environment's allowed statuses (``jira_allowed_statuses``,
   else ``JIRA_ALLOWED_STATUSES``); otherwise the request is refused naming the
   ticket and its status. JIRA unreachable, slow, failing (5xx) or refusing the
-  control plane's credentials refuses the request as unavailable (503): only the
-  existence check blocks a deploy, never a later comment (``ticket_outbox``).
-- Without ``JIRA_URL``, only the environment's pattern applies (``triggers``).
+  control plane's credentials refuses the request as unavailable (503), unless an
+  admin breaks glass with a reason (``request_ticket``): only the existence check
+  blocks a deploy, never a later comment (``ticket_outbox``).
+- Without ``JIRA_URL``, only the environment's pattern applies (``request_ticket``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class TicketRefused(Exception):
 
 
 class TicketUnverifiable(TicketRefused):
-    """JIRA could not say whether the ticket allows the deploy."""
+    """JIRA could not say whether the ticket allows the deploy; ``cause`` is what
+    JIRA (or the network) answered, which an admin's break glass records."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def character_error(ticket: str) -> str:
@@ -83,7 +89,8 @@ def check(env: Environment, ticket: str) -> None:
         if exc.unavailable:
             raise TicketUnverifiable(
                 f"cannot check change ticket {ticket}: {exc.message}; nothing was "
-                "created, retry when JIRA answers"
+                "created, retry when JIRA answers",
+                exc.message,
             ) from None
         raise TicketRefused(exc.message) from None
     allowed = allowed_statuses(env)

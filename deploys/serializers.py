@@ -326,8 +326,10 @@ class DeployRequestSerializer(JSONTypesMixin, serializers.Serializer[dict[str, A
         max_length=500,
         required=False,
         allow_blank=True,
-        help_text="Admins only: deploy during a freeze window, for this reason "
-        "(audited).",
+        help_text="Admins only: deploy past a freeze window, a deploy rule, the "
+        "approvals in the control plane, or a JIRA that cannot check the change "
+        "ticket, for this reason (audited; the ``break_glass`` event names what "
+        "was broken).",
     )
 
 

@@ -4,6 +4,8 @@ told about)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 
 from controlplane.notifications import Draft, Kind, draft
@@ -45,7 +47,7 @@ def signoff_draft(event: DeployEvent) -> Draft | None:
             event.message,
             reverse("deploys:run-detail", args=[run.pk]),
             f"break-glass:{run.pk}",
-            "deploy-rejected" if detail.get("signoffs_skipped") else "deploy-frozen",
+            _glass_runbook(detail),
             None,
             event.created_at,
             {
@@ -55,3 +57,13 @@ def signoff_draft(event: DeployEvent) -> Draft | None:
             },
         )
     return None
+
+
+def _glass_runbook(detail: dict[str, Any]) -> str:
+    """The runbook for what break glass broke: approvals, else a freeze or a rule,
+    else a JIRA that could not check the ticket (to check it once JIRA is back)."""
+    if detail.get("signoffs_skipped"):
+        return "deploy-rejected"
+    if detail.get("jira_unverified") and not ("freeze" in detail or "rules" in detail):
+        return "change-ticket-updates"
+    return "deploy-frozen"

@@ -34,7 +34,7 @@ from controlplane import audit
 from controlplane.github import is_full_sha
 from controlplane.models import AuditEvent
 from controlplane.roles import Role, has_role
-from deploys import change_tickets, enqueue, rules
+from deploys import change_tickets, enqueue, request_ticket, rules
 from deploys.break_glass import BreakGlass
 from deploys.commits import CommitLookupError, resolve
 from deploys.models import (
@@ -47,7 +47,6 @@ from deploys.models import (
 # Branch, tag or commit names as git allows them, minus the exotic corners.
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,255}(?<![./])$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
-TICKET_MAX = 100
 LOST_MESSAGE_GRACE = timedelta(seconds=5)
 # A request holds its key this long at most: creating a run takes milliseconds, and
 # web workers are killed after 30 s; a reservation older than this is abandoned.
@@ -205,7 +204,8 @@ def _request_deploy(
     2. Reserve the idempotency key, or replay or refuse a known one.
     3. Apply the environment's safeguards: paused, freeze windows (an admin may
        break glass with a reason, audited), change-ticket pattern, and the
-       ticket in JIRA when JIRA_URL is set (JIRA down is a 503).
+       ticket in JIRA when JIRA_URL is set (JIRA down is a 503 unless an admin
+       breaks glass: ``request_ticket``).
     4. Resolve the ref to its commit on GitHub now (or check ``sha`` exists), outside
        any transaction: an unknown ref is refused, GitHub down is a 503.
     5. Create the run with its SHA and its first event (policy checked), audit it,
@@ -230,11 +230,7 @@ def _request_deploy(
             "a full 40-character lowercase hexadecimal commit SHA", field="sha"
         )
     change_ticket = change_ticket.strip()
-    if len(change_ticket) > TICKET_MAX:
-        raise DeployRequestError(
-            f"at most {TICKET_MAX} characters", field="change_ticket"
-        )
-    if bad := change_tickets.character_error(change_ticket):
+    if bad := request_ticket.field_error(change_ticket):
         raise DeployRequestError(bad, field="change_ticket")
     if idempotency_key and not KEY_RE.match(idempotency_key):
         raise DeployRequestError(
@@ -309,8 +305,9 @@ def _check_safeguards(
     break_glass_reason: str,
 ) -> BreakGlass | None:
     """Refuse a paused, frozen (without break-glass) or unticketed request, or one
-    whose JIRA ticket does not allow it (``change_tickets``); what an admin's
-    break-glass breaks, if anything (a freeze, approvals)."""
+    whose JIRA ticket does not allow it (``request_ticket``); what an admin's
+    break-glass breaks, if anything (a freeze, approvals, a JIRA that cannot
+    answer)."""
     if env.paused:
         raise DeployRefused(
             "deploys to this environment are paused"
@@ -318,17 +315,14 @@ def _check_safeguards(
             field="environment",
         )
     break_glass = _check_break_glass(user, env, break_glass_reason.strip())
-    if not env.ticket_matches(change_ticket):
-        raise DeployRequestError(
-            f"{env.name} needs a change ticket matching {env.change_ticket_pattern}",
-            field="change_ticket",
-        )
     try:
-        change_tickets.check(env, change_ticket)
+        unverified = request_ticket.check(user, env, change_ticket, break_glass_reason)
     except change_tickets.TicketUnverifiable as exc:
         raise JiraUnreachable(exc.message, field="change_ticket") from None
     except change_tickets.TicketRefused as exc:
         raise DeployRequestError(exc.message, field="change_ticket") from None
+    if unverified:
+        return (break_glass or BreakGlass()).past_jira(unverified)
     return break_glass
 
 

@@ -161,8 +161,9 @@ class DeployForm(forms.Form):
         required=False,
         strip=True,
         label="Break glass (admins)",
-        help_text="Deploy during a freeze window, or without the approvals in the "
-        "control plane the environment needs: why (kept in the audit log).",
+        help_text="Deploy during a freeze window, without the approvals in the "
+        "control plane the environment needs, or while JIRA cannot check the change "
+        "ticket: why (kept in the audit log).",
     )
 
 

@@ -163,7 +163,8 @@ def test_jira_unavailable_refuses_the_request_with_a_clear_503(
     assert response["Retry-After"] == "30"
     assert response.json() == {
         "detail": f"cannot check change ticket INFRA-1: {reason}; nothing was "
-        "created, retry when JIRA answers",
+        "created, retry when JIRA answers, or an admin may break glass with a "
+        "reason to deploy without the check",
         "code": "jira_unavailable",
         "field": "change_ticket",
     }
