@@ -35,6 +35,12 @@ from deploys.filters import DeployRunFilterSet, FreezeWindowFilterSet
 from deploys.models import DeployRun, Environment, FreezeWindow
 from deploys.pausing import PauseError, pause, resume
 from deploys.redeploy import redeploy_last_good, rollback
+from deploys.request_errors import (
+    DeployRequestError,
+    GitHubUnreachable,
+    IdempotencyInProgress,
+    JiraUnreachable,
+)
 from deploys.serializers import (
     DeployedSerializer,
     DeployErrorSerializer,
@@ -45,14 +51,7 @@ from deploys.serializers import (
     FreezeWindowSerializer,
 )
 from deploys.signoff_api import SignOffActions
-from deploys.triggers import (
-    DeployRequest,
-    DeployRequestError,
-    GitHubUnreachable,
-    IdempotencyInProgress,
-    JiraUnreachable,
-    request_deploy,
-)
+from deploys.triggers import DeployRequest, request_deploy
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",

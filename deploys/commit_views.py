@@ -16,7 +16,7 @@ from controlplane.roles import Role
 from deploys.commits import deployed_now, rollback_target
 from deploys.models import Environment
 from deploys.redeploy import rollback
-from deploys.triggers import DeployRequestError
+from deploys.request_errors import DeployRequestError
 
 
 @require_GET

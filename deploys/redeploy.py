@@ -11,13 +11,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from controlplane import audit
 from deploys.commits import rollback_target
 from deploys.models import DeployRun, Environment, Rollback
-from deploys.triggers import (
-    DeployRequest,
-    DeployRequestError,
-    Responder,
-    environment_named,
-    request_deploy,
-)
+from deploys.request_errors import DeployRequestError
+from deploys.triggers import DeployRequest, Responder, environment_named, request_deploy
 
 
 def redeploy_last_good(
@@ -71,7 +66,22 @@ def rollback(
             field="environment",
         )
     current, target = found
-    result = request_deploy(
+
+    def record(run: DeployRun) -> None:
+        # With the run, so a crash cannot leave a rollback counted as a change.
+        Rollback.objects.create(run=run, replaced=current)
+        audit.record(
+            user,
+            "deploy.rollback",
+            run,
+            environment=env.name,
+            from_sha=current.sha,
+            to_sha=target.sha,
+            from_deploy=current.pk,
+            to_deploy=target.pk,
+        )
+
+    return request_deploy(
         user,
         env,
         target.ref,
@@ -80,17 +90,5 @@ def rollback(
         break_glass_reason,
         respond,
         sha=target.sha,
+        on_create=record,
     )
-    if result.created:
-        Rollback.objects.create(run=result.run, replaced=current)
-        audit.record(
-            user,
-            "deploy.rollback",
-            result.run,
-            environment=env.name,
-            from_sha=current.sha,
-            to_sha=target.sha,
-            from_deploy=current.pk,
-            to_deploy=target.pk,
-        )
-    return result

@@ -19,9 +19,10 @@ from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
 from deploys.approval_views import approval_context
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
+from deploys.request_errors import DeployRequestError
 from deploys.signoff_views import signoff_context
 from deploys.story import RunbookLink, runbook_link, story
-from deploys.triggers import DeployRequestError, request_deploy
+from deploys.triggers import request_deploy
 from deploys.views import duration
 
 # Runbook pages for a run without a final reason of its own.

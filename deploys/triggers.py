@@ -43,6 +43,16 @@ from deploys.models import (
     Environment,
     IdempotencyRecord,
 )
+from deploys.request_errors import (
+    BreakGlassForbidden,
+    DeployRefused,
+    DeployRequestError,
+    GitHubUnreachable,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    JiraUnreachable,
+    RuleRefused,
+)
 
 # Branch, tag or commit names as git allows them, minus the exotic corners.
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,255}(?<![./])$")
@@ -52,74 +62,6 @@ LOST_MESSAGE_GRACE = timedelta(seconds=5)
 # web workers are killed after 30 s; a reservation older than this is abandoned.
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 PRUNE_BATCH = 1000
-
-
-class DeployRequestError(Exception):
-    """A deploy request that cannot be accepted; ``field`` names the culprit."""
-
-    status = 400
-    code = "invalid"
-
-    def __init__(
-        self, message: str, *, field: str = "", extra: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        # More facts for the API's answer (a rule's name, where to deploy first).
-        self.extra = extra or {}
-
-
-class IdempotencyMismatch(DeployRequestError):
-    status = 422
-    code = "idempotency_key_reused"
-
-
-class IdempotencyInProgress(DeployRequestError):
-    status = 409
-    code = "idempotency_key_in_progress"
-
-
-class BreakGlassForbidden(DeployRequestError):
-    status = 403
-    code = "break_glass_forbidden"
-
-
-class GitHubUnreachable(DeployRequestError):
-    """GitHub did not answer the ref's resolution; nothing was created."""
-
-    status = 503
-    code = "github_unavailable"
-
-
-class RuleRefused(DeployRequestError):
-    """A deploy rule (promotion, allowed refs: ``deploys.rules``) refuses the ref or
-    commit; ``code`` is the first rule's (``not_promoted``, ``ref_not_allowed``)."""
-
-    def __init__(self, refusals: list[rules.Refusal]) -> None:
-        first = refusals[0]
-        super().__init__(
-            " ".join(r.message for r in refusals)
-            + " An admin may break glass with a reason.",
-            field=first.field,
-            extra={"rules": [r.detail() for r in refusals]},
-        )
-        self.code = first.code
-        self.refusals = refusals
-
-
-class JiraUnreachable(DeployRequestError):
-    """JIRA could not confirm the change ticket; nothing was created."""
-
-    status = 503
-    code = "jira_unavailable"
-
-
-class DeployRefused(DeployRequestError):
-    """The environment's safeguards refuse a deploy now (paused, one in progress)."""
-
-    status = 409
-    code = "refused"
 
 
 @dataclass(frozen=True)
@@ -157,9 +99,11 @@ def request_deploy(
     break_glass_reason: str = "",
     respond: Responder | None = None,
     sha: str = "",
+    on_create: Responder | None = None,
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created); a refused
-    request is audited as ``deploy.request`` with outcome ``denied`` and why."""
+    request is audited as ``deploy.request`` with outcome ``denied`` and why.
+    ``on_create`` runs in the transaction that creates the run (never on a replay)."""
     try:
         return _request_deploy(
             user,
@@ -170,6 +114,7 @@ def request_deploy(
             break_glass_reason,
             respond,
             sha,
+            on_create,
         )
     except IdempotencyInProgress:
         raise  # a retry while the first request is still being made: not refused
@@ -197,6 +142,7 @@ def _request_deploy(
     break_glass_reason: str,
     respond: Responder | None,
     sha: str,
+    on_create: Responder | None,
 ) -> DeployRequest:
     """Create a queued deploy run (or replay the one the key created).
 
@@ -243,7 +189,15 @@ def _request_deploy(
         broken = _check_rules(user, env, ref, sha, break_glass_reason)
         return DeployRequest(
             _safeguarded_create(
-                user, env, ref, sha, change_ticket, break_glass_reason, glass, broken
+                user,
+                env,
+                ref,
+                sha,
+                change_ticket,
+                break_glass_reason,
+                glass,
+                broken,
+                on_create,
             ),
             True,
         )
@@ -260,7 +214,15 @@ def _request_deploy(
         broken = _check_rules(user, env, ref, sha, break_glass_reason)
         with transaction.atomic():
             run = _safeguarded_create(
-                user, env, ref, sha, change_ticket, break_glass_reason, glass, broken
+                user,
+                env,
+                ref,
+                sha,
+                change_ticket,
+                break_glass_reason,
+                glass,
+                broken,
+                on_create,
             )
             reserved.run = run
             reserved.response = respond(run) if respond else None
@@ -335,6 +297,7 @@ def _safeguarded_create(
     break_glass_reason: str,
     break_glass: BreakGlass | None,
     broken: list[rules.Refusal],
+    on_create: Responder | None,
 ) -> DeployRun:
     """Create the run of a checked, resolved request; the policy is checked in the
     creating transaction, so two requests cannot both pass it. An admin's break
@@ -352,6 +315,8 @@ def _safeguarded_create(
         glass = (break_glass or BreakGlass()).with_rules(broken)
         if glass.breaks_anything:
             glass.record(user, run, break_glass_reason.strip())
+        if on_create is not None:
+            on_create(run)
     return run
 
 

@@ -34,13 +34,9 @@ from deploys.models import (
 )
 from deploys.models.rules_fields import ref_patterns
 from deploys.redeploy import redeploy_last_good
+from deploys.request_errors import DeployRefused, DeployRequestError, RuleRefused
 from deploys.rules import period_text
-from deploys.triggers import (
-    DeployRefused,
-    DeployRequestError,
-    RuleRefused,
-    request_deploy,
-)
+from deploys.triggers import request_deploy
 from runners.models import Runner
 
 PAGE_SIZE = 50

@@ -18,7 +18,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from controlplane.audit import ACTION_NAME
 from controlplane.models import AuditEvent
 from deploys.models import Environment
-from deploys.triggers import DeployRequestError, request_deploy
+from deploys.request_errors import DeployRequestError
+from deploys.triggers import request_deploy
 from rotations.models import SecretRotationSchedule
 from runners.models import Runner
 from tests.conftest import ROOT

@@ -15,7 +15,8 @@ from django.utils import timezone
 from controlplane.models import AuditEvent
 from deploys import engine, signoff
 from deploys.models import DeployRun, Environment
-from deploys.triggers import RuleRefused, request_deploy
+from deploys.request_errors import RuleRefused
+from deploys.triggers import request_deploy
 from diagnostics.models import HostRun
 from githubsim import Simulator
 from inventory import drift

@@ -20,7 +20,8 @@ from django.db import connections
 
 from deploys import engine
 from deploys.models import DeployRun, Environment
-from deploys.triggers import IdempotencyInProgress, request_deploy
+from deploys.request_errors import IdempotencyInProgress
+from deploys.triggers import request_deploy
 from githubsim import Simulator
 from runners.models import Runner, State
 from tests.conftest import REQUESTED_TAGS

@@ -22,11 +22,13 @@ from deploys.models import (
     FreezeWindow,
     IdempotencyRecord,
 )
-from deploys.triggers import (
+from deploys.request_errors import (
     DeployRefused,
     DeployRequestError,
     IdempotencyInProgress,
     IdempotencyMismatch,
+)
+from deploys.triggers import (
     caller_of,
     fingerprint,
     prune_idempotency_records,

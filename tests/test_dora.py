@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import IntegrityError
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -297,6 +298,32 @@ def test_rollback_records_the_deploy_it_replaces(github: Simulator, sre: User) -
     assert result.run.sha == old
     assert Rollback.objects.get().replaced == current
     assert Rollback.objects.get().run == result.run
+
+
+def test_a_rollback_that_cannot_be_recorded_leaves_no_deploy(
+    github: Simulator, sre: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback row is written with the run: a deploy never runs uncounted."""
+    env = old_env("production", pool_runner("p1"))
+    old, new = github.sha_of("main"), github.push("main")
+    for sha_, hours in ((old, 0), (new, 1)):
+        DeployRun.objects.create(
+            environment=env,
+            ref="main",
+            sha=sha_,
+            state="succeeded",
+            finished_at=NOW + timedelta(hours=hours),
+        )
+
+    def fail(**kwargs: Any) -> None:
+        raise IntegrityError("the database went away")
+
+    monkeypatch.setattr(Rollback.objects, "create", fail)
+    with pytest.raises(IntegrityError):
+        rollback(sre, env)
+
+    assert DeployRun.objects.count() == 2
+    assert not Rollback.objects.exists()
 
 
 # The environment page -----------------------------------------------------------------

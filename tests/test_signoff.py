@@ -19,7 +19,8 @@ from controlplane import notifications
 from controlplane.models import AuditEvent, Notification
 from deploys import engine, signoff
 from deploys.models import DeployEvent, DeployRun, Environment, FreezeWindow, SignOff
-from deploys.triggers import BreakGlassForbidden, request_deploy
+from deploys.request_errors import BreakGlassForbidden
+from deploys.triggers import request_deploy
 from githubsim import Simulator
 from runners.models import Runner, State
 from tests.conftest import make_user

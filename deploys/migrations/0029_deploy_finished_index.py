@@ -5,15 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploys', '0028_undeclared_dispatch_inputs'),
+        ("deploys", "0028_undeclared_dispatch_inputs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='deployrun',
-            index=models.Index(fields=['environment', 'finished_at'], name='deploy_env_finished_idx'),
+            model_name="deployrun",
+            index=models.Index(
+                fields=["environment", "finished_at"], name="deploy_env_finished_idx"
+            ),
         ),
     ]
