@@ -423,3 +423,30 @@ def test_environments_without_approvals_are_untouched(
     with pytest.raises(signoff.SignOffRefused) as needless:
         signoff.approve(run, make_user("erin-sre", "sre"), now=clock())
     assert needless.value.code == "finished"
+
+
+def test_lists_say_a_held_deploy_awaits_approval_until_it_is_approved(
+    sim: Simulator, clock: Clock, sre: User, carol: User, viewer_client: Any
+) -> None:
+    env = simulated_env(sim, signoffs_required=1)
+    run = drive(request_deploy(sre, env, "main").run, awaiting, clock)
+    pages = ("/", f"/deploys/environments/{env.name}/", "/deploys/")
+
+    def badges() -> list[str]:
+        return [
+            " ".join(viewer_client.get(url).content.decode().split()) for url in pages
+        ]
+
+    for html in badges():
+        assert "badge-gating" in html
+        assert ">awaiting approval</span>" in html
+
+    signoff.approve(run, carol, now=clock())
+    engine.advance(run.pk, now=clock())
+    run.refresh_from_db()
+    assert (
+        run.state != DeployRun.State.GATING
+        or run.events.filter(kind=Kind.SIGNED_OFF).exists()
+    )
+    for html in badges():
+        assert ">awaiting approval</span>" not in html

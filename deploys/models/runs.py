@@ -43,6 +43,17 @@ class DeployRunQuerySet(models.QuerySet["DeployRun"]):
             failover_count=Count(
                 "attempts", filter=~Q(attempts__failover_reason=""), distinct=True
             ),
+            # Held for approvals in the control plane: the latest of its approval
+            # waits and sign-offs is a wait (``state_text``).
+            signoff_hold=Subquery(
+                DeployEvent.objects.filter(run=OuterRef("pk"))
+                .filter(
+                    Q(kind=DeployEvent.Kind.SIGNED_OFF)
+                    | Q(kind=DeployEvent.Kind.GATE_WAITING, detail__has_key="signoff")
+                )
+                .order_by("-created_at", "-pk")
+                .values("kind")[:1]
+            ),
             # An admin broke glass (a freeze, approvals): flagged in every list.
             break_glass=Exists(
                 DeployEvent.objects.filter(
@@ -187,6 +198,13 @@ class DeployRun(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL_STATES
+
+    @property
+    def state_text(self) -> str:
+        """The state as lists show it: "awaiting approval" for a deploy the gate
+        holds for approvals (runs loaded ``with_latest_attempt``)."""
+        held = getattr(self, "signoff_hold", None) == DeployEvent.Kind.GATE_WAITING
+        return "awaiting approval" if held and self.state == "gating" else self.state
 
     @property
     def runbook_slug(self) -> str:
