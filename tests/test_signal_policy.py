@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.test import Client
 
+from deploys.models import Environment
 from runners.eligibility import SignalPolicy
 from runners.models import Flag, Reason, Runner, State
 from tests.factories import make_env, pool_runner
@@ -211,3 +213,18 @@ def test_judging_the_pool_costs_one_query_whatever_its_size_and_policy(
 
     assert chosen is not None and chosen.name == "r0"
     assert len(pool) == size
+
+
+@pytest.mark.parametrize(
+    "column", ["heartbeat_policy", "exporter_policy", "canary_policy"]
+)
+def test_the_database_refuses_an_unknown_policy_for_every_signal(column: str) -> None:
+    # What an UPDATE that skips the API's validation (a data migration, the shell)
+    # would leave: eligibility could not judge a runner against it.
+    env = make_env("staging", exporter_down())
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Environment.objects.filter(pk=env.pk).update(**{column: "sometimes"})
+
+    env.refresh_from_db()
+    assert getattr(env, column) == SignalPolicy.REQUIRED

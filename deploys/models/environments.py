@@ -125,6 +125,13 @@ class Environment(
                 & Q(exporter_policy__in=SignalPolicy.values),
                 name="environment_signal_policy_valid",
             ),
+            # The canary's policy (CanaryFields) is a signal policy like the others:
+            # a raw UPDATE or a bad data migration must not leave a value that
+            # eligibility would not know how to judge.
+            models.CheckConstraint(
+                condition=Q(canary_policy__in=SignalPolicy.values),
+                name="environment_canary_policy_valid",
+            ),
         ]
 
     def __str__(self) -> str:
