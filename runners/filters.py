@@ -6,12 +6,13 @@ import json
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.lookups import Exact
 
 from controlplane.filters import StrictBooleanFilter
 from runners.hygiene_fields import VersionStatus
 from runners.models import Runner
-from runners.states import Reason, State
+from runners.states import RULES, Reason, State
 
 OUTDATED_CHOICES = [
     ("true", "Outdated (any rule)"),
@@ -20,11 +21,47 @@ OUTDATED_CHOICES = [
     ("false", "Current or unknown"),
 ]
 
+# Flags on the runner that are not health reasons (they leave its state alone) but
+# answer the same question, "what is wrong with this runner?": the reason filter
+# offers them after the reasons, so one list finds every flagged runner.
+FLAG_REASONS = {
+    "version_outdated": (
+        "runner version outdated",
+        ~Q(version_outdated=VersionStatus.CURRENT),
+    ),
+    "missing_name_label": ("name label missing", Q(missing_name_label=True)),
+}
+REASON_CHOICES = [(value, label) for value, label in Reason.choices if value] + [
+    (value, label) for value, (label, _) in FLAG_REASONS.items()
+]
+
 REMOVED_CHOICES = [
     ("false", "Active"),
     ("true", "Removed from GitHub"),
     ("any", "Active and removed"),
 ]
+
+
+def reason_lookup(value: str) -> Q:
+    """Runners flagged with ``value``: a flag of ``FLAG_REASONS``, or a health
+    reason that is the runner's primary one or among those its latest observation
+    gives (what its page lists: a failing canary behind a low disk, say).
+
+    A reason is among them when one of its rules for an unhealthy or degraded state
+    matches the observed flags (``runners.states.evaluate_flags``), tested here on
+    the bits in SQL."""
+    if value in FLAG_REASONS:
+        return FLAG_REASONS[value][1]
+    lookup = Q(reason=value)
+    for rule in RULES:
+        if rule.reason != value or rule.state not in (State.UNHEALTHY, State.DEGRADED):
+            continue
+        required, forbidden = int(rule.required), int(rule.forbidden)
+        matches = Q(Exact(F("observed_flags").bitand(required), required))
+        if forbidden:
+            matches &= Q(Exact(F("observed_flags").bitand(forbidden), 0))
+        lookup |= matches
+    return lookup
 
 
 def label_lookup(label: str) -> Q:
@@ -53,8 +90,11 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     )
     state = django_filters.ChoiceFilter(choices=State.choices, empty_label="Any")
     reason = django_filters.ChoiceFilter(
-        choices=[(value, label) for value, label in Reason.choices if value],
+        method="filter_reason",
+        choices=REASON_CHOICES,
         empty_label="Any",
+        help_text="A health reason (the primary one or another the latest "
+        "observation gives), or a flag: version_outdated, missing_name_label.",
     )
     label = django_filters.CharFilter(
         method="filter_label", label="Label", help_text="Runners carrying this label."
@@ -122,6 +162,11 @@ class RunnerFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         if not value:
             return queryset
         return queryset.filter(Q(name__icontains=value) | label_lookup(value))
+
+    def filter_reason(
+        self, queryset: QuerySet[Runner], name: str, value: str
+    ) -> QuerySet[Runner]:
+        return queryset.filter(reason_lookup(value))
 
     def filter_label(
         self, queryset: QuerySet[Runner], name: str, value: str

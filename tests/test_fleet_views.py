@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from controlplane.models import AuditEvent
 from deploys.models import Environment, WorkflowJob
-from runners.models import Reason, Runner, RunnerEvent, State
+from runners.hygiene_fields import VersionStatus
+from runners.models import Flag, Reason, Runner, RunnerEvent, State
 from runners.views import format_age, health_timeline
 from tests.conftest import logged_in
 from tests.factories import make_runner
@@ -134,6 +135,62 @@ def test_fleet_table_filters(
     response = viewer_client.get(URL, query)
 
     assert row_names(response.content.decode()) == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        # Primary, or behind a worse reason the latest observation also gives.
+        ("canary_failed", ["canary-only", "disk-and-canary"]),
+        ("disk_low", ["disk-and-canary"]),
+        ("version_outdated", ["old-version"]),
+        ("missing_name_label", ["no-name-label"]),
+    ],
+)
+def test_the_reason_filter_offers_the_runner_flags_like_other_reasons(
+    viewer_client: Client, reason: str, expected: list[str]
+) -> None:
+    fresh = Flag.HEARTBEAT_FRESH | Flag.GITHUB_ONLINE
+    make_runner(
+        name="canary-only",
+        state=State.DEGRADED,
+        reason=Reason.CANARY_FAILED,
+        canary_failing=True,
+        observed_flags=fresh | Flag.CANARY_FAILED,
+    )
+    make_runner(
+        name="disk-and-canary",
+        state=State.DEGRADED,
+        reason=Reason.DISK_LOW,
+        canary_failing=True,
+        observed_flags=fresh | Flag.DISK_LOW | Flag.CANARY_FAILED,
+    )
+    make_runner(
+        name="old-version",
+        state=State.HEALTHY,
+        reason=Reason.NONE,
+        observed_flags=fresh,
+        version_outdated=VersionStatus.BELOW_MINIMUM,
+    )
+    make_runner(
+        name="no-name-label",
+        state=State.HEALTHY,
+        reason=Reason.NONE,
+        observed_flags=fresh,
+        missing_name_label=True,
+    )
+    make_runner(name="well", state=State.HEALTHY, observed_flags=fresh)
+
+    page = viewer_client.get(URL, {"reason": reason}).content.decode()
+    api = viewer_client.get("/api/v1/runners/", {"reason": reason})
+
+    select = page[page.index('id="id_reason"') :]
+    select = select[: select.index("</select>")]
+    assert f'<option value="{reason}" selected>' in select
+    assert "errorlist" not in page
+    assert row_names(page) == expected
+    assert api.status_code == 200
+    assert [r["name"] for r in api.json()["results"]] == expected
 
 
 def test_fleet_table_shows_pool_places_and_filters_by_environment(
