@@ -21,12 +21,14 @@ from controlplane.tasks import BEAT_TASK_STATUS
 
 # Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
 # migrations); the sweep every HEALTH_SWEEP_INTERVAL; the diagnostics watch every
-# 5 s (diagnostics/schedules.py). The canary schedule (every 60 s) is not watched
-# here: a job that never ran counts as stale, and its first run comes a minute
-# after beat starts; ControlPlaneTaskStale watches it once it has run.
+# 5 s and the canary schedule every 60 s (diagnostics/schedules.py). A job that
+# never ran counts as stale like one that stopped: on a new database the canary
+# schedule is named until its first run, a minute after beat first starts (no
+# canary has been sent by then, which is what the banner says).
 BEAT_TICK_SECONDS = 15
 RECONCILE_SECONDS = 2
 DIAGNOSTICS_WATCH_SECONDS = 5
+CANARY_SCHEDULE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,15 @@ def watched_jobs() -> list[WatchedJob]:
             12 * DIAGNOSTICS_WATCH_SECONDS,
             "control-plane-tasks-stale",
             "diagnostics and agent installs in flight are never finished or timed out",
+        ),
+        WatchedJob(
+            "canary_schedule",
+            "canary schedule",
+            # Three of its intervals, as ControlPlaneTaskStale allows it.
+            3 * CANARY_SCHEDULE_SECONDS,
+            "control-plane-tasks-stale",
+            "no canary job is sent: a runner that stopped taking jobs is found out "
+            "only when a deploy waits on it",
         ),
     ]
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from controlplane.liveness import watched_jobs
+from controlplane.tasks import BEAT_TASK_STATUS
 from tests.conftest import ROOT, require_tool
 
 PROMETHEUS = ROOT / "monitoring/prometheus"
@@ -80,8 +82,13 @@ def test_the_watchdog_always_fires_and_self_monitoring_covers_each_job() -> None
         "deploy_reconcile",
         "secrets_audit",
         "diagnostics_watch",
+        "canary_schedule",
     ):
         assert task in stale, task
+    # What the UI banner watches, the alert pages on (the beat tick has its own).
+    for job in watched_jobs():
+        if job.name != BEAT_TASK_STATUS:
+            assert job.name in stale, job.name
     assert 'task="beat"' in by_name["CeleryBeatTickStale"]["expr"]
 
 

@@ -102,3 +102,28 @@ def test_a_stopped_diagnostics_watch_is_named_within_twelve_of_its_intervals(
 
     [stale] = client.get("/readyz").json()["stale_jobs"]
     assert stale["job"] == "diagnostics_watch"
+
+
+def test_a_stopped_or_never_run_canary_schedule_is_named_within_three_intervals(
+    client: Client, sre_client: Client
+) -> None:
+    [schedule] = [
+        s for s in SCHEDULES if s.task == "diagnostics.tasks.schedule_canaries"
+    ]
+    assert isinstance(schedule.every, int)
+    bound = {job.name: job.bound_seconds for job in watched_jobs()}
+    assert bound["canary_schedule"] == 3 * schedule.every
+    all_fresh()
+    succeeded("canary_schedule", bound["canary_schedule"] - 5)
+    assert client.get("/readyz").json()["stale_jobs"] == []
+
+    succeeded("canary_schedule", bound["canary_schedule"] + 5)
+    [stale] = client.get("/readyz").json()["stale_jobs"]
+    assert stale["job"] == "canary_schedule"
+    page = sre_client.get("/").content.decode()
+    assert 'data-job="canary_schedule"' in page
+    assert "no canary job is sent" in page
+
+    TaskStatus.objects.filter(name="canary_schedule").delete()
+    [stale] = client.get("/readyz").json()["stale_jobs"]
+    assert (stale["job"], stale["seconds_since_success"]) == ("canary_schedule", None)
