@@ -24,8 +24,9 @@ from runners.models import Runner
 _ERRORS = {
     404: OpenApiResponse(description="No runner has this name."),
     409: OpenApiResponse(
-        description="A run is already in flight on the runner, or GitHub reports "
-        "it offline; the message says which."
+        description="Another diagnostics or agent-install run is in flight on the "
+        "runner (the message says who asked for it and when), or GitHub reports it "
+        "offline. A canary in flight does not refuse: it is cancelled."
     ),
 }
 
@@ -63,7 +64,8 @@ class RunnerDiagnosticsViewSet(viewsets.GenericViewSet[Runner]):
     @action(detail=True, methods=["post"], permission_classes=[IsSRE])
     def run(self, request: Request, name: str) -> Response:
         """Dispatch the diagnostics workflow pinned to this runner (audited). The
-        host posts its report back; the run times out after DIAGNOSTICS_DEADLINE."""
+        host posts its report back; the run times out after DIAGNOSTICS_DEADLINE.
+        A canary job in flight on the runner is cancelled for it."""
         return self._request(HostRun.Kind.DIAGNOSTICS, request)
 
     @extend_schema(request=None, responses={202: HostRunSerializer, **_ERRORS})
@@ -75,7 +77,8 @@ class RunnerDiagnosticsViewSet(viewsets.GenericViewSet[Runner]):
     )
     def install_agent(self, request: Request, name: str) -> Response:
         """Dispatch the agent-install workflow pinned to this runner: installs or
-        upgrades the heartbeat agent without SSH (audited)."""
+        upgrades the heartbeat agent without SSH (audited). A canary job in flight
+        on the runner is cancelled for it."""
         return self._request(HostRun.Kind.AGENT_INSTALL, request)
 
     def _request(self, kind: str, request: Request) -> Response:
@@ -83,10 +86,12 @@ class RunnerDiagnosticsViewSet(viewsets.GenericViewSet[Runner]):
         if request.data:
             raise ValidationError({"detail": "send no body: the runner is in the URL"})
         try:
-            run = request_run(runner, kind, request.user)
+            requested = request_run(runner, kind, request.user)
         except Refused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(HostRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            HostRunSerializer(requested.run).data, status=status.HTTP_202_ACCEPTED
+        )
 
 
 def _one(run: HostRun | None) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@
    a canary is failed (and its run cancelled).
 4. The verdict lands on the runner (``canary_failing``), which the health sweep
    turns into ``degraded`` / ``canary_failed``; a passing canary clears it.
+5. An SRE's diagnostics run or agent install on the runner cancels a canary in
+   flight (``diagnostics.preempt``): no verdict, and the runner's turn comes again.
 """
 
 from __future__ import annotations
@@ -99,8 +101,11 @@ def schedule_due(now: datetime | None = None) -> list[HostRun]:
         return []
     effective = {pk: seconds * factor for pk, seconds in intervals.items()}
     deploying = set(DeployRun.objects.active().values_list("environment_id", flat=True))
+    # A canary that gave way to an SRE's run (diagnostics.preempt) was not the
+    # runner's turn: it gets one once the SRE's run has ended.
     last = dict(
         HostRun.objects.filter(kind=HostRun.Kind.CANARY, runner_id__in=intervals)
+        .exclude(state=HostRun.State.CANCELLED)
         .values("runner_id")
         .annotate(last=Max("requested_at"))
         .values_list("runner_id", "last")
@@ -154,7 +159,7 @@ def _request(runner_id: int, now: datetime) -> HostRun | None:
                 next_look_at=now,
             )
     except IntegrityError:
-        return None  # an SRE's diagnostics run got there first: next turn
+        return None  # an SRE's run got there first: next turn
 
 
 def watch_due(now: datetime | None = None, limit: int = 200) -> int:

@@ -1,7 +1,9 @@
 """Diagnostics and agent installs without SSH: request, dispatch, watch, report.
 
 1. ``request_run`` (an SRE, from the page or the API) records a ``HostRun`` (one in
-   flight per runner, audited) and enqueues its dispatch after commit.
+   flight per runner, audited) and enqueues its dispatch after commit; a canary in
+   flight on the runner gives way to it (``diagnostics.preempt``), another SRE's
+   run does not.
 2. ``dispatch`` sends the workflow dispatch once, pinned to the runner by its label,
    while the GitHub budget allows it; a lost answer is found again by the token in
    the run's name.
@@ -14,8 +16,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -31,7 +33,7 @@ from controlplane.github import (
     JobInfo,
     gateway_for,
 )
-from diagnostics import canary_conf, conf
+from diagnostics import canary_conf, conf, preempt
 from diagnostics.models import HostRun
 from diagnostics.redact import scrub
 from diagnostics.report import key_facts
@@ -57,12 +59,22 @@ def workflow_for(kind: str) -> str:
     return conf.workflow()
 
 
+class Requested(NamedTuple):
+    """The run recorded, and the canary it cancelled on the runner (if any)."""
+
+    run: HostRun
+    cancelled_canary: HostRun | None
+
+
 def request_run(
     runner: Runner, kind: str, actor: audit.Actor, now: datetime | None = None
-) -> HostRun:
-    """Record a diagnostics or agent-install run on ``runner`` and have it dispatched."""
+) -> Requested:
+    """Record a diagnostics or agent-install run on ``runner`` and have it
+    dispatched, cancelling a canary in flight there; refused while another
+    diagnostics or agent-install run is in flight."""
     now = now or timezone.now()
     label = HostRun.Kind(kind).label.lower()
+    by = audit.actor_name(actor)
     if runner.removed_at is not None:
         raise Refused(f"{runner.name} was removed from GitHub: no job can run on it")
     if runner.github_status == "offline":
@@ -72,27 +84,45 @@ def request_run(
         )
     try:
         with transaction.atomic():
+            canary = preempt.take_over(runner, label, by, now)
             run = HostRun.objects.create(
                 runner=runner,
                 kind=kind,
-                requested_by=audit.actor_name(actor),
+                requested_by=by,
                 requested_at=now,
                 deadline=now + timedelta(seconds=conf.deadline()),
                 next_look_at=now,
             )
-            audit.record(actor, f"runner.{kind}_requested", runner, token=run.token)
+            cancelled = {"cancelled_canary": canary.token} if canary else {}
+            audit.record(
+                actor, f"runner.{kind}_requested", runner, token=run.token, **cancelled
+            )
             transaction.on_commit(
                 lambda: app.send_task(DISPATCH_TASK, args=(run.pk,), queue="health")
             )
+            if canary is not None:
+                transaction.on_commit(
+                    lambda: app.send_task(
+                        preempt.CANCEL_TASK, args=(canary.pk,), queue="health"
+                    )
+                )
     except IntegrityError:
-        busy = HostRun.objects.in_flight().filter(runner=runner).first()
-        what = busy.get_kind_display().lower() if busy else "a run"
-        raise Refused(
-            f"{what} is already in flight on {runner.name}"
-            + (f" (requested by {busy.requested_by})" if busy else "")
-            + f": wait for it to end before asking for {label}"
-        ) from None
-    return run
+        raise Refused(_busy(runner, label)) from None
+    return Requested(run, canary)
+
+
+def _busy(runner: Runner, label: str) -> str:
+    """Why a request is refused: the SRE's run in flight, who asked and when."""
+    busy = HostRun.objects.in_flight().filter(runner=runner).first()
+    if busy is None:  # it ended meanwhile: asking again will do
+        return f"another run was starting on {runner.name}: ask for {label} again"
+    return (
+        f"{busy.get_kind_display().lower()} requested by {busy.requested_by} at "
+        f"{busy.requested_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC is in flight on "
+        f"{runner.name}: wait for it to end (by "
+        f"{busy.deadline.astimezone(UTC):%H:%M} UTC at the latest) before asking "
+        f"for {label}"
+    )
 
 
 def _finish(run: HostRun, state: str, detail: str, now: datetime) -> bool:
@@ -159,6 +189,9 @@ def dispatch(run_id: int, now: datetime | None = None) -> None:
         HostRun.objects.filter(pk=run.pk).update(
             github_run_id=result.run_id, html_url=result.html_url or ""
         )
+        if run.kind == HostRun.Kind.CANARY:
+            # An SRE's request may have taken the runner while this was on the wire.
+            preempt.cancel_if_preempted(run.pk, result.run_id)
 
 
 def _postpone(run: HostRun, now: datetime, why: str) -> None:

@@ -48,7 +48,8 @@ class DiagnosticsCollector:
             "controlplane_diagnostics_runs",
             "Diagnostics and agent-install runs kept (the latest DIAGNOSTICS_KEEP "
             "per runner) by kind and outcome: in_flight, reported (diagnostics), "
-            "installed (agent install), failed, timed_out.",
+            "installed (agent install), failed, timed_out, cancelled (a canary "
+            "that gave way to an SRE's run).",
             labels=["kind", "outcome"],
         )
         last = GaugeMetricFamily(

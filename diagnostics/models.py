@@ -39,8 +39,11 @@ class HostRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         TIMED_OUT = "timed_out"
+        # A canary that gave way to an SRE's diagnostics run or agent install on
+        # its runner (diagnostics.preempt): it says nothing of the runner.
+        CANCELLED = "cancelled"
 
-    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.TIMED_OUT)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
     runner = models.ForeignKey(
         "runners.Runner", on_delete=models.CASCADE, related_name="host_runs"

@@ -17,13 +17,19 @@ from runners.models import Runner
 def _request(request: HttpRequest, name: str, kind: str) -> HttpResponse:
     runner = get_object_or_404(Runner, name=name)
     try:
-        request_run(runner, kind, request.user)
+        requested = request_run(runner, kind, request.user)
     except Refused as exc:
         messages.error(request, str(exc))
     else:
         what = HostRun.Kind(kind).label.lower()
+        gave_way = (
+            " (the canary job in flight there was cancelled for it)"
+            if requested.cancelled_canary
+            else ""
+        )
         messages.success(
-            request, f"{what} dispatched on {runner.name}: the result appears below."
+            request,
+            f"{what} dispatched on {runner.name}{gave_way}: the result appears below.",
         )
     return redirect("runners:detail", name=runner.name)
 

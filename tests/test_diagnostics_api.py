@@ -162,8 +162,13 @@ def test_sre_runs_diagnostics_once_at_a_time_and_it_is_audited(
     assert first.json()["state"] == "dispatching"
     second = sre_client.post(f"/api/v1/runner-diagnostics/{NAME}/install-agent/")
     assert second.status_code == 409
-    assert (
-        "diagnostics is already in flight on prod-primary-1" in second.json()["detail"]
+    run = HostRun.objects.get()
+    # Who asked and when, and how long it may take: another SRE's run is not
+    # cancelled the way a canary is.
+    assert second.json()["detail"] == (
+        f"diagnostics requested by sam-sre at {run.requested_at:%Y-%m-%d %H:%M} UTC "
+        f"is in flight on prod-primary-1: wait for it to end (by "
+        f"{run.deadline:%H:%M} UTC at the latest) before asking for agent install"
     )
     assert HostRun.objects.count() == 1
     event = AuditEvent.objects.get(action="runner.diagnostics_requested")

@@ -1,6 +1,7 @@
 """``{% canary_strip runner %}``: the runner page's canary history, one square per
 canary (green passed, red failed or not picked up, grey in flight or never
-dispatched), oldest left; its own tag so the runner page needs one include line."""
+dispatched, light grey cancelled for an SRE's run), oldest left; its own tag so the
+runner page needs one include line."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ _COLOURS = {
 
 
 def colour(run: HostRun) -> str:
+    if run.state == HostRun.State.CANCELLED:
+        # It gave way to an SRE's run: neither a pass nor a failure.
+        return "cancelled"
     if run.github_run_id is None and run.is_final:
         # Never dispatched (the budget held it back, GitHub refused the workflow):
         # it says nothing of the runner.
