@@ -22,9 +22,10 @@ from controlplane.tasks import BEAT_TASK_STATUS
 # Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
 # migrations); the sweep every HEALTH_SWEEP_INTERVAL; the diagnostics watch every
 # 5 s and the canary schedule every 60 s (diagnostics/schedules.py). A job that
-# never ran counts as stale like one that stopped: on a new database the canary
-# schedule is named until its first run, a minute after beat first starts (no
-# canary has been sent by then, which is what the banner says).
+# never ran counts as stale like one that stopped, except the canary schedule: its
+# first run comes a minute after beat first starts, and a new install would open
+# on a red banner; once it has run, it is named when it stops (beat itself not
+# running is the beat tick's banner).
 BEAT_TICK_SECONDS = 15
 RECONCILE_SECONDS = 2
 DIAGNOSTICS_WATCH_SECONDS = 5
@@ -38,6 +39,8 @@ class WatchedJob:
     bound_seconds: float
     runbook: str
     consequence: str
+    # Whether a job that has never succeeded is named (see above).
+    stale_if_never_ran: bool = True
 
 
 def watched_jobs() -> list[WatchedJob]:
@@ -79,6 +82,7 @@ def watched_jobs() -> list[WatchedJob]:
             "control-plane-tasks-stale",
             "no canary job is sent: a runner that stopped taking jobs is found out "
             "only when a deploy waits on it",
+            stale_if_never_ran=False,
         ),
     ]
 
@@ -126,6 +130,8 @@ def _stale(
     for job in jobs:
         success = last.get(job.name)
         since = None if success is None else (now - success).total_seconds()
-        if since is None or since > job.bound_seconds:
+        if (since is None and job.stale_if_never_ran) or (
+            since is not None and since > job.bound_seconds
+        ):
             stale.append(StaleJob(job, success, since))
     return stale

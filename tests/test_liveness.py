@@ -78,7 +78,9 @@ def test_the_banner_costs_one_query_and_none_for_visitors(
 ) -> None:
     with CaptureQueriesContext(connection) as queries:
         page = sre_client.get("/runbooks/").content.decode()
-    assert page.count("<li data-job=") == len(watched_jobs())  # none ever ran
+    # None ever ran: every job is named but those that wait for their first run.
+    named = [job for job in watched_jobs() if job.stale_if_never_ran]
+    assert page.count("<li data-job=") == len(named) >= 4
     assert sum("controlplane_taskstatus" in q["sql"] for q in queries) == 1
 
     with CaptureQueriesContext(connection) as queries:
@@ -104,7 +106,7 @@ def test_a_stopped_diagnostics_watch_is_named_within_twelve_of_its_intervals(
     assert stale["job"] == "diagnostics_watch"
 
 
-def test_a_stopped_or_never_run_canary_schedule_is_named_within_three_intervals(
+def test_a_stopped_canary_schedule_is_named_within_three_intervals(
     client: Client, sre_client: Client
 ) -> None:
     [schedule] = [
@@ -124,6 +126,7 @@ def test_a_stopped_or_never_run_canary_schedule_is_named_within_three_intervals(
     assert 'data-job="canary_schedule"' in page
     assert "no canary job is sent" in page
 
+    # Before its first run (a minute after beat first starts) it is not named:
+    # a new install does not open on a red banner.
     TaskStatus.objects.filter(name="canary_schedule").delete()
-    [stale] = client.get("/readyz").json()["stale_jobs"]
-    assert (stale["job"], stale["seconds_since_success"]) == ("canary_schedule", None)
+    assert client.get("/readyz").json()["stale_jobs"] == []
