@@ -211,7 +211,7 @@ def _filled_in(data: QueryDict) -> dict[str, str]:
     """The form's fields as submitted (not the confirmation itself), to draw the
     form again with them."""
     fields = (name for name in DeployForm.base_fields if name != "confirmed")
-    return {name: data[name] for name in fields if name in data}
+    return {name: data.get(name, "") for name in fields if name in data}
 
 
 @require_http_methods(["GET", "POST"])
