@@ -163,23 +163,30 @@ def gate_spans(
 
 
 def gate_note(
-    spans: Sequence[tuple[datetime, datetime | None]], total: int, now: datetime
+    run: DeployRun,
+    events: Sequence[DeployEvent],
+    spans: Sequence[tuple[datetime, datetime | None]],
+    total: int,
+    now: datetime,
 ) -> str:
-    """The gate in words. While a wait is open it says how long so far: "passed the
-    gate at once" is a fact only once the deploy is past it."""
+    """The gate in words: how long so far while the deploy waits there, how long
+    before it ended there (refused, timed out, cancelled), and only once past it
+    "passed the gate at once" or how long it waited."""
     if not spans:
         return ""
     waits = len(spans)
     opened, closed = spans[-1]
+    over = f" over {waits} waits" if waits > 1 else ""
+    in_all = f" ({total} s in all{over})" if waits > 1 else ""
     if closed is None:
-        note = f"at the gate for {seconds(opened, now)} s"
-        if waits > 1:
-            note += f" ({total} s in all over {waits} waits)"
-        return note
+        return f"at the gate for {seconds(opened, now)} s{in_all}"
+    passed = any(e.kind == Kind.GATE_PASSED and e.created_at >= opened for e in events)
+    if not passed and run.state != Run.SUCCEEDED:
+        stopped = seconds(opened, closed)
+        after = f"after {stopped} s" if stopped else "at once"
+        return f"stopped at the gate {after}{in_all}"
     if total:
-        return f"waited at the gate {total} s" + (
-            f" over {waits} waits" if waits > 1 else ""
-        )
+        return f"waited at the gate {total} s{over}"
     return "passed the gate at once" + (f" ({waits} times)" if waits > 1 else "")
 
 
@@ -434,6 +441,6 @@ def story(
         queue_wait=seconds(run.created_at, first_gate) if first_gate else None,
         gate_wait=gate_wait,
         gate_spans=spans,
-        gate_note=gate_note(spans, gate_wait, now),
+        gate_note=gate_note(run, events, spans, gate_wait, now),
         timeline=timeline(run, attempts, events, spans, now, told.countdown),
     )

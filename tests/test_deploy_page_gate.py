@@ -1,7 +1,7 @@
 """The deploy page's gate: "At the gate" says how long a deploy has been waiting
-while it waits, and what the wait came to once past it; a deploy the gate refused
-under the promotion rule offers the deploy to the source environment first, as
-the deploy form does."""
+while it waits, how long before it stopped there when it ended at the gate, and
+what the wait came to once past it; a deploy the gate refused under the promotion
+rule offers the deploy to the source environment first, as the deploy form does."""
 
 from __future__ import annotations
 
@@ -106,7 +106,10 @@ def test_a_deploy_the_gate_refused_as_not_promoted_offers_the_source_first(
     run = drive(run, final, Clock())
     assert run.reason == DeployRun.Reason.NOT_PROMOTED
 
-    html = logged_in(sre).get(f"/deploys/{run.pk}/").content.decode()
+    client = logged_in(sre)
+    html = client.get(f"/deploys/{run.pk}/").content.decode()
+    # Refused at the gate, never past it.
+    assert gate_fact(client, run).startswith("stopped at the gate")
 
     offer = re.search(r'id="promote-link" href="([^"]+)">(.+?)</a>', html, re.S)
     assert offer is not None, "no offer on the deploy page"
@@ -123,8 +126,10 @@ def test_a_deploy_the_gate_refused_as_not_promoted_offers_the_source_first(
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("github")
-def test_other_failures_offer_no_promotion(viewer_client: Client) -> None:
-    t0 = timezone.now() - timedelta(minutes=5)
+def test_a_deploy_that_timed_out_at_the_gate_says_it_stopped_there(
+    viewer_client: Client,
+) -> None:
+    t0 = timezone.now().replace(microsecond=0) - timedelta(minutes=10)
     run = gating_since(t0, state=DeployRun.State.FAILED)
     DeployRun.objects.filter(pk=run.pk).update(
         reason=DeployRun.Reason.NO_HEALTHY_RUNNER,
@@ -133,4 +138,5 @@ def test_other_failures_offer_no_promotion(viewer_client: Client) -> None:
 
     html = viewer_client.get(f"/deploys/{run.pk}/").content.decode()
 
-    assert 'id="promote-offer"' not in html
+    assert gate_fact(viewer_client, run) == "stopped at the gate after 300 s"
+    assert 'id="promote-offer"' not in html  # only the promotion rule offers one
