@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.permissions import role_required
 from controlplane.roles import Role, has_role
+from deploys import rules
 from deploys.approval_views import approval_context
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
 from deploys.request_errors import DeployRequestError
@@ -50,6 +51,23 @@ def _github_url(env: Environment, attempt: DeployAttempt) -> str:
             f"https://github.com/{env.repository}/actions/runs/{attempt.github_run_id}"
         )
     return ""
+
+
+def _rule_offers(run: DeployRun, events: list[DeployEvent]) -> list[dict[str, Any]]:
+    """What to do after the gate refused the deploy under the promotion rule: the
+    deploy form's own offer (deploy the same commit to the source environment
+    first), rebuilt from the facts the gate wrote on the final event."""
+    if run.reason != DeployRun.Reason.NOT_PROMOTED:
+        return []
+    for event in reversed(events):
+        promote = (event.detail or {}).get("promote")
+        if promote:
+            where = {key: promote[key] for key in ("environment", "ref", "sha")}
+            refusal = rules.Refusal(
+                rules.NOT_PROMOTED, "promote_from", "sha", run.message, promote=where
+            )
+            return [refusal.detail()]
+    return []
 
 
 def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
@@ -93,6 +111,7 @@ def _detail_context(request: HttpRequest, run: DeployRun) -> dict[str, Any]:
             run.started_at, run.finished_at or (now if run.started_at else None)
         ),
         "runbook": runbook_link(slug),
+        "rule_offers": _rule_offers(run, events),
         # While it waits at the gate: the pool as the gate sees it now.
         "pool": env.pick_runner()[1] if gating else None,
         **approval,

@@ -138,6 +138,7 @@ class Story:
     queue_wait: int | None  # seconds queued behind other deploys (None: not queued)
     gate_wait: int  # seconds at the gate, over every attempt
     gate_spans: list[tuple[datetime, datetime | None]]
+    gate_note: str  # the "At the gate" fact in words ("" without a gate span)
     timeline: Timeline
 
 
@@ -159,6 +160,34 @@ def gate_spans(
     if opened is not None:
         spans.append((opened, run.finished_at if run.is_final else None))
     return spans
+
+
+def gate_note(
+    run: DeployRun,
+    events: Sequence[DeployEvent],
+    spans: Sequence[tuple[datetime, datetime | None]],
+    total: int,
+    now: datetime,
+) -> str:
+    """The gate in words: how long so far while the deploy waits there, how long
+    before it ended there (refused, timed out, cancelled), and only once past it
+    "passed the gate at once" or how long it waited."""
+    if not spans:
+        return ""
+    waits = len(spans)
+    opened, closed = spans[-1]
+    over = f" over {waits} waits" if waits > 1 else ""
+    in_all = f" ({total} s in all{over})" if waits > 1 else ""
+    if closed is None:
+        return f"at the gate for {seconds(opened, now)} s{in_all}"
+    passed = any(e.kind == Kind.GATE_PASSED and e.created_at >= opened for e in events)
+    if not passed and run.state != Run.SUCCEEDED:
+        stopped = seconds(opened, closed)
+        after = f"after {stopped} s" if stopped else "at once"
+        return f"stopped at the gate {after}{in_all}"
+    if total:
+        return f"waited at the gate {total} s{over}"
+    return "passed the gate at once" + (f" ({waits} times)" if waits > 1 else "")
 
 
 def state_label(run: DeployRun, attempt: DeployAttempt | None) -> str:
@@ -400,6 +429,7 @@ def story(
 ) -> Story:
     spans = gate_spans(run, events, now)
     end = run.finished_at if run.is_final and run.finished_at else now
+    gate_wait = sum(seconds(a, b or end) or 0 for a, b in spans)
     first_gate = spans[0][0] if spans else run.gate_started_at
     told = headline(run, attempts, events, now, approval_message)
     label = state_label(run, attempts[-1] if attempts else None)
@@ -409,7 +439,8 @@ def story(
         headline=told,
         state_label=label,
         queue_wait=seconds(run.created_at, first_gate) if first_gate else None,
-        gate_wait=sum(seconds(a, b or end) or 0 for a, b in spans),
+        gate_wait=gate_wait,
         gate_spans=spans,
+        gate_note=gate_note(run, events, spans, gate_wait, now),
         timeline=timeline(run, attempts, events, spans, now, told.countdown),
     )

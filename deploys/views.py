@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -204,12 +204,23 @@ def _needs_confirmation(env: Environment, data: dict[str, Any]) -> bool:
     return env.production and not env.paused and not data.get("confirmed")
 
 
+def _filled_in(data: QueryDict) -> dict[str, str]:
+    """The form's fields as submitted (not the confirmation itself), to draw the
+    form again with them."""
+    fields = (name for name in DeployForm.base_fields if name != "confirmed")
+    return {name: data.get(name, "") for name in fields if name in data}
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(Role.SRE)
 def run_new(request: HttpRequest) -> HttpResponse:
     """Request a deploy: environment, ref and change ticket, through the same
     validation and safeguards as the API."""
     if request.method == "POST":
+        if "back" in request.POST:
+            # Back from the confirmation step: the form again, as it was filled in.
+            back = DeployForm(initial=_filled_in(request.POST))
+            return render(request, "deploys/run_new.html", _form_context(request, back))
         form = DeployForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data

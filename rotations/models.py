@@ -19,10 +19,11 @@ from controlplane import names
 
 
 class Status(models.TextChoices):
-    OK = "ok"
+    # Labels in the lower case of the badges they fill.
+    OK = "ok", "ok"
     DUE_SOON = "due_soon", "due soon"
-    OVERDUE = "overdue"
-    MISSING = "missing"
+    OVERDUE = "overdue", "overdue"
+    MISSING = "missing", "missing"
     UNKNOWN = "unknown", "unknown (never checked)"
 
 

@@ -20,6 +20,10 @@ from controlplane.celery import app as celery_app
 from githubsim import Simulator
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
+
+# The browser tests' ``browser`` and ``page`` fixtures.
+pytest_plugins = ("tests.browsing",)
+
 ROOT = Path(__file__).resolve().parent.parent
 # The broker the suite was started with (CI's second run: Redis), for the real worker
 # processes some tests start; code under test in this process gets an in-memory one.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from githubsim import Simulator
 from githubsim.state.core import ACTOR_ID
 from tests.conftest import PASSWORD
 from tests.deploying import REPO, Clock, drive, final, simulated_env
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -51,23 +50,8 @@ def reference_workflow(sim: Simulator) -> None:
     sim.set_workflow(yaml=REFERENCE_WORKFLOW.read_text())
 
 
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context().new_page()
-        finally:
-            browser.close()
-
-
 def test_sre_approves_a_held_deploy_on_its_page_and_it_goes_on(
-    live_server: Any, sim: Simulator, sre: User, browser_page: Any
+    live_server: Any, sim: Simulator, sre: User, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -82,7 +66,6 @@ def test_sre_approves_a_held_deploy_on_its_page_and_it_goes_on(
     clock = Clock()
     run = request_deploy(sre, env, "main", idempotency_key="k1").run
     run = drive(run, lambda r: r.events.filter(kind="approval_waiting").exists(), clock)
-    page = browser_page
     base = live_server.url
     page.goto(f"{base}/accounts/login/?next=/deploys/{run.pk}/")
     page.fill("input[name=username]", sre.username)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from django.contrib.auth.models import User
 
 from controlplane.models import AuditEvent
 from tests.conftest import PASSWORD
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,40 +22,6 @@ pytestmark = [
         reason=f"{CHROMIUM} is not installed (apt-get install chromium)",
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _sync_playwright_in_django_tests() -> Iterator[None]:
-    # Playwright's sync API runs an event loop in this thread; Django's ORM refuses
-    # to be called from a thread with a running loop unless told it is safe here.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context()
-            page: Any = context.new_page()
-            # Everything a page loads is recorded so tests can show the UI works
-            # offline (nothing from a CDN).
-            requested: list[str] = []
-            page.requested = requested
-            page.on("request", lambda r: requested.append(r.url))
-            yield page
-        finally:
-            browser.close()
 
 
 def test_sre_logs_in_sees_the_navigation_and_logs_out(

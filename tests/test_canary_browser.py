@@ -15,10 +15,9 @@ from django.utils import timezone
 
 from diagnostics.models import HostRun
 from runners.models import Reason, State
+from tests.browsing import new_page, screenshot, sign_in
 from tests.factories import make_env, pool_runner
 from tests.processes import CHROMIUM
-from tests.test_oncall_browser import browser as browser  # the fixture
-from tests.test_oncall_browser import new_page, screenshot, sign_in
 
 pytestmark = [
     pytest.mark.browser,

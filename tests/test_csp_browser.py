@@ -4,7 +4,6 @@ header is sent, and Chromium reports no violation and no console error."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from deploys.models import DeployRun, Environment
 from rotations.models import SecretRotationSchedule
 from runners.models import Runner, RunnerEvent, State
 from tests.conftest import PASSWORD
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,63 +27,6 @@ pytestmark = [
         reason=f"{CHROMIUM} is not installed (apt-get install chromium)",
     ),
 ]
-
-# Records each violation the page reports, from before any of its scripts run.
-WATCH_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.cspViolations.push(
-    `${e.effectiveDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`
-  );
-});
-"""
-
-
-@pytest.fixture(autouse=True)
-def _sync_playwright_in_django_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Playwright's sync API runs an event loop in this thread; Django's ORM refuses
-    # to be called from a thread with a running loop unless told it is safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context()
-            context.add_init_script(WATCH_VIOLATIONS)
-            page: Any = context.new_page()
-            problems: list[str] = []
-            page.problems = problems
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning")
-                    # Named by the response handler below, with its URL.
-                    and not m.text.startswith("Failed to load resource")
-                    else None
-                ),
-            )
-            page.on(
-                "response",
-                lambda r: (
-                    problems.append(f"{r.status} {r.url}")
-                    if r.status >= 400
-                    # Chromium asks for it on its own; the app has no favicon.
-                    and not r.url.endswith("/favicon.ico")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            yield page
-        finally:
-            browser.close()
 
 
 def make_objects() -> dict[str, str]:

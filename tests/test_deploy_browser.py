@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from tests.deploying import (
     mark,
     simulated_env,
 )
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,23 +53,6 @@ pytestmark = [
 REFRESH_TIMEOUT_MS = 15_000
 
 
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM refuses to be
-    # called from such a thread unless told it is safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context().new_page()
-        finally:
-            browser.close()
-
-
 def request_through_the_form(page: Any, base: str, user: User) -> DeployRun:
     """Sign in, submit the trigger form, land on the new deploy's page."""
     from playwright.sync_api import expect
@@ -95,13 +77,12 @@ def request_through_the_form(page: Any, base: str, user: User) -> DeployRun:
 
 
 def test_deploy_requested_in_the_form_reaches_succeeded_on_the_live_timeline(
-    live_server: Any, sim: Simulator, sre: User, browser_page: Any
+    live_server: Any, sim: Simulator, sre: User, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
     simulated_env(sim)
     sim.create_tag("v1.0")  # the ref the form requests
-    page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
 
     run = drive(run, final, Clock())
@@ -124,7 +105,7 @@ def test_deploy_requested_in_the_form_reaches_succeeded_on_the_live_timeline(
 
 
 def test_primary_killed_mid_job_shows_the_failover_on_the_live_timeline(
-    live_server: Any, sim: Simulator, sre: User, browser_page: Any, settings: Any
+    live_server: Any, sim: Simulator, sre: User, page: Any, settings: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -133,7 +114,6 @@ def test_primary_killed_mid_job_shows_the_failover_on_the_live_timeline(
     sim.configure(job_duration=3600)
     simulated_env(sim)
     sim.create_tag("v1.0")  # the ref the form requests
-    page = browser_page
     run = request_through_the_form(page, live_server.url, sre)
     clock = Clock()
     run = drive(run, lambda r: r.attempts.get().picked_up_at is not None, clock)

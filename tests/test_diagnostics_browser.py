@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,11 @@ from django.contrib.auth.models import User
 from diagnostics import domain
 from diagnostics.models import HostRun
 from githubsim import Simulator
+from tests.browsing import SCREENSHOTS
 from tests.conftest import PASSWORD
 from tests.factories import runner_with_token
 from tests.hostroot import leaked, make_host_root, simulate_diagnostics_workflow
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
-from tests.test_oncall_browser import SCREENSHOTS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,21 +33,6 @@ pytestmark = [
 ]
 
 NAME = "prod-primary-1"
-
-
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context().new_page()
-        finally:
-            browser.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -63,7 +48,7 @@ def test_sre_runs_diagnostics_from_the_runner_page(
     live_server: Any,
     sim: Simulator,
     sre: User,
-    browser_page: Any,
+    page: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect
@@ -74,7 +59,6 @@ def test_sre_runs_diagnostics_from_the_runner_page(
     make_host_root(tmp_path / "hosts" / NAME, NAME)
     simulate_diagnostics_workflow(sim, live_server.url, tmp_path / "hosts")
 
-    page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/fleet/{NAME}/")
     page.fill("input[name=username]", sre.username)
     page.fill("input[name=password]", PASSWORD)

@@ -6,7 +6,6 @@ the tables behind a disclosure, nothing overflowing; a 1366×900 screenshot unde
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,9 +13,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from deploys.models import DeployRun
-from tests.conftest import PASSWORD, ROOT
+from tests.browsing import SCREENSHOTS, screenshot
+from tests.conftest import PASSWORD
 from tests.factories import pool_runner
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 from tests.test_dora import committed, deploy, failed, old_env, seed_failures
 
 pytestmark = [
@@ -27,33 +27,6 @@ pytestmark = [
         reason=f"{CHROMIUM} is not installed (apt-get install chromium)",
     ),
 ]
-
-SCREENSHOTS = ROOT / "var" / "screenshots"
-WATCH_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI}`);
-});
-"""
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM refuses to be
-    # called from such a thread unless told it is safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1366, "height": 900})
-            context.add_init_script(WATCH_VIOLATIONS)
-            yield context.new_page()
-        finally:
-            browser.close()
 
 
 def test_the_environment_page_draws_the_deploy_outcomes(
@@ -107,8 +80,7 @@ def test_the_environment_page_draws_the_deploy_outcomes(
     page.click("#dora-tables summary")
     expect(page.locator("#dora-failure-table tbody tr")).to_have_count(4)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.click("#dora-tables summary")
     dora.scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "dora-environment.png"))
+    screenshot(page, "dora-environment")
     dora.screenshot(path=str(SCREENSHOTS / "dora-outcomes.png"))

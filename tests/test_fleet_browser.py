@@ -16,7 +16,7 @@ from githubsim import Simulator
 from runners import health
 from runners.models import Reason, Runner, State
 from tests.conftest import PASSWORD
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,23 +33,6 @@ NAME = "prod-primary-1"
 # Short enough for a quick test, long enough that a heartbeat every 0.5 s keeps the
 # runner comfortably fresh on a busy machine.
 STALE_AFTER = 3
-
-
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM refuses to be
-    # called from such a thread unless told it is safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context().new_page()
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -80,7 +63,7 @@ def test_fleet_page_shows_a_killed_runner_turning_unhealthy(
     live_server: Any,
     heartbeating_sim: Simulator,
     viewer: User,
-    browser_page: Any,
+    page: Any,
     settings: Any,
 ) -> None:
     from playwright.sync_api import expect
@@ -97,7 +80,6 @@ def test_fleet_page_shows_a_killed_runner_turning_unhealthy(
     runner.refresh_from_db()
     assert runner.state == State.HEALTHY
 
-    page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/fleet/")
     page.fill("input[name=username]", viewer.username)
     page.fill("input[name=password]", PASSWORD)

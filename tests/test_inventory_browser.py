@@ -16,10 +16,9 @@ from controlplane.github import gateway_from_settings
 from githubsim import Simulator
 from inventory.models import InventoryLoad
 from runners import sync
-from tests.conftest import PASSWORD
+from tests.browsing import new_page, screenshot, sign_in
 from tests.processes import CHROMIUM
 from tests.test_inventory import FLEET_INI, register_fleet
-from tests.test_oncall_browser import browser, new_page, screenshot  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,20 +30,12 @@ pytestmark = [
 ]
 
 
-def sign_in(page: Any, base: str, user: User, target: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={target}")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{target}")
-
-
 def test_admin_uploads_the_inventory_and_an_sre_sees_the_drift(
     live_server: Any,
     sim: Simulator,
     admin_user: User,
     sre: User,
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect

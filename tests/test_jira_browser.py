@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,11 @@ from django.utils import timezone
 from deploys import ticket_outbox
 from deploys.models import DeployRun
 from githubsim import Simulator
-from tests.conftest import PASSWORD, ROOT
+from tests.browsing import screenshot
+from tests.conftest import PASSWORD
 from tests.deploying import Clock, drive, final, simulated_env
 from tests.fakejira import FakeJira, connected
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,24 +37,6 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1366, "height": 900})
-            yield context.new_page()
-        finally:
-            browser.close()
-
 
 @pytest.fixture
 def jira(settings: Any) -> Iterator[FakeJira]:
@@ -62,13 +44,6 @@ def jira(settings: Any) -> Iterator[FakeJira]:
         settings.NOTIFY_SCAN_GRACE = 0
         settings.JIRA_TRANSITION_ON_SUCCESS = "Deployed"
         yield fake
-
-
-def screenshot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def submit(page: Any, ticket: str) -> None:
@@ -98,7 +73,7 @@ def test_a_closed_ticket_is_refused_and_an_approved_one_is_linked_and_updated(
         "change ticket INFRA-9 is Closed; a deploy to production needs it in "
         "Approved or In Progress"
     )
-    screenshot(page, "jira-refused")
+    screenshot(page, "jira-refused", full_page=True)
     assert not DeployRun.objects.exists()
 
     submit(page, "INFRA-473")
@@ -119,7 +94,7 @@ def test_a_closed_ticket_is_refused_and_an_approved_one_is_linked_and_updated(
         "outcome comment retrying attempt 1 failed: JIRA answered HTTP 502 about "
         "INFRA-473"
     )
-    screenshot(page, "jira-retrying")
+    screenshot(page, "jira-retrying", full_page=True)
 
     page.goto("about:blank")
     ticket_outbox.send_due(start + timedelta(minutes=5))
@@ -128,6 +103,6 @@ def test_a_closed_ticket_is_refused_and_an_approved_one_is_linked_and_updated(
     expect(page.locator("#change-ticket-update")).to_contain_text(
         "moved through “Deployed”"
     )
-    screenshot(page, "jira-commented")
+    screenshot(page, "jira-commented", full_page=True)
     assert jira.issues["INFRA-473"].status == "Done"
     assert f"/deploys/{run.pk}/" in jira.comments("INFRA-473")[0]

@@ -11,7 +11,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,9 @@ from controlplane.models import AuditEvent, TaskStatus
 from deploys.models import DeployAttempt, DeployRun, Environment
 from rotations.models import SecretRotationSchedule
 from runners.models import Reason, Runner, RunnerEvent, State
-from tests.conftest import PASSWORD, ROOT
+from tests.browsing import new_page, screenshot, sign_in
 from tests.factories import make_env, make_schedule, pool_runner
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,45 +35,8 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
-VIEWPORT = {"width": 1366, "height": 900}
 # The htmx polling interval of the live pages (hx-trigger="every 5s").
 REFRESH_SECONDS = 5
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def new_page(browser: Any, *, javascript: bool = True) -> Any:
-    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=javascript)
-    return context.new_page()
-
-
-def sign_in(page: Any, base: str, user: User, next_path: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{next_path}")
-
-
-def screenshot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
 
 
 def overflowing(page: Any, selector: str) -> list[str]:

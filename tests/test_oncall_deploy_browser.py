@@ -6,6 +6,7 @@ a 1366×900 screenshot under ``var/screenshots/``."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -17,13 +18,10 @@ from controlplane.models import AuditEvent
 from deploys.models import DeployAttempt, DeployEvent, DeployRun, Environment
 from runners.models import Runner, State
 from tests import test_oncall_browser as oncall
+from tests.browsing import new_page, screenshot, sign_in
 
 pytestmark = oncall.pytestmark
 
-browser = oncall.browser
-new_page = oncall.new_page
-sign_in = oncall.sign_in
-screenshot = oncall.screenshot
 overflowing = oncall.overflowing
 Kind = DeployEvent.Kind
 
@@ -169,6 +167,10 @@ def test_deploy_at_the_gate_counts_down_and_shows_the_pool_live(
     expect(countdown).to_contain_text(f"Fails at {deadline} UTC")
     expect(countdown).to_contain_text("unless a runner recovers")
     expect(page.locator("#run-state")).to_have_text("waiting at the gate")
+    # Still at the gate: how long so far, not "passed the gate at once".
+    gate = page.locator("#run-gate-wait")
+    expect(gate).to_have_text(re.compile(r"^at the gate for \d+ s$"))
+    assert int(gate.inner_text().split()[-2]) >= 42
     pool = page.locator("#run-pool")
     expect(pool.locator('li[data-pool-runner="prod-primary-1"]')).to_contain_text(
         "unhealthy"
@@ -246,6 +248,12 @@ def test_deploy_form_asks_production_to_confirm_environment_ref_and_runner(
     )
     expect(page.locator("#id_ref")).to_have_attribute("placeholder", "main")
     expect(page.locator("#id_ref")).to_have_value("")
+    page.fill("#id_change_ticket", "CHG-7")
+    page.click("#deploy-submit")
+    # Back from the confirmation keeps what was typed.
+    page.click("#confirm-back")
+    expect(page.locator("select[name=environment]")).to_have_value("production")
+    expect(page.locator("#id_change_ticket")).to_have_value("CHG-7")
     page.click("#deploy-submit")
 
     confirm = page.locator("#deploy-confirm")
@@ -264,6 +272,7 @@ def test_deploy_form_asks_production_to_confirm_environment_ref_and_runner(
         "production",
         "sam-sre",
     )
+    assert run.change_ticket == "CHG-7"
     expect(page.locator("#run-headline")).to_be_visible()
 
 

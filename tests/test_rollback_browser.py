@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from deploys.triggers import request_deploy
 from githubsim import Simulator
 from tests.conftest import PASSWORD
 from tests.deploying import Clock, drive, final, simulated_env
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -40,25 +39,8 @@ pytestmark = [
 REFRESH_TIMEOUT_MS = 15_000
 
 
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM refuses to be
-    # called from such a thread unless told it is safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser.new_context().new_page()
-        finally:
-            browser.close()
-
-
 def test_rollback_from_the_environment_page_redeploys_the_previous_commit(
-    live_server: Any, sim: Simulator, sre: User, browser_page: Any
+    live_server: Any, sim: Simulator, sre: User, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -70,7 +52,6 @@ def test_rollback_from_the_environment_page_redeploys_the_previous_commit(
     assert old.state == new.state == DeployRun.State.SUCCEEDED
     assert old.sha != new.sha
     base = live_server.url
-    page = browser_page
 
     page.goto(f"{base}/accounts/login/?next=/deploys/environments/production/")
     page.fill("input[name=username]", sre.username)

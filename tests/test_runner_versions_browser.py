@@ -5,16 +5,16 @@ browser: the fleet's version filter, the row badges and the runner page's card
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
 from runners.models import Runner
-from tests.conftest import PASSWORD, ROOT
+from tests.browsing import screenshot
+from tests.conftest import PASSWORD
 from tests.factories import make_env
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,27 +25,9 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
-
-
-@pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1366, "height": 900})
-            yield context.new_page()
-        finally:
-            browser.close()
-
 
 def test_an_sre_filters_outdated_runners_and_reads_why(
-    live_server: Any, viewer: User, browser_page: Any
+    live_server: Any, viewer: User, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -76,7 +58,6 @@ def test_an_sre_filters_outdated_runners_and_reads_why(
     )
     make_env("production", current, old, unlabelled)
 
-    page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/fleet/")
     page.fill("input[name=username]", viewer.username)
     page.fill("input[name=password]", PASSWORD)
@@ -88,8 +69,7 @@ def test_an_sre_filters_outdated_runners_and_reads_why(
     expect(
         page.locator('tr[data-runner="prod-3"] [data-flag="missing_name_label"]')
     ).to_be_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "fleet-versions.png"), full_page=True)
+    screenshot(page, "fleet-versions", full_page=True)
 
     page.select_option("select[name=version_outdated]", "true")
     page.click("form.filters button[type=submit]")
@@ -106,12 +86,8 @@ def test_an_sre_filters_outdated_runners_and_reads_why(
         "runner version outdated: 2.300.0 is below the minimum 2.320.0"
     )
     expect(page.locator("#version-note")).to_contain_text("GitHub refuses jobs to it")
-    page.screenshot(
-        path=str(SCREENSHOTS / "runner-version-outdated.png"), full_page=True
-    )
+    screenshot(page, "runner-version-outdated", full_page=True)
 
     page.goto(f"{live_server.url}/fleet/prod-3/")
     expect(page.locator("#name-label")).to_contain_text("missing its name label prod-3")
-    page.screenshot(
-        path=str(SCREENSHOTS / "runner-missing-name-label.png"), full_page=True
-    )
+    screenshot(page, "runner-missing-name-label", full_page=True)

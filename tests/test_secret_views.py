@@ -248,3 +248,30 @@ def test_admin_imports_the_secrets_github_has(sim: Simulator, admin_user: User) 
     # The demo's registry token was last changed 120 days ago: overdue at once.
     assert imported.status_at(timezone.now()) == "overdue"
     assert not SecretRotationSchedule.objects.filter(name="PROD_DB_PASSWORD").exists()
+
+
+def test_badges_name_each_status_in_words_not_its_value(viewer: User) -> None:
+    soon = aged_schedule("DUE_SOON_KEY", 80)
+    never = make_schedule("NEVER_CHECKED")
+    client = logged_in(viewer)
+
+    pages = {
+        "list": client.get("/secrets/").content.decode(),
+        "detail": client.get(f"/secrets/{soon.pk}/").content.decode(),
+        "unchecked": client.get(f"/secrets/{never.pk}/").content.decode(),
+    }
+
+    badges = {
+        page: re.findall(r'<span class="badge badge-[\w-]+">([^<]*)</span>', html)
+        for page, html in pages.items()
+    }
+    # The due timeline's row and the table's row for the same schedule.
+    assert badges["list"].count("due soon") == 2 + 1  # and the count above
+    assert "unknown (never checked)" in badges["list"]
+    assert "due soon" in badges["detail"]
+    assert "unknown (never checked)" in badges["unchecked"]
+    for page, words in badges.items():
+        assert "due_soon" not in words and "unknown" not in words, page
+    # The value stays where scripts and styles read it.
+    assert '<tr data-status="due_soon">' in pages["list"]
+    assert 'class="badge badge-due_soon"' in pages["detail"]

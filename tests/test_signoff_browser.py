@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +16,11 @@ from django.contrib.auth.models import User
 from controlplane.models import AuditEvent
 from deploys.models import DeployRun
 from githubsim import Simulator
-from tests.conftest import PASSWORD, make_user
+from tests import browsing
+from tests.browsing import new_page, sign_in
+from tests.conftest import make_user
 from tests.deploying import Clock, drive, final, simulated_env
-from tests.processes import CHROMIUM, CHROMIUM_ARGS
+from tests.processes import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -39,40 +39,18 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
-VIEWPORT = {"width": 1366, "height": 900}
 REFRESH_TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def signed_in(browser: Any, base: str, user: User, next_path: str) -> Any:
     """A page of its own browser context (its own session) signed in as ``user``."""
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{next_path}")
+    page = new_page(browser)
+    sign_in(page, base, user, next_path)
     return page
 
 
 def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"signoff-{name}.png"), full_page=True)
+    browsing.screenshot(page, f"signoff-{name}", full_page=True)
 
 
 def awaiting(run: DeployRun) -> bool:

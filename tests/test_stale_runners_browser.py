@@ -15,14 +15,9 @@ from django.utils import timezone
 from githubsim import Simulator
 from runners import sync
 from runners.models import Runner
+from tests.browsing import new_page, screenshot, sign_in
 from tests.factories import make_env
 from tests.processes import CHROMIUM
-from tests.test_oncall_browser import (  # noqa: F401 (browser is a fixture)
-    browser,
-    new_page,
-    screenshot,
-    sign_in,
-)
 
 pytestmark = [
     pytest.mark.browser,
@@ -39,7 +34,7 @@ def test_sre_removes_a_stale_runner_and_not_the_pool_one(
     live_server: Any,
     sim: Simulator,
     sre: User,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     from playwright.sync_api import expect
 

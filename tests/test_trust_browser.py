@@ -11,11 +11,10 @@ from django.contrib.auth.models import User
 
 from controlplane.models import AuditEvent
 from runners.models import Flag, Reason, Runner, State
+from tests.browsing import screenshot
 from tests.conftest import PASSWORD
 from tests.factories import make_env, pool_runner
 from tests.processes import CHROMIUM
-from tests.test_fleet_browser import browser_page  # noqa: F401 (a fixture)
-from tests.test_oncall_browser import screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,7 +31,7 @@ NAME = "prod-primary"
 def test_sre_trusts_a_runner_and_every_page_shows_it(
     live_server: Any,
     sre: User,
-    browser_page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -46,7 +45,6 @@ def test_sre_trusts_a_runner_and_every_page_shows_it(
     make_env("production", primary, pool_runner("prod-secondary"))
     # Staging lets an unreachable exporter pass, but no heartbeat comes either.
     make_env("staging", pool_runner("staging-1"), primary, exporter_policy="advisory")
-    page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/fleet/{NAME}/")
     page.fill("input[name=username]", sre.username)
     page.fill("input[name=password]", PASSWORD)
