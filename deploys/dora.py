@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, Max, OuterRef, Subquery
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from deploys.dora_conf import window_days
@@ -290,9 +290,55 @@ def _days(runs: list[Run], start: datetime, now: datetime) -> list[Day]:
     return [Day(day, *values) for day, values in counts.items()]
 
 
+# The collector's figures per environment, with what they were computed from. A
+# scrape every 15 s would otherwise read every deploy of the window each time; the
+# figures only change when a deploy finishes, a rollback is requested, a commit date
+# is recorded, or the window slides (recomputed at least every MEMO_SECONDS).
+MEMO_SECONDS = 60
+_memo: dict[int, tuple[tuple[Any, ...], Figures]] = {}
+
+
+def history_marks() -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
+    """What the figures depend on, in three queries whatever the history's length:
+    per environment the count, latest end and highest id of its finished deploys
+    (the (environment, finished_at) index) and its newest rollback; per repository
+    the newest recorded commit date."""
+    finished = (
+        DeployRun.objects.filter(finished_at__isnull=False)
+        .order_by()
+        .values("environment_id")
+        .annotate(n=Count("pk"), last=Max("finished_at"), top=Max("pk"))
+    )
+    rollbacks = (
+        Rollback.objects.order_by()
+        .values("replaced__environment_id")
+        .annotate(top=Max("pk"))
+        .values_list("replaced__environment_id", "top")
+    )
+    dates = (
+        CommitDate.objects.order_by()
+        .values("repository")
+        .annotate(top=Max("pk"))
+        .values_list("repository", "top")
+    )
+    return (
+        {
+            row["environment_id"]: (row["n"], row["last"], row["top"])
+            for row in finished
+        },
+        dict(rollbacks),
+        dict(dates),
+    )
+
+
+def forget() -> None:
+    """Drop the kept figures: the next scrape recomputes every environment."""
+    _memo.clear()
+
+
 class DoraCollector:
-    """The four figures per environment, computed at scrape time: three queries per
-    environment, plus one for the environments."""
+    """The four figures per environment at scrape time: four queries, plus three per
+    environment whose history changed since the last scrape (``_memo``)."""
 
     name = "dora"
 
@@ -300,6 +346,8 @@ class DoraCollector:
         from django.utils import timezone
 
         now = timezone.now()
+        finished, rollbacks, dates = history_marks()
+        bucket = int(now.timestamp() // MEMO_SECONDS)
         labels = ["environment"]
         families: dict[str, GaugeMetricFamily] = {
             name: GaugeMetricFamily(f"controlplane_dora_{name}", text, labels=labels)
@@ -327,8 +375,21 @@ class DoraCollector:
                 ),
             )
         }
-        for env in Environment.objects.only("pk", "name", "repository", "created_at"):
-            figures = compute(env, now)
+        environments = list(
+            Environment.objects.only("pk", "name", "repository", "created_at")
+        )
+        for gone in set(_memo) - {env.pk for env in environments}:
+            del _memo[gone]
+        for env in environments:
+            key: tuple[Any, ...] = (env.name, env.repository, env.created_at)
+            key += (finished.get(env.pk), rollbacks.get(env.pk))
+            key += (dates.get(env.repository), bucket, window_days())
+            held = _memo.get(env.pk)
+            if held is not None and held[0] == key:
+                figures = held[1]
+            else:
+                figures = compute(env, now)
+                _memo[env.pk] = (key, figures)
             since = figures.failing_since
             values: dict[str, Any] = {
                 "deploys_per_day": figures.per_day,

@@ -411,17 +411,61 @@ def test_the_figures_are_exported_per_environment(
     }
 
 
-def test_a_scrape_makes_three_queries_per_environment(
+def test_a_scrape_recomputes_only_the_environments_whose_history_changed(
     django_assert_num_queries: Any,
 ) -> None:
     for index in range(2):
         seed_failures(old_env(f"small-{index}"))
-    # The environments, then three per environment.
-    with django_assert_num_queries(1 + 3 * 2):
+    # The history marks (three), the environments, then three per environment.
+    with django_assert_num_queries(3 + 1 + 3 * 2):
+        list(DoraCollector().collect())
+    with django_assert_num_queries(3 + 1):
         list(DoraCollector().collect())
     for index in range(4):
         seed_failures(old_env(f"large-{index}"))
-    with django_assert_num_queries(1 + 3 * 6):
+    with django_assert_num_queries(3 + 1 + 3 * 4):
         families = list(DoraCollector().collect())
     changes = next(f for f in families if f.name == "controlplane_dora_changes")
     assert [s.value for s in changes.samples] == [5] * 6
+
+
+def changes_of(name: str) -> float:
+    families = list(DoraCollector().collect())
+    changes = next(f for f in families if f.name == "controlplane_dora_changes")
+    return next(s.value for s in changes.samples if s.labels["environment"] == name)
+
+
+def test_a_scrape_sees_a_finished_deploy_a_rollback_and_the_sliding_window(
+    time_machine: Any,
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    env = old_env()
+    seed_failures(env)
+    assert changes_of("production") == 5
+
+    deploy(env, 77, 0.1)  # a new commit deployed
+    assert changes_of("production") == 6
+    failure_rate = next(
+        s.value
+        for f in DoraCollector().collect()
+        if f.name == "controlplane_dora_change_failure_ratio"
+        for s in f.samples
+    )
+    replaced = DeployRun.objects.get(sha=sha(77))
+    Rollback.objects.create(
+        run=DeployRun.objects.create(environment=env, ref="main", sha=sha(1)),
+        replaced=replaced,
+    )
+    assert (
+        next(
+            s.value
+            for f in DoraCollector().collect()
+            if f.name == "controlplane_dora_change_failure_ratio"
+            for s in f.samples
+        )
+        > failure_rate
+    )
+
+    # Nothing new, but the oldest changes leave the window as days pass.
+    time_machine.move_to(NOW + timedelta(days=25), tick=False)
+    assert changes_of("production") < 6
