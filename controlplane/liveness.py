@@ -21,9 +21,10 @@ from controlplane.tasks import BEAT_TASK_STATUS
 
 # Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
 # migrations); the sweep every HEALTH_SWEEP_INTERVAL; the diagnostics watch every
-# 5 s (diagnostics/schedules.py). The canary schedule (every 60 s) is not watched
-# here: a job that never ran counts as stale, and its first run comes a minute
-# after beat starts; ControlPlaneTaskStale watches it once it has run.
+# 5 s (diagnostics/schedules.py). The canary schedule and the inventory file watch
+# (every 60 s) are not watched here: a job that never ran counts as stale, and
+# their first runs come a minute after beat starts; ControlPlaneTaskStale watches
+# them once they have run.
 BEAT_TICK_SECONDS = 15
 RECONCILE_SECONDS = 2
 DIAGNOSTICS_WATCH_SECONDS = 5

@@ -80,6 +80,8 @@ def test_the_watchdog_always_fires_and_self_monitoring_covers_each_job() -> None
         "deploy_reconcile",
         "secrets_audit",
         "diagnostics_watch",
+        "canary_schedule",
+        "inventory_file",
     ):
         assert task in stale, task
     assert 'task="beat"' in by_name["CeleryBeatTickStale"]["expr"]
