@@ -15,9 +15,11 @@ in Python with the drift check's own ``str.lower``:
 
 Both are a function of the row's own ``name`` and ``labels`` only, so they stay
 right as long as every write of those recomputes them: ``save()`` does
-(:class:`LabelSetFields`), so do ``bulk_create`` and ``bulk_update``
-(:class:`LabelSetQuerySet`), ``update()`` refuses names and labels without them, and the GitHub
-sync's upsert, the one writer in raw SQL, computes them per row (``key_of``).
+(:class:`LabelSetFields`: the admin, the factories), so do ``bulk_create`` and
+``bulk_update`` (:class:`LabelSetQuerySet`: inventory loads, benchmarks),
+``update()`` refuses names and labels without them, and the GitHub sync's upsert,
+the one writer in raw SQL, computes them per row (``key_of``). Removal, GitHub ids
+and deletion do not touch them: the drift counts read those as they are.
 """
 
 from __future__ import annotations
@@ -62,15 +64,15 @@ class LabelSetFields(models.Model):
     class Meta:
         abstract = True
 
-    def refresh_label_set(self) -> None:
-        self.label_key, self.label_defaults = key_of(self.name, self.labels)
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.refresh_label_set()
         fields = kwargs.get("update_fields")
         if fields is not None and not _SOURCES.isdisjoint(fields):
             kwargs["update_fields"] = {*fields, *KEY_FIELDS}
         super().save(*args, **kwargs)
+
+    def refresh_label_set(self) -> None:
+        self.label_key, self.label_defaults = key_of(self.name, self.labels)
 
 
 _M = TypeVar("_M", bound=LabelSetFields)
