@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
@@ -266,3 +268,30 @@ def test_the_panel_and_the_collector_cost_the_same_queries_at_any_size(
         for s in families["controlplane_inventory_drift_runners"].samples
     }
     assert by_kind == summary.counts
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_migrations_fill_the_label_sets_of_existing_rows() -> None:
+    after = list(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    before = [
+        ("runners", "0011_runner_canary"),
+        ("inventory", "0001_intended_inventory"),
+    ]
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        old.get_model("runners", "Runner").objects.create(
+            name="prod-1", github_id=1, labels=["self-hosted", "Deploy", "gpu"]
+        )
+        loaded = old.get_model("inventory", "InventoryLoad").objects.create(
+            source="api", loaded_at=timezone.now(), fmt="list", digest="x", hosts=1
+        )
+        old.get_model("inventory", "ExpectedRunner").objects.create(
+            load=loaded, name="prod-1", host="prod-1", labels=["deploy", "GPU"]
+        )
+    finally:
+        MigrationExecutor(connection).migrate(after)
+
+    assert Runner.objects.get().label_key == '["deploy", "gpu"]'
+    assert counts() == {"rogue": 0, "missing": 0, "labels_differ": 0}
