@@ -19,7 +19,7 @@ Two ways to the same numbers:
   queries (the load in force, then one statement) that read the tables as they
   are, so no cache or fingerprint can go stale: a sync, an admin's edit, a
   retention removal, a deleted runner or a new inventory shows in the very next
-  count.
+  count (job webhooks write only ``github_busy``, which drift does not read).
 
 The statement joins the expected runners to the registered runners (GitHub lists
 them, not removed) of the same name. Names are unique on both sides (a runner's,
