@@ -21,15 +21,17 @@ from controlplane.tasks import BEAT_TASK_STATUS
 
 # Beat sends the tick every 15 s and the reconciler runs every 2 s (their schedule
 # migrations); the sweep every HEALTH_SWEEP_INTERVAL; the diagnostics watch every
-# 5 s and the canary schedule every 60 s (diagnostics/schedules.py). A job that
-# never ran counts as stale like one that stopped, except the canary schedule: its
-# first run comes a minute after beat first starts, and a new install would open
-# on a red banner; once it has run, it is named when it stops (beat itself not
-# running is the beat tick's banner).
+# 5 s, the canary schedule and the inventory file watch every 60 s
+# (diagnostics/schedules.py, inventory/schedules.py). A job that never ran counts
+# as stale like one that stopped, except those every 60 s: their first run comes a
+# minute after beat first starts, and a new install would open on a red banner;
+# once they have run, they are named when they stop (beat itself not running is
+# the beat tick's banner).
 BEAT_TICK_SECONDS = 15
 RECONCILE_SECONDS = 2
 DIAGNOSTICS_WATCH_SECONDS = 5
 CANARY_SCHEDULE_SECONDS = 60
+INVENTORY_FILE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,15 @@ def watched_jobs() -> list[WatchedJob]:
             "control-plane-tasks-stale",
             "no canary job is sent: a runner that stopped taking jobs is found out "
             "only when a deploy waits on it",
+            stale_if_never_ran=False,
+        ),
+        WatchedJob(
+            "inventory_file",
+            "inventory file watch",
+            3 * INVENTORY_FILE_SECONDS,
+            "control-plane-tasks-stale",
+            "a changed INVENTORY_PATH file is not loaded: drift is judged against "
+            "the inventory loaded before",
             stale_if_never_ran=False,
         ),
     ]

@@ -20,10 +20,11 @@ RULES = {
 
 
 def inventory_panel(now: datetime) -> PanelData:
-    """Four queries: the drift (three) and the file's latest load."""
+    """Three queries: the drift's counts (two, ``drift.summarize``) and, when a
+    file is watched, its latest load."""
     url = reverse("inventory:drift")
-    found = drift.compute()
-    counts = found.counts() if found is not None else {}
+    found = drift.summarize()
+    counts = found.counts if found is not None else {}
     alerts = []
     for kind, count in counts.items():
         if count:

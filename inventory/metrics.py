@@ -1,5 +1,6 @@
-"""Inventory drift metrics for /metrics, computed from the database at scrape time
-(``inventory.drift``: three queries), registered from ``InventoryConfig.ready()``.
+"""Inventory drift metrics for /metrics, counted in the database at scrape time
+(``inventory.drift.summarize``: two queries whatever the fleet's size),
+registered from ``InventoryConfig.ready()``.
 
 With no inventory loaded the drift families are absent (nothing to compare with),
 so the drift alerts stay quiet; ``controlplane_inventory_loaded`` says which."""
@@ -19,7 +20,7 @@ class InventoryCollector:
     name = "inventory"
 
     def collect(self) -> Iterable[Metric]:
-        found = drift.compute()
+        found = drift.summarize()
         yield GaugeMetricFamily(
             "controlplane_inventory_loaded",
             "1 when an intended inventory is in force, 0 before the first load.",
@@ -51,7 +52,7 @@ class InventoryCollector:
             "registered), labels_differ (labels not the inventory's).",
             labels=["kind"],
         )
-        for kind, count in found.counts().items():
+        for kind, count in found.counts.items():
             family.add_metric([kind], count)
         yield family
 

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from runners.label_sets import LabelSetFields, LabelSetQuerySet
+
 
 class InventoryLoadQuerySet(models.QuerySet["InventoryLoad"]):
     def in_force(self) -> InventoryLoad | None:
@@ -57,9 +59,11 @@ class InventoryLoad(models.Model):
         return f"{self.get_source_display()} load at {self.loaded_at:%Y-%m-%d %H:%M} ({outcome})"
 
 
-class ExpectedRunner(models.Model):
+class ExpectedRunner(LabelSetFields, models.Model):
     """A runner the inventory in force says should exist, with the labels it
-    should carry (null: the inventory declares none, so they are not checked)."""
+    should carry (null: the inventory declares none, so they are not checked) and
+    their label set, compared with the registered runner's in SQL
+    (``inventory.drift.counts``)."""
 
     load = models.ForeignKey(
         InventoryLoad, on_delete=models.CASCADE, related_name="expected"
@@ -69,6 +73,8 @@ class ExpectedRunner(models.Model):
     labels = models.JSONField(null=True, blank=True)
     groups = models.JSONField(default=list, blank=True)
     line = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = LabelSetQuerySet["ExpectedRunner"].as_manager()
 
     class Meta:
         ordering = ["name", "pk"]

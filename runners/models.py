@@ -2,9 +2,10 @@
 
 Writers of the signal columns:
 
-- the GitHub sync sets ``github_id``, ``labels``, ``os``, ``github_status``,
-  ``github_busy``, ``github_seen_at`` (and ``removed_at`` when GitHub no longer lists
-  the runner), in bulk;
+- the GitHub sync sets ``github_id``, ``labels`` (with their label set, see
+  ``runners.label_sets``), ``os``, ``github_status``, ``github_busy``,
+  ``github_seen_at`` (and ``removed_at`` when GitHub no longer lists the runner), in
+  bulk;
 - the heartbeat endpoint (``runners.heartbeat``) sets ``last_heartbeat_at``,
   ``heartbeat_deadline``, ``facts`` and ``facts_problems`` in one UPDATE;
 - the deploying runners' check (``runners.deploying``) alone writes
@@ -33,6 +34,7 @@ from runners import freshness
 from runners.canary_fields import CanaryFields
 from runners.hygiene_fields import RunnerHygieneFields
 from runners.hygiene_fields import RunnerRelease as RunnerRelease
+from runners.label_sets import LabelSetFields, LabelSetQuerySet
 from runners.retention_fields import RetentionFields
 
 # The health vocabulary lives in runners.states; these names stay importable from
@@ -55,7 +57,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class RunnerQuerySet(models.QuerySet["Runner"]):
+class RunnerQuerySet(LabelSetQuerySet["Runner"]):
     def active(self) -> RunnerQuerySet:
         """Runners GitHub still lists (or that were never synced yet)."""
         return self.filter(removed_at__isnull=True)
@@ -110,7 +112,9 @@ class RunnerQuerySet(models.QuerySet["Runner"]):
         return self.prefetch_related(Prefetch("pool_entries", queryset=entries))
 
 
-class Runner(RunnerHygieneFields, RetentionFields, CanaryFields, models.Model):
+class Runner(
+    RunnerHygieneFields, RetentionFields, CanaryFields, LabelSetFields, models.Model
+):
     """A self-hosted GitHub Actions runner: its signals, health state and drain flag."""
 
     # Registry (GitHub sync) ------------------------------------------------------

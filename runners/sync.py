@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from controlplane.github import GitHubGateway, RunnerInfo, gateway
 from controlplane.models import GitHubUsage
-from runners import name_labels, retention, versions
+from runners import label_sets, name_labels, retention, versions
 from runners.health import _insert
 from runners.models import Runner, RunnerEvent, RunnerSync
 
@@ -55,6 +55,8 @@ _ROW_FIELDS = frozenset(
         "name",
         "github_id",
         "labels",
+        "label_key",
+        "label_defaults",
         "os",
         "github_status",
         "github_busy",
@@ -64,6 +66,8 @@ _ROW_FIELDS = frozenset(
 SYNCED_FIELDS = [
     "github_id",
     "labels",
+    "label_key",
+    "label_defaults",
     "os",
     "github_status",
     "github_busy",
@@ -402,10 +406,13 @@ def _upsert_rows(infos: list[RunnerInfo], now: datetime) -> None:
     labels = Runner._meta.get_field("labels")
     rows: list[list[Any]] = []
     for info in infos:
+        label_key, label_defaults = label_sets.key_of(info.name, info.labels)
         row = {
             "name": info.name,
             "github_id": info.id,
             "labels": labels.get_db_prep_save(list(info.labels), connection),
+            "label_key": label_key,
+            "label_defaults": label_defaults,
             "os": info.os,
             "github_status": info.status if info.status in _STATUSES else "",
             "github_busy": info.busy,

@@ -83,6 +83,7 @@ def test_the_watchdog_always_fires_and_self_monitoring_covers_each_job() -> None
         "secrets_audit",
         "diagnostics_watch",
         "canary_schedule",
+        "inventory_file",
     ):
         assert task in stale, task
     # What the UI banner watches, the alert pages on (the beat tick has its own).

@@ -20,6 +20,7 @@ from inventory.tasks import watch_inventory_file
 from runners import sync
 from runners.models import Runner
 from tests.conftest import logged_in
+from tests.test_alert_rules import alerts
 from tests.test_runner_metrics import scrape
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sim(seed=7)]
@@ -269,6 +270,20 @@ def test_a_missing_file_is_refused_and_no_path_means_no_watch(
     refused = InventoryLoad.objects.get()
     assert not refused.accepted
     assert "cannot read the file" in refused.error
+
+
+def test_the_file_watch_reports_the_success_the_stale_tasks_alert_watches(
+    settings: Any, client: Client
+) -> None:
+    """Even with no INVENTORY_PATH the watch succeeds every minute, so
+    ControlPlaneTaskStale names it only when its worker or beat stopped."""
+    settings.INVENTORY_PATH = ""
+    watch_inventory_file()
+
+    series = 'controlplane_task_last_success_timestamp_seconds{task="inventory_file"}'
+    assert scrape(client)[series] > 0
+    rules = {rule["alert"]: rule["expr"] for rule in alerts()}
+    assert "inventory_file" in rules["ControlPlaneTaskStale"]
 
 
 def test_metrics_and_the_board_report_drift_by_kind(

@@ -13,6 +13,7 @@ from django.utils import timezone
 from controlplane.liveness import watched_jobs
 from controlplane.models import TaskStatus
 from diagnostics.schedules import SCHEDULES
+from inventory.schedules import SCHEDULES as INVENTORY_SCHEDULES
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +131,18 @@ def test_a_stopped_canary_schedule_is_named_within_three_intervals(
     # a new install does not open on a red banner.
     TaskStatus.objects.filter(name="canary_schedule").delete()
     assert client.get("/readyz").json()["stale_jobs"] == []
+
+
+def test_a_stopped_inventory_file_watch_is_named_within_three_intervals(
+    client: Client,
+) -> None:
+    [schedule] = INVENTORY_SCHEDULES
+    assert isinstance(schedule.every, int)
+    bound = {job.name: job.bound_seconds for job in watched_jobs()}
+    assert bound["inventory_file"] == 3 * schedule.every
+    all_fresh()
+    assert client.get("/readyz").json()["stale_jobs"] == []
+
+    succeeded("inventory_file", bound["inventory_file"] + 5)
+    [stale] = client.get("/readyz").json()["stale_jobs"]
+    assert stale["job"] == "inventory_file"
