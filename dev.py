@@ -208,8 +208,7 @@ def run() -> None:
     def load_demo() -> None:
         manage("demo", "--simulator", simulator, "--history", env=env)
 
-    # SIGTERM (systemd, docker, kill) stops everything as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    take_stop_signals()
     try:
         for proc in procs.values():
             proc.start()
@@ -238,6 +237,15 @@ def run() -> None:
         # A second Ctrl-C while the children stop would leave them running.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_all(procs)
+
+
+def take_stop_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM (systemd, docker, kill) stop everything, even
+    when this was started ignoring or blocking them, as a shell's background job
+    (``dev.py run &`` ignores SIGINT) or a test harness's child may be."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 class Process:

@@ -3,6 +3,8 @@ exiting. Real child processes (small Python scripts), no Django."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,3 +116,43 @@ def test_an_exited_process_is_restarted_and_the_hook_runs(
     finally:
         dev.stop_all({"beat": proc})
     assert proc.exit_code() is not None
+
+
+STOPPABLE = f"""
+import signal, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+import dev
+dev.take_stop_signals()
+print("ready", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    print("stopping", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["ignored", "blocked"])
+def test_ctrl_c_stops_it_even_when_started_ignoring_or_blocking_it(how: str) -> None:
+    """As a shell's background job (SIGINT ignored) or a harness's child (blocked)."""
+
+    def inherit() -> None:
+        if how == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", STOPPABLE],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=inherit,  # noqa: PLW1509 - sets what the child inherits, no threads
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline().strip() == "stopping"
+        assert child.wait(10) == 0
+    finally:
+        child.kill()
+        child.wait()
