@@ -123,8 +123,8 @@ import signal, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import dev
 dev.take_stop_signals()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # the signal may land before the print returns
     time.sleep(60)
 except KeyboardInterrupt:
     print("stopping", flush=True)
